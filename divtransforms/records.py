@@ -1,0 +1,204 @@
+"""Drift records: one row per (feature, window, pane), the table dashboards and alerts read.
+
+The schema is explicit (``DRIFT_RECORD_SCHEMA``) and versioned (``RECORD_SCHEMA_VERSION``, stored in
+the Parquet schema metadata). Records travel as plain ``dict`` objects inside the library and Beam,
+and as a ``pyarrow.Table`` everywhere else. Files are written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RECORD_SCHEMA_VERSION = 1
+SEVERITIES = ("ok", "insufficient", "warning", "critical")
+
+MLE_PARAM_TYPE = pa.struct(
+    [
+        ("name", pa.string()),
+        ("reference", pa.float64()),
+        ("reference_se", pa.float64()),
+        ("window", pa.float64()),
+        ("window_se", pa.float64()),
+        ("running", pa.float64()),
+        ("running_se", pa.float64()),
+        ("z", pa.float64()),
+        ("p_value", pa.float64()),
+    ]
+)
+
+_TS = pa.timestamp("us", tz="UTC")
+
+DRIFT_RECORD_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("reference_id", pa.string()),
+        ("feature", pa.string()),
+        ("kind", pa.string()),
+        ("window_start", _TS),
+        ("window_end", _TS),
+        ("pane", pa.int64()),
+        ("n", pa.int64()),
+        ("n_missing", pa.int64()),
+        ("n_invalid", pa.int64()),
+        ("missing_rate", pa.float64()),
+        ("n_reference", pa.int64()),
+        ("base", pa.float64()),
+        ("alpha", pa.float64()),
+        ("entropy_current", pa.float64()),
+        ("entropy_reference", pa.float64()),
+        ("cross_entropy", pa.float64()),
+        ("kl_divergence", pa.float64()),
+        ("kl_reverse", pa.float64()),
+        ("js_divergence", pa.float64()),
+        ("js_distance", pa.float64()),
+        ("js_bias", pa.float64()),
+        ("js_corrected", pa.float64()),
+        ("psi", pa.float64()),
+        ("hellinger", pa.float64()),
+        ("g_statistic", pa.float64()),
+        ("dof", pa.int64()),
+        ("p_value", pa.float64()),
+        ("counts", pa.list_(pa.int64())),
+        ("reference_counts", pa.list_(pa.int64())),
+        ("bin_labels", pa.list_(pa.string())),
+        ("mle_family", pa.string()),
+        ("mle_n", pa.int64()),
+        ("mle_n_invalid", pa.int64()),
+        ("mle_params", pa.list_(MLE_PARAM_TYPE)),
+        ("mle_mean_loglik", pa.float64()),
+        ("mle_reference_loglik", pa.float64()),
+        ("mle_kl", pa.float64()),
+        ("mle_p_value", pa.float64()),
+        ("severity", pa.string()),
+        ("created_at", _TS),
+    ],
+    metadata={b"divtransforms.record_schema_version": str(RECORD_SCHEMA_VERSION).encode()},
+)
+
+RECORD_FIELDS: tuple[str, ...] = tuple(DRIFT_RECORD_SCHEMA.names)
+
+
+class RecordError(ValueError):
+    """A drift record or a records file is malformed."""
+
+
+def records_to_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Build a ``pyarrow.Table`` with ``DRIFT_RECORD_SCHEMA`` from record dicts.
+
+    Missing optional keys become nulls; unknown keys are an error (a typo would otherwise vanish).
+    """
+    rows = list(records)
+    for i, row in enumerate(rows):
+        extra = set(row) - set(RECORD_FIELDS)
+        if extra:
+            raise RecordError(f"record {i} (feature {row.get('feature')!r}) has unknown fields "
+                              f"{sorted(extra)}")
+    columns = {name: [row.get(name) for row in rows] for name in RECORD_FIELDS}
+    return pa.Table.from_pydict(columns, schema=DRIFT_RECORD_SCHEMA)
+
+
+def table_to_records(table: pa.Table) -> list[dict[str, Any]]:
+    """The inverse of :func:`records_to_table` (timestamps come back as aware datetimes)."""
+    return table.to_pylist()
+
+
+def sort_records(table: pa.Table) -> pa.Table:
+    """Canonical order: feature, window start (nulls first), pane."""
+    if table.num_rows == 0:
+        return table
+    return table.sort_by(
+        [("feature", "ascending"), ("window_start", "ascending"), ("pane", "ascending")],
+        null_placement="at_start",
+    )
+
+
+def _atomic_write(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temp file in the same directory and a rename."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    return _atomic_write(Path(path), write)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as pretty JSON atomically."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_records_parquet(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write a records table to one Parquet file atomically (temp file + rename)."""
+    if not table.schema.equals(DRIFT_RECORD_SCHEMA, check_metadata=False):
+        table = table.cast(DRIFT_RECORD_SCHEMA)
+    return _atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+
+
+def write_records_jsonl(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write a records table as JSON Lines (timestamps as ISO 8601, non-finite floats as strings)."""
+    lines = []
+    for row in table.to_pylist():
+        lines.append(json.dumps(_jsonable(row), sort_keys=True, allow_nan=False))
+    return atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def read_records(path: str | os.PathLike[str]) -> pa.Table:
+    """Read records from a Parquet file or a directory of them (hive ``date=`` partitions allowed).
+
+    Files and folders whose names start with ``_`` or ``.`` are ignored (state, temp files).
+    """
+    import pyarrow.dataset as ds
+
+    path = Path(path)
+    if not path.exists():
+        raise RecordError(f"no drift records at {path}")
+    if path.is_dir() and not any(p.suffix == ".parquet" for p in path.rglob("*.parquet")
+                                 if not any(part.startswith(("_", ".")) for part in
+                                            p.relative_to(path).parts)):
+        return DRIFT_RECORD_SCHEMA.empty_table()
+    try:
+        dataset = ds.dataset(str(path), format="parquet", partitioning="hive",
+                             schema=DRIFT_RECORD_SCHEMA)
+        table = dataset.to_table(columns=list(RECORD_FIELDS))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RecordError(f"cannot read drift records from {path}: {exc}") from exc
+    return table.replace_schema_metadata(DRIFT_RECORD_SCHEMA.metadata)

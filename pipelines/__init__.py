@@ -1,0 +1,1 @@
+"""Runnable Apache Beam jobs: build a reference profile, check data against it."""
