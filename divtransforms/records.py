@@ -99,8 +99,9 @@ def records_to_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
     for i, row in enumerate(rows):
         extra = set(row) - set(RECORD_FIELDS)
         if extra:
-            raise RecordError(f"record {i} (feature {row.get('feature')!r}) has unknown fields "
-                              f"{sorted(extra)}")
+            raise RecordError(
+                f"record {i} (feature {row.get('feature')!r}) has unknown fields {sorted(extra)}"
+            )
     columns = {name: [row.get(name) for row in rows] for name in RECORD_FIELDS}
     return pa.Table.from_pydict(columns, schema=DRIFT_RECORD_SCHEMA)
 
@@ -111,12 +112,11 @@ def table_to_records(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def sort_records(table: pa.Table) -> pa.Table:
-    """Canonical order: feature, window start (nulls first), pane."""
+    """Canonical order: feature, window start, pane."""
     if table.num_rows == 0:
         return table
     return table.sort_by(
-        [("feature", "ascending"), ("window_start", "ascending"), ("pane", "ascending")],
-        null_placement="at_start",
+        [("feature", "ascending"), ("window_start", "ascending"), ("pane", "ascending")]
     )
 
 
@@ -160,7 +160,7 @@ def write_records_parquet(table: pa.Table, path: str | os.PathLike[str]) -> Path
 
 
 def write_records_jsonl(table: pa.Table, path: str | os.PathLike[str]) -> Path:
-    """Write a records table as JSON Lines (timestamps as ISO 8601, non-finite floats as strings)."""
+    """Write records as JSON Lines (timestamps ISO 8601, non-finite floats as strings)."""
     lines = []
     for row in table.to_pylist():
         lines.append(json.dumps(_jsonable(row), sort_keys=True, allow_nan=False))
@@ -191,13 +191,16 @@ def read_records(path: str | os.PathLike[str]) -> pa.Table:
     path = Path(path)
     if not path.exists():
         raise RecordError(f"no drift records at {path}")
-    if path.is_dir() and not any(p.suffix == ".parquet" for p in path.rglob("*.parquet")
-                                 if not any(part.startswith(("_", ".")) for part in
-                                            p.relative_to(path).parts)):
+    if path.is_dir() and not any(
+        p.suffix == ".parquet"
+        for p in path.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
+    ):
         return DRIFT_RECORD_SCHEMA.empty_table()
     try:
-        dataset = ds.dataset(str(path), format="parquet", partitioning="hive",
-                             schema=DRIFT_RECORD_SCHEMA)
+        dataset = ds.dataset(
+            str(path), format="parquet", partitioning="hive", schema=DRIFT_RECORD_SCHEMA
+        )
         table = dataset.to_table(columns=list(RECORD_FIELDS))
     except (pa.ArrowInvalid, OSError) as exc:
         raise RecordError(f"cannot read drift records from {path}: {exc}") from exc

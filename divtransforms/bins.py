@@ -1,0 +1,375 @@
+"""Bin specifications fixed by the reference, so that every window is comparable (DESIGN.md s. 2).
+
+Numeric bins (``NumericBins``) follow ``numpy.histogram``: K regular bins ``[e_i, e_i+1)`` with the
+last one closed ``[e_K-1, e_K]``, plus an underflow bin (``x < e_0``) and an overflow bin
+(``x > e_K``); ``-inf``/``+inf`` land in the tails. The count vector's layout is
+``[underflow, b_0 .. b_K-1, overflow]`` (K + 2 entries).
+
+Categorical bins (``CategoricalBins``) hold the reference's top-N values; the reference's other
+values are pooled in ``__other__`` and values the reference never had go to ``__unseen__``. Layout:
+``[v_0 .. v_N-1, __other__, __unseen__]``. Values are compared as strings (``str(v)``; booleans as
+``true``/``false``, as Arrow casts them).
+
+Missing values (None/null, NaN) are not samples: they are counted as ``n_missing``. A value of the
+wrong type (text in a numeric column) is counted as ``n_invalid``. Every input value ends up in
+exactly one bin or in one of those two counts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import NDArray
+
+__all__ = [
+    "OTHER_LABEL",
+    "UNSEEN_LABEL",
+    "BinCounts",
+    "BinSpec",
+    "CategoricalBins",
+    "NumericBins",
+    "bin_spec_from_dict",
+    "to_float_array",
+]
+
+OTHER_LABEL = "__other__"
+UNSEEN_LABEL = "__unseen__"
+
+
+class BinCounts(NamedTuple):
+    """The result of binning one batch: integer counts per bin plus what was not binned."""
+
+    counts: NDArray[np.int64]
+    n_missing: int
+    n_invalid: int
+
+
+def _where(feature: str | None) -> str:
+    return f"feature {feature!r}: " if feature else ""
+
+
+def to_float_array(values: Any, feature: str | None = None) -> tuple[NDArray[np.float64], int]:
+    """Convert a batch to float64 (missing -> NaN) and count values that are not numbers.
+
+    Accepts numpy arrays, sequences, ``pyarrow.Array`` and ``ChunkedArray``. Numeric and boolean
+    data convert without a Python loop; text is parsed (``"1.5"`` is 1.5, ``""`` is missing,
+    ``"abc"`` is invalid) on the slower path that only mistyped data takes.
+    Returns ``(values, n_invalid)``; invalid values are removed from the returned array.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if isinstance(values, pa.Array):
+        t = values.type
+        if (
+            pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_decimal(t)
+            or pa.types.is_null(t)
+        ):
+            arr = pc.cast(values, pa.float64()) if t != pa.float64() else values
+            if arr.null_count:
+                arr = pc.fill_null(arr, math.nan)
+            return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64), 0
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+            values = np.asarray(values.to_pylist(), dtype=object)
+        else:
+            raise ValueError(f"{_where(feature)}cannot treat Arrow type {t} as numeric")
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    if arr.dtype.kind in "fiub":
+        return arr.astype(np.float64, copy=False), 0
+    if arr.dtype.kind in "mM":
+        raise ValueError(f"{_where(feature)}date/time values are not numeric samples")
+    return _parse_objects(arr, feature)
+
+
+def _parse_objects(arr: NDArray[Any], feature: str | None) -> tuple[NDArray[np.float64], int]:
+    out = np.empty(arr.shape[0], dtype=np.float64)
+    keep = np.ones(arr.shape[0], dtype=bool)
+    for i, v in enumerate(arr.tolist()):
+        if v is None:
+            out[i] = math.nan
+        elif isinstance(v, bool | int | float | np.number):
+            out[i] = float(v)
+        elif isinstance(v, str):
+            s = v.strip()
+            if s == "" or s.lower() in ("nan", "null", "none", "na"):
+                out[i] = math.nan
+            else:
+                try:
+                    out[i] = float(s)
+                except ValueError:
+                    keep[i] = False
+        else:
+            keep[i] = False
+    n_invalid = int((~keep).sum())
+    return (out if n_invalid == 0 else out[keep]), n_invalid
+
+
+@dataclass(frozen=True, eq=False)
+class NumericBins:
+    """K regular bins from K + 1 strictly increasing finite edges, plus two tail bins."""
+
+    edges: NDArray[np.float64]
+    kind: str = field(default="numeric", init=False)
+
+    def __post_init__(self) -> None:
+        edges = np.asarray(self.edges, dtype=np.float64)
+        if edges.ndim != 1 or edges.shape[0] < 2:
+            raise ValueError(f"numeric bins need at least 2 edges, got {edges.tolist()}")
+        if not np.all(np.isfinite(edges)):
+            raise ValueError("bin edges must be finite")
+        if np.any(np.diff(edges) <= 0):
+            raise ValueError("bin edges must be strictly increasing")
+        edges.setflags(write=False)
+        object.__setattr__(self, "edges", edges)
+
+    @classmethod
+    def from_sample(
+        cls, values: Any, strategy: str = "quantile", n_bins: int = 32, feature: str | None = None
+    ) -> NumericBins:
+        """Edges from a reference sample: ``quantile`` (ties collapsed) or ``uniform``.
+
+        Only finite values count; a sample with none raises ``ValueError``. A constant sample
+        gets one bin ``[v, nextafter(v, +inf)]``.
+        """
+        x, _ = to_float_array(values, feature)
+        x = x[np.isfinite(x)]
+        return cls.from_finite(x, strategy=strategy, n_bins=n_bins, feature=feature)
+
+    @classmethod
+    def from_finite(
+        cls,
+        x: NDArray[np.float64],
+        strategy: str = "quantile",
+        n_bins: int = 32,
+        feature: str | None = None,
+    ) -> NumericBins:
+        if n_bins < 1:
+            raise ValueError(f"{_where(feature)}n_bins must be >= 1, got {n_bins}")
+        if x.size == 0:
+            raise ValueError(f"{_where(feature)}no finite values to place bin edges on")
+        lo, hi = float(x.min()), float(x.max())
+        if lo == hi:
+            return cls(np.array([lo, np.nextafter(lo, math.inf)]))
+        if strategy == "quantile":
+            edges = np.quantile(x, np.linspace(0.0, 1.0, n_bins + 1))
+        elif strategy == "uniform":
+            edges = np.linspace(lo, hi, n_bins + 1)
+        else:
+            raise ValueError(
+                f"{_where(feature)}unknown bin strategy {strategy!r} "
+                "(use 'quantile', 'uniform' or explicit edges)"
+            )
+        return cls.from_edges(edges)
+
+    @classmethod
+    def from_edges(cls, edges: Sequence[float] | NDArray[np.float64]) -> NumericBins:
+        """Explicit edges; duplicates (ties from quantiles) are collapsed."""
+        e = np.unique(np.asarray(edges, dtype=np.float64))
+        if e.shape[0] == 1:
+            e = np.array([e[0], np.nextafter(e[0], math.inf)])
+        return cls(e)
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.edges.shape[0]) + 1
+
+    @property
+    def labels(self) -> list[str]:
+        e = [f"{v:.6g}" for v in self.edges.tolist()]
+        inner = [f"[{a}, {b})" for a, b in itertools.pairwise(e)]
+        inner[-1] = inner[-1][:-1] + "]"
+        return [f"< {e[0]}", *inner, f"> {e[-1]}"]
+
+    def count(self, values: Any, feature: str | None = None) -> BinCounts:
+        """Histogram one batch: ``[underflow, regular bins, overflow]`` counts, missing, invalid."""
+        x, n_invalid = to_float_array(values, feature)
+        return self.count_floats(x, n_invalid)
+
+    def count_floats(self, x: NDArray[np.float64], n_invalid: int = 0) -> BinCounts:
+        nan = np.isnan(x)
+        n_missing = int(nan.sum())
+        if n_missing:
+            x = x[~nan]
+        e = self.edges
+        counts = np.empty(self.n_bins, dtype=np.int64)
+        under = int(np.count_nonzero(x < e[0]))
+        over = int(np.count_nonzero(x > e[-1]))
+        counts[0] = under
+        counts[-1] = over
+        if under or over:
+            inside = x[(x >= e[0]) & (x <= e[-1])]
+        else:
+            inside = x
+        counts[1:-1] = np.histogram(inside, bins=e)[0]
+        return BinCounts(counts, n_missing, n_invalid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "numeric", "edges": [float(v) for v in self.edges.tolist()]}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NumericBins) and np.array_equal(self.edges, other.edges)
+
+    def __hash__(self) -> int:
+        return hash(("numeric", self.edges.tobytes()))
+
+
+def _to_string_array(values: Any, feature: str | None) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if not isinstance(values, pa.Array):
+        arr = np.asarray(values)
+        if arr.dtype.kind == "f":
+            values = pa.array(arr, from_pandas=True)  # NaN -> null
+        elif arr.dtype.kind == "O":
+            obj = arr.reshape(-1).tolist()
+            values = pa.array(
+                [
+                    None
+                    if (isinstance(v, float) and v != v)
+                    else (v if v is None or isinstance(v, str) else _canonical(v))
+                    for v in obj
+                ],
+                type=pa.string(),
+            )
+        else:
+            values = pa.array(arr.reshape(-1))
+    t = values.type
+    if pa.types.is_dictionary(t):
+        values = values.dictionary_decode()
+        t = values.type
+    if pa.types.is_floating(t):
+        values = pc.if_else(pc.is_nan(values), pa.scalar(None, t), values)
+    if pa.types.is_nested(t):
+        raise ValueError(f"{_where(feature)}cannot treat Arrow type {t} as categorical")
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        values = pc.cast(values, pa.string())
+    return values
+
+
+def _canonical(v: Any) -> str:
+    if isinstance(v, bool | np.bool_):
+        return "true" if v else "false"
+    return str(v)
+
+
+@dataclass(frozen=True, eq=True)
+class CategoricalBins:
+    """Top-N reference vocabulary + pooled rest (``__other__``) + never-seen (``__unseen__``).
+
+    ``other_values`` are the reference's values beyond the top N (kept up to ``max_other``
+    distinct values); when the reference had more, ``track_unseen`` is False and new values are
+    pooled in ``__other__`` too, since they cannot be told apart from the untracked rest.
+    """
+
+    vocabulary: tuple[str, ...]
+    other_values: tuple[str, ...] = ()
+    track_unseen: bool = True
+    kind: str = field(default="categorical", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vocabulary", tuple(str(v) for v in self.vocabulary))
+        object.__setattr__(self, "other_values", tuple(str(v) for v in self.other_values))
+        if len(set(self.vocabulary)) != len(self.vocabulary):
+            raise ValueError("categorical vocabulary has duplicates")
+        if set(self.vocabulary) & set(self.other_values):
+            raise ValueError("a value cannot be both in the vocabulary and pooled")
+
+    @classmethod
+    def from_sample(
+        cls, values: Any, top_n: int = 50, max_other: int = 10_000, feature: str | None = None
+    ) -> CategoricalBins:
+        """Vocabulary = the ``top_n`` most frequent values (ties broken by value)."""
+        arr = _to_string_array(values, feature)
+        arr = arr.drop_null()
+        if len(arr) == 0:
+            raise ValueError(f"{_where(feature)}no non-missing values to build a vocabulary from")
+        vc = pc.value_counts(arr)
+        return cls.from_value_counts(
+            dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)),
+            top_n=top_n,
+            max_other=max_other,
+        )
+
+    @classmethod
+    def from_value_counts(
+        cls, counts: Mapping[str, int], top_n: int = 50, max_other: int = 10_000
+    ) -> CategoricalBins:
+        if top_n < 1:
+            raise ValueError(f"top_n must be >= 1, got {top_n}")
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        vocab = tuple(k for k, _ in ranked[:top_n])
+        rest = sorted(k for k, _ in ranked[top_n:])
+        if len(rest) > max_other:
+            return cls(vocab, (), track_unseen=False)
+        return cls(vocab, tuple(rest), track_unseen=True)
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.vocabulary) + 2
+
+    @property
+    def labels(self) -> list[str]:
+        return [*self.vocabulary, OTHER_LABEL, UNSEEN_LABEL]
+
+    def count(self, values: Any, feature: str | None = None) -> BinCounts:
+        arr = _to_string_array(values, feature)
+        n_missing = arr.null_count
+        counts = np.zeros(self.n_bins, dtype=np.int64)
+        if len(arr) == n_missing:
+            return BinCounts(counts, int(n_missing), 0)
+        idx = pc.index_in(arr, value_set=pa.array(self.vocabulary, type=pa.string()))
+        valid = pc.is_valid(arr)
+        known = pc.is_valid(idx)
+        idx_np = pc.drop_null(idx).to_numpy(zero_copy_only=False)
+        counts[: len(self.vocabulary)] = np.bincount(idx_np, minlength=len(self.vocabulary))
+        unknown = pc.filter(arr, pc.and_(valid, pc.invert(known)))
+        n_unknown = len(unknown)
+        if n_unknown:
+            if self.track_unseen:
+                pooled = int(
+                    pc.sum(
+                        pc.is_in(unknown, value_set=pa.array(self.other_values, type=pa.string()))
+                    ).as_py()
+                    or 0
+                )
+                counts[-2] = pooled
+                counts[-1] = n_unknown - pooled
+            else:
+                counts[-2] = n_unknown
+        return BinCounts(counts, int(n_missing), 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "categorical",
+            "vocabulary": list(self.vocabulary),
+            "other_values": list(self.other_values),
+            "track_unseen": self.track_unseen,
+        }
+
+
+BinSpec = NumericBins | CategoricalBins
+
+
+def bin_spec_from_dict(d: Mapping[str, Any]) -> BinSpec:
+    """Rebuild a bin spec from :meth:`to_dict` output."""
+    kind = d.get("type")
+    if kind == "numeric":
+        return NumericBins(np.asarray(d["edges"], dtype=np.float64))
+    if kind == "categorical":
+        return CategoricalBins(
+            tuple(d["vocabulary"]),
+            tuple(d.get("other_values", ())),
+            bool(d.get("track_unseen", True)),
+        )
+    raise ValueError(f"unknown bin spec type {kind!r}")

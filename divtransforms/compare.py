@@ -1,0 +1,318 @@
+"""One call for notebooks and scripts: compare current data with a reference, get drift records.
+
+``drift_record`` is the single place where a window's histogram and MLE statistics become a drift
+record (DESIGN.md section 6); the Beam transforms call it too, so both paths give the same records.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from divtransforms.columns import as_columns, event_time_micros, parse_duration, take
+from divtransforms.divergence import (
+    cross_entropy,
+    entropy,
+    hellinger,
+    js_divergence,
+    kl_divergence,
+    psi,
+)
+from divtransforms.histogram import Histogram
+from divtransforms.mle import (
+    CategoricalMLE,
+    MLEAccumulator,
+    accumulator_for,
+    accumulator_from_dict,
+    mean_log_likelihood,
+    model_kl,
+    parameter_tests,
+)
+from divtransforms.profile import FeatureProfile, ReferenceProfile
+from divtransforms.records import records_to_table, sort_records
+from divtransforms.significance import g_test, js_bias
+
+__all__ = ["DEFAULT_ALPHA", "Assessor", "compare", "drift_record", "new_run_id", "window_mle"]
+
+DEFAULT_ALPHA = 0.5
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Assessor(Protocol):
+    def assess(self, record: Mapping[str, Any]) -> str: ...
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+
+
+def window_mle(
+    fp: FeatureProfile, values: Any, hist: Histogram | None = None
+) -> MLEAccumulator | None:
+    """A window's MLE accumulator for feature ``fp`` (None when the feature has no family)."""
+    if fp.family is None:
+        return None
+    if fp.family == "categorical":
+        acc = accumulator_for("categorical", fp.bins)  # type: ignore[arg-type]
+        h = hist if hist is not None else Histogram.of(fp.bins, values, fp.name)
+        assert isinstance(acc, CategoricalMLE)
+        return acc.add_counts(h.counts)
+    return accumulator_for(fp.family).add(values, fp.name)
+
+
+def _nan_divergences() -> dict[str, float]:
+    keys = (
+        "entropy_current",
+        "cross_entropy",
+        "kl_divergence",
+        "kl_reverse",
+        "js_divergence",
+        "js_distance",
+        "js_bias",
+        "js_corrected",
+        "psi",
+        "hellinger",
+        "g_statistic",
+        "p_value",
+    )
+    return dict.fromkeys(keys, math.nan)
+
+
+def drift_record(
+    fp: FeatureProfile,
+    hist: Histogram,
+    mle_window: MLEAccumulator | None,
+    mle_running: MLEAccumulator | None,
+    *,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    pane: int = 0,
+    run_id: str = "",
+    reference_id: str = "",
+    alpha: float = DEFAULT_ALPHA,
+    base: float = 2.0,
+    policy: Assessor | None = None,
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The drift record of one feature and window (see ``records.DRIFT_RECORD_SCHEMA``).
+
+    Divergences compare the window (``current``) with the reference: ``kl_divergence`` is
+    ``KL(current || reference)`` and ``kl_reverse`` is ``KL(reference || current)``, both with
+    ``alpha`` pseudo-counts per bin; ``cross_entropy`` is ``H(current, reference)`` on the same
+    smoothed distributions (so ``kl_divergence = cross_entropy - H(smoothed current)``); the
+    entropies, JS and Hellinger use raw frequencies. An empty window (``n = 0``) has NaN
+    divergences and p-value: nothing was observed.
+    """
+    ref_counts = fp.histogram.counts
+    counts = hist.counts
+    n, n_ref = hist.n, fp.histogram.n
+    n_total = hist.n_total
+    rec: dict[str, Any] = {
+        "run_id": run_id,
+        "reference_id": reference_id,
+        "feature": fp.name,
+        "kind": fp.kind,
+        "window_start": window_start,
+        "window_end": window_end,
+        "pane": int(pane),
+        "n": n,
+        "n_missing": hist.n_missing,
+        "n_invalid": hist.n_invalid,
+        "missing_rate": hist.n_missing / n_total if n_total else math.nan,
+        "n_reference": n_ref,
+        "base": float(base),
+        "alpha": float(alpha),
+        "entropy_reference": float(entropy(ref_counts, base)) if n_ref else math.nan,
+        "counts": [int(c) for c in counts.tolist()],
+        "reference_counts": [int(c) for c in ref_counts.tolist()],
+        "bin_labels": fp.bins.labels,
+        "dof": 0,
+    }
+    if n == 0 or n_ref == 0:
+        rec.update(_nan_divergences())
+    else:
+        js = float(js_divergence(counts, ref_counts, base))
+        gt = g_test(counts, ref_counts)
+        bias = js_bias(n, n_ref, gt.dof + 1, base)
+        rec.update(
+            entropy_current=float(entropy(counts, base)),
+            cross_entropy=float(cross_entropy(counts, ref_counts, base, alpha)),
+            kl_divergence=float(kl_divergence(counts, ref_counts, base, alpha)),
+            kl_reverse=float(kl_divergence(ref_counts, counts, base, alpha)),
+            js_divergence=js,
+            js_distance=math.sqrt(js),
+            js_bias=bias,
+            js_corrected=max(js - bias, 0.0),
+            psi=float(psi(counts, ref_counts, base, alpha)),
+            hellinger=float(hellinger(counts, ref_counts)),
+            g_statistic=gt.g_statistic,
+            dof=gt.dof,
+            p_value=gt.p_value,
+        )
+    rec.update(_mle_fields(fp, mle_window, mle_running, alpha, base))
+    rec["severity"] = policy.assess(rec) if policy is not None else None
+    rec["created_at"] = created_at or datetime.now(UTC)
+    return rec
+
+
+def _mle_fields(
+    fp: FeatureProfile,
+    win: MLEAccumulator | None,
+    run: MLEAccumulator | None,
+    alpha: float,
+    base: float,
+) -> dict[str, Any]:
+    if fp.mle is None or win is None:
+        return {
+            "mle_family": None,
+            "mle_n": None,
+            "mle_n_invalid": None,
+            "mle_params": None,
+            "mle_mean_loglik": None,
+            "mle_reference_loglik": None,
+            "mle_kl": None,
+            "mle_p_value": None,
+        }
+    ref_est = fp.mle.estimate()
+    win_est = win.estimate()
+    run_est = (run if run is not None else win).estimate()
+    tests = parameter_tests(win, fp.mle)
+    params = []
+    for t in tests:
+        k = t.name
+        params.append(
+            {
+                "name": k,
+                "reference": ref_est.params[k],
+                "reference_se": ref_est.se[k],
+                "window": win_est.params[k],
+                "window_se": win_est.se[k],
+                "running": run_est.params[k],
+                "running_se": run_est.se[k],
+                "z": t.z,
+                "p_value": t.p_value,
+            }
+        )
+    pvals = [t.p_value for t in tests if math.isfinite(t.p_value)]
+    return {
+        "mle_family": fp.family,
+        "mle_n": win.n,
+        "mle_n_invalid": win.n_invalid,
+        "mle_params": params,
+        "mle_mean_loglik": mean_log_likelihood(win, ref_est, alpha),
+        "mle_reference_loglik": mean_log_likelihood(fp.mle, ref_est, alpha),
+        "mle_kl": model_kl(fp.family or "", win_est.params, ref_est.params, base),
+        "mle_p_value": min(1.0, len(pvals) * min(pvals)) if pvals else math.nan,
+    }
+
+
+def _window_groups(
+    cols: Mapping[str, Any], timestamp_column: str, seconds: float
+) -> list[tuple[datetime, datetime, np.ndarray]]:
+    if timestamp_column not in cols:
+        raise ValueError(
+            f"timestamp column {timestamp_column!r} is not in the data (columns: {list(cols)})"
+        )
+    micros = event_time_micros(cols[timestamp_column], timestamp_column)
+    size = round(seconds * 1e6)
+    starts = np.floor_divide(micros, size) * size  # windows aligned to the epoch, as Beam's
+    order = np.argsort(starts, kind="stable")
+    uniq, first = np.unique(starts[order], return_index=True)
+    bounds = [*first.tolist(), len(order)]
+    out = []
+    for i, start in enumerate(uniq.tolist()):
+        ws = _EPOCH + timedelta(microseconds=start)
+        out.append((ws, ws + timedelta(microseconds=size), order[bounds[i] : bounds[i + 1]]))
+    return out
+
+
+def compare(
+    reference: ReferenceProfile | Any,
+    current: Any,
+    *,
+    features: Iterable[str] | None = None,
+    timestamp_column: str | None = None,
+    window: str | float | timedelta | None = None,
+    policy: Assessor | None = None,
+    run_id: str | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    base: float = 2.0,
+    mle_state: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pa.Table:
+    """Drift records of ``current`` against ``reference``, one per feature (and window).
+
+    ``reference`` is a :class:`ReferenceProfile` or data to build one from (pyarrow Table, pandas
+    DataFrame, dict of arrays); ``current`` is data of the same kinds. With ``window`` (``"1h"``,
+    seconds, a timedelta) and ``timestamp_column``, rows go to event-time fixed windows aligned to
+    the epoch, and the running MLE accumulates over the windows in time order, starting from
+    ``mle_state`` (``{feature: accumulator dict}``) when given. Returns a ``pyarrow.Table`` with
+    ``records.DRIFT_RECORD_SCHEMA`` (``.to_pandas()`` for a DataFrame).
+    """
+    cols = as_columns(current)
+    if not isinstance(reference, ReferenceProfile):
+        exclude = [timestamp_column] if timestamp_column else []
+        reference = ReferenceProfile.build(reference, exclude=exclude)
+    names = list(features) if features is not None else list(reference.features)
+    unknown = [n for n in names if n not in reference.features]
+    if unknown:
+        raise ValueError(
+            f"features {unknown} are not in the reference profile {reference.reference_id}"
+        )
+    absent = [n for n in names if n not in cols]
+    if absent:
+        raise ValueError(
+            f"features {absent} of the reference are missing from the current data "
+            f"(columns: {list(cols)})"
+        )
+    if window is not None and timestamp_column is None:
+        raise ValueError("a window needs a timestamp_column to read event times from")
+    run_id = run_id or new_run_id()
+    created = datetime.now(UTC)
+    if window is None:
+        n_rows = len(next(iter(cols.values()))) if cols else 0
+        groups = [(None, None, np.arange(n_rows))]
+    else:
+        groups = _window_groups(cols, timestamp_column or "", parse_duration(window))
+    running: dict[str, MLEAccumulator | None] = {}
+    for name in names:
+        fp = reference.features[name]
+        state = (mle_state or {}).get(name)
+        running[name] = (
+            accumulator_from_dict(state)
+            if state
+            else (window_mle(fp, [], Histogram.empty(fp.bins)) if fp.family else None)
+        )
+    records = []
+    for ws, we, idx in groups:
+        for name in names:
+            fp = reference.features[name]
+            values = cols[name] if ws is None else take(cols[name], idx)
+            hist = Histogram.of(fp.bins, values, name)
+            win = window_mle(fp, values, hist)
+            run = running[name]
+            if win is not None and run is not None:
+                run = run.merge(win)  # type: ignore[arg-type]
+                running[name] = run
+            records.append(
+                drift_record(
+                    fp,
+                    hist,
+                    win,
+                    run,
+                    window_start=ws,
+                    window_end=we,
+                    run_id=run_id,
+                    reference_id=reference.reference_id,
+                    alpha=alpha,
+                    base=base,
+                    policy=policy,
+                    created_at=created,
+                )
+            )
+    return sort_records(records_to_table(records))

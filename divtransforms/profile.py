@@ -1,0 +1,290 @@
+"""The reference profile: bins, reference counts and MLE statistics per feature (DESIGN.md s. 5).
+
+Saved as a versioned JSON document with a SHA-256 content hash over its canonical form; loading
+checks the version and the hash and names the file and the problem when either is wrong. The
+profile's ``reference_id`` (``ref-`` + 16 hex digits of the hash) identifies it in drift records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from divtransforms.bins import BinSpec, CategoricalBins, NumericBins, to_float_array
+from divtransforms.columns import as_columns, column_kind
+from divtransforms.histogram import Histogram
+from divtransforms.mle import (
+    FAMILIES,
+    MLEAccumulator,
+    accumulator_for,
+    accumulator_from_dict,
+    infer_family,
+)
+from divtransforms.records import atomic_write_bytes
+
+__all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ProfileError", "ReferenceProfile"]
+
+PROFILE_SCHEMA_VERSION = 1
+_log = logging.getLogger(__name__)
+
+
+class ProfileError(ValueError):
+    """A reference profile file cannot be used (version, hash, truncation, contents)."""
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    """One feature of the reference: its kind, bins and counts, and (optionally) its MLE fit."""
+
+    name: str
+    kind: str
+    histogram: Histogram
+    family: str | None = None
+    mle: MLEAccumulator | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("numeric", "categorical"):
+            raise ValueError(
+                f"feature {self.name!r}: kind must be numeric or categorical, got {self.kind!r}"
+            )
+        if (self.family is None) != (self.mle is None):
+            raise ValueError(f"feature {self.name!r}: family and MLE statistics go together")
+
+    @property
+    def bins(self) -> BinSpec:
+        return self.histogram.spec
+
+    def to_dict(self) -> dict[str, Any]:
+        h = self.histogram
+        return {
+            "kind": self.kind,
+            "bins": h.spec.to_dict(),
+            "counts": [int(c) for c in h.counts.tolist()],
+            "n": h.n,
+            "n_missing": h.n_missing,
+            "n_invalid": h.n_invalid,
+            "family": self.family,
+            "mle": self.mle.to_dict() if self.mle is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, d: Mapping[str, Any]) -> FeatureProfile:
+        hist = Histogram.from_dict(
+            {
+                "bins": d["bins"],
+                "counts": d["counts"],
+                "n_missing": d.get("n_missing", 0),
+                "n_invalid": d.get("n_invalid", 0),
+            }
+        )
+        if "n" in d and int(d["n"]) != hist.n:
+            raise ValueError(f"feature {name!r}: n = {d['n']} but the counts sum to {hist.n}")
+        mle = accumulator_from_dict(d["mle"]) if d.get("mle") else None
+        return cls(name, d["kind"], hist, d.get("family"), mle)
+
+
+def _canonical_json(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """Per-feature reference distributions, the yardstick every window is compared against."""
+
+    features: dict[str, FeatureProfile]
+    source: str = ""
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    # -- identity --------------------------------------------------------------------------------
+    def _body(self) -> dict[str, Any]:
+        return {
+            "schema_version": PROFILE_SCHEMA_VERSION,
+            "kind": "divtransforms.reference_profile",
+            "created_at": self.created_at,
+            "source": self.source,
+            "features": {name: fp.to_dict() for name, fp in sorted(self.features.items())},
+        }
+
+    @property
+    def content_hash(self) -> str:
+        return "sha256:" + hashlib.sha256(_canonical_json(self._body())).hexdigest()
+
+    @property
+    def reference_id(self) -> str:
+        return "ref-" + self.content_hash.split(":", 1)[1][:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = self._body()
+        doc["content_hash"] = self.content_hash
+        return doc
+
+    # -- files -----------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the profile as JSON atomically (temp file + rename)."""
+        doc = self.to_dict()
+        data = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode() + b"\n"
+        return atomic_write_bytes(path, data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ReferenceProfile:
+        """Read and verify a profile: a wrong version, bad JSON or a hash mismatch is an error."""
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except FileNotFoundError:
+            raise ProfileError(f"reference profile {p}: file not found") from None
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProfileError(
+                f"reference profile {p}: not valid JSON (truncated or corrupt?): {exc}"
+            ) from None
+        return cls.from_dict(doc, origin=str(p))
+
+    @classmethod
+    def from_dict(cls, doc: Any, origin: str = "<dict>") -> ReferenceProfile:
+        if not isinstance(doc, dict) or doc.get("kind") != "divtransforms.reference_profile":
+            raise ProfileError(f"reference profile {origin}: not a divtransforms reference profile")
+        version = doc.get("schema_version")
+        if version != PROFILE_SCHEMA_VERSION:
+            raise ProfileError(
+                f"reference profile {origin}: schema version {version!r} is not "
+                f"supported (this divtransforms reads version "
+                f"{PROFILE_SCHEMA_VERSION}); rebuild it with `divmon reference "
+                "build`"
+            )
+        stored = doc.get("content_hash")
+        try:
+            features = {
+                name: FeatureProfile.from_dict(name, fd) for name, fd in doc["features"].items()
+            }
+            profile = cls(
+                features, source=str(doc.get("source", "")), created_at=str(doc["created_at"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileError(f"reference profile {origin}: malformed contents: {exc}") from None
+        if stored != profile.content_hash:
+            raise ProfileError(
+                f"reference profile {origin}: content hash mismatch (stored "
+                f"{stored}, computed {profile.content_hash}): the file was "
+                "modified or corrupted after it was written"
+            )
+        return profile
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReferenceProfile) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.content_hash)
+
+    # -- building ---------------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        data: Any,
+        *,
+        features: Iterable[str] | None = None,
+        kinds: Mapping[str, str] | None = None,
+        families: Mapping[str, str | None] | None = None,
+        n_bins: int | Mapping[str, int] = 32,
+        strategy: str = "quantile",
+        edges: Mapping[str, Any] | None = None,
+        top_n: int = 50,
+        exclude: Iterable[str] = (),
+        source: str = "",
+    ) -> ReferenceProfile:
+        """Build a profile from in-memory data (one process; use ``BuildReference`` on Beam).
+
+        ``features`` defaults to every numeric or categorical column except ``exclude``;
+        ``kinds`` overrides the kind inferred from the column type; ``families`` sets the MLE
+        family per feature (inferred when absent; ``None`` disables it); ``edges`` gives explicit
+        bin edges for numeric features.
+        """
+        cols = as_columns(data)
+        kinds, families, edges = dict(kinds or {}), dict(families or {}), dict(edges or {})
+        excluded = set(exclude)
+        names = (
+            list(features)
+            if features is not None
+            else [n for n, c in cols.items() if n not in excluded and column_kind(c) != "temporal"]
+        )
+        missing = [n for n in names if n not in cols]
+        if missing:
+            raise ValueError(f"features {missing} are not in the data (columns: {list(cols)})")
+        out: dict[str, FeatureProfile] = {}
+        for name in names:
+            col = cols[name]
+            kind = kinds.get(name) or column_kind(col)
+            if kind == "temporal":
+                raise ValueError(f"feature {name!r} holds timestamps: exclude it or give its kind")
+            nb = n_bins.get(name, 32) if isinstance(n_bins, Mapping) else n_bins
+            out[name] = build_feature(
+                name,
+                col,
+                kind=kind,
+                family=families.get(name, "auto"),
+                n_bins=nb,
+                strategy=strategy,
+                edges=edges.get(name),
+                top_n=top_n,
+            )
+        return cls(out, source=source)
+
+
+def build_feature(
+    name: str,
+    values: Any,
+    *,
+    kind: str,
+    family: str | None = "auto",
+    n_bins: int = 32,
+    strategy: str = "quantile",
+    edges: Any = None,
+    top_n: int = 50,
+) -> FeatureProfile:
+    """Profile one feature from its reference values."""
+    spec: BinSpec
+    if kind == "numeric":
+        if edges is not None:
+            spec = NumericBins.from_edges(edges)
+        else:
+            spec = NumericBins.from_sample(values, strategy=strategy, n_bins=n_bins, feature=name)
+        if family == "auto":
+            family = infer_family(to_float_array(values, name)[0])
+    elif kind == "categorical":
+        spec = CategoricalBins.from_sample(values, top_n=top_n, feature=name)
+        if family == "auto":
+            family = "categorical"
+    else:
+        raise ValueError(f"feature {name!r}: unknown kind {kind!r}")
+    if family is not None and family not in FAMILIES:
+        raise ValueError(
+            f"feature {name!r}: unknown MLE family {family!r}; choose one of {', '.join(FAMILIES)}"
+        )
+    if family == "categorical" and kind != "categorical":
+        raise ValueError(f"feature {name!r}: the categorical family needs a categorical feature")
+    if kind == "categorical" and family not in (None, "categorical"):
+        raise ValueError(f"feature {name!r}: a categorical feature takes the categorical family")
+    hist = Histogram.of(spec, values, name)
+    mle = None
+    if family == "categorical":
+        assert isinstance(spec, CategoricalBins)
+        mle = accumulator_for("categorical", spec).add_counts(hist.counts)  # type: ignore[union-attr]
+    elif family is not None:
+        mle = accumulator_for(family).add(values, name)
+        if mle.n_invalid:
+            _log.warning(
+                "feature %r: %d reference values are invalid for the %s family and are "
+                "not in its fit",
+                name,
+                mle.n_invalid,
+                family,
+            )
+    return FeatureProfile(name, kind, hist, family, mle)
