@@ -94,7 +94,7 @@ class FeaturePolicy:
     parameter_warn: float = 0.1
     parameter_critical: float = 0.4
     min_samples: int = 30
-    significance: float = 0.01
+    significance: float = 0.009
     weight_location: float = 0.96
     weight_other_parameters: float = 0.02
     weight_histogram: float = 0.02
