@@ -137,7 +137,8 @@ class NumericBins:
     def from_sample(
         cls, values: Any, strategy: str = "quantile", n_bins: int = 32, feature: str | None = None
     ) -> NumericBins:
-        """Edges from a reference sample: ``quantile`` (ties collapsed) or ``uniform``.
+        """Edges from a reference sample: ``quantile`` (sample values at equally spaced ranks,
+        ``numpy.quantile(method="inverted_cdf")``; ties collapsed) or ``uniform``.
 
         Only finite values count; a sample with none raises ``ValueError``. A constant sample
         gets one bin ``[v, nextafter(v, +inf)]``.
@@ -162,7 +163,7 @@ class NumericBins:
         if lo == hi:
             return cls(np.array([lo, np.nextafter(lo, math.inf)]))
         if strategy == "quantile":
-            edges = np.quantile(x, np.linspace(0.0, 1.0, n_bins + 1))
+            edges = np.quantile(x, np.linspace(0.0, 1.0, n_bins + 1), method="inverted_cdf")
         elif strategy == "uniform":
             edges = np.linspace(lo, hi, n_bins + 1)
         else:

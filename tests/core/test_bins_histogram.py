@@ -1,0 +1,160 @@
+"""Bin specs and histograms: conservation of counts, numpy.histogram's conventions, merging."""
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from divtransforms import CategoricalBins, Histogram, NumericBins, bin_spec_from_dict
+from divtransforms.bins import OTHER_LABEL, UNSEEN_LABEL
+
+EDGES = np.array([-1.0, 0.0, 0.5, 2.0])
+SPEC = NumericBins(EDGES)
+
+floats_with_specials = st.one_of(
+    st.floats(-5, 5, allow_nan=False),
+    st.sampled_from([float("nan"), float("inf"), float("-inf"), -1.0, 0.0, 0.5, 2.0]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrays(np.float64, st.integers(0, 200), elements=floats_with_specials))
+def test_counts_are_conserved_and_follow_numpy(x):
+    c = SPEC.count(x)
+    assert c.counts.dtype == np.int64
+    assert c.counts.sum() + c.n_missing + c.n_invalid == x.size
+    assert c.n_missing == int(np.isnan(x).sum())
+    finite = x[~np.isnan(x)]
+    assert c.counts[0] == int((finite < EDGES[0]).sum())
+    assert c.counts[-1] == int((finite > EDGES[-1]).sum())
+    inside = finite[(finite >= EDGES[0]) & (finite <= EDGES[-1])]
+    np.testing.assert_array_equal(c.counts[1:-1], np.histogram(inside, EDGES)[0])
+
+
+def test_edges_infinities_and_labels():
+    x = np.array([-1.0, 0.0, 0.5, 2.0, -np.inf, np.inf, np.nan, 2.0000001, -1.0000001])
+    c = SPEC.count(x)
+    # [-1, 0) gets -1; [0, 0.5) gets 0; [0.5, 2] (closed) gets 0.5 and 2.0
+    assert c.counts.tolist() == [2, 1, 1, 2, 2]
+    assert c.n_missing == 1
+    assert SPEC.labels == ["< -1", "[-1, 0)", "[0, 0.5)", "[0.5, 2]", "> 2"]
+
+
+def test_arrow_and_numpy_inputs_agree_and_nulls_are_missing():
+    values = [1.0, None, 0.2, 7.0, -3.0]
+    a = SPEC.count(pa.array(values))
+    b = SPEC.count(np.array([1.0, np.nan, 0.2, 7.0, -3.0]))
+    c = SPEC.count(pa.chunked_array([pa.array(values[:2]), pa.array(values[2:])]))
+    for other in (b, c):
+        assert a.counts.tolist() == other.counts.tolist()
+        assert a.n_missing == other.n_missing == 1
+    ints = SPEC.count(pa.array([0, 1, None], type=pa.int32()))
+    assert ints.counts.tolist() == [0, 0, 1, 1, 0] and ints.n_missing == 1
+
+
+def test_text_in_a_numeric_column_is_counted_invalid():
+    c = SPEC.count(np.array(["1.5", "abc", "", None, 0.1, "nan"], dtype=object))
+    assert c.n_invalid == 1
+    assert c.n_missing == 3
+    assert c.counts.sum() == 2
+    with pytest.raises(ValueError, match="feature 'f'"):
+        SPEC.count(pa.array([[1.0]]), feature="f")
+
+
+def test_quantile_and_uniform_edges():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=10_000)
+    q = NumericBins.from_sample(x, "quantile", 10)
+    assert q.n_bins == 12
+    counts = q.count(x).counts
+    assert counts[0] == counts[-1] == 0
+    assert np.all(np.abs(counts[1:-1] - 1000) <= 1)
+    u = NumericBins.from_sample(x, "uniform", 4)
+    np.testing.assert_allclose(u.edges, np.linspace(x.min(), x.max(), 5))
+    with pytest.raises(ValueError, match="strategy"):
+        NumericBins.from_sample(x, "bogus")
+
+
+def test_ties_collapse_and_constant_sample():
+    x = np.array([0.0] * 90 + [1.0] * 10)
+    spec = NumericBins.from_sample(x, "quantile", 10)
+    assert spec.edges.tolist() == [0.0, 1.0]
+    const = NumericBins.from_sample(np.full(50, 3.0))
+    assert const.count(np.array([3.0, 2.0, 4.0])).counts.tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match="no finite values"):
+        NumericBins.from_sample(np.array([np.nan, np.inf]), feature="z")
+
+
+def test_bad_edges_are_rejected():
+    for edges in ([1.0], [0.0, 0.0 + 0j], [2.0, 1.0], [0.0, np.inf]):
+        with pytest.raises((ValueError, TypeError)):
+            NumericBins(np.asarray(edges, dtype=float))
+
+
+def test_categorical_vocabulary_other_and_unseen():
+    ref = ["a"] * 50 + ["b"] * 30 + ["c"] * 15 + ["d"] * 5
+    spec = CategoricalBins.from_sample(ref, top_n=2)
+    assert spec.vocabulary == ("a", "b")
+    assert spec.other_values == ("c", "d")
+    assert spec.labels == ["a", "b", OTHER_LABEL, UNSEEN_LABEL]
+    c = spec.count(np.array(["a", "c", "zzz", None, "b", "d", float("nan")], dtype=object))
+    assert c.counts.tolist() == [1, 1, 2, 1]
+    assert c.n_missing == 2
+    arrow = spec.count(pa.array(["a", "c", "zzz", None, "b", "d"]).dictionary_encode())
+    assert arrow.counts.tolist() == [1, 1, 2, 1]
+
+
+def test_categorical_non_string_values_compare_as_strings():
+    spec = CategoricalBins.from_sample(np.array([1, 2, 2, 3]))
+    assert set(spec.vocabulary) == {"1", "2", "3"}
+    assert spec.count(pa.array([2, 2, 5])).counts.tolist() == [2, 0, 0, 0, 1]
+    b = CategoricalBins.from_sample([True, False, True])
+    assert b.vocabulary == ("true", "false")
+    assert b.count(np.array([True, True])).counts.tolist()[:2] == [2, 0]
+
+
+def test_untracked_rest_pools_unseen_values():
+    spec = CategoricalBins.from_value_counts(
+        {f"v{i}": 100 - i for i in range(30)}, top_n=5, max_other=10
+    )
+    assert not spec.track_unseen
+    c = spec.count(["v0", "v20", "never"])
+    assert c.counts[-2] == 2 and c.counts[-1] == 0
+
+
+@pytest.mark.parametrize("spec", [SPEC, CategoricalBins(("x", "y"), ("z",))])
+def test_spec_round_trip(spec):
+    assert bin_spec_from_dict(spec.to_dict()) == spec
+
+
+values_st = arrays(np.float64, st.integers(0, 60), elements=floats_with_specials)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values_st, values_st, values_st)
+def test_merge_is_associative_commutative_and_equals_concatenation(a, b, c):
+    ha, hb, hc = (Histogram.of(SPEC, v) for v in (a, b, c))
+    assert ha.merge(hb) == hb.merge(ha)
+    assert ha.merge(hb).merge(hc) == ha.merge(hb.merge(hc))
+    whole = Histogram.of(SPEC, np.concatenate([a, b, c]))
+    assert ha.merge(hb).merge(hc) == whole
+    assert whole.n_total == a.size + b.size + c.size
+
+
+def test_histogram_probabilities_and_errors():
+    h = Histogram.of(SPEC, [0.1, 0.2, 1.0])
+    np.testing.assert_allclose(h.probabilities(), [0, 0, 2 / 3, 1 / 3, 0])
+    np.testing.assert_allclose(h.probabilities(0.5).sum(), 1.0)
+    assert h.probabilities(0.5)[0] == pytest.approx(0.5 / 5.5)
+    with pytest.raises(ValueError, match="sums to zero"):
+        Histogram.empty(SPEC).probabilities()
+    with pytest.raises(ValueError, match="different bin specs"):
+        h.merge(Histogram.empty(NumericBins(np.array([0.0, 1.0]))))
+    with pytest.raises(ValueError, match="counts"):
+        Histogram(SPEC, np.array([1, 2]))
+    assert Histogram.from_dict(h.to_dict()) == h
+    assert math.isclose(h.n, 3)
