@@ -1,0 +1,354 @@
+"""Beam CombineFns: thin adapters over the core histograms, bins and MLE accumulators.
+
+Each ``add_input`` takes a whole batch (a ``pyarrow.RecordBatch``/``Table`` or a dict of numpy
+arrays) and handles every feature of the reference at once, so the data is read once (as TFDV's
+statistics generators do). Accumulators are small and merge exactly (integer counts, Chan et al.
+moments), so any split of the data across bundles and workers gives the same result.
+
+- :class:`FeatureStatsFn`: per-feature ``Histogram`` on the reference's bins + MLE accumulator.
+- :class:`VocabularyFn`: value counts of categorical features (reference vocabularies).
+- :class:`NumericSummaryFn`: range and family hints of numeric features (reference building).
+- :class:`ExactValuesFn`: all finite values of one feature (exact quantile edges, small data).
+
+Beam metrics (namespace ``divtransforms``): ``rows``, ``samples`` (binned), ``missing`` and
+``invalid`` (summed over features), and ``missing/<feature>``, ``invalid/<feature>``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.metrics import Metrics
+
+from divtransforms.bins import CategoricalBins, to_float_array
+from divtransforms.histogram import Histogram
+from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_for
+from divtransforms.profile import FeatureProfile, ReferenceProfile
+
+__all__ = [
+    "ExactValuesFn",
+    "FeatureStats",
+    "FeatureStatsFn",
+    "MissingFeatureError",
+    "NumericSummary",
+    "NumericSummaryFn",
+    "VocabularyFn",
+    "batch_columns",
+    "column_of",
+]
+
+NAMESPACE = "divtransforms"
+
+
+class MissingFeatureError(ValueError):
+    """A batch lacks a feature column the reference needs."""
+
+
+def batch_columns(batch: Any) -> list[str]:
+    if isinstance(batch, pa.RecordBatch | pa.Table):
+        return list(batch.schema.names)
+    return [str(k) for k in batch]
+
+
+def column_of(batch: Any, name: str) -> Any:
+    """One column of a RecordBatch/Table/dict, or a clear error naming the feature."""
+    if isinstance(batch, pa.RecordBatch | pa.Table):
+        idx = batch.schema.get_field_index(name)
+        if idx >= 0:
+            return batch.column(idx)
+    elif isinstance(batch, Mapping) and name in batch:
+        return batch[name]
+    raise MissingFeatureError(f"feature {name!r} is not a column of the input (columns: "
+                              f"{', '.join(batch_columns(batch))})")
+
+
+def num_rows(batch: Any) -> int:
+    if isinstance(batch, pa.RecordBatch | pa.Table):
+        return batch.num_rows
+    return len(next(iter(batch.values()))) if batch else 0
+
+
+# -- histograms + MLE on the reference's bins ------------------------------------------------------
+
+@dataclass
+class FeatureStats:
+    """The accumulator: rows read and, per feature, a ``Histogram`` and an MLE accumulator."""
+
+    rows: int = 0
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    mle: dict[str, MLEAccumulator | None] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, features: Mapping[str, FeatureProfile]) -> FeatureStats:
+        return cls(0, {n: Histogram.empty(fp.bins) for n, fp in features.items()},
+                   {n: _empty_mle(fp) for n, fp in features.items()})
+
+    def merge(self, other: FeatureStats) -> FeatureStats:
+        return FeatureStats(
+            self.rows + other.rows,
+            {n: h.merge(other.histograms[n]) for n, h in self.histograms.items()},
+            {n: (m.merge(other.mle[n]) if m is not None else None)  # type: ignore[arg-type]
+             for n, m in self.mle.items()},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (tests, debugging)."""
+        return {"rows": self.rows,
+                "histograms": {n: h.to_dict() for n, h in self.histograms.items()},
+                "mle": {n: (m.to_dict() if m is not None else None) for n, m in self.mle.items()}}
+
+
+def _empty_mle(fp: FeatureProfile) -> MLEAccumulator | None:
+    if fp.family is None:
+        return None
+    if fp.family == "categorical":
+        assert isinstance(fp.bins, CategoricalBins)
+        return accumulator_for("categorical", fp.bins)
+    return accumulator_for(fp.family)
+
+
+def feature_stats_of_batch(features: Mapping[str, FeatureProfile], batch: Any) -> FeatureStats:
+    """Histograms and MLE statistics of one batch, all features, each column converted once.
+
+    Equal to ``Histogram.of(spec, column)`` and ``accumulator.add(column)`` (categorical MLE:
+    ``add_counts`` of the histogram) on every feature, as the core does.
+    """
+    hists: dict[str, Histogram] = {}
+    mles: dict[str, MLEAccumulator | None] = {}
+    for name, fp in features.items():
+        col = column_of(batch, name)
+        spec = fp.bins
+        if fp.kind == "numeric":
+            x, n_bad = to_float_array(col, name)
+            c = spec.count_floats(x, n_bad)  # type: ignore[union-attr]
+            hists[name] = Histogram(spec, c.counts, c.n_missing, c.n_invalid)
+            mle = _empty_mle(fp)
+            if isinstance(mle, MomentMLE):
+                mle = mle.add(x, name)
+                if n_bad:  # values of the wrong type are invalid for the family too
+                    mle = replace(mle, n_invalid=mle.n_invalid + n_bad)
+            mles[name] = mle
+        else:
+            hist = Histogram.of(spec, col, name)
+            hists[name] = hist
+            mle = _empty_mle(fp)
+            if isinstance(mle, CategoricalMLE):
+                mle = mle.add_counts(hist.counts)
+            mles[name] = mle
+    return FeatureStats(num_rows(batch), hists, mles)
+
+
+class FeatureStatsFn(beam.CombineFn):
+    """Batches -> :class:`FeatureStats` (histograms + MLE statistics of every feature)."""
+
+    def __init__(self, profile: ReferenceProfile | Mapping[str, FeatureProfile]) -> None:
+        self._features = dict(profile.features if isinstance(profile, ReferenceProfile)
+                              else profile)
+        self._rows = Metrics.counter(NAMESPACE, "rows")
+        self._samples = Metrics.counter(NAMESPACE, "samples")
+        self._missing = Metrics.counter(NAMESPACE, "missing")
+        self._invalid = Metrics.counter(NAMESPACE, "invalid")
+        self._per_feature = {
+            n: (Metrics.counter(NAMESPACE, f"missing/{n}"),
+                Metrics.counter(NAMESPACE, f"invalid/{n}")) for n in self._features}
+
+    def create_accumulator(self) -> FeatureStats:
+        return FeatureStats.empty(self._features)
+
+    def add_input(self, accumulator: FeatureStats, batch: Any) -> FeatureStats:
+        stats = feature_stats_of_batch(self._features, batch)
+        self._count(stats)
+        return accumulator.merge(stats)
+
+    def _count(self, stats: FeatureStats) -> None:
+        self._rows.inc(stats.rows)
+        for name, h in stats.histograms.items():
+            self._samples.inc(h.n)
+            if h.n_missing:
+                self._missing.inc(h.n_missing)
+                self._per_feature[name][0].inc(h.n_missing)
+            if h.n_invalid:
+                self._invalid.inc(h.n_invalid)
+                self._per_feature[name][1].inc(h.n_invalid)
+
+    def merge_accumulators(self, accumulators: Iterable[FeatureStats]) -> FeatureStats:
+        it = iter(accumulators)
+        out = next(it)
+        for acc in it:
+            out = out.merge(acc)
+        return out
+
+    def extract_output(self, accumulator: FeatureStats) -> FeatureStats:
+        return accumulator
+
+
+# -- reference building ------------------------------------------------------------------------------
+
+class VocabularyFn(beam.CombineFn):
+    """Batches -> ``{feature: {value: count}}`` for categorical features (values as strings)."""
+
+    def __init__(self, features: Sequence[str]) -> None:
+        self._features = list(features)
+
+    def create_accumulator(self) -> dict[str, dict[str, int]]:
+        return {n: {} for n in self._features}
+
+    def add_input(self, acc: dict[str, dict[str, int]], batch: Any) -> dict[str, dict[str, int]]:
+        from divtransforms.bins import _to_string_array
+
+        for name in self._features:
+            arr = _to_string_array(column_of(batch, name), name).drop_null()
+            if len(arr) == 0:
+                continue
+            vc = pc.value_counts(arr)
+            counts = acc[name]
+            for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(),
+                            strict=True):
+                counts[v] = counts.get(v, 0) + c
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        it = iter(accumulators)
+        out = next(it)
+        for acc in it:
+            for name, counts in acc.items():
+                target = out[name]
+                for v, c in counts.items():
+                    target[v] = target.get(v, 0) + c
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+@dataclass
+class NumericSummary:
+    """Mergeable facts about one numeric feature's finite values: range, the predicates
+    ``infer_family`` looks at, and the central moments (n, mean, M2, M3) of x and of log x."""
+
+    n: int = 0
+    lo: float = math.inf
+    hi: float = -math.inf
+    all_binary: bool = True
+    all_counts: bool = True
+    all_positive: bool = True
+    x: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
+    logx: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> NumericSummary:
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return cls()
+        pos = bool(np.all(x > 0))
+        return cls(int(x.size), float(x.min()), float(x.max()),
+                   bool(np.all((x == 0) | (x == 1))), bool(np.all((x >= 0) & (np.floor(x) == x))),
+                   pos, _moments(x), _moments(np.log(x)) if pos else (0, 0.0, 0.0, 0.0))
+
+    def merge(self, o: NumericSummary) -> NumericSummary:
+        if o.n == 0:
+            return self
+        if self.n == 0:
+            return o
+        pos = self.all_positive and o.all_positive
+        return NumericSummary(self.n + o.n, min(self.lo, o.lo), max(self.hi, o.hi),
+                              self.all_binary and o.all_binary, self.all_counts and o.all_counts,
+                              pos, _merge_moments(self.x, o.x),
+                              _merge_moments(self.logx, o.logx) if pos else (0, 0.0, 0.0, 0.0))
+
+    def skew(self, log: bool = False) -> float:
+        n, _, m2, m3 = self.logx if log else self.x
+        if n == 0 or m2 <= 0:
+            return math.nan
+        return (m3 / n) / (m2 / n) ** 1.5
+
+    def family(self) -> str:
+        """Same rule as ``divtransforms.mle.infer_family``, from the merged moments."""
+        if self.n == 0:
+            return "normal"
+        if self.all_binary:
+            return "bernoulli"
+        if self.all_counts:
+            return "poisson"
+        if self.all_positive and self.n >= 8:
+            sx, slog = self.skew(), self.skew(log=True)
+            if slog ** 2 < sx ** 2 and sx > 1.0:
+                return "lognormal"
+        return "normal"
+
+
+def _moments(x: np.ndarray) -> tuple[int, float, float, float]:
+    mean = float(x.mean())
+    d = x - mean
+    return int(x.size), mean, float(np.dot(d, d)), float(np.sum(d * d * d))
+
+
+def _merge_moments(a: tuple[int, float, float, float], b: tuple[int, float, float, float]
+                   ) -> tuple[int, float, float, float]:
+    """Chan et al. / Pebay pairwise update for n, mean, M2, M3."""
+    na, ma, m2a, m3a = a
+    nb, mb, m2b, m3b = b
+    if na == 0:
+        return b
+    if nb == 0:
+        return a
+    n = na + nb
+    delta = mb - ma
+    mean = ma + delta * nb / n
+    m2 = m2a + m2b + delta * delta * na * nb / n
+    m3 = (m3a + m3b + delta ** 3 * na * nb * (na - nb) / (n * n)
+          + 3.0 * delta * (na * m2b - nb * m2a) / n)
+    return n, mean, m2, m3
+
+
+class NumericSummaryFn(beam.CombineFn):
+    """Batches -> ``{feature: NumericSummary}`` for numeric features."""
+
+    def __init__(self, features: Sequence[str]) -> None:
+        self._features = list(features)
+
+    def create_accumulator(self) -> dict[str, NumericSummary]:
+        return {n: NumericSummary() for n in self._features}
+
+    def add_input(self, acc, batch):
+        for name in self._features:
+            x, _ = to_float_array(column_of(batch, name), name)
+            acc[name] = acc[name].merge(NumericSummary.of(x))
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        it = iter(accumulators)
+        out = dict(next(it))
+        for acc in it:
+            out = {n: s.merge(acc[n]) for n, s in out.items()}
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+class ExactValuesFn(beam.CombineFn):
+    """Values of one feature -> all its finite values in one array (small data only)."""
+
+    def create_accumulator(self) -> list[np.ndarray]:
+        return []
+
+    def add_input(self, acc: list[np.ndarray], values: np.ndarray) -> list[np.ndarray]:
+        acc.append(np.asarray(values, dtype=np.float64))
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        return [a for acc in accumulators for a in acc]
+
+    def compact(self, acc):
+        return [np.concatenate(acc)] if len(acc) > 1 else acc
+
+    def extract_output(self, acc) -> np.ndarray:
+        return np.concatenate(acc) if acc else np.empty(0, dtype=np.float64)
