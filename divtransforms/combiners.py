@@ -65,8 +65,10 @@ def column_of(batch: Any, name: str) -> Any:
             return batch.column(idx)
     elif isinstance(batch, Mapping) and name in batch:
         return batch[name]
-    raise MissingFeatureError(f"feature {name!r} is not a column of the input (columns: "
-                              f"{', '.join(batch_columns(batch))})")
+    raise MissingFeatureError(
+        f"feature {name!r} is not a column of the input (columns: "
+        f"{', '.join(batch_columns(batch))})"
+    )
 
 
 def num_rows(batch: Any) -> int:
@@ -76,6 +78,7 @@ def num_rows(batch: Any) -> int:
 
 
 # -- histograms + MLE on the reference's bins ------------------------------------------------------
+
 
 @dataclass
 class FeatureStats:
@@ -87,22 +90,29 @@ class FeatureStats:
 
     @classmethod
     def empty(cls, features: Mapping[str, FeatureProfile]) -> FeatureStats:
-        return cls(0, {n: Histogram.empty(fp.bins) for n, fp in features.items()},
-                   {n: _empty_mle(fp) for n, fp in features.items()})
+        return cls(
+            0,
+            {n: Histogram.empty(fp.bins) for n, fp in features.items()},
+            {n: _empty_mle(fp) for n, fp in features.items()},
+        )
 
     def merge(self, other: FeatureStats) -> FeatureStats:
         return FeatureStats(
             self.rows + other.rows,
             {n: h.merge(other.histograms[n]) for n, h in self.histograms.items()},
-            {n: (m.merge(other.mle[n]) if m is not None else None)  # type: ignore[arg-type]
-             for n, m in self.mle.items()},
+            {
+                n: (m.merge(other.mle[n]) if m is not None else None)  # type: ignore[arg-type]
+                for n, m in self.mle.items()
+            },
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tests, debugging)."""
-        return {"rows": self.rows,
-                "histograms": {n: h.to_dict() for n, h in self.histograms.items()},
-                "mle": {n: (m.to_dict() if m is not None else None) for n, m in self.mle.items()}}
+        return {
+            "rows": self.rows,
+            "histograms": {n: h.to_dict() for n, h in self.histograms.items()},
+            "mle": {n: (m.to_dict() if m is not None else None) for n, m in self.mle.items()},
+        }
 
 
 def _empty_mle(fp: FeatureProfile) -> MLEAccumulator | None:
@@ -149,15 +159,20 @@ class FeatureStatsFn(beam.CombineFn):
     """Batches -> :class:`FeatureStats` (histograms + MLE statistics of every feature)."""
 
     def __init__(self, profile: ReferenceProfile | Mapping[str, FeatureProfile]) -> None:
-        self._features = dict(profile.features if isinstance(profile, ReferenceProfile)
-                              else profile)
+        self._features = dict(
+            profile.features if isinstance(profile, ReferenceProfile) else profile
+        )
         self._rows = Metrics.counter(NAMESPACE, "rows")
         self._samples = Metrics.counter(NAMESPACE, "samples")
         self._missing = Metrics.counter(NAMESPACE, "missing")
         self._invalid = Metrics.counter(NAMESPACE, "invalid")
         self._per_feature = {
-            n: (Metrics.counter(NAMESPACE, f"missing/{n}"),
-                Metrics.counter(NAMESPACE, f"invalid/{n}")) for n in self._features}
+            n: (
+                Metrics.counter(NAMESPACE, f"missing/{n}"),
+                Metrics.counter(NAMESPACE, f"invalid/{n}"),
+            )
+            for n in self._features
+        }
 
     def create_accumulator(self) -> FeatureStats:
         return FeatureStats.empty(self._features)
@@ -191,6 +206,7 @@ class FeatureStatsFn(beam.CombineFn):
 
 # -- reference building ------------------------------------------------------------------------------
 
+
 class VocabularyFn(beam.CombineFn):
     """Batches -> ``{feature: {value: count}}`` for categorical features (values as strings)."""
 
@@ -209,8 +225,9 @@ class VocabularyFn(beam.CombineFn):
                 continue
             vc = pc.value_counts(arr)
             counts = acc[name]
-            for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(),
-                            strict=True):
+            for v, c in zip(
+                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+            ):
                 counts[v] = counts.get(v, 0) + c
         return acc
 
@@ -248,9 +265,16 @@ class NumericSummary:
         if x.size == 0:
             return cls()
         pos = bool(np.all(x > 0))
-        return cls(int(x.size), float(x.min()), float(x.max()),
-                   bool(np.all((x == 0) | (x == 1))), bool(np.all((x >= 0) & (np.floor(x) == x))),
-                   pos, _moments(x), _moments(np.log(x)) if pos else (0, 0.0, 0.0, 0.0))
+        return cls(
+            int(x.size),
+            float(x.min()),
+            float(x.max()),
+            bool(np.all((x == 0) | (x == 1))),
+            bool(np.all((x >= 0) & (np.floor(x) == x))),
+            pos,
+            _moments(x),
+            _moments(np.log(x)) if pos else (0, 0.0, 0.0, 0.0),
+        )
 
     def merge(self, o: NumericSummary) -> NumericSummary:
         if o.n == 0:
@@ -258,10 +282,16 @@ class NumericSummary:
         if self.n == 0:
             return o
         pos = self.all_positive and o.all_positive
-        return NumericSummary(self.n + o.n, min(self.lo, o.lo), max(self.hi, o.hi),
-                              self.all_binary and o.all_binary, self.all_counts and o.all_counts,
-                              pos, _merge_moments(self.x, o.x),
-                              _merge_moments(self.logx, o.logx) if pos else (0, 0.0, 0.0, 0.0))
+        return NumericSummary(
+            self.n + o.n,
+            min(self.lo, o.lo),
+            max(self.hi, o.hi),
+            self.all_binary and o.all_binary,
+            self.all_counts and o.all_counts,
+            pos,
+            _merge_moments(self.x, o.x),
+            _merge_moments(self.logx, o.logx) if pos else (0, 0.0, 0.0, 0.0),
+        )
 
     def skew(self, log: bool = False) -> float:
         n, _, m2, m3 = self.logx if log else self.x
@@ -279,7 +309,7 @@ class NumericSummary:
             return "poisson"
         if self.all_positive and self.n >= 8:
             sx, slog = self.skew(), self.skew(log=True)
-            if slog ** 2 < sx ** 2 and sx > 1.0:
+            if slog**2 < sx**2 and sx > 1.0:
                 return "lognormal"
         return "normal"
 
@@ -290,8 +320,9 @@ def _moments(x: np.ndarray) -> tuple[int, float, float, float]:
     return int(x.size), mean, float(np.dot(d, d)), float(np.sum(d * d * d))
 
 
-def _merge_moments(a: tuple[int, float, float, float], b: tuple[int, float, float, float]
-                   ) -> tuple[int, float, float, float]:
+def _merge_moments(
+    a: tuple[int, float, float, float], b: tuple[int, float, float, float]
+) -> tuple[int, float, float, float]:
     """Chan et al. / Pebay pairwise update for n, mean, M2, M3."""
     na, ma, m2a, m3a = a
     nb, mb, m2b, m3b = b
@@ -303,8 +334,12 @@ def _merge_moments(a: tuple[int, float, float, float], b: tuple[int, float, floa
     delta = mb - ma
     mean = ma + delta * nb / n
     m2 = m2a + m2b + delta * delta * na * nb / n
-    m3 = (m3a + m3b + delta ** 3 * na * nb * (na - nb) / (n * n)
-          + 3.0 * delta * (na * m2b - nb * m2a) / n)
+    m3 = (
+        m3a
+        + m3b
+        + delta**3 * na * nb * (na - nb) / (n * n)
+        + 3.0 * delta * (na * m2b - nb * m2a) / n
+    )
     return n, mean, m2, m3
 
 

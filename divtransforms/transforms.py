@@ -91,8 +91,10 @@ class WindowStats:
 
 # -- windows -----------------------------------------------------------------------------------------
 
-def split_by_window(batch: Any, timestamp_column: str, size_micros: int
-                    ) -> Iterator[tuple[int, Any]]:
+
+def split_by_window(
+    batch: Any, timestamp_column: str, size_micros: int
+) -> Iterator[tuple[int, Any]]:
     """``(window_start_micros, part)`` for each window a batch's rows fall in (vectorised)."""
     micros = event_time_micros(column_of(batch, timestamp_column), timestamp_column)
     if micros.size == 0:
@@ -106,14 +108,20 @@ def split_by_window(batch: Any, timestamp_column: str, size_micros: int
     uniq, idx = np.unique(starts[order], return_index=True)
     bounds = [*idx.tolist(), len(order)]
     for i, start in enumerate(uniq.tolist()):
-        yield int(start), _take(batch, order[bounds[i]:bounds[i + 1]])
+        yield int(start), _take(batch, order[bounds[i] : bounds[i + 1]])
 
 
 def _take(batch: Any, idx: np.ndarray) -> Any:
     if isinstance(batch, pa.RecordBatch | pa.Table):
         return batch.take(pa.array(idx, type=pa.int64()))
-    return {k: (v.take(pa.array(idx, type=pa.int64())) if isinstance(v, pa.Array | pa.ChunkedArray)
-                else np.asarray(v)[idx]) for k, v in batch.items()}
+    return {
+        k: (
+            v.take(pa.array(idx, type=pa.int64()))
+            if isinstance(v, pa.Array | pa.ChunkedArray)
+            else np.asarray(v)[idx]
+        )
+        for k, v in batch.items()
+    }
 
 
 class _SplitByWindowFn(beam.DoFn):
@@ -133,10 +141,14 @@ class AssignWindows(beam.PTransform):
     Triggering: on the watermark, then once per late element; accumulating panes.
     """
 
-    def __init__(self, window: str | float | timedelta | None,
-                 timestamp_column: str | None = None, *,
-                 allowed_lateness: str | float | timedelta | None = None,
-                 early_firing: float | None = None) -> None:
+    def __init__(
+        self,
+        window: str | float | timedelta | None,
+        timestamp_column: str | None = None,
+        *,
+        allowed_lateness: str | float | timedelta | None = None,
+        early_firing: float | None = None,
+    ) -> None:
         super().__init__()
         self._seconds = parse_duration(window) if window is not None else None
         self._column = timestamp_column
@@ -148,8 +160,7 @@ class AssignWindows(beam.PTransform):
             return batches
         size = round(self._seconds * 1e6)
         if self._column:
-            batches = batches | "SplitByWindow" >> beam.ParDo(
-                _SplitByWindowFn(self._column, size))
+            batches = batches | "SplitByWindow" >> beam.ParDo(_SplitByWindowFn(self._column, size))
         early = beam_trigger.AfterProcessingTime(self._early) if self._early else None
         return batches | "Window" >> beam.WindowInto(
             beam_window.FixedWindows(size / 1e6),
@@ -161,14 +172,17 @@ class AssignWindows(beam.PTransform):
 
 # -- bins + window MLE -------------------------------------------------------------------------------
 
+
 class _AttachWindowFn(beam.DoFn):
-    def process(self, stats: FeatureStats, window=beam.DoFn.WindowParam,
-                pane=beam.DoFn.PaneInfoParam) -> Iterator[WindowStats]:
+    def process(
+        self, stats: FeatureStats, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam
+    ) -> Iterator[WindowStats]:
         if isinstance(window, beam_window.GlobalWindow):
             yield WindowStats(None, None, 0, stats)
         else:
-            yield WindowStats(_to_datetime(window.start), _to_datetime(window.end),
-                              int(pane.index), stats)
+            yield WindowStats(
+                _to_datetime(window.start), _to_datetime(window.end), int(pane.index), stats
+            )
 
 
 class BinSamples(beam.PTransform):
@@ -187,15 +201,15 @@ class BinSamples(beam.PTransform):
         combine = beam.CombineGlobally(FeatureStatsFn(self._profile))
         if not isinstance(batches.windowing.windowfn, beam_window.GlobalWindows):
             combine = combine.without_defaults()
-        return (batches
-                | "Combine" >> combine
-                | "AttachWindow" >> beam.ParDo(_AttachWindowFn()))
+        return batches | "Combine" >> combine | "AttachWindow" >> beam.ParDo(_AttachWindowFn())
 
 
 # -- running MLE -------------------------------------------------------------------------------------
 
-def _seed(profile: ReferenceProfile, initial_state: Mapping[str, Mapping[str, Any]] | None
-          ) -> dict[str, MLEAccumulator | None]:
+
+def _seed(
+    profile: ReferenceProfile, initial_state: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, MLEAccumulator | None]:
     out: dict[str, MLEAccumulator | None] = {}
     for name, fp in profile.features.items():
         state = (initial_state or {}).get(name)
@@ -204,20 +218,27 @@ def _seed(profile: ReferenceProfile, initial_state: Mapping[str, Mapping[str, An
         elif state:
             acc = accumulator_from_dict(state)
             if acc.family != fp.family:
-                raise ValueError(f"feature {name!r}: MLE state is for family {acc.family!r}, "
-                                 f"the reference uses {fp.family!r}")
+                raise ValueError(
+                    f"feature {name!r}: MLE state is for family {acc.family!r}, "
+                    f"the reference uses {fp.family!r}"
+                )
             out[name] = acc
         else:
-            out[name] = (accumulator_for(fp.family, fp.bins)  # type: ignore[arg-type]
-                         if fp.family == "categorical" else accumulator_for(fp.family))
+            out[name] = (
+                accumulator_for(fp.family, fp.bins)  # type: ignore[arg-type]
+                if fp.family == "categorical"
+                else accumulator_for(fp.family)
+            )
     return out
 
 
-def _merge_running(running: dict[str, MLEAccumulator | None], stats: FeatureStats
-                   ) -> dict[str, MLEAccumulator | None]:
-    return {n: (acc.merge(stats.mle[n]) if acc is not None and stats.mle.get(n) is not None
-                else acc)  # type: ignore[arg-type]
-            for n, acc in running.items()}
+def _merge_running(
+    running: dict[str, MLEAccumulator | None], stats: FeatureStats
+) -> dict[str, MLEAccumulator | None]:
+    return {
+        n: (acc.merge(stats.mle[n]) if acc is not None and stats.mle.get(n) is not None else acc)  # type: ignore[arg-type]
+        for n, acc in running.items()
+    }
 
 
 def state_dict(running: Mapping[str, MLEAccumulator | None]) -> dict[str, dict[str, Any]]:
@@ -261,8 +282,9 @@ class _CumulateStatefulFn(beam.DoFn):
             known[ws.window_start] = ws
             windows_state.write(known)
         running = dict(self._seed)
-        for start in sorted(s for s in known if s is not None and (
-                ws.window_start is None or s <= ws.window_start)):
+        for start in sorted(
+            s for s in known if s is not None and (ws.window_start is None or s <= ws.window_start)
+        ):
             running = _merge_running(running, known[start].stats)
         if ws.window_start is None:
             running = _merge_running(running, ws.stats)
@@ -284,9 +306,13 @@ class RunningMLE(beam.PTransform):
 
     STATE = "state"
 
-    def __init__(self, profile: ReferenceProfile,
-                 initial_state: Mapping[str, Mapping[str, Any]] | None = None,
-                 *, streaming: bool | None = None) -> None:
+    def __init__(
+        self,
+        profile: ReferenceProfile,
+        initial_state: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        streaming: bool | None = None,
+    ) -> None:
         super().__init__()
         self._seed = _seed(profile, initial_state)
         self._streaming = streaming
@@ -299,21 +325,34 @@ class RunningMLE(beam.PTransform):
             streaming = window_stats.pipeline.options.view_as(StandardOptions).streaming
         regrouped = window_stats | "Global" >> beam.WindowInto(beam_window.GlobalWindows())
         if streaming:
-            return (regrouped
-                    | "Key" >> beam.Map(lambda ws: ("", ws))
-                    | "Cumulate" >> beam.ParDo(_CumulateStatefulFn(self._seed)).with_outputs(
-                        self.STATE, main="windows"))
-        return (regrouped
-                | "Collect" >> beam.combiners.ToList()
-                | "Cumulate" >> beam.ParDo(_CumulateSortedFn(self._seed)).with_outputs(
-                    self.STATE, main="windows"))
+            return (
+                regrouped
+                | "Key" >> beam.Map(lambda ws: ("", ws))
+                | "Cumulate"
+                >> beam.ParDo(_CumulateStatefulFn(self._seed)).with_outputs(
+                    self.STATE, main="windows"
+                )
+            )
+        return (
+            regrouped
+            | "Collect" >> beam.combiners.ToList()
+            | "Cumulate"
+            >> beam.ParDo(_CumulateSortedFn(self._seed)).with_outputs(self.STATE, main="windows")
+        )
 
 
 # -- records -------------------------------------------------------------------------------------------
 
+
 class _RecordsFn(beam.DoFn):
-    def __init__(self, profile: ReferenceProfile, run_id: str, alpha: float, base: float,
-                 policy: Assessor | None) -> None:
+    def __init__(
+        self,
+        profile: ReferenceProfile,
+        run_id: str,
+        alpha: float,
+        base: float,
+        policy: Assessor | None,
+    ) -> None:
         self._features = profile.features
         self._reference_id = profile.reference_id
         self._run_id, self._alpha, self._base, self._policy = run_id, alpha, base, policy
@@ -322,19 +361,34 @@ class _RecordsFn(beam.DoFn):
         ws, running = element
         for name, fp in self._features.items():
             yield drift_record(
-                fp, ws.stats.histograms[name], ws.stats.mle.get(name), running.get(name),
-                window_start=ws.window_start, window_end=ws.window_end, pane=ws.pane,
-                run_id=self._run_id, reference_id=self._reference_id, alpha=self._alpha,
-                base=self._base, policy=self._policy)
+                fp,
+                ws.stats.histograms[name],
+                ws.stats.mle.get(name),
+                running.get(name),
+                window_start=ws.window_start,
+                window_end=ws.window_end,
+                pane=ws.pane,
+                run_id=self._run_id,
+                reference_id=self._reference_id,
+                alpha=self._alpha,
+                base=self._base,
+                policy=self._policy,
+            )
 
 
 class ComputeDivergence(beam.PTransform):
     """``(WindowStats, running MLE)`` -> drift records (dicts with ``DRIFT_RECORD_SCHEMA``
     fields), one per feature, window and pane, made by ``compare.drift_record``."""
 
-    def __init__(self, profile: ReferenceProfile, *, run_id: str | None = None,
-                 alpha: float = DEFAULT_ALPHA, base: float = 2.0,
-                 policy: Assessor | None = None) -> None:
+    def __init__(
+        self,
+        profile: ReferenceProfile,
+        *,
+        run_id: str | None = None,
+        alpha: float = DEFAULT_ALPHA,
+        base: float = 2.0,
+        policy: Assessor | None = None,
+    ) -> None:
         super().__init__()
         self._fn = _RecordsFn(profile, run_id or new_run_id(), alpha, base, policy)
 
@@ -350,29 +404,40 @@ class DriftMonitor(beam.PTransform):
     output is ``{"records": ..., "mle_state": ...}`` (the cumulative MLE state for the next run).
     """
 
-    def __init__(self, profile: ReferenceProfile, *,
-                 window: str | float | timedelta | None = None,
-                 timestamp_column: str | None = None,
-                 allowed_lateness: str | float | timedelta | None = None,
-                 early_firing: float | None = None,
-                 initial_state: Mapping[str, Mapping[str, Any]] | None = None,
-                 run_id: str | None = None, alpha: float = DEFAULT_ALPHA, base: float = 2.0,
-                 policy: Assessor | None = None, streaming: bool | None = None,
-                 with_mle_state: bool = False) -> None:
+    def __init__(
+        self,
+        profile: ReferenceProfile,
+        *,
+        window: str | float | timedelta | None = None,
+        timestamp_column: str | None = None,
+        allowed_lateness: str | float | timedelta | None = None,
+        early_firing: float | None = None,
+        initial_state: Mapping[str, Mapping[str, Any]] | None = None,
+        run_id: str | None = None,
+        alpha: float = DEFAULT_ALPHA,
+        base: float = 2.0,
+        policy: Assessor | None = None,
+        streaming: bool | None = None,
+        with_mle_state: bool = False,
+    ) -> None:
         super().__init__()
         self._profile = profile
-        self._windows = AssignWindows(window, timestamp_column,
-                                      allowed_lateness=allowed_lateness, early_firing=early_firing)
+        self._windows = AssignWindows(
+            window, timestamp_column, allowed_lateness=allowed_lateness, early_firing=early_firing
+        )
         self._running = RunningMLE(profile, initial_state, streaming=streaming)
-        self._records = ComputeDivergence(profile, run_id=run_id, alpha=alpha, base=base,
-                                          policy=policy)
+        self._records = ComputeDivergence(
+            profile, run_id=run_id, alpha=alpha, base=base, policy=policy
+        )
         self._with_state = with_mle_state
 
     def expand(self, batches):
-        running = (batches
-                   | "AssignWindows" >> self._windows
-                   | "BinSamples" >> BinSamples(self._profile)
-                   | "RunningMLE" >> self._running)
+        running = (
+            batches
+            | "AssignWindows" >> self._windows
+            | "BinSamples" >> BinSamples(self._profile)
+            | "RunningMLE" >> self._running
+        )
         records = running.windows | "ComputeDivergence" >> self._records
         if self._with_state:
             return {"records": records, "mle_state": running[RunningMLE.STATE]}
@@ -381,9 +446,13 @@ class DriftMonitor(beam.PTransform):
 
 # -- reference -------------------------------------------------------------------------------------
 
-def infer_kinds(schema: pa.Schema, features: Sequence[str] | None = None,
-                kinds: Mapping[str, str] | None = None,
-                exclude: Sequence[str] = ()) -> dict[str, str]:
+
+def infer_kinds(
+    schema: pa.Schema,
+    features: Sequence[str] | None = None,
+    kinds: Mapping[str, str] | None = None,
+    exclude: Sequence[str] = (),
+) -> dict[str, str]:
     """``{feature: numeric|categorical}`` from an Arrow schema (timestamps are skipped)."""
     kinds = dict(kinds or {})
     names = list(features) if features else [n for n in schema.names if n not in set(exclude)]
@@ -394,8 +463,9 @@ def infer_kinds(schema: pa.Schema, features: Sequence[str] | None = None,
             continue
         idx = schema.get_field_index(name)
         if idx < 0:
-            raise ValueError(f"feature {name!r} is not in the data (columns: "
-                             f"{', '.join(schema.names)})")
+            raise ValueError(
+                f"feature {name!r} is not in the data (columns: {', '.join(schema.names)})"
+            )
         kind = column_kind(pa.array([], type=schema.field(idx).type))
         if kind == "temporal":
             if features:
@@ -421,20 +491,25 @@ def _make_specs(_, *, kinds, n_bins, strategy, top_n, edges, exact, approx, voca
         if kind == "categorical":
             counts = vocab.get(name) or {}
             if not counts:
-                raise ValueError(f"feature {name!r}: no non-missing values to build a "
-                                 "vocabulary from")
+                raise ValueError(
+                    f"feature {name!r}: no non-missing values to build a vocabulary from"
+                )
             specs[name] = CategoricalBins.from_value_counts(counts, top_n=top_n)
         elif name in edges:
             specs[name] = NumericBins.from_edges(edges[name])
         elif name in exact:
-            specs[name] = NumericBins.from_finite(exact[name], strategy=strategy,
-                                                  n_bins=n_bins, feature=name)
+            specs[name] = NumericBins.from_finite(
+                exact[name], strategy=strategy, n_bins=n_bins, feature=name
+            )
         elif strategy == "uniform":
             s = summary.get(name)
             if s is None or s.n == 0:
                 raise ValueError(f"feature {name!r}: no finite values to place bin edges on")
-            specs[name] = (NumericBins.from_edges([s.lo]) if s.lo == s.hi else
-                           NumericBins.from_edges(np.linspace(s.lo, s.hi, n_bins + 1)))
+            specs[name] = (
+                NumericBins.from_edges([s.lo])
+                if s.lo == s.hi
+                else NumericBins.from_edges(np.linspace(s.lo, s.hi, n_bins + 1))
+            )
         else:
             if name not in approx:
                 raise ValueError(f"feature {name!r}: no finite values to place bin edges on")
@@ -455,10 +530,17 @@ def _make_profile(stats_list, *, specs, kinds, families, summary, exact, source)
                 fam = infer_family(exact[name])
             else:
                 fam = summary[name].family() if name in summary else "normal"
-        features[name] = FeatureProfile(name, kind, Histogram.empty(specs[name]), fam,
-                                        None if fam is None else accumulator_for(
-                                            fam, specs[name]) if fam == "categorical"
-                                        else accumulator_for(fam))
+        features[name] = FeatureProfile(
+            name,
+            kind,
+            Histogram.empty(specs[name]),
+            fam,
+            None
+            if fam is None
+            else accumulator_for(fam, specs[name])
+            if fam == "categorical"
+            else accumulator_for(fam),
+        )
     return features
 
 
@@ -474,8 +556,9 @@ class _StatsWithSpecsFn(beam.DoFn):
 def _finish_profile(stats: FeatureStats, features, source: str) -> ReferenceProfile:
     out = {}
     for name, fp in features.items():
-        out[name] = FeatureProfile(name, fp.kind, stats.histograms[name], fp.family,
-                                   stats.mle.get(name))
+        out[name] = FeatureProfile(
+            name, fp.kind, stats.histograms[name], fp.family, stats.mle.get(name)
+        )
     return ReferenceProfile(out, source=source)
 
 
@@ -507,11 +590,18 @@ class BuildReference(beam.PTransform):
     statistics on those bins. ``families``: ``{feature: family|None}``, default inferred.
     """
 
-    def __init__(self, kinds: Mapping[str, str], *,
-                 families: Mapping[str, str | None] | None = None, n_bins: int = 32,
-                 strategy: str = "quantile", top_n: int = 50,
-                 edges: Mapping[str, Sequence[float]] | None = None, exact: bool = False,
-                 source: str = "") -> None:
+    def __init__(
+        self,
+        kinds: Mapping[str, str],
+        *,
+        families: Mapping[str, str | None] | None = None,
+        n_bins: int = 32,
+        strategy: str = "quantile",
+        top_n: int = 50,
+        edges: Mapping[str, Sequence[float]] | None = None,
+        exact: bool = False,
+        source: str = "",
+    ) -> None:
         super().__init__()
         bad = {n: k for n, k in kinds.items() if k not in ("numeric", "categorical")}
         if bad:
@@ -533,32 +623,60 @@ class BuildReference(beam.PTransform):
         need_edges = [n for n in numeric if n not in self._edges]
         values = batches | "NumericValues" >> beam.FlatMap(_numeric_values, need_edges)
         if self._exact:
-            exact = beam.pvalue.AsDict(values | "ExactValues" >> beam.CombinePerKey(
-                ExactValuesFn()))
+            exact = beam.pvalue.AsDict(
+                values | "ExactValues" >> beam.CombinePerKey(ExactValuesFn())
+            )
             approx = beam.pvalue.AsDict(batches.pipeline | "NoApprox" >> beam.Create([]))
         else:
             exact = beam.pvalue.AsDict(batches.pipeline | "NoExact" >> beam.Create([]))
             approx = beam.pvalue.AsDict(
                 values
                 | "AsLists" >> beam.MapTuple(lambda k, x: (k, x.tolist()))
-                | "Quantiles" >> beam.ApproximateQuantiles.PerKey(self._n_bins + 1,
-                                                                   input_batched=True))
+                | "Quantiles"
+                >> beam.ApproximateQuantiles.PerKey(self._n_bins + 1, input_batched=True)
+            )
         vocab = beam.pvalue.AsSingleton(
-            batches | "Vocabulary" >> beam.CombineGlobally(VocabularyFn(categorical)))
+            batches | "Vocabulary" >> beam.CombineGlobally(VocabularyFn(categorical))
+        )
         summary = beam.pvalue.AsSingleton(
-            batches | "Summary" >> beam.CombineGlobally(NumericSummaryFn(numeric)))
+            batches | "Summary" >> beam.CombineGlobally(NumericSummaryFn(numeric))
+        )
         start = batches.pipeline | "Start" >> beam.Create([None])
-        specs = beam.pvalue.AsSingleton(start | "Specs" >> beam.Map(
-            _make_specs, kinds=self._kinds, n_bins=self._n_bins, strategy=self._strategy,
-            top_n=self._top_n, edges=self._edges, exact=exact, approx=approx, vocab=vocab,
-            summary=summary))
-        features = beam.pvalue.AsSingleton(start | "Features" >> beam.Map(
-            _make_profile, specs=specs, kinds=self._kinds, families=self._families,
-            summary=summary, exact=exact, source=self._source))
-        return (batches
-                | "Stats" >> beam.ParDo(_StatsWithSpecsFn(), features)
-                | "Merge" >> beam.CombineGlobally(_MergeStatsFn())
-                | "Profile" >> beam.Map(_empty_if_none, features, self._source))
+        specs = beam.pvalue.AsSingleton(
+            start
+            | "Specs"
+            >> beam.Map(
+                _make_specs,
+                kinds=self._kinds,
+                n_bins=self._n_bins,
+                strategy=self._strategy,
+                top_n=self._top_n,
+                edges=self._edges,
+                exact=exact,
+                approx=approx,
+                vocab=vocab,
+                summary=summary,
+            )
+        )
+        features = beam.pvalue.AsSingleton(
+            start
+            | "Features"
+            >> beam.Map(
+                _make_profile,
+                specs=specs,
+                kinds=self._kinds,
+                families=self._families,
+                summary=summary,
+                exact=exact,
+                source=self._source,
+            )
+        )
+        return (
+            batches
+            | "Stats" >> beam.ParDo(_StatsWithSpecsFn(), features)
+            | "Merge" >> beam.CombineGlobally(_MergeStatsFn())
+            | "Profile" >> beam.Map(_empty_if_none, features, self._source)
+        )
 
 
 def _empty_if_none(stats: FeatureStats | None, features, source: str) -> ReferenceProfile:

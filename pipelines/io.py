@@ -40,8 +40,14 @@ _LOG = logging.getLogger(__name__)
 DEFAULT_BATCH_ROWS = 1 << 18
 EVENT_TIME_COLUMN = "_event_time"  # added to Pub/Sub rows: their event time (UTC, microseconds)
 ROW_GROUPS_PER_TASK = 4
-_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
-             ".ndjson": "jsonl", ".json": "jsonl"}
+_SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
 
 
 class InputError(ValueError):
@@ -116,13 +122,20 @@ def _check_columns(path: str, names: Iterable[str], columns: Sequence[str] | Non
     have = set(names)
     missing = [c for c in columns if c not in have]
     if missing:
-        raise InputError(f"{path}: feature column(s) {', '.join(map(repr, missing))} not in "
-                         f"the file (it has {', '.join(sorted(have))})")
+        raise InputError(
+            f"{path}: feature column(s) {', '.join(map(repr, missing))} not in "
+            f"the file (it has {', '.join(sorted(have))})"
+        )
 
 
-def plan_reads(files: Sequence[str], *, input_format: str | None = None,
-               columns: Sequence[str] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-               numeric: Sequence[str] = ()) -> list[ReadTask]:
+def plan_reads(
+    files: Sequence[str],
+    *,
+    input_format: str | None = None,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    numeric: Sequence[str] = (),
+) -> list[ReadTask]:
     """Read tasks for ``files``; Parquet footers are read and feature columns checked here."""
     tasks: list[ReadTask] = []
     cols = tuple(dict.fromkeys(columns)) if columns else None
@@ -155,12 +168,16 @@ def read_task(task: ReadTask) -> Iterator[pa.RecordBatch]:
 def _read_parquet(task: ReadTask) -> Iterator[pa.RecordBatch]:
     pf = _parquet_file(task.path)
     try:
-        yield from pf.iter_batches(batch_size=task.batch_rows, row_groups=task.row_groups,
-                                   columns=list(task.columns) if task.columns else None,
-                                   use_threads=False)
+        yield from pf.iter_batches(
+            batch_size=task.batch_rows,
+            row_groups=task.row_groups,
+            columns=list(task.columns) if task.columns else None,
+            use_threads=False,
+        )
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{task.path}: corrupt Parquet data in row groups "
-                         f"{list(task.row_groups or ())} ({exc})") from exc
+        raise InputError(
+            f"{task.path}: corrupt Parquet data in row groups {list(task.row_groups or ())} ({exc})"
+        ) from exc
 
 
 def _read_csv(task: ReadTask) -> Iterator[pa.RecordBatch]:
@@ -202,8 +219,9 @@ def _read_jsonl(task: ReadTask) -> Iterator[pa.RecordBatch]:
     import pyarrow.json as pjson
 
     try:
-        table = pjson.read_json(_open(task.path),
-                                read_options=pjson.ReadOptions(block_size=1 << 22))
+        table = pjson.read_json(
+            _open(task.path), read_options=pjson.ReadOptions(block_size=1 << 22)
+        )
     except pa.ArrowInvalid:
         # Mixed types in a column (e.g. numbers and text): fall back to a per-line parse.
         yield from _read_jsonl_lines(task)
@@ -235,8 +253,9 @@ def _read_jsonl_lines(task: ReadTask) -> Iterator[pa.RecordBatch]:
         yield messages_to_batch(rows, task.columns)
 
 
-def messages_to_batch(rows: Sequence[dict[str, Any]],
-                      columns: Sequence[str] | None = None) -> pa.RecordBatch:
+def messages_to_batch(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+) -> pa.RecordBatch:
     """JSON objects -> one RecordBatch; a column of mixed types is kept as text (and then
     counted as invalid where it is not a number); absent fields are missing values."""
     names = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
@@ -251,8 +270,9 @@ def messages_to_batch(rows: Sequence[dict[str, Any]],
         try:
             arrays.append(pa.array(values))
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arrays.append(pa.array([None if v is None else str(v) for v in values],
-                                   type=pa.string()))
+            arrays.append(
+                pa.array([None if v is None else str(v) for v in values], type=pa.string())
+            )
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
@@ -277,14 +297,26 @@ class ReadBatches(beam.PTransform):
     redistributed so several workers read different row groups.
     """
 
-    def __init__(self, inputs: str | Sequence[str], *, input_format: str | None = None,
-                 columns: Sequence[str] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-                 numeric: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        input_format: str | None = None,
+        columns: Sequence[str] | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        numeric: Sequence[str] = (),
+    ) -> None:
         super().__init__()
-        self._tasks = plan_reads(expand_inputs(inputs), input_format=input_format,
-                                 columns=columns, batch_rows=batch_rows, numeric=numeric)
-        _LOG.info("reading %d file(s) in %d task(s)",
-                  len({t.path for t in self._tasks}), len(self._tasks))
+        self._tasks = plan_reads(
+            expand_inputs(inputs),
+            input_format=input_format,
+            columns=columns,
+            batch_rows=batch_rows,
+            numeric=numeric,
+        )
+        _LOG.info(
+            "reading %d file(s) in %d task(s)", len({t.path for t in self._tasks}), len(self._tasks)
+        )
 
     def expand(self, pbegin):
         tasks = pbegin | "Plan" >> beam.Create(self._tasks)
@@ -344,9 +376,15 @@ class ReadPubSubBatches(beam.PTransform):
     time. Rows are grouped into batches per window by ``BatchElements`` before binning.
     """
 
-    def __init__(self, *, subscription: str | None = None, topic: str | None = None,
-                 event_time_field: str | None = None, columns: Sequence[str] | None = None,
-                 max_batch_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        subscription: str | None = None,
+        topic: str | None = None,
+        event_time_field: str | None = None,
+        columns: Sequence[str] | None = None,
+        max_batch_size: int = 10_000,
+    ) -> None:
         super().__init__()
         if bool(subscription) == bool(topic):
             raise InputError("give exactly one of a Pub/Sub subscription or topic")
@@ -357,7 +395,8 @@ class ReadPubSubBatches(beam.PTransform):
         from apache_beam.io.gcp.pubsub import ReadFromPubSub
 
         messages = pbegin | "ReadPubSub" >> ReadFromPubSub(
-            topic=self._topic, subscription=self._subscription)
+            topic=self._topic, subscription=self._subscription
+        )
         columns = list(self._columns) if self._columns else None
         return (
             messages
@@ -373,9 +412,17 @@ class WatchDirectoryBatches(beam.PTransform):
     Uses Beam's ``fileio.MatchContinuously`` (each file is read once, when first seen).
     """
 
-    def __init__(self, directory: str, *, pattern: str = "*", interval: float = 5.0,
-                 stop_after: float | None = None, input_format: str | None = None,
-                 columns: Sequence[str] | None = None, numeric: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        pattern: str = "*",
+        interval: float = 5.0,
+        stop_after: float | None = None,
+        input_format: str | None = None,
+        columns: Sequence[str] | None = None,
+        numeric: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self._glob = os.path.join(directory, pattern)
         self._interval, self._stop_after = interval, stop_after
@@ -387,8 +434,11 @@ class WatchDirectoryBatches(beam.PTransform):
         from apache_beam.io import fileio
         from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-        stop = (Timestamp.of(time.time() + self._stop_after) if self._stop_after is not None
-                else MAX_TIMESTAMP)
+        stop = (
+            Timestamp.of(time.time() + self._stop_after)
+            if self._stop_after is not None
+            else MAX_TIMESTAMP
+        )
         fmt, cols, numeric = self._format, self._columns, self._numeric
 
         def tasks(metadata) -> list[ReadTask]:
@@ -398,8 +448,10 @@ class WatchDirectoryBatches(beam.PTransform):
 
         return (
             pbegin
-            | "Match" >> fileio.MatchContinuously(self._glob, interval=self._interval,
-                                                  stop_timestamp=stop, has_deduplication=True)
+            | "Match"
+            >> fileio.MatchContinuously(
+                self._glob, interval=self._interval, stop_timestamp=stop, has_deduplication=True
+            )
             | "Plan" >> beam.FlatMap(tasks)
             | "Read" >> beam.ParDo(_ReadTaskFn())
         )

@@ -31,23 +31,49 @@ class InputOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument("--input", dest="inputs", action="append", default=None,
-                            help="Parquet/CSV/JSONL path or glob (repeatable)")
-        parser.add_argument("--input_format", default=None,
-                            choices=["parquet", "csv", "jsonl"],
-                            help="input format (default: from the file suffix)")
-        parser.add_argument("--pubsub_subscription", default=None,
-                            help="projects/P/subscriptions/S: JSON messages (streaming)")
-        parser.add_argument("--pubsub_topic", default=None,
-                            help="projects/P/topics/T: JSON messages (streaming)")
-        parser.add_argument("--event_time_field", default=None,
-                            help="JSON field with the event time (default: publish time)")
-        parser.add_argument("--watch_directory", default=None,
-                            help="local streaming: a directory polled for new files")
-        parser.add_argument("--watch_interval", type=float, default=5.0,
-                            help="seconds between polls of --watch_directory")
-        parser.add_argument("--watch_stop_after", type=float, default=None,
-                            help="stop watching after this many seconds (default: never)")
+        parser.add_argument(
+            "--input",
+            dest="inputs",
+            action="append",
+            default=None,
+            help="Parquet/CSV/JSONL path or glob (repeatable)",
+        )
+        parser.add_argument(
+            "--input_format",
+            default=None,
+            choices=["parquet", "csv", "jsonl"],
+            help="input format (default: from the file suffix)",
+        )
+        parser.add_argument(
+            "--pubsub_subscription",
+            default=None,
+            help="projects/P/subscriptions/S: JSON messages (streaming)",
+        )
+        parser.add_argument(
+            "--pubsub_topic", default=None, help="projects/P/topics/T: JSON messages (streaming)"
+        )
+        parser.add_argument(
+            "--event_time_field",
+            default=None,
+            help="JSON field with the event time (default: publish time)",
+        )
+        parser.add_argument(
+            "--watch_directory",
+            default=None,
+            help="local streaming: a directory polled for new files",
+        )
+        parser.add_argument(
+            "--watch_interval",
+            type=float,
+            default=5.0,
+            help="seconds between polls of --watch_directory",
+        )
+        parser.add_argument(
+            "--watch_stop_after",
+            type=float,
+            default=None,
+            help="stop watching after this many seconds (default: never)",
+        )
 
 
 class ReferenceOptions(InputOptions):
@@ -55,18 +81,31 @@ class ReferenceOptions(InputOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument("--output", required=False, default=None,
-                            help="where the reference profile JSON goes")
+        parser.add_argument(
+            "--output", required=False, default=None, help="where the reference profile JSON goes"
+        )
         parser.add_argument("--features", default=None, help="comma-separated feature names")
-        parser.add_argument("--categorical", default=None,
-                            help="comma-separated features to treat as categorical")
-        parser.add_argument("--families", default=None,
-                            help="MLE families, e.g. amount=lognormal,clicks=poisson")
+        parser.add_argument(
+            "--categorical", default=None, help="comma-separated features to treat as categorical"
+        )
+        parser.add_argument(
+            "--families", default=None, help="MLE families, e.g. amount=lognormal,clicks=poisson"
+        )
         parser.add_argument("--bins", dest="n_bins", type=int, default=32)
         parser.add_argument("--strategy", default="quantile", choices=["quantile", "uniform"])
         parser.add_argument("--top_n", type=int, default=50)
-        parser.add_argument("--exact_quantiles", action="store_true", default=False,
-                            help="exact single-worker edges instead of ApproximateQuantiles")
+        parser.add_argument(
+            "--exact_quantiles",
+            action="store_true",
+            default=False,
+            help="exact single-worker edges instead of ApproximateQuantiles",
+        )
+        parser.add_argument(
+            "--approximate_quantiles",
+            action="store_true",
+            default=False,
+            help="ApproximateQuantiles edges even for small inputs",
+        )
 
 
 class CheckOptions(InputOptions):
@@ -78,16 +117,20 @@ class CheckOptions(InputOptions):
         parser.add_argument("--output", default=None, help="directory for drift records")
         parser.add_argument("--window", default=None, help="event-time window: 30s, 15m, 1h, 1d")
         parser.add_argument("--timestamp_column", default=None)
-        parser.add_argument("--allowed_lateness", default=None,
-                            help="how late data may arrive and still update its window")
+        parser.add_argument(
+            "--allowed_lateness",
+            default=None,
+            help="how late data may arrive and still update its window",
+        )
         parser.add_argument("--run_id", default=None)
         parser.add_argument("--jsonl", action="store_true", default=False)
         parser.add_argument("--mle_state_in", default=None)
         parser.add_argument("--mle_state_out", default=None)
 
 
-def make_pipeline_options(pipeline_args: Sequence[str] | None = None,
-                          *, streaming: bool | None = None) -> PipelineOptions:
+def make_pipeline_options(
+    pipeline_args: Sequence[str] | None = None, *, streaming: bool | None = None
+) -> PipelineOptions:
     """Beam options from command-line style arguments, with the runner always set explicitly."""
     args = list(pipeline_args or [])
     if streaming and "--streaming" not in args:

@@ -1,0 +1,197 @@
+"""``divmon reference build`` and ``divmon check``: the Beam jobs on the command line.
+
+Arguments the parser does not know are Beam pipeline options (``--runner=DataflowRunner
+--project=... --region=... --temp_location=gs://...``, ``--direct_num_workers=2`` ...). Beam is
+imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ref = subparsers.add_parser(
+        "reference", help="reference profiles", description="Build reference profiles with Beam."
+    )
+    ref_sub = ref.add_subparsers(dest="reference_command", required=True, metavar="ACTION")
+    build = ref_sub.add_parser(
+        "build",
+        help="build a reference profile from data (Parquet/CSV/JSONL)",
+        description="Build a reference profile (bins, counts, MLE statistics) with Beam. "
+        "Unknown options are passed to Beam (e.g. --runner=DataflowRunner).",
+    )
+    build.add_argument(
+        "--input",
+        "-i",
+        dest="inputs",
+        action="append",
+        required=True,
+        help="path or glob (repeatable)",
+    )
+    build.add_argument("--output", "-o", required=True, help="reference profile JSON to write")
+    build.add_argument("--features", help="comma-separated features (default: all columns)")
+    build.add_argument("--exclude", help="comma-separated columns to leave out")
+    build.add_argument("--categorical", help="comma-separated features to treat as categorical")
+    build.add_argument("--families", help="MLE families, e.g. amount=lognormal,flag=none")
+    build.add_argument("--bins", type=int, default=32, help="numeric bins (default 32)")
+    build.add_argument("--strategy", choices=["quantile", "uniform"], default="quantile")
+    build.add_argument("--top-n", type=int, default=50, help="categorical vocabulary size")
+    build.add_argument("--input-format", choices=["parquet", "csv", "jsonl"])
+    q = build.add_mutually_exclusive_group()
+    q.add_argument(
+        "--exact-quantiles",
+        action="store_true",
+        help="exact edges (all values on one worker; small data)",
+    )
+    q.add_argument(
+        "--approximate-quantiles",
+        action="store_true",
+        help="Beam ApproximateQuantiles even for small inputs",
+    )
+    build.set_defaults(handler=_reference_build, accepts_pipeline_args=True)
+
+    check = subparsers.add_parser(
+        "check",
+        help="check data against a reference profile (drift records)",
+        description="Compare data with a reference profile using Beam; writes drift records "
+        "and prints a per-feature summary. Unknown options go to Beam.",
+    )
+    check.add_argument("--reference", "-r", required=True, help="reference profile JSON")
+    check.add_argument(
+        "--input", "-i", dest="inputs", action="append", help="path or glob (repeatable)"
+    )
+    check.add_argument("--output", "-o", help="directory for records-<run_id>.parquet")
+    check.add_argument("--window", help="event-time window, e.g. 15m, 1h, 1d")
+    check.add_argument("--timestamp-column", help="column with the event time")
+    check.add_argument("--allowed-lateness", help="streaming: how late data may still count")
+    check.add_argument("--input-format", choices=["parquet", "csv", "jsonl"])
+    check.add_argument("--run-id")
+    check.add_argument("--jsonl", action="store_true", help="also write JSON Lines")
+    check.add_argument("--policy", help="policy JSON ({'default': {...}, 'features': {...}})")
+    check.add_argument("--mle-state-in", help="running-MLE state from an earlier run (JSON)")
+    check.add_argument("--mle-state-out", help="where to write the updated running-MLE state")
+    check.add_argument("--pubsub-subscription", help="streaming: read JSON messages")
+    check.add_argument("--pubsub-topic", help="streaming: read JSON messages from a topic")
+    check.add_argument(
+        "--event-time-field", help="Pub/Sub: JSON field with the event time (default: publish time)"
+    )
+    check.add_argument("--watch-directory", help="local streaming: poll a directory for files")
+    check.add_argument("--watch-interval", type=float, default=5.0)
+    check.add_argument(
+        "--watch-stop-after", type=float, help="stop watching after this many seconds"
+    )
+    check.set_defaults(handler=_check, accepts_pipeline_args=True)
+
+
+def _names(text: str | None) -> list[str] | None:
+    names = [s.strip() for s in (text or "").split(",") if s.strip()]
+    return names or None
+
+
+def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from pipelines.reference_job import parse_families, run_build_reference
+
+    kinds = {n: "categorical" for n in _names(args.categorical) or []}
+    exact = True if args.exact_quantiles else (False if args.approximate_quantiles else None)
+    profile = run_build_reference(
+        args.inputs,
+        args.output,
+        features=_names(args.features),
+        kinds=kinds,
+        families=parse_families(args.families),
+        n_bins=args.bins,
+        strategy=args.strategy,
+        top_n=args.top_n,
+        input_format=args.input_format,
+        pipeline_args=list(extra),
+        exact=exact,
+        exclude=_names(args.exclude) or (),
+    )
+    print(f"wrote {args.output}: {profile.reference_id}, {len(profile.features)} features")
+    for name, fp in sorted(profile.features.items()):
+        print(
+            f"  {name:<24} {fp.kind:<12} bins={fp.bins.n_bins:<4} n={fp.histogram.n:<10} "
+            f"missing={fp.histogram.n_missing:<8} family={fp.family or '-'}"
+        )
+    return 0
+
+
+def _load_policy(path: str | None):
+    import json
+
+    from divtransforms.policy import Policy
+
+    if not path:
+        return Policy()
+    with open(path, encoding="utf-8") as fh:
+        try:
+            return Policy.from_dict(json.load(fh))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"policy {path}: not valid JSON ({exc})") from None
+
+
+def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from pipelines.check_job import (
+        format_summary,
+        load_mle_state,
+        run_check,
+        run_streaming_check,
+        write_state_file,
+    )
+
+    policy = _load_policy(args.policy)
+    mle_state = load_mle_state(args.mle_state_in) if args.mle_state_in else None
+    streaming = "--streaming" in extra or bool(
+        args.pubsub_subscription or args.pubsub_topic or args.watch_directory
+    )
+    if streaming:
+        if not args.output:
+            raise ValueError("a streaming check needs --output")
+        run_streaming_check(
+            args.reference,
+            args.output,
+            window=args.window,
+            run_id=args.run_id,
+            timestamp_column=args.timestamp_column,
+            pubsub_subscription=args.pubsub_subscription,
+            pubsub_topic=args.pubsub_topic,
+            event_time_field=args.event_time_field,
+            watch_directory=args.watch_directory,
+            watch_interval=args.watch_interval,
+            watch_stop_after=args.watch_stop_after,
+            input_format=args.input_format,
+            allowed_lateness=args.allowed_lateness,
+            mle_state=mle_state,
+            jsonl=args.jsonl,
+            policy=policy,
+            pipeline_args=list(extra),
+        )
+        return 0
+    if not args.inputs:
+        raise ValueError("give --input PATH_OR_GLOB (or a streaming source)")
+    result = run_check(
+        args.reference,
+        args.inputs,
+        args.output,
+        window=args.window,
+        timestamp_column=args.timestamp_column,
+        input_format=args.input_format,
+        run_id=args.run_id,
+        mle_state=mle_state,
+        pipeline_args=list(extra),
+        jsonl=args.jsonl,
+        policy=policy,
+        allowed_lateness=args.allowed_lateness,
+    )
+    if args.mle_state_out:
+        write_state_file(args.mle_state_out, result.mle_state)
+    print(format_summary(result.per_feature))
+    print(
+        f"run {result.run_id}: {result.n_rows_read} rows, {result.records.num_rows} records"
+        + (f" -> {', '.join(result.output_paths)}" if result.output_paths else "")
+    )
+    return 0

@@ -1,0 +1,217 @@
+"""The reference job: data -> a ``ReferenceProfile`` JSON, built with Beam (``BuildReference``).
+
+    python -m pipelines.reference_job --input 'ref/*.parquet' --output ref.json [--bins 32] \
+        [--features a,b] [--categorical c] [--families a=lognormal] [--runner=...]
+
+Quantile edges: exact (``numpy.quantile`` on all values, gathered on one worker, identical to
+``ReferenceProfile.build``) when the input has at most ``EXACT_MAX_ROWS`` rows known from the
+Parquet footers, else Beam's ``ApproximateQuantiles``; ``exact=True/False`` forces either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
+
+from divtransforms.profile import ReferenceProfile
+
+__all__ = [
+    "EXACT_MAX_ROWS",
+    "build_reference_pipeline",
+    "input_schema",
+    "main",
+    "run_build_reference",
+]
+
+_LOG = logging.getLogger(__name__)
+EXACT_MAX_ROWS = 1_000_000
+
+
+def input_schema(path: str, input_format: str | None = None) -> pa.Schema:
+    """The Arrow schema of one input file (Parquet footer, or the first batch of CSV/JSONL)."""
+    from pipelines import io as pio
+
+    fmt = pio.detect_format(path, input_format)
+    if fmt == "parquet":
+        return pio._parquet_file(path).schema_arrow
+    task = pio.ReadTask(path, fmt, None, None, 1 << 16)
+    for batch in pio.read_task(task):
+        return batch.schema
+    raise pio.InputError(f"{path}: empty file, cannot tell its columns")
+
+
+def _known_rows(files: Sequence[str], input_format: str | None) -> int | None:
+    from pipelines import io as pio
+
+    total = 0
+    for f in files:
+        if pio.detect_format(f, input_format) != "parquet":
+            return None
+        total += pio._parquet_file(f).metadata.num_rows
+    return total
+
+
+def build_reference_pipeline(
+    pipeline,
+    inputs: Sequence[str],
+    output: str,
+    *,
+    kinds: Mapping[str, str],
+    families=None,
+    n_bins: int = 32,
+    strategy: str = "quantile",
+    top_n: int = 50,
+    input_format: str | None = None,
+    exact: bool = False,
+    source: str = "",
+):
+    import apache_beam as beam
+
+    from divtransforms.transforms import BuildReference
+    from pipelines import io as pio
+    from pipelines.sinks import write_bytes
+
+    numeric = [n for n, k in kinds.items() if k == "numeric"]
+    profile = (
+        pipeline
+        | "Read"
+        >> pio.ReadBatches(inputs, input_format=input_format, columns=list(kinds), numeric=numeric)
+        | "BuildReference"
+        >> BuildReference(
+            kinds,
+            families=families,
+            n_bins=n_bins,
+            strategy=strategy,
+            top_n=top_n,
+            exact=exact,
+            source=source,
+        )
+    )
+
+    def save(p: ReferenceProfile) -> str:
+        doc = p.to_dict()
+        write_bytes(
+            output, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode() + b"\n"
+        )
+        return output
+
+    return profile | "Save" >> beam.Map(save)
+
+
+def run_build_reference(
+    inputs: Sequence[str] | str,
+    output: str | None,
+    *,
+    features: Sequence[str] | None = None,
+    kinds: Mapping[str, str] | None = None,
+    families: Mapping[str, str | None] | None = None,
+    n_bins: int = 32,
+    strategy: str = "quantile",
+    top_n: int = 50,
+    input_format: str | None = None,
+    pipeline_args: Sequence[str] | None = None,
+    exact: bool | None = None,
+    exclude: Sequence[str] = (),
+) -> ReferenceProfile:
+    """Build a reference profile from files with Beam and save it to ``output`` (JSON)."""
+    import apache_beam as beam
+
+    from divtransforms.transforms import infer_kinds
+    from pipelines import io as pio
+    from pipelines.options import make_pipeline_options
+    from pipelines.sinks import read_bytes
+
+    patterns = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs]
+    files = pio.expand_inputs(patterns)
+    resolved = infer_kinds(input_schema(files[0], input_format), features, kinds, exclude)
+    if exact is None:
+        rows = _known_rows(files, input_format)
+        exact = rows is not None and rows <= EXACT_MAX_ROWS
+    tmp = None
+    if output is None:
+        tmp = tempfile.mkdtemp(prefix="divmon-ref-")
+        output = f"{tmp}/reference.json"
+    try:
+        pipeline = beam.Pipeline(options=make_pipeline_options(pipeline_args))
+        build_reference_pipeline(
+            pipeline,
+            files,
+            str(output),
+            kinds=resolved,
+            families=families,
+            n_bins=n_bins,
+            strategy=strategy,
+            top_n=top_n,
+            input_format=input_format,
+            exact=exact,
+            source=", ".join(patterns),
+        )
+        pipeline.run().wait_until_finish()
+        profile = ReferenceProfile.from_dict(
+            json.loads(read_bytes(str(output))), origin=str(output)
+        )
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    _LOG.info(
+        "reference %s: %d features (%s quantiles) from %d file(s)",
+        profile.reference_id,
+        len(profile.features),
+        "exact" if exact else "approximate",
+        len(files),
+    )
+    return profile
+
+
+def parse_families(text: str | None) -> dict[str, str | None]:
+    """``"a=lognormal,b=none"`` -> ``{"a": "lognormal", "b": None}``."""
+    out: dict[str, str | None] = {}
+    for item in filter(None, (s.strip() for s in (text or "").split(","))):
+        if "=" not in item:
+            raise ValueError(f"--families expects feature=family pairs, got {item!r}")
+        name, fam = (s.strip() for s in item.split("=", 1))
+        out[name] = None if fam.lower() in ("none", "") else fam
+    return out
+
+
+def split_names(text: str | None) -> list[str] | None:
+    names = [s.strip() for s in (text or "").split(",") if s.strip()]
+    return names or None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.options import ReferenceOptions
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opts = PipelineOptions(argv).view_as(ReferenceOptions)
+    if not opts.inputs or not opts.output:
+        raise SystemExit("--input and --output are required")
+    kinds = {n: "categorical" for n in split_names(opts.categorical) or []}
+    profile = run_build_reference(
+        opts.inputs,
+        opts.output,
+        features=split_names(opts.features),
+        kinds=kinds,
+        families=parse_families(opts.families),
+        n_bins=opts.n_bins,
+        strategy=opts.strategy,
+        top_n=opts.top_n,
+        input_format=opts.input_format,
+        pipeline_args=argv,
+        exact=True if opts.exact_quantiles else (False if opts.approximate_quantiles else None),
+    )
+    print(f"wrote {opts.output}: {profile.reference_id}, {len(profile.features)} features")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())
