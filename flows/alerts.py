@@ -1,0 +1,259 @@
+"""The alert log and outbox: each alert is logged once (by dedup key), delivered until it succeeds.
+
+``<history>/_alerts.json`` (format in docs/ARCHITECTURE.md) is both the log the dashboard reads and
+the outbox: an entry stays ``pending``/``failed`` until every target it was addressed to has
+accepted it, and every later run tries again. Each target's success is written to the log (atomic
+rename) right after it happens, so a retried or re-run flow never sends it again. Only a crash
+in the instant between a receiver accepting a message and that write can repeat one delivery, which
+is why every message carries its dedup key (header ``X-Divtransforms-Dedup-Key`` for webhooks,
+and in the body) for receivers that want to be strictly idempotent.
+
+Entries carry the contract's fields plus ``deliveries`` (per-target status, attempts, last error
+without secrets), ``event_id``/``event_emitted`` and ``reason``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from divtransforms.policy import AlertDecision
+from divtransforms.records import atomic_write_json
+
+ALERT_LOG_VERSION = 1
+ALERTS_FILE = "_alerts.json"
+EVENT_NAMESPACE = uuid.UUID("6f1f4b7e-5b7a-4c55-9a59-3d5e0a1d7c11")
+
+log = logging.getLogger(__name__)
+
+# A notifier sends one alert to one target and raises on failure.
+Notifier = Callable[[Mapping[str, Any]], None]
+
+
+class AlertLogError(ValueError):
+    """The alert log is unreadable or from an incompatible version."""
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat()
+    return str(value)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def dedup_key(feature: str, window_start: Any, window_end: Any, severity: str,
+              reference_id: str) -> str:
+    """``feature|window_start|window_end|severity|reference_id`` (ISO-8601 UTC, ``-`` for none)."""
+    return "|".join([feature, _iso(window_start) or "-", _iso(window_end) or "-", severity,
+                     reference_id or "-"])
+
+
+def event_id(key: str) -> uuid.UUID:
+    """Deterministic event id: the server drops a re-emitted duplicate."""
+    return uuid.uuid5(EVENT_NAMESPACE, key)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out == out and abs(out) != float("inf") else None
+
+
+def record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record fields an alert message carries (JSON-safe)."""
+    keys = ("n", "n_missing", "n_invalid", "missing_rate", "js_divergence", "js_corrected",
+            "js_distance", "kl_divergence", "psi", "g_statistic", "p_value", "mle_family",
+            "mle_kl", "mle_p_value", "run_id")
+    out: dict[str, Any] = {}
+    for k in keys:
+        v = record.get(k)
+        out[k] = v if isinstance(v, str) or v is None else _num(v)
+    params = []
+    for p in record.get("mle_params") or []:
+        params.append({"name": p.get("name"), "reference": _num(p.get("reference")),
+                       "window": _num(p.get("window")), "z": _num(p.get("z")),
+                       "p_value": _num(p.get("p_value"))})
+    out["mle_params"] = params
+    return out
+
+
+@dataclass
+class AlertLog:
+    """``<history>/_alerts.json``: read, add with dedup, record deliveries. Saved atomically."""
+
+    path: Path
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, history_dir: str | Path) -> AlertLog:
+        path = Path(history_dir) / ALERTS_FILE
+        if not path.exists():
+            return cls(path, [])
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise AlertLogError(f"cannot read alert log {path}: {exc}") from exc
+        if doc.get("schema_version") != ALERT_LOG_VERSION:
+            raise AlertLogError(f"{path}: schema_version {doc.get('schema_version')!r}, expected "
+                                f"{ALERT_LOG_VERSION}")
+        return cls(path, list(doc.get("alerts") or []))
+
+    def save(self) -> None:
+        atomic_write_json(self.path, {"schema_version": ALERT_LOG_VERSION, "alerts": self.entries})
+
+    def keys(self) -> set[str]:
+        return {e["dedup_key"] for e in self.entries}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        for e in self.entries:
+            if e["dedup_key"] == key:
+                return e
+        return None
+
+    def add(self, decisions: Iterable[AlertDecision], *, reference_id: str, metric_for:
+            Callable[[str], str], targets: Sequence[str], run_id: str,
+            reasons: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
+        """Log new alerts (skipping known dedup keys); returns the new entries. Does not save."""
+        known = self.keys()
+        new = []
+        for i, d in enumerate(decisions):
+            key = dedup_key(d.feature, d.window_start, d.window_end, d.severity, reference_id)
+            if key in known:
+                continue
+            metric = metric_for(d.feature)
+            entry = {
+                "dedup_key": key,
+                "feature": d.feature,
+                "window_start": _iso(d.window_start),
+                "window_end": _iso(d.window_end),
+                "severity": d.severity,
+                "metric": metric,
+                "value": _num(d.record.get(metric)),
+                "reference_id": reference_id,
+                "created_at": now_iso(),
+                "status": "pending" if targets else "delivered",
+                "attempts": 0,
+                "delivered_at": None if targets else now_iso(),
+                "targets": list(targets),
+                "deliveries": {t: {"status": "pending", "attempts": 0, "delivered_at": None,
+                                   "last_error": None} for t in targets},
+                "event_id": str(event_id(key)),
+                "event_emitted": False,
+                "run_id": run_id,
+                "reason": (reasons or {}).get(i, ""),
+                "record": record_summary(d.record),
+            }
+            self.entries.append(entry)
+            known.add(key)
+            new.append(entry)
+        return new
+
+    def outstanding(self) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e.get("status") != "delivered"]
+
+
+def message(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """(subject, body) of an alert; the body is JSON with the dedup key and the record summary."""
+    sev = entry["severity"]
+    window = f"{entry.get('window_start') or '-'} .. {entry.get('window_end') or '-'}"
+    subject = f"[divtransforms] {sev}: {entry['feature']} ({window})"
+    body = json.dumps({k: entry.get(k) for k in (
+        "dedup_key", "feature", "severity", "window_start", "window_end", "metric", "value",
+        "reference_id", "created_at", "reason", "run_id", "record")}, sort_keys=True)
+    return subject, body
+
+
+@dataclass
+class DeliverySummary:
+    delivered: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def deliver_outstanding(alert_log: AlertLog, notifiers: Mapping[str, Notifier], *,
+                        retries: Mapping[str, tuple[int, float]] | None = None,
+                        logger: logging.Logger | None = None) -> DeliverySummary:
+    """Deliver every outstanding (entry, target); save after each success or final failure.
+
+    ``retries[target] = (extra attempts, delay seconds)`` within this run; a target that still
+    fails stays in the outbox (``status: failed``) for the next run.
+    """
+    logger = logger or log
+    summary = DeliverySummary()
+    for entry in alert_log.outstanding():
+        for target in entry.get("targets", []):
+            state = entry.setdefault("deliveries", {}).setdefault(
+                target, {"status": "pending", "attempts": 0, "delivered_at": None,
+                         "last_error": None})
+            if state["status"] == "delivered":
+                continue
+            notifier = notifiers.get(target)
+            if notifier is None:
+                summary.skipped += 1
+                logger.warning("alert %s: target %r is not configured any more; kept in the "
+                               "outbox", entry["dedup_key"], target)
+                continue
+            extra, delay = (retries or {}).get(target, (0, 0.0))
+            ok = False
+            for attempt in range(extra + 1):
+                state["attempts"] = int(state.get("attempts", 0)) + 1
+                entry["attempts"] = int(entry.get("attempts", 0)) + 1
+                try:
+                    notifier(entry)
+                except Exception as exc:  # delivery failures of any kind stay in the outbox
+                    state["last_error"] = safe_error(exc)
+                    logger.warning("alert %s -> %s: attempt %d failed: %s", entry["dedup_key"],
+                                   target, state["attempts"], state["last_error"])
+                    if attempt < extra and delay > 0:
+                        time.sleep(delay * (2**attempt))
+                    continue
+                ok = True
+                break
+            if ok:
+                state.update(status="delivered", delivered_at=now_iso(), last_error=None)
+                summary.delivered += 1
+            else:
+                state["status"] = "failed"
+                summary.failed += 1
+                summary.errors.append(f"{entry['dedup_key']} -> {target}: {state['last_error']}")
+            _refresh_status(entry)
+            alert_log.save()
+    return summary
+
+
+def _refresh_status(entry: dict[str, Any]) -> None:
+    states = [entry["deliveries"][t]["status"] for t in entry.get("targets", [])
+              if t in entry.get("deliveries", {})]
+    if states and all(s == "delivered" for s in states):
+        entry["status"] = "delivered"
+        entry["delivered_at"] = max(entry["deliveries"][t]["delivered_at"]
+                                    for t in entry["targets"])
+    elif any(s == "failed" for s in states):
+        entry["status"] = "failed"
+    else:
+        entry["status"] = "pending"
+
+
+def safe_error(exc: BaseException) -> str:
+    """A description of a delivery failure that cannot contain a URL, token or header."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return f"{type(exc).__name__}: HTTP {status}"
+    return type(exc).__name__

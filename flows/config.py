@@ -1,0 +1,278 @@
+"""The monitor configuration: one TOML file, validated with pydantic.
+
+Example (every key is documented in docs/readme-flows.md)::
+
+    name = "orders"
+
+    [source]
+    paths = ["landing/*.parquet"]
+    timestamp_column = "ts"
+
+    [reference]
+    path = "reference/reference.json"
+    inputs = ["reference-data/*.parquet"]
+
+    [features]
+    amount = { kind = "numeric", family = "normal" }
+    country = { kind = "categorical" }
+
+    [window]
+    size = "1h"
+
+    [policy.default]
+    consecutive = 2
+
+    [[notify]]
+    name = "ops"
+    type = "webhook"
+    url_env = "DIVMON_WEBHOOK_URL"
+
+    [history]
+    dir = "history"
+
+Relative paths are resolved against the directory of the TOML file. Unknown keys and bad values
+are errors that name the key (``ConfigError``, a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from divtransforms.policy import Policy, PolicyError
+
+_WINDOW_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+
+
+class ConfigError(ValueError):
+    """The monitor configuration is invalid; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Section):
+    paths: list[str] = Field(min_length=1, description="files or glob patterns of new data")
+    format: Literal["parquet", "csv", "jsonl"] | None = None
+    timestamp_column: str | None = None
+
+
+class ReferenceConfig(_Section):
+    path: str = Field(description="the current reference profile (JSON); versions kept beside it")
+    inputs: list[str] = Field(default_factory=list, description="data for build_reference")
+    format: Literal["parquet", "csv", "jsonl"] | None = None
+    n_bins: int = Field(32, ge=2, le=10_000)
+    strategy: Literal["quantile", "uniform"] = "quantile"
+    top_n: int = Field(50, ge=1)
+
+
+class FeatureConfig(_Section):
+    kind: Literal["numeric", "categorical"] | None = None
+    family: Literal["normal", "lognormal", "exponential", "poisson", "bernoulli", "gamma",
+                    "categorical"] | None = None
+
+
+class WindowConfig(_Section):
+    size: str | None = Field(None, description='event-time window such as "15m", "1h"; '
+                                               "omitted: one window per run")
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, value: str | None) -> str | None:
+        if value is not None and not _WINDOW_RE.match(value):
+            raise ValueError('window size must look like "30s", "15m", "1h" or "1d"')
+        return value
+
+
+class NotifyConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["webhook", "slack", "email", "block"]
+    url_env: str | None = Field(None, description="environment variable holding the URL")
+    url_secret: str | None = Field(None, description="Prefect Secret block holding the URL")
+    block: str | None = Field(None, description='saved notification block, "type-slug/name"')
+    api_key_env: str | None = None
+    api_key_secret: str | None = None
+    sender: str | None = None
+    to: list[str] = Field(default_factory=list)
+    timeout: float = Field(10.0, gt=0, le=300)
+    retries: int = Field(2, ge=0, le=10)
+    retry_delay_seconds: float = Field(1.0, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> NotifyConfig:
+        if self.type in ("webhook", "slack"):
+            if (self.url_env is None) == (self.url_secret is None):
+                raise ValueError(f"notify {self.name!r} ({self.type}): set exactly one of url_env "
+                                 "or url_secret (URLs are secrets: never put them in the file)")
+        elif self.type == "email":
+            if (self.api_key_env is None) == (self.api_key_secret is None):
+                raise ValueError(f"notify {self.name!r} (email): set exactly one of api_key_env "
+                                 "or api_key_secret")
+            if not self.sender or not self.to:
+                raise ValueError(f"notify {self.name!r} (email): sender and to are required")
+        elif self.type == "block":
+            if not self.block or "/" not in self.block:
+                raise ValueError(f'notify {self.name!r} (block): block = "type-slug/name" is '
+                                 "required, e.g. \"slack-webhook/ops\"")
+        return self
+
+
+class RunnerConfig(_Section):
+    pipeline_args: list[str] = Field(default_factory=lambda: ["--runner=FnApiRunner"])
+    jsonl: bool = False
+
+
+class HistoryConfig(_Section):
+    dir: str = "history"
+
+
+class StateConfig(_Section):
+    dir: str | None = Field(None, description="default: <history>/_state")
+
+
+class DashboardConfig(_Section):
+    path: str | None = Field(None, description="HTML file rendered after each run")
+    title: str = "Drift dashboard"
+
+
+class ScheduleConfig(_Section):
+    cron: str | None = None
+    interval_seconds: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ScheduleConfig:
+        if self.cron is not None and self.interval_seconds is not None:
+            raise ValueError("schedule: set cron or interval_seconds, not both")
+        return self
+
+
+class MonitorConfig(_Section):
+    name: str = Field("divtransforms", pattern=r"^[A-Za-z0-9_.-]+$")
+    source: SourceConfig
+    reference: ReferenceConfig
+    features: dict[str, FeatureConfig] = Field(default_factory=dict)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    policy: dict[str, Any] = Field(default_factory=dict)
+    notify: list[NotifyConfig] = Field(default_factory=list)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    base_dir: str = Field(".", description="set by load_config: the TOML file's directory")
+
+    @field_validator("policy")
+    @classmethod
+    def _check_policy(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Policy.from_dict(value)
+        except PolicyError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> MonitorConfig:
+        names = [n.name for n in self.notify]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"notify: target names must be unique, repeated: {dupes}")
+        return self
+
+    # ----------------------------------------------------------------- resolved helpers
+
+    def resolve(self, path: str) -> Path:
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else (Path(self.base_dir) / p)
+
+    @property
+    def history_dir(self) -> Path:
+        return self.resolve(self.history.dir)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.state.dir) if self.state.dir else self.history_dir / "_state"
+
+    @property
+    def reference_path(self) -> Path:
+        return self.resolve(self.reference.path)
+
+    @property
+    def dashboard_path(self) -> Path | None:
+        return self.resolve(self.dashboard.path) if self.dashboard.path else None
+
+    def source_patterns(self) -> list[str]:
+        return [str(self.resolve(p)) for p in self.source.paths]
+
+    def reference_patterns(self) -> list[str]:
+        return [str(self.resolve(p)) for p in self.reference.inputs]
+
+    def build_policy(self) -> Policy:
+        return Policy.from_dict(self.policy)
+
+    def families(self) -> dict[str, str]:
+        return {k: v.family for k, v in self.features.items() if v.family}
+
+    def kinds(self) -> dict[str, str]:
+        return {k: v.kind for k, v in self.features.items() if v.kind}
+
+    def thresholds(self) -> dict[str, tuple[str, float, float]]:
+        """``{feature: (metric, warn, critical)}`` with ``"*"`` for the default (dashboard API)."""
+        policy = self.build_policy()
+        out = {"*": (policy.default.metric, policy.default.warn, policy.default.critical)}
+        for name, fp in policy.features.items():
+            out[name] = (fp.metric, fp.warn, fp.critical)
+        return out
+
+
+def _format_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        value = err.get("input")
+        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) \
+            else f" (got {value!r})"
+        parts.append(f"{loc}: {msg}{shown}")
+    return "; ".join(parts)
+
+
+def parse_config(data: dict[str, Any], *, base_dir: str | os.PathLike[str] = ".",
+                 origin: str = "<config>") -> MonitorConfig:
+    """Validate a config mapping (as read from TOML)."""
+    if "base_dir" in data:
+        raise ConfigError(f"{origin}: base_dir: unknown key")
+    try:
+        return MonitorConfig.model_validate({**data, "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {_format_errors(exc)}") from None
+
+
+def load_config(path: str | os.PathLike[str]) -> MonitorConfig:
+    """Read and validate a monitor TOML file; relative paths resolve against its directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, base_dir=path.resolve().parent, origin=str(path))
+
+
+def window_seconds(size: str | None) -> int | None:
+    if size is None:
+        return None
+    m = _WINDOW_RE.match(size)
+    if not m:
+        raise ConfigError(f"bad window size {size!r}")
+    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]

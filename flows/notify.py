@@ -1,0 +1,98 @@
+"""Notification targets as Prefect notification blocks; secrets from env vars or Secret blocks.
+
+``webhook`` -> ``CustomWebhookNotificationBlock`` (JSON POST ``{"subject", "body"}`` with the
+dedup key in the ``X-Divtransforms-Dedup-Key`` header), ``slack`` -> ``SlackWebhook``, ``email`` ->
+``SendgridEmail``, ``block`` -> any saved notification block (``Block.load("type-slug/name")``).
+URLs and keys are resolved when a message is sent and are never logged (``alerts.safe_error``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flows.alerts import Notifier, message
+from flows.config import MonitorConfig, NotifyConfig
+
+
+class SecretMissing(ValueError):
+    """A configured secret (environment variable or Secret block) is not available."""
+
+
+def resolve_secret(target: str, env: str | None, secret_block: str | None) -> str:
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise SecretMissing(f"notify {target!r}: environment variable {env} is not set")
+        return value
+    from prefect.blocks.system import Secret
+
+    try:
+        value = Secret.load(secret_block).get()
+    except ValueError as exc:
+        raise SecretMissing(f"notify {target!r}: Secret block {secret_block!r} not found") from exc
+    return str(value)
+
+
+def _webhook(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    subject, body = message(entry)
+    block = CustomWebhookNotificationBlock(
+        name="divtransforms",
+        url=resolve_secret(cfg.name, cfg.url_env, cfg.url_secret),
+        method="POST",
+        json_data={"subject": "{{subject}}", "body": "{{body}}"},
+        headers={"X-Divtransforms-Dedup-Key": entry["dedup_key"]},
+        timeout=cfg.timeout,
+        allow_private_urls=True,
+    )
+    block.notify(body, subject)
+
+
+def _slack(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
+    from prefect.blocks.notifications import SlackWebhook
+
+    subject, body = message(entry)
+    block = SlackWebhook(url=resolve_secret(cfg.name, cfg.url_env, cfg.url_secret))
+    with block.raise_on_failure():
+        block.notify(body, subject)
+
+
+def _email(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
+    from prefect.blocks.notifications import SendgridEmail
+
+    subject, body = message(entry)
+    block = SendgridEmail(api_key=resolve_secret(cfg.name, cfg.api_key_env, cfg.api_key_secret),
+                          sender_email=cfg.sender, to_emails=list(cfg.to))
+    with block.raise_on_failure():
+        block.notify(body, subject)
+
+
+def _saved_block(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
+    from prefect.blocks.core import Block
+
+    subject, body = message(entry)
+    block = Block.load(cfg.block)
+    if hasattr(block, "raise_on_failure"):
+        with block.raise_on_failure():
+            block.notify(body, subject)
+    else:
+        block.notify(body, subject)
+
+
+_SENDERS = {"webhook": _webhook, "slack": _slack, "email": _email, "block": _saved_block}
+
+
+def build_notifiers(config: MonitorConfig) -> dict[str, Notifier]:
+    """``{target name: send(entry)}`` for the configured targets."""
+    out: dict[str, Notifier] = {}
+    for cfg in config.notify:
+        send = _SENDERS[cfg.type]
+        out[cfg.name] = lambda entry, _cfg=cfg, _send=send: _send(_cfg, entry)
+    return out
+
+
+def retry_settings(config: MonitorConfig) -> dict[str, tuple[int, float]]:
+    return {cfg.name: (cfg.retries, cfg.retry_delay_seconds) for cfg in config.notify}

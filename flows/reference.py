@@ -1,0 +1,80 @@
+"""The ``build_reference`` Prefect flow: a new reference profile, previous ones kept (versioned).
+
+Every build is written to ``<reference dir>/versions/<created>-<reference_id>.json`` and then copied
+atomically to ``reference.path`` (the one checks use). Records name the reference id they were
+checked against, so any old record can be traced to its reference version.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from divtransforms.records import atomic_write_bytes
+from flows.config import MonitorConfig, load_config
+
+
+def versions_dir(config: MonitorConfig) -> Path:
+    return config.reference_path.parent / "versions"
+
+
+def list_versions(config: MonitorConfig) -> list[Path]:
+    return sorted(versions_dir(config).glob("*.json"))
+
+
+def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any]:
+    """Build with Beam, keep the version, make it current. Returns a summary dict."""
+    from pipelines.reference_job import run_build_reference
+
+    patterns = config.reference_patterns()
+    if not patterns:
+        raise ValueError("reference.inputs is empty: nothing to build the reference from")
+    if not any(glob.glob(p, recursive=True) for p in patterns):
+        raise FileNotFoundError(f"reference.inputs matched no files: {config.reference.inputs}")
+    vdir = versions_dir(config)
+    vdir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    tmp_out = vdir / f".building-{stamp}-{os.getpid()}.json"
+    features = sorted(config.features) or None
+    profile = run_build_reference(
+        patterns, str(tmp_out), features=features, kinds=config.kinds() or None,
+        families=config.families() or None, n_bins=config.reference.n_bins,
+        strategy=config.reference.strategy, top_n=config.reference.top_n,
+        input_format=config.reference.format, pipeline_args=list(config.runner.pipeline_args))
+    version = vdir / f"{stamp}-{profile.reference_id}.json"
+    os.replace(tmp_out, version)
+    previous = None
+    if config.reference_path.exists():
+        from divtransforms.profile import ReferenceProfile
+
+        previous = ReferenceProfile.load(config.reference_path).reference_id
+    atomic_write_bytes(config.reference_path, version.read_bytes())
+    if logger is not None:
+        logger.info("reference %s built (%s); previous %s kept under %s", profile.reference_id,
+                    ", ".join(f"{k}: n={v.histogram.n}" for k, v in profile.features.items()),
+                    previous, vdir)
+    return {"reference_id": profile.reference_id, "path": str(config.reference_path),
+            "version": str(version), "previous": previous,
+            "features": {k: {"kind": v.kind, "n": int(v.histogram.n), "family": v.family}
+                         for k, v in profile.features.items()}}
+
+
+@flow(name="build_reference", log_prints=False)
+def build_reference(config_path: str) -> dict[str, Any]:
+    """Build a reference profile from ``reference.inputs`` with Beam; keep the previous one."""
+    logger = get_run_logger()
+    config = load_config(config_path)
+    out = build_reference_version(config, logger)
+    rows = "\n".join(f"| {k} | {v['kind']} | {v['family'] or ''} | {v['n']} |"
+                     for k, v in out["features"].items())
+    create_markdown_artifact(
+        f"# Reference `{out['reference_id']}`\n\nprevious: `{out['previous']}`\n\n"
+        f"| feature | kind | family | n |\n|---|---|---|---|\n{rows}\n",
+        key="divtransforms-reference", description="Reference profile built by this run")
+    return out
