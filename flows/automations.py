@@ -1,0 +1,90 @@
+"""``divmon alerts install``: Prefect Automations that route ``divtransforms.drift.*`` events.
+
+For each configured notification target one automation per monitor: an event trigger on
+``divtransforms.drift.*`` from any ``divtransforms.feature.*`` resource of this monitor, one bucket
+per feature (``for_each``), and a ``SendNotification`` action to the target's block. The trigger's
+``within`` window is the suppression window: at most one notification per feature and window.
+Webhook/Slack targets become saved blocks named ``divtransforms-<monitor>-<target>`` (the server
+stores block secrets); ``block`` targets use the named block. Re-running replaces the automations.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from flows.config import MonitorConfig, NotifyConfig
+from flows.events import EVENT_PREFIX
+from flows.notify import resolve_secret
+
+log = logging.getLogger(__name__)
+
+
+def _block_document_id(config: MonitorConfig, target: NotifyConfig):
+    from prefect.blocks.core import Block
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
+
+    name = f"divtransforms-{config.name}-{target.name}".lower().replace("_", "-").replace(".", "-")
+    if target.type == "block":
+        block = Block.load(target.block)
+        return block._block_document_id, target.block
+    url = resolve_secret(target.name, target.url_env, target.url_secret)
+    if target.type == "webhook":
+        block = CustomWebhookNotificationBlock(
+            name="divtransforms", url=url, method="POST",
+            json_data={"subject": "{{subject}}", "body": "{{body}}"}, timeout=target.timeout,
+            allow_private_urls=True)
+    elif target.type == "slack":
+        block = SlackWebhook(url=url)
+    else:
+        raise ValueError(f"notify {target.name!r}: type {target.type!r} cannot be installed as "
+                         "an automation action; save a notification block and use type = "
+                         '"block"')
+    block.save(name, overwrite=True)
+    return block._block_document_id, f"{block.get_block_type_slug()}/{name}"
+
+
+def automation_name(config: MonitorConfig, target: NotifyConfig) -> str:
+    return f"divtransforms {config.name}: drift -> {target.name}"
+
+
+def install_automations(config: MonitorConfig, suppression: timedelta = timedelta(minutes=60)
+                        ) -> list[dict[str, Any]]:
+    """Create (or replace) the automations; returns ``[{name, id, block}]``."""
+    from prefect.automations import Automation
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    if not config.notify:
+        raise ValueError("no [[notify]] targets in the config: nothing to route events to")
+    out = []
+    for target in config.notify:
+        block_id, block_ref = _block_document_id(config, target)
+        name = automation_name(config, target)
+        try:
+            Automation.read(name=name).delete()
+        except ValueError:
+            pass
+        automation = Automation(
+            name=name,
+            description=f"Route {EVENT_PREFIX}.* events of monitor {config.name!r} to "
+                        f"{block_ref}",
+            trigger=EventTrigger(
+                expect={f"{EVENT_PREFIX}.*"},
+                match={"prefect.resource.id": "divtransforms.feature.*",
+                       "divtransforms.monitor": config.name},
+                for_each={"prefect.resource.id"},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=suppression,
+            ),
+            actions=[SendNotification(
+                block_document_id=block_id,
+                subject="[divtransforms] {{ event.event }}: {{ event.resource.name }}",
+                body="{{ event.payload | tojson }}",
+            )],
+        ).create()
+        log.info("automation %r -> %s installed", name, block_ref)
+        out.append({"name": name, "id": str(automation.id), "block": block_ref})
+    return out
