@@ -1,0 +1,138 @@
+"""CombineFns called directly (create/add/merge/extract on several batches), without a pipeline."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from divtransforms import Histogram
+from divtransforms.combiners import (
+    ExactValuesFn,
+    FeatureStatsFn,
+    MissingFeatureError,
+    NumericSummary,
+    NumericSummaryFn,
+    VocabularyFn,
+)
+from divtransforms.compare import window_mle
+from divtransforms.mle import infer_family
+
+
+def _run(fn, batches, split=2):
+    """add half the batches to one accumulator, the rest to another, merge, extract."""
+    accs = [fn.create_accumulator() for _ in range(split)]
+    for i, b in enumerate(batches):
+        accs[i % split] = fn.add_input(accs[i % split], b)
+    return fn.extract_output(fn.merge_accumulators(accs))
+
+
+def test_feature_stats_equal_core_on_whole_data(profile, rng):
+    from tests.beam.conftest import make_current
+
+    table = make_current(rng, 2500)
+    batches = table.to_batches(max_chunksize=400)
+    out = _run(FeatureStatsFn(profile), batches, split=3)
+    assert out.rows == table.num_rows
+    for name, fp in profile.features.items():
+        expected = Histogram.of(fp.bins, table.column(name), name)
+        assert out.histograms[name] == expected
+        assert out.histograms[name].n_total == table.num_rows  # every value accounted for
+        win = window_mle(fp, table.column(name), expected)
+        got = out.mle[name]
+        assert got.n == win.n and got.n_invalid == win.n_invalid
+        for k, v in win.estimate().params.items():
+            assert math.isclose(got.estimate().params[k], v, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_feature_stats_accepts_dicts_of_numpy_arrays(profile, rng):
+    from tests.beam.conftest import make_current
+
+    table = make_current(rng, 600)
+    as_dicts = [
+        {n: b.column(n).to_numpy(zero_copy_only=False) for n in b.schema.names}
+        for b in table.to_batches(max_chunksize=250)
+    ]
+    a = _run(FeatureStatsFn(profile), as_dicts)
+    b = _run(FeatureStatsFn(profile), table.to_batches(max_chunksize=250))
+    assert a.to_dict() == b.to_dict()
+
+
+def test_wrong_types_are_counted_invalid_not_dropped(profile):
+    batch = pa.record_batch(
+        {
+            "x": pa.array(["1.5", "abc", None, "2", ""]),
+            "amount": pa.array([1.0, -2.0, 3.0, float("nan"), 4.0]),
+            "color": pa.array(["red", None, "zzz", "blue", "red"]),
+        }
+    )
+    out = _run(FeatureStatsFn(profile), [batch], split=1)
+    hx = out.histograms["x"]
+    assert (hx.n, hx.n_missing, hx.n_invalid) == (2, 2, 1)
+    assert out.mle["x"].n_invalid == 1
+    ha = out.histograms["amount"]
+    assert (ha.n, ha.n_missing, ha.n_invalid) == (4, 1, 0)
+    assert out.mle["amount"].n_invalid == 1  # -2 is not lognormal
+    hc = out.histograms["color"]
+    assert (hc.n, hc.n_missing) == (4, 1)
+
+
+def test_missing_feature_column_names_the_feature(profile):
+    batch = pa.record_batch({"x": [1.0], "color": ["red"]})
+    fn = FeatureStatsFn(profile)
+    with pytest.raises(MissingFeatureError, match="'amount'.*columns: x, color"):
+        fn.add_input(fn.create_accumulator(), batch)
+
+
+def test_vocabulary_fn_merges_counts():
+    batches = [
+        pa.record_batch({"c": ["a", "b", "a", None]}),
+        pa.record_batch({"c": ["b", "b", "c"]}),
+        pa.record_batch({"c": [True, False]}),
+    ]
+    assert _run(VocabularyFn(["c"]), batches) == {
+        "c": {"a": 2, "b": 3, "c": 1, "true": 1, "false": 1}
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=60), st.integers(1, 5))
+def test_numeric_summary_moments_merge_like_scipy(values, parts):
+    x = np.asarray(values)
+    chunks = np.array_split(x, parts)
+    s = NumericSummary()
+    for c in chunks:
+        s = s.merge(NumericSummary.of(c))
+    assert s.n == x.size and s.lo == x.min() and s.hi == x.max()
+    _, mean, m2, _ = s.x
+    assert math.isclose(mean, x.mean(), rel_tol=1e-9, abs_tol=1e-6)
+    assert math.isclose(m2, float(((x - x.mean()) ** 2).sum()), rel_tol=1e-7, abs_tol=1e-3)
+    if x.size > 2 and x.std() > 1e-3 * max(1.0, abs(x).max()):
+        assert math.isclose(s.skew(), float(stats.skew(x)), rel_tol=1e-6, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        lambda r: r.integers(0, 2, 500).astype(float),
+        lambda r: r.poisson(3.0, 500).astype(float),
+        lambda r: r.lognormal(0.0, 1.0, 500),
+        lambda r: r.normal(5.0, 1.0, 500),
+    ],
+)
+def test_numeric_summary_family_equals_infer_family(sample, rng):
+    x = sample(rng)
+    s = _run(NumericSummaryFn(["v"]), [{"v": c} for c in np.array_split(x, 4)])["v"]
+    assert s.family() == infer_family(x)
+
+
+def test_exact_values_fn_keeps_every_value(rng):
+    x = rng.normal(size=1000)
+    parts = np.array_split(x, 5)
+    out = _run(ExactValuesFn(), parts, split=3)
+    assert np.array_equal(np.sort(out), np.sort(x))
