@@ -45,7 +45,7 @@ The tables below work without it.</p></noscript>
     (<code>divmon check</code> or the monitoring flow) and reload.</p>
   {% else %}
   <table id="overview-table" class="grid">
-    <thead><tr><th>Feature</th><th>Severity</th><th>Latest metric</th><th>JS divergence</th>
+    <thead><tr><th>Feature</th><th>Severity</th><th>Judged value</th><th>JS divergence</th>
       <th>p-value</th><th>Samples</th><th>Missing</th><th>Windows</th>
       <th>Metric over time</th><th>Last window end</th></tr></thead>
     <tbody>
@@ -54,7 +54,7 @@ The tables below work without it.</p></noscript>
       <td class="name"><a href="#f-{{ loop.index0 }}">{{ f.name }}</a>
         <span class="kind">{{ f.kind or '' }}</span></td>
       <td><span class="badge sev-{{ f.latest.severity }}">{{ f.latest.severity }}</span></td>
-      <td class="num" title="{{ f.threshold.metric }} (warn {{ f.threshold.warn }},
+      <td class="num" title="{{ f.judged }} (warn {{ f.threshold.warn }},
  critical {{ f.threshold.critical }})">{{ f.latest.metric|num }}</td>
       <td class="num">{{ f.latest.js_divergence|num }}</td>
       <td class="num">{{ f.latest.p_value|num }}</td>
@@ -108,7 +108,7 @@ The tables below work without it.</p></noscript>
     <h3><span class="fname">{{ f.name }}</span>
       <span class="badge sev-{{ f.latest.severity }}">{{ f.latest.severity }}</span></h3>
     <p class="meta">{{ f.kind or 'unknown kind' }}{% if f.mle %} · MLE family
-      {{ f.mle.family }}{% endif %} · {{ f.threshold.metric }} warn {{ f.threshold.warn }},
+      {{ f.mle.family }}{% endif %} · {{ f.judged }} warn {{ f.threshold.warn }},
       critical {{ f.threshold.critical }} · latest window
       {{ f.latest.window_start|ts }} → {{ f.latest.window_end|ts }} ·
       n = {{ f.latest.n|cnt }} (reference {{ f.latest.n_reference|cnt }}) ·
@@ -119,7 +119,7 @@ The tables below work without it.</p></noscript>
       buckets (mean line, min–max band); the last
       {{ "{:,}".format(f.n_windows - f.n_bucketed_windows) }} at full resolution.</p>{% endif %}
     <div class="charts">
-      <figure><figcaption>{{ f.threshold.metric }} over time, thresholds and alerts
+      <figure><figcaption>{{ f.judged }} over time, thresholds and alerts
         </figcaption><div class="chart" data-chart="metric"></div></figure>
       <figure><figcaption>Latest window vs reference (share of samples per bin; hatched:
         outside the reference range / other / unseen)</figcaption>
@@ -135,6 +135,10 @@ The tables below work without it.</p></noscript>
 {% endif %}
 </main>
 <footer>
+  <p>The judged value is what the alert policy compares with the warn/critical floors (for
+  <code>js_divergence</code>, the bias-corrected JS divergence <code>js_corrected</code>; the
+  plug-in value is drawn dotted). Severities come from the records (they also weigh significance,
+  sample size and the MLE parameter tests).</p>
   <p>Self-contained page written by divtransforms: scripts and styles are inline and nothing is
   fetched from the network. Charts by Plotly.js {{ plotly_version }}. Large histories are reduced
   per feature: the last {{ p.full_windows }} windows are drawn at full resolution and older
@@ -212,8 +216,9 @@ APP_JS = r"""
   var SEV = ["ok", "insufficient", "warning", "critical"];
   var COLOR = {ok: "#2e7d32", insufficient: "#6d6d6d", warning: "#ef8a00", critical: "#c62828",
                recovered: "#2e7d32"};
-  var CONFIG = {displaylogo: false, responsive: true,
-                modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"]};
+  // No mode bar: drag to zoom, double-click to reset (Plotly defaults); static images come from
+  // `divmon dashboard --chart`.
+  var CONFIG = {displaylogo: false, responsive: true, displayModeBar: false};
   var BASE = {margin: {l: 52, r: 16, t: 8, b: 36}, font: {size: 11},
               paper_bgcolor: "#fff", plot_bgcolor: "#fff", hovermode: "closest",
               legend: {orientation: "h", y: 1.02, yanchor: "bottom", x: 0, font: {size: 10}}};
@@ -239,8 +244,12 @@ APP_JS = r"""
   }
 
   function metricChart(div, f) {
-    var s = f.series, thr = f.threshold, name = ptext(thr.metric);
+    var s = f.series, thr = f.threshold, name = ptext(f.judged);
     var traces = [];
+    if (s.raw) {
+      traces.push({x: s.t, y: s.raw, mode: "lines", name: "js_divergence (plug-in)",
+                   line: {color: "#9aa3b2", width: 1, dash: "dot"}, hoverinfo: "skip"});
+    }
     if (f.n_buckets) {
       traces.push({x: s.t, y: s.metric_max, mode: "lines", line: {width: 0},
                    hoverinfo: "skip", showlegend: false});
@@ -397,6 +406,10 @@ APP_JS = r"""
       if (x !== null) pts.push((v.length > 1 ? i / (v.length - 1) * (w - 4) + 2 : w / 2)
                                .toFixed(1) + "," + y(x));
     });
+    if (pts.length === 1) {  // one window: a short dash, so the mark is visible
+      var yy = pts[0].split(",")[1];
+      pts = [(w / 2 - 5) + "," + yy, (w / 2 + 5) + "," + yy];
+    }
     var line = document.createElementNS(ns, "polyline");
     line.setAttribute("points", pts.join(" "));
     line.setAttribute("fill", "none");

@@ -48,6 +48,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help='JSON file {"feature" or "*": ["metric", warn, critical]}',
     )
     p.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        help='alert policy JSON {"default": {...}, "features": {...}}: its metric and floors',
+    )
+    p.add_argument(
         "--chart",
         metavar="FEATURE",
         default=None,
@@ -76,18 +82,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def thresholds_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Merge ``--thresholds FILE`` with ``--metric/--warn/--critical`` (which set ``"*"``)."""
-    from flows.dashboard.data import DEFAULT_CRITICAL, DEFAULT_METRIC, DEFAULT_WARN
+    """Merge ``--policy``, then ``--thresholds FILE``, then ``--metric/--warn/--critical``."""
+    from flows.dashboard.data import (
+        DEFAULT_CRITICAL,
+        DEFAULT_METRIC,
+        DEFAULT_WARN,
+        thresholds_from_policy,
+    )
 
     thresholds: dict[str, Any] = {}
+    if args.policy is not None:
+        thresholds.update(thresholds_from_policy(_json_object(args.policy, "--policy")))
     if args.thresholds is not None:
-        try:
-            loaded = json.loads(args.thresholds.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--thresholds {args.thresholds}: not valid JSON: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--thresholds {args.thresholds}: expected a JSON object")
-        thresholds.update(loaded)
+        thresholds.update(_json_object(args.thresholds, "--thresholds"))
     if any(v is not None for v in (args.metric, args.warn, args.critical)):
         metric, warn, critical = thresholds.get(
             "*", (DEFAULT_METRIC, DEFAULT_WARN, DEFAULT_CRITICAL)
@@ -98,6 +105,16 @@ def thresholds_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
             args.critical if args.critical is not None else critical,
         )
     return thresholds or None
+
+
+def _json_object(path: Path, option: str) -> dict[str, Any]:
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option} {path}: not valid JSON: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{option} {path}: expected a JSON object")
+    return loaded
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:

@@ -28,15 +28,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from divtransforms.policy import FeaturePolicy, Policy
 from divtransforms.records import DRIFT_RECORD_SCHEMA, read_records
+
+_POLICY_DEFAULT = FeaturePolicy()
 
 log = logging.getLogger(__name__)
 
 ALERTS_FILE = "_alerts.json"
-DEFAULT_METRIC = "js_divergence"
-#: Fallback thresholds (JS divergence in bits) when the caller passes none for a feature.
-DEFAULT_WARN = 0.05
-DEFAULT_CRITICAL = 0.15
+#: Defaults follow the alert policy's (``divtransforms.policy.FeaturePolicy``): the same metric
+#: and floors the severities in the records were decided with.
+DEFAULT_METRIC = _POLICY_DEFAULT.metric
+DEFAULT_WARN = _POLICY_DEFAULT.warn
+DEFAULT_CRITICAL = _POLICY_DEFAULT.critical
 #: Order used to rank features (breaches first) and to pick a bucket's worst severity.
 SEVERITY_RANK = {"critical": 4, "warning": 3, "insufficient": 1, "ok": 0}
 SEVERITY_CODES = ("ok", "insufficient", "warning", "critical")
@@ -61,6 +65,7 @@ _COLUMNS = [
     "n_reference",
     "js_divergence",
     "js_corrected",
+    "js_bias",
     "p_value",
     "g_statistic",
     "dof",
@@ -321,8 +326,6 @@ def _mle_series(table: pa.Table, rows: np.ndarray, series: _Series) -> dict[str,
                 "running": _nums(series.reduce(full["running"], "last")),
                 "running_se": _nums(series.reduce(full["running_se"], "last")),
                 "window": _nums(series.reduce(full["window"], "mean")),
-                "window_se": _nums(series.reduce(full["window_se"], "mean")),
-                "z": _nums(series.reduce(full["z"], "mean")),
                 "latest_z": _num(full["z"][last]),
                 "latest_p": _num(full["p_value"][last]),
             }
@@ -392,6 +395,7 @@ def build_payload(
                 "missing_rate",
                 "js_divergence",
                 "js_corrected",
+                "js_bias",
                 "p_value",
                 "n_reference",
                 *metrics_needed,
@@ -456,12 +460,44 @@ def build_payload(
     }
 
 
+def judged_metric(numeric: Mapping[str, np.ndarray], metric: str) -> np.ndarray:
+    """The value the policy compares with the thresholds (as in ``divtransforms.policy``).
+
+    ``js_divergence`` is judged by its bias-corrected value ``js_corrected`` (falling back to
+    ``js_divergence - js_bias``), clipped at 0; every other metric by the record column itself.
+    """
+    if metric != "js_divergence":
+        return numeric[metric]
+    fallback = numeric["js_divergence"] - np.nan_to_num(numeric["js_bias"], nan=0.0)
+    corrected = np.where(np.isnan(numeric["js_corrected"]), fallback, numeric["js_corrected"])
+    return np.where(np.isnan(corrected), np.nan, np.maximum(corrected, 0.0))
+
+
+def judged_label(metric: str) -> str:
+    return "js_divergence, bias-corrected" if metric == "js_divergence" else metric
+
+
+def thresholds_from_policy(policy: Policy | Mapping[str, Any]) -> dict[str, tuple]:
+    """``{feature: (metric, warn, critical)}`` (``"*"`` = default) from an alert policy.
+
+    ``policy`` is a ``divtransforms.policy.Policy`` or its dict form
+    (``{"default": {...}, "features": {...}}``).
+    """
+    if not isinstance(policy, Policy):
+        policy = Policy.from_dict(policy)
+    out = {"*": (policy.default.metric, policy.default.warn, policy.default.critical)}
+    for name, fp in policy.features.items():
+        out[name] = (fp.metric, fp.warn, fp.critical)
+    return out
+
+
 def _feature_payload(
     table, name, rows, t, numeric, severity, sev_code, thr, alerts, full_windows, buckets
 ) -> dict[str, Any]:
     times = t[rows]
     series = _Series(times, full_windows, buckets)
-    metric = numeric[thr.metric][rows]
+    metric = judged_metric(numeric, thr.metric)[rows]
+    raw = numeric[thr.metric][rows] if thr.metric == "js_divergence" else None
     last = int(rows[-1])
     kind = table["kind"][last].as_py()
     labels = table["bin_labels"][last].as_py() or []
@@ -472,6 +508,7 @@ def _feature_payload(
         "name": name,
         "kind": kind,
         "threshold": {"metric": thr.metric, "warn": thr.warn, "critical": thr.critical},
+        "judged": judged_label(thr.metric),
         "breach": latest_sev in ("warning", "critical"),
         "n_windows": int(rows.size),
         "n_buckets": series.n_buckets,
@@ -497,6 +534,7 @@ def _feature_payload(
             "metric": _nums(series.reduce(metric, "mean")),
             "metric_min": _nums(series.reduce(metric, "min")),
             "metric_max": _nums(series.reduce(metric, "max")),
+            "raw": _nums(series.reduce(raw, "mean")) if raw is not None else None,
             "n": _nums(series.reduce(numeric["n"][rows], "sum")),
             "p_value": _nums(series.reduce(numeric["p_value"][rows], "min")),
             "severity": [

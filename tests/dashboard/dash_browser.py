@@ -70,8 +70,9 @@ class PageLog:
 class Page:
     """One browser tab, driven through its own DevTools websocket."""
 
-    def __init__(self, ws_url: str, width: int, height: int) -> None:
+    def __init__(self, ws_url: str, width: int, height: int, on_close=None) -> None:
         self.ws = connect(ws_url, max_size=None, open_timeout=20)
+        self._on_close = on_close
         self._ids = itertools.count(1)
         self.log = PageLog()
         self._events: list[dict[str, Any]] = []
@@ -183,6 +184,8 @@ class Page:
 
     def close(self) -> None:
         self.ws.close()
+        if self._on_close is not None:
+            self._on_close()
 
 
 class Browser:
@@ -244,7 +247,12 @@ class Browser:
 
     def new_page(self, width: int = 1280, height: int = 900) -> Page:
         target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        return Page(f"ws://127.0.0.1:{self.port}/devtools/page/{target}", width, height)
+        return Page(
+            f"ws://127.0.0.1:{self.port}/devtools/page/{target}",
+            width,
+            height,
+            on_close=lambda: self._call("Target.closeTarget", {"targetId": target}),
+        )
 
     def close(self) -> None:
         try:

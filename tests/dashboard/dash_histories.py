@@ -132,12 +132,12 @@ def drifting_history(root: Path, features: list[str], n_windows: int = 48) -> Pa
         kind = "categorical" if k == 2 else "numeric"
         rng = np.random.default_rng(k)
         for i in range(n_windows):
-            js = 0.01 + 0.003 * rng.random()
+            js = 0.003 + 0.002 * rng.random()
             severity = "ok"
             if k == 0 and i >= 3 * n_windows // 4:
                 js, severity = 0.2 + 0.02 * rng.random(), "critical"
             elif k == 1 and i >= n_windows - 3:
-                js, severity = 0.08, "warning"
+                js, severity = 0.02, "warning"
             records.append(record(name, i, kind=kind, js=js, severity=severity, rng=rng))
             if severity != "ok" and (i == 3 * n_windows // 4 or i == n_windows - 3):
                 alerts.append(

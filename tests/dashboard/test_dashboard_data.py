@@ -1,0 +1,288 @@
+"""Dashboard data, rendering, export, CLI and server, without a browser."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dash_histories import T0, alert, drifting_history, record, write_history
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flows.dashboard import DashboardError, build_payload, render_dashboard, render_feature_chart
+from flows.dashboard import cli as dashboard_cli
+from flows.dashboard.data import (
+    DEFAULT_CRITICAL,
+    DEFAULT_WARN,
+    judged_metric,
+    thresholds_from_policy,
+)
+from flows.dashboard.page import script_json
+from flows.dashboard.serve import DashboardServer, history_signature
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def data_block(html: str) -> dict:
+    return json.loads(html.split('id="dashboard-data">', 1)[1].split("</script>", 1)[0])
+
+
+@given(st.text())
+@settings(max_examples=200, deadline=None)
+def test_script_json_never_closes_the_script_and_round_trips(text):
+    encoded = script_json({"s": text, "k": [text]})
+    assert "<" not in encoded and ">" not in encoded and "&" not in encoded
+    assert json.loads(encoded) == {"s": text, "k": [text]}
+
+
+def test_downsampling_keeps_the_tail_and_buckets_the_head_exactly(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 230
+    js = rng.random(n) * 0.1
+    records = [record("f", i, js=float(js[i]), rng=rng) for i in range(n)]
+    records[10]["severity"] = "critical"
+    root = write_history(tmp_path / "h", records)
+    p = build_payload(root, full_windows=50, buckets=12)
+    f = p["features"][0]
+    s = f["series"]
+    assert f["n_windows"] == n and f["n_bucketed_windows"] == n - 50
+    assert len(s["t"]) == f["n_buckets"] + 50 and sum(s["size"]) == n
+    judged = np.maximum(js - 0.002, 0.0)  # js_corrected in the synthetic records
+    # Full-resolution tail: the values themselves (6 significant digits).
+    np.testing.assert_allclose(s["metric"][-50:], judged[-50:], rtol=1e-5, atol=1e-12)
+    # Head: equal-count buckets, mean / min / max of exactly the windows inside.
+    bounds = np.cumsum([0, *s["size"][: f["n_buckets"]]])
+    for b in range(f["n_buckets"]):
+        chunk = judged[bounds[b] : bounds[b + 1]]
+        assert s["metric"][b] == pytest.approx(chunk.mean(), rel=1e-5)
+        assert s["metric_min"][b] == pytest.approx(chunk.min(), rel=1e-5, abs=1e-12)
+        assert s["metric_max"][b] == pytest.approx(chunk.max(), rel=1e-5)
+    # Sample counts are summed and the worst severity is kept.
+    ns = np.array([r["n"] for r in records], float)
+    assert sum(s["n"]) == pytest.approx(ns.sum())
+    bucket_of_10 = int(np.searchsorted(bounds, 10, side="right") - 1)
+    assert s["severity"][bucket_of_10] == 3
+    # Timestamps stay exact (milliseconds) even though values are rounded.
+    last_end = T0 + timedelta(hours=n)
+    assert s["t"][-1] == int(last_end.timestamp() * 1000)
+    assert f["latest"]["window_end"] == int(last_end.timestamp() * 1000)
+
+
+def test_latest_pane_wins_and_breaches_sort_first(tmp_path):
+    early = record("b_ok", 0, js=0.01)
+    late_pane = dict(early, pane=1, js_divergence=0.3, js_corrected=0.3, severity="critical")
+    other = record("a_fine", 0, js=0.001)
+    root = write_history(tmp_path / "h", [early, other])
+    write_history(tmp_path / "h2", [late_pane])
+    (tmp_path / "h2" / "date=2026-11-01" / "part-x.parquet").rename(
+        tmp_path / "h" / "date=2026-11-01" / "part-late.parquet"
+    )
+    p = build_payload(root)
+    assert [f["name"] for f in p["features"]] == ["b_ok", "a_fine"]
+    b = p["features"][0]
+    assert b["n_windows"] == 1 and b["latest"]["severity"] == "critical" and b["breach"]
+    assert p["n_records"] == 3 and p["n_breaches"] == 1
+
+
+def test_judged_metric_follows_the_policy():
+    numeric = {
+        "js_divergence": np.array([0.01, 0.02, np.nan]),
+        "js_corrected": np.array([0.008, np.nan, np.nan]),
+        "js_bias": np.array([0.002, 0.025, 0.0]),
+        "psi": np.array([1.0, 2.0, 3.0]),
+    }
+    out = judged_metric(numeric, "js_divergence")
+    assert out[0] == pytest.approx(0.008) and out[1] == 0.0 and np.isnan(out[2])
+    assert judged_metric(numeric, "psi") is numeric["psi"]
+
+
+def test_thresholds_default_to_the_policy_and_are_validated(tmp_path):
+    root = drifting_history(tmp_path / "h", ["a", "b", "c"], n_windows=4)
+    p = build_payload(root)
+    assert p["default_threshold"]["warn"] == DEFAULT_WARN
+    assert p["default_threshold"]["critical"] == DEFAULT_CRITICAL
+    custom = thresholds_from_policy(
+        {"default": {"warn": 0.01, "critical": 0.1}, "features": {"b": {"metric": "psi"}}}
+    )
+    p = build_payload(root, thresholds=custom)
+    by_name = {f["name"]: f for f in p["features"]}
+    assert by_name["a"]["threshold"] == {"metric": "js_divergence", "warn": 0.01, "critical": 0.1}
+    assert by_name["b"]["threshold"]["metric"] == "psi" and by_name["b"]["series"]["raw"] is None
+    with pytest.raises(DashboardError, match="unknown metric 'nope'"):
+        build_payload(root, thresholds={"*": ("nope", 0.1, 0.2)})
+    with pytest.raises(DashboardError, match=r"thresholds\['a'\].*above critical"):
+        build_payload(root, thresholds={"a": ("js_divergence", 0.3, 0.2)})
+    with pytest.raises(DashboardError, match="expected \\(metric, warn, critical\\)"):
+        build_payload(root, thresholds={"a": 0.3})
+
+
+def test_bad_alert_log_is_a_clear_error(tmp_path):
+    root = drifting_history(tmp_path / "h", ["a"], n_windows=2)
+    (root / "_alerts.json").write_text("{not json")
+    with pytest.raises(DashboardError, match="cannot read alert log .*_alerts.json"):
+        render_dashboard(root, tmp_path / "x.html")
+    (root / "_alerts.json").write_text(json.dumps({"schema_version": 9, "alerts": []}))
+    with pytest.raises(DashboardError, match="unsupported schema_version 9"):
+        render_dashboard(root, tmp_path / "x.html")
+    bad = alert("a", 0, "warning", 0.1)
+    bad["window_end"] = "yesterday"
+    (root / "_alerts.json").write_text(json.dumps({"schema_version": 1, "alerts": [bad]}))
+    with pytest.raises(DashboardError, match="entry 0 has a bad timestamp 'yesterday'"):
+        render_dashboard(root, tmp_path / "x.html")
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_missing_history_is_an_error(tmp_path):
+    with pytest.raises(DashboardError, match="does not exist"):
+        render_dashboard(tmp_path / "nowhere", tmp_path / "x.html")
+
+
+def test_page_is_self_contained_and_escapes_config_values(tmp_path):
+    root = drifting_history(tmp_path / "h", ["a", "<b>bold</b>"], n_windows=3)
+    out = render_dashboard(root, tmp_path / "d.html", title='<i>"T"</i> & more')
+    html = out.read_text(encoding="utf-8")
+    assert "<title>&lt;i&gt;&#34;T&#34;&lt;/i&gt; &amp; more</title>" in html
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+    # No external resources at all: no src/href to anything but in-page anchors.
+    markup = html.split('<script type="application/json"', 1)[0]  # everything but scripts
+    assert " src=" not in markup and "url(" not in markup
+    hrefs = {h.split('"')[0] for h in markup.split('href="')[1:]}
+    assert all(h.startswith("#") for h in hrefs), hrefs
+    csp = html.split('http-equiv="Content-Security-Policy" content="', 1)[1].split('"', 1)[0]
+    assert "default-src &#39;none&#39;" in csp and "connect-src &#39;none&#39;" in csp
+    assert html.count("<script") == 3
+    payload = data_block(html)
+    assert {f["name"] for f in payload["features"]} == {"a", "<b>bold</b>"}
+
+
+def test_feature_chart_export_png_and_svg(tmp_path):
+    root = drifting_history(tmp_path / "h", ["a", "$x$ <b>", "cat"], n_windows=6)
+    png = render_feature_chart(root, "a", tmp_path / "a.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    svg = render_feature_chart(root, "$x$ <b>", tmp_path / "x.svg")
+    text = svg.read_text(encoding="utf-8")
+    assert text.lstrip().startswith("<?xml") and "<svg" in text and "<b>" not in text
+    render_feature_chart(root, "cat", tmp_path / "cat.png")  # categorical: no MLE panel data
+    with pytest.raises(DashboardError, match="feature 'zzz' has no drift records"):
+        render_feature_chart(root, "zzz", tmp_path / "z.png")
+    with pytest.raises(DashboardError, match=r"must end in \.png or \.svg"):
+        render_feature_chart(root, "a", tmp_path / "a.gif")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="divmon")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dashboard_cli.register(sub)
+    return parser
+
+
+def test_cli_writes_the_page_and_a_chart(tmp_path, capsys):
+    root = drifting_history(tmp_path / "h", ["a", "b"], n_windows=4)
+    (tmp_path / "policy.json").write_text(json.dumps({"default": {"warn": 0.004}}))
+    out = tmp_path / "drift.html"
+    args = _parser().parse_args(
+        [
+            "dashboard",
+            "--history",
+            str(root),
+            "--output",
+            str(out),
+            "--policy",
+            str(tmp_path / "policy.json"),
+            "--critical",
+            "0.5",
+        ]
+    )
+    assert args.handler(args, []) == 0
+    payload = data_block(out.read_text(encoding="utf-8"))
+    assert payload["default_threshold"] == {
+        "metric": "js_divergence",
+        "warn": 0.004,
+        "critical": 0.5,
+    }
+    assert "wrote" in capsys.readouterr().out
+    args = _parser().parse_args(
+        [
+            "dashboard",
+            "--history",
+            str(root),
+            "--chart",
+            "a",
+            "--chart-output",
+            str(tmp_path / "a.svg"),
+        ]
+    )
+    assert args.handler(args, []) == 0 and (tmp_path / "a.svg").stat().st_size > 1000
+
+
+def test_divmon_entry_point_runs_dashboard(tmp_path):
+    """Through the real root CLI (flows/cli.py), in a fresh interpreter without Prefect."""
+    root = drifting_history(tmp_path / "h", ["a"], n_windows=2)
+    out = tmp_path / "d.html"
+    code = (
+        "import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
+        "assert 'prefect' not in sys.modules, 'dashboard imported prefect'; sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "dashboard", "--history", str(root), "--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.exists() and "wrote" in done.stdout
+
+
+def test_server_rerenders_when_a_run_lands(tmp_path):
+    root = write_history(tmp_path / "h", [record("a", 0)])
+    versions: list[int] = []
+    server = DashboardServer(
+        root, tmp_path / "s.html", port=0, interval=0.05, on_render=versions.append
+    ).start()
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(server.url, timeout=10) as r:
+            first = data_block(r.read().decode())
+        assert first["live"] == {"url": "/version", "version": 1, "interval_ms": 50}
+        sig = history_signature(root)
+        write_history(
+            root,
+            [
+                dict(
+                    record("b", 1),
+                    window_start=T0 + timedelta(days=3),
+                    window_end=T0 + timedelta(days=3, hours=1),
+                )
+            ],
+        )
+        assert history_signature(root) != sig
+        deadline = time.monotonic() + 20
+        while server.version < 2:
+            assert time.monotonic() < deadline, "no re-render"
+            time.sleep(0.05)
+        with urllib.request.urlopen(server.url + "version", timeout=10) as r:
+            assert json.loads(r.read())["version"] == server.version
+        with urllib.request.urlopen(server.url, timeout=10) as r:
+            assert {f["name"] for f in data_block(r.read().decode())["features"]} == {"a", "b"}
+        # A broken alert log keeps the last good page and reports the error.
+        (root / "_alerts.json").write_text("{")
+        deadline = time.monotonic() + 20
+        while server.last_error is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with urllib.request.urlopen(server.url + "version", timeout=10) as r:
+            assert "cannot read alert log" in json.loads(r.read())["error"]
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(server.url + "etc/passwd", timeout=10)
+        assert versions == [1, 2]
+    finally:
+        server.stop()
