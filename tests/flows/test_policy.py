@@ -1,0 +1,163 @@
+"""Policy: calibration by simulation, per-window rules, and the alert tracker's state machine."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_policy
+from divtransforms.compare import drift_record, window_mle
+from divtransforms.histogram import Histogram
+from divtransforms.policy import AlertTracker, FeaturePolicy, Policy, PolicyError
+from divtransforms.profile import ReferenceProfile
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def profile() -> ReferenceProfile:
+    rng = np.random.default_rng(3)
+    return ReferenceProfile.build(
+        {"x": rng.normal(0.0, 1.0, 10_000),
+         "c": rng.choice(["a", "b", "c", "d"], 10_000, p=[0.5, 0.3, 0.15, 0.05])},
+        families={"x": "normal"}, kinds={"x": "numeric", "c": "categorical"})
+
+
+def window_record(profile, feature, values, i=0):
+    fp = profile.features[feature]
+    hist = Histogram.empty(fp.bins).add(values)
+    acc = window_mle(fp, values, hist)
+    return drift_record(fp, hist, acc, acc, window_start=T0 + timedelta(hours=i),
+                        window_end=T0 + timedelta(hours=i + 1), pane=0, run_id="t",
+                        reference_id=profile.reference_id)
+
+
+def test_long_no_drift_stream_stays_calm(profile):
+    """800 real records (drift_record) of a stationary stream: alert rate within the documented
+    1% per window (+3 standard errors), and the tracker sends at most that many alerts."""
+    rng = np.random.default_rng(11)
+    policy = Policy()
+    tracker = AlertTracker(policy)
+    severities, alerts = [], 0
+    for i in range(800):
+        n = (100, 300, 1000)[i % 3]
+        rec = window_record(profile, "x", rng.normal(0.0, 1.0, n), i)
+        severities.append(policy.assess(rec))
+        decision = tracker.update(rec)
+        alerts += decision is not None and decision.severity != "recovered"
+    rate = np.mean([s in ("warning", "critical") for s in severities])
+    assert rate <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / 800)
+    assert alerts <= rate * 800
+
+
+def test_simulated_false_alarm_rate_and_power():
+    """A small version of benchmarks/bench_policy.py (the documented table)."""
+    results = bench_policy.simulate(sizes=(30, 100, 300), rep_scale=0.1, seed=5)
+    for (name, _n), r in results.items():
+        if "no drift" in name:
+            # 4,000 windows per cell: 1% + 3 standard errors.
+            assert r["rate"] <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / r["windows"]), (name, r)
+    assert results[("shift 0.25 sigma", 300)]["rate"] >= 0.93
+    assert results[("shift 0.5 sigma", 100)]["rate"] >= 0.95
+    assert results[("categorical shift", 300)]["rate"] >= 0.6
+
+
+def test_irrelevant_drift_never_alerts_at_large_n():
+    results = bench_policy.simulate(sizes=(100_000,), rep_scale=0.25, seed=9,
+                                    scenarios=(bench_policy.SCENARIOS[4],))
+    assert results[("shift 0.02 sigma (irrelevant)", 100_000)]["alerts"] == 0
+
+
+def test_vectorised_path_matches_records():
+    agree, total = bench_policy.cross_check(n_windows=16)
+    assert agree == total
+
+
+def test_min_samples_makes_small_windows_insufficient(profile):
+    policy = Policy.from_dict({"default": {"min_samples": 50}})
+    rng = np.random.default_rng(1)
+    small = window_record(profile, "x", rng.normal(3.0, 1.0, 49))  # drifted, but too small
+    assert policy.assess(small) == "insufficient"
+    big = window_record(profile, "x", rng.normal(3.0, 1.0, 50))
+    assert policy.assess(big) == "critical"
+    tracker = AlertTracker(policy)
+    assert tracker.update(small) is None
+    assert tracker.active("x") is None
+
+
+def test_severity_levels_and_effect_floor(profile):
+    rng = np.random.default_rng(2)
+    policy = Policy()
+    assert policy.assess(window_record(profile, "x", rng.normal(0.25, 1.0, 5000))) == "warning"
+    assert policy.assess(window_record(profile, "x", rng.normal(1.0, 1.0, 5000))) == "critical"
+    shifted = np.array(["a"] * 45 + ["b"] * 30 + ["c"] * 15 + ["d"] * 10)
+    rec = window_record(profile, "c", np.tile(shifted, 20))
+    assert policy.assess(rec) == "warning"
+    # Same data, a higher floor on the bias-corrected JS: significant but too small to matter.
+    strict = Policy.from_dict({"features": {"c": {"warn": 0.05, "critical": 0.1}}})
+    assert strict.assess(rec) == "ok"
+    explained = policy.explain(rec)
+    assert "histogram" in explained["reason"]
+
+
+def _rec(i: int, feature: str = "x") -> dict:
+    return {"feature": feature, "window_start": T0 + timedelta(hours=i),
+            "window_end": T0 + timedelta(hours=i + 1)}
+
+
+def _feed(tracker: AlertTracker, severities: str, feature: str = "x") -> list[tuple[int, str]]:
+    code = {"o": "ok", "w": "warning", "c": "critical", "i": "insufficient"}
+    out = []
+    for i, s in enumerate(severities):
+        d = tracker.update(_rec(i, feature), code[s])
+        if d is not None:
+            out.append((i, d.severity))
+    return out
+
+
+def test_consecutive_windows_rule():
+    tracker = AlertTracker(Policy(FeaturePolicy(consecutive=3, cooldown=0)))
+    # Two breaches, a break, then three in a row (an insufficient window is neutral).
+    assert _feed(tracker, "wwowwiw") == [(6, "warning")]
+
+
+def test_escalation_recovery_and_single_recovery():
+    tracker = AlertTracker(Policy(FeaturePolicy(consecutive=1, cooldown=0, recovery=2)))
+    # warning, escalates to critical (sent), stays critical (not sent again), one ok is not yet a
+    # recovery, two are (sent once), more ok windows send nothing.
+    assert _feed(tracker, "wcccoooo") == [(0, "warning"), (1, "critical"), (5, "recovered")]
+
+
+def test_cooldown_suppresses_flapping():
+    tracker = AlertTracker(Policy(FeaturePolicy(consecutive=1, cooldown=3, recovery=1)))
+    # alert at 0, recovered at 1, breaches at 2 and 3 fall in the cooldown (<= 3 windows since the
+    # alert), the one at 4 is sent; recovery is only sent for an alert that was sent.
+    assert _feed(tracker, "wowwwo") == [(0, "warning"), (1, "recovered"), (4, "warning"),
+                                        (5, "recovered")]
+    quiet = AlertTracker(Policy(FeaturePolicy(consecutive=1, cooldown=3, recovery=1)))
+    assert _feed(quiet, "wowo") == [(0, "warning"), (1, "recovered")]
+
+
+def test_tracker_state_round_trips_through_json():
+    policy = Policy(FeaturePolicy(consecutive=2, cooldown=1))
+    a = AlertTracker(policy)
+    _feed(a, "ow")
+    b = AlertTracker.from_dict(json.loads(json.dumps(a.to_dict())), policy)
+    assert b.update(_rec(2), "warning").severity == "warning"
+    assert a.update(_rec(2), "warning").severity == "warning"
+    with pytest.raises(PolicyError, match="schema_version"):
+        AlertTracker.from_dict({"schema_version": 99, "features": {}})
+
+
+def test_policy_validation_names_the_key():
+    with pytest.raises(PolicyError, match="unknown keys \\['treshold'\\]"):
+        Policy.from_dict({"default": {"treshold": 1}})
+    with pytest.raises(PolicyError, match="features.x: critical"):
+        Policy.from_dict({"features": {"x": {"warn": 0.5, "critical": 0.1}}})
+    with pytest.raises(PolicyError, match="significance"):
+        FeaturePolicy(significance=1.5)
+    assert Policy.from_dict({"features": {"x": {"consecutive": 2}}}).for_feature("x").warn == \
+        FeaturePolicy().warn
