@@ -22,17 +22,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--history",
-        required=True,
         type=Path,
+        default=None,
         help="drift history directory (date=YYYY-MM-DD/part-*.parquet, _alerts.json)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="monitor TOML (as for `divmon flow`): history, policy thresholds, title, output",
     )
     p.add_argument(
         "--output",
         type=Path,
-        default=Path("drift.html"),
-        help="HTML file to write (default: drift.html)",
+        default=None,
+        help="HTML file to write (default: the config's dashboard.path, else drift.html)",
     )
-    p.add_argument("--title", default="Drift dashboard", help="page title")
+    p.add_argument("--title", default=None, help="page title (default: Drift dashboard)")
     p.add_argument(
         "--alerts", type=Path, default=None, help="alert log (default: <history>/_alerts.json)"
     )
@@ -91,6 +97,8 @@ def thresholds_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
     )
 
     thresholds: dict[str, Any] = {}
+    if getattr(args, "monitor_config", None) is not None:
+        thresholds.update(args.monitor_config.thresholds())
     if args.policy is not None:
         thresholds.update(thresholds_from_policy(_json_object(args.policy, "--policy")))
     if args.thresholds is not None:
@@ -117,11 +125,29 @@ def _json_object(path: Path, option: str) -> dict[str, Any]:
     return loaded
 
 
+def _apply_config(args: argparse.Namespace) -> None:
+    """Fill --history/--output/--title from ``--config`` (flows' monitor TOML) where not given."""
+    args.monitor_config = None
+    if args.config is not None:
+        from flows.config import load_config
+
+        config = load_config(args.config)
+        args.monitor_config = config
+        args.history = args.history or config.history_dir
+        args.output = args.output or config.dashboard_path
+        args.title = args.title or config.dashboard.title
+    if args.history is None:
+        raise ValueError("give --history DIR (or --config monitor.toml)")
+    args.output = args.output or Path("drift.html")
+    args.title = args.title or "Drift dashboard"
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from flows.dashboard.export import render_feature_chart
     from flows.dashboard.page import render_dashboard
     from flows.dashboard.serve import DashboardServer
 
+    _apply_config(args)
     thresholds = thresholds_from_args(args)
     if args.chart is not None:
         out = args.chart_output or Path(f"{args.chart}.png")

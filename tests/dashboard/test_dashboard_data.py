@@ -286,3 +286,24 @@ def test_server_rerenders_when_a_run_lands(tmp_path):
         assert versions == [1, 2]
     finally:
         server.stop()
+
+
+def test_cli_reads_the_monitor_config(tmp_path):
+    drifting_history(tmp_path / "hist", ["a", "<img src=x>"], n_windows=3)
+    (tmp_path / "m.toml").write_text(
+        'name = "orders"\n[source]\npaths = ["landing/*.parquet"]\n'
+        '[reference]\npath = "reference.json"\n[history]\ndir = "hist"\n'
+        '[dashboard]\npath = "out/drift.html"\ntitle = "Orders <drift>"\n'
+        '[policy.default]\nwarn = 0.004\n[policy.features."<img src=x>"]\ncritical = 0.5\n',
+        encoding="utf-8",
+    )
+    args = _parser().parse_args(["dashboard", "--config", str(tmp_path / "m.toml")])
+    assert args.handler(args, []) == 0
+    html = (tmp_path / "out" / "drift.html").read_text(encoding="utf-8")
+    assert "<title>Orders &lt;drift&gt;</title>" in html
+    by_name = {f["name"]: f for f in data_block(html)["features"]}
+    assert by_name["a"]["threshold"]["warn"] == 0.004
+    assert by_name["<img src=x>"]["threshold"]["critical"] == 0.5
+    args = _parser().parse_args(["dashboard"])
+    with pytest.raises(ValueError, match="give --history"):
+        args.handler(args, [])
