@@ -1,0 +1,209 @@
+"""End to end: scheduled-style drift_check runs on the Prefect test harness with a local receiver."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from divtransforms.mle import accumulator_for, accumulator_from_dict
+from flows import demo
+from flows.alerts import AlertLog
+from flows.config import load_config
+from flows.history import read_history
+from flows.receiver import AlertReceiver
+from flows.state import StateStore
+
+pytestmark = [pytest.mark.prefect, pytest.mark.beam, pytest.mark.usefixtures("prefect_harness")]
+N_PER_FILE = 1_000
+
+
+def _arrive(root: Path, hours, drift_from: int) -> None:
+    for h in hours:
+        demo.write_stream_file(root / "landing", h, n=N_PER_FILE, drifted=h >= drift_from)
+
+
+def _check(root: Path) -> dict:
+    from flows.check import drift_check
+
+    return drift_check(str(root / "monitor.toml"))
+
+
+def _windows(root: Path) -> list[tuple[str, str]]:
+    table = read_history(root / "history")
+    return [(r["feature"], r["window_start"].isoformat()) for r in table.to_pylist()]
+
+
+@pytest.fixture()
+def receiver(monkeypatch):
+    with AlertReceiver() as rx:
+        monkeypatch.setenv(demo.WEBHOOK_ENV, rx.url)
+        yield rx
+
+
+def test_two_scheduled_runs(monitor_dir: Path, receiver: AlertReceiver):
+    root = monitor_dir
+    _arrive(root, [0, 1], drift_from=2)
+    first = _check(root)
+    assert first["records"] == 4 and first["alerts"] == 0
+    assert len(_windows(root)) == 4
+    before = set(_windows(root))
+
+    _arrive(root, [2, 3], drift_from=2)
+    second = _check(root)
+    after = _windows(root)
+    assert len(after) == 8 and len(set(after)) == 8
+    new = set(after) - before
+    assert {w for _, w in new} == {"2026-01-05T02:00:00+00:00", "2026-01-05T03:00:00+00:00"}
+
+    # Alerts fire on the drifted windows only: the first drifted window, each feature once.
+    log = AlertLog.open(root / "history")
+    fired = {(e["feature"], e["window_start"], e["severity"]) for e in log.entries}
+    assert fired == {("amount", "2026-01-05T02:00:00+00:00", "critical"),
+                     ("country", "2026-01-05T02:00:00+00:00", "warning")}
+    assert second["alerts"] == 2 and second["delivered"] == 2
+    history = read_history(root / "history").to_pylist()
+    for r in history:
+        drifted = r["window_start"].hour >= 2
+        assert (r["severity"] in ("warning", "critical")) == drifted, r
+
+    # The receiver got each alert exactly once, with its dedup key.
+    got = receiver.alerts()
+    assert sorted(a["dedup_key"] for a in got) == sorted(e["dedup_key"] for e in log.entries)
+    assert all(d["dedup_header"] == d["alert"]["dedup_key"] for d in receiver.received)
+
+    # Running MLE after two runs equals a one-shot fit of all the data.
+    state = StateStore(root / "history" / "_state").load()
+    running = accumulator_from_dict(state.mle_state["amount"]).estimate()
+    values = np.concatenate([pq.read_table(p).column("amount").to_numpy()
+                             for p in sorted((root / "landing").glob("*.parquet"))])
+    one_shot = accumulator_for("normal").add(values).estimate()
+    assert running.n == one_shot.n == 4 * N_PER_FILE
+    for name in ("mu", "sigma"):
+        assert running.params[name] == pytest.approx(one_shot.params[name], rel=1e-12)
+
+    # A third run with nothing new adds nothing and sends nothing.
+    third = _check(root)
+    assert third["records"] == 0 and len(_windows(root)) == 8
+    assert len(receiver.received) == 2
+
+
+def test_failed_delivery_is_delivered_by_the_next_run_once(monitor_dir: Path,
+                                                          receiver: AlertReceiver):
+    root = monitor_dir
+    _arrive(root, [0, 1], drift_from=1)
+    receiver.fail_status = 503
+    out = _check(root)
+    assert out["alerts"] == 2 and out["delivered"] == 0 and out["failed"] == 2
+    assert receiver.received == []
+    entries = AlertLog.open(root / "history").entries
+    assert {e["status"] for e in entries} == {"failed"}
+    # the error kept in the outbox names the status, never the URL
+    errors = [e["deliveries"]["local-webhook"]["last_error"] for e in entries]
+    assert all("503" in err and "127.0.0.1" not in err for err in errors)
+
+    receiver.fail_status = None
+    out = _check(root)
+    assert out["records"] == 0 and out["delivered"] == 2
+    _check(root)
+    assert sorted(a["feature"] for a in receiver.alerts()) == ["amount", "country"]
+    assert {e["status"] for e in AlertLog.open(root / "history").entries} == {"delivered"}
+
+
+def test_killed_between_records_and_alerts_resumes_without_duplicates(
+        monitor_dir: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch):
+    import flows.monitor as monitor
+
+    root = monitor_dir
+    _arrive(root, [0, 1, 2], drift_from=2)
+    original = monitor.alert_stage
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed after the records were written")
+
+    monkeypatch.setattr(monitor, "alert_stage", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        _check(root)
+    assert len(_windows(root)) == 6  # records are in the history ...
+    assert not (root / "history" / "_alerts.json").exists()  # ... the alerts are not
+    assert StateStore(root / "history" / "_state").load().pending["stage"] == "recorded"
+
+    monkeypatch.setattr(monitor, "alert_stage", original)
+    _arrive(root, [3], drift_from=2)  # more data arrives before the retry
+    out = _check(root)
+    windows = _windows(root)
+    assert len(windows) == 8 and len(set(windows)) == 8  # no duplicates, no gaps
+    assert out["alerts"] == 2 and out["delivered"] == 2
+    _check(root)
+    assert len(receiver.received) == 2
+    assert StateStore(root / "history" / "_state").load().pending is None
+
+
+def test_killed_before_commit_reuses_the_run_id(monitor_dir: Path, receiver: AlertReceiver,
+                                                monkeypatch: pytest.MonkeyPatch):
+    import flows.monitor as monitor
+
+    root = monitor_dir
+    _arrive(root, [0, 1], drift_from=1)
+    original = monitor.append_records
+
+    def write_then_die(history_dir, table, run_id):
+        original(history_dir, table, run_id)
+        raise RuntimeError("killed before the ledger commit")
+
+    monkeypatch.setattr(monitor, "append_records", write_then_die)
+    with pytest.raises(RuntimeError, match="killed"):
+        _check(root)
+    pending = StateStore(root / "history" / "_state").load().pending
+    assert pending["stage"] == "planned"
+    monkeypatch.setattr(monitor, "append_records", original)
+    out = _check(root)
+    assert out["run_ids"] == [pending["run_id"]]
+    windows = _windows(root)
+    assert len(windows) == 4 and len(set(windows)) == 4
+    assert len(receiver.received) == 2
+
+
+def test_build_reference_flow_keeps_previous_versions(monitor_dir: Path):
+    from flows.reference import build_reference, list_versions
+
+    config = load_config(monitor_dir / "monitor.toml")
+    first = json.loads(config.reference_path.read_text())
+    demo.write_reference_data(monitor_dir / "reference-data", n=5_000, seed=2)
+    out = build_reference(str(monitor_dir / "monitor.toml"))
+    assert out["previous"] is not None and out["previous"] != out["reference_id"]
+    versions = list_versions(config)
+    assert len(versions) == 2
+    assert json.loads(config.reference_path.read_text()) != first
+    assert out["reference_id"] in versions[-1].name
+
+
+def test_cli_run_and_config_error(monitor_dir: Path, receiver: AlertReceiver, capsys):
+    from flows.cli import main
+
+    _arrive(monitor_dir, [0], drift_from=5)
+    assert main(["run", "--config", str(monitor_dir / "monitor.toml")]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == 2
+    bad = monitor_dir / "bad.toml"
+    bad.write_text((monitor_dir / "monitor.toml").read_text().replace('size = "1h"',
+                                                                     'size = "1 hour"'))
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "window.size" in capsys.readouterr().err
+
+
+def test_alerts_install_creates_automations(monitor_dir: Path, receiver: AlertReceiver):
+    from prefect.automations import Automation
+
+    from flows.automations import automation_name, install_automations
+
+    config = load_config(monitor_dir / "monitor.toml")
+    out = install_automations(config)
+    again = install_automations(config)  # idempotent: replaced, not duplicated
+    assert len(out) == len(again) == 1
+    automation = Automation.read(name=automation_name(config, config.notify[0]))
+    assert automation.trigger.expect == {"divtransforms.drift.*"}
+    assert automation.trigger.for_each == {"prefect.resource.id"}
+    assert str(automation.id) == again[0]["id"]
