@@ -1,7 +1,8 @@
 """Static PNG/SVG export of one feature's charts (for e-mail and Slack alerts), with matplotlib.
 
 Uses ``matplotlib.figure.Figure`` with the Agg/SVG canvases directly (no pyplot, no GUI backend,
-no global state), and ``text.parse_math`` off so a ``$`` in a feature name is shown as typed.
+no global state). Every ``$`` in user text is escaped, so mathtext never interprets a feature name
+or a bin label (``$x$`` is shown as typed).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ _COLORS = {
     "critical": "#c62828",
     "recovered": "#2e7d32",
 }
+
+
+def _plain(text: object) -> str:
+    """User text shown literally by matplotlib (``$`` would start mathtext)."""
+    return str(text).replace("$", r"\$")
 
 
 def _dates(ms: list[float | None]) -> list[datetime | None]:
@@ -64,19 +70,21 @@ def render_feature_chart(
     s = f["series"]
     thr = f["threshold"]
     t = _dates(s["t"])
-    with rc_context({"text.parse_math": False, "font.size": 8}):
+    with rc_context({"font.size": 8}):
         fig = Figure(figsize=(11, 6.2), layout="constrained")
         axes = fig.subplots(2, 2)
         fig.suptitle(
-            f"{f['name']}: {f['latest']['severity']} "
-            f"({thr['metric']} {_fmt(f['latest']['metric'])})",
+            _plain(
+                f"{f['name']}: {f['latest']['severity']} "
+                f"({f['judged']} {_fmt(f['latest']['metric'])})"
+            ),
             color=_COLORS.get(f["latest"]["severity"], "black"),
             fontsize=11,
         )
 
         ax = axes[0][0]
         x, y = _xy(t, s["metric"])
-        ax.plot(x, y, color="#1f5fbf", lw=1.2, label=thr["metric"])
+        ax.plot(x, y, color="#1f5fbf", lw=1.2, label=_plain(f["judged"]))
         if f["n_buckets"]:
             xb, lo = _xy(t, s["metric_min"])
             _, hi = _xy(t, s["metric_max"])
@@ -94,7 +102,7 @@ def render_feature_chart(
                     facecolors="none",
                     edgecolors=_COLORS.get(a["severity"], "black"),
                 )
-        ax.set_title(f"{thr['metric']} over time", fontsize=9)
+        ax.set_title(_plain(f"{f['judged']} over time"), fontsize=9)
         ax.legend(loc="upper left", fontsize=7)
         ax.tick_params(axis="x", labelrotation=20)
 
@@ -116,7 +124,9 @@ def render_feature_chart(
                 )
                 for i in h["tail"]:
                     bars[i].set_hatch("///")
-            ax.set_xticks(idx, h["labels"], rotation=60, ha="right", fontsize=6)
+            ax.set_xticks(
+                idx, [_plain(x) for x in h["labels"]], rotation=60, ha="right", fontsize=6
+            )
             ax.legend(fontsize=7)
         ax.set_title(
             "latest window vs reference (share per bin; hatched = tails/unseen)", fontsize=9
@@ -127,7 +137,7 @@ def render_feature_chart(
         if mle and mle["params"]:
             prm = mle["params"][0]
             x, y = _xy(t, prm["running"])
-            ax.plot(x, y, color="#1f5fbf", lw=1.2, label=f"running {prm['name']}")
+            ax.plot(x, y, color="#1f5fbf", lw=1.2, label=_plain(f"running {prm['name']}"))
             band = [
                 (tt, r - 1.96 * se, r + 1.96 * se)
                 for tt, r, se in zip(t, prm["running"], prm["running_se"], strict=True)
@@ -145,7 +155,7 @@ def render_feature_chart(
             if prm["reference"] is not None:
                 ax.axhline(prm["reference"], color="black", ls=":", lw=1, label="reference")
             ax.legend(fontsize=7)
-            ax.set_title(f"running MLE {mle['family']} {prm['name']} ±1.96 SE", fontsize=9)
+            ax.set_title(_plain(f"running MLE {mle['family']} {prm['name']} ±1.96 SE"), fontsize=9)
         else:
             ax.set_title("no MLE family configured", fontsize=9)
         ax.tick_params(axis="x", labelrotation=20)
