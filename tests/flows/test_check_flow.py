@@ -1,4 +1,4 @@
-"""End to end: scheduled-style drift_check runs on the Prefect test harness with a local receiver."""
+"""End to end: scheduled-style drift_check runs on the Prefect harness with a local receiver."""
 
 from __future__ import annotations
 
