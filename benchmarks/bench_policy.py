@@ -101,15 +101,27 @@ def histogram_evidence(counts: np.ndarray, ref_counts: np.ndarray, fp: FeaturePo
     n_ref = float(ref_counts.sum())
     g, dof = _g_statistic(counts, ref_counts)
     k_nonempty = ((counts + ref_counts) > 0).sum(axis=1)
-    bias = np.array([js_bias(float(a), n_ref, int(k)) for a, k in
-                     zip(*np.unique(np.stack([n, k_nonempty]), axis=1), strict=True)])
+    bias = np.array(
+        [
+            js_bias(float(a), n_ref, int(k))
+            for a, k in zip(*np.unique(np.stack([n, k_nonempty]), axis=1), strict=True)
+        ]
+    )
     keys = np.unique(np.stack([n, k_nonempty]), axis=1)
     lookup = {(int(a), int(k)): b for a, k, b in zip(keys[0], keys[1], bias, strict=True)}
     js_corr = _js_plugin(counts, ref_counts) - np.array(
-        [lookup[(int(a), int(k))] for a, k in zip(n, k_nonempty, strict=True)])
-    return histogram_test(g, dof, n, np.full(n.shape, n_ref), counts,
-                          np.broadcast_to(ref_counts, counts.shape), np.maximum(js_corr, 0.0),
-                          fp.min_expected)
+        [lookup[(int(a), int(k))] for a, k in zip(n, k_nonempty, strict=True)]
+    )
+    return histogram_test(
+        g,
+        dof,
+        n,
+        np.full(n.shape, n_ref),
+        counts,
+        np.broadcast_to(ref_counts, counts.shape),
+        np.maximum(js_corr, 0.0),
+        fp.min_expected,
+    )
 
 
 def bin_numeric(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -122,8 +134,9 @@ def bin_numeric(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.bincount(flat, minlength=x.shape[0] * (k + 2)).reshape(x.shape[0], k + 2)
 
 
-def numeric_cell(rng: np.random.Generator, n: int, shift: float, reps: int,
-                 policy: Policy) -> np.ndarray:
+def numeric_cell(
+    rng: np.random.Generator, n: int, shift: float, reps: int, policy: Policy
+) -> np.ndarray:
     fp = policy.default
     severities = []
     per_ref = math.ceil(reps / N_REFERENCES)
@@ -139,31 +152,39 @@ def numeric_cell(rng: np.random.Generator, n: int, shift: float, reps: int,
             x = rng.standard_normal((m, n)) + shift
             counts = bin_numeric(x, edges)
             tests = [histogram_evidence(counts, ref_counts, fp)]
-            tests += normal_tests(x.mean(axis=1), x.std(axis=1), np.full(m, n), mu_r, sigma_r,
-                                  N_REFERENCE)
+            tests += normal_tests(
+                x.mean(axis=1), x.std(axis=1), np.full(m, n), mu_r, sigma_r, N_REFERENCE
+            )
             severities.append(decide(fp, Evidence(np.full(m, n), tests)))
             done += m
     return np.concatenate(severities)[:reps]
 
 
-def categorical_cell(rng: np.random.Generator, n: int, probs: np.ndarray, reps: int,
-                     policy: Policy) -> np.ndarray:
+def categorical_cell(
+    rng: np.random.Generator, n: int, probs: np.ndarray, reps: int, policy: Policy
+) -> np.ndarray:
     fp = policy.default
     severities = []
     per_ref = math.ceil(reps / N_REFERENCES)
     for _ in range(N_REFERENCES):
         # Layout as CategoricalBins: the 4 values, __other__, __unseen__ (both empty here).
         ref_counts = np.concatenate([rng.multinomial(N_REFERENCE, CATEGORIES_REF), [0, 0]])
-        counts = np.concatenate([rng.multinomial(n, probs, size=per_ref),
-                                 np.zeros((per_ref, 2), dtype=np.int64)], axis=1)
+        counts = np.concatenate(
+            [rng.multinomial(n, probs, size=per_ref), np.zeros((per_ref, 2), dtype=np.int64)],
+            axis=1,
+        )
         tests = [histogram_evidence(counts, ref_counts, fp)]
         severities.append(decide(fp, Evidence(np.full(per_ref, n), tests)))
     return np.concatenate(severities)[:reps]
 
 
-def simulate(policy: Policy | None = None, sizes: tuple[int, ...] = WINDOW_SIZES,
-             rep_scale: float = 1.0, seed: int = 20261125,
-             scenarios: tuple[Scenario, ...] = SCENARIOS) -> dict[tuple[str, int], dict]:
+def simulate(
+    policy: Policy | None = None,
+    sizes: tuple[int, ...] = WINDOW_SIZES,
+    rep_scale: float = 1.0,
+    seed: int = 20261125,
+    scenarios: tuple[Scenario, ...] = SCENARIOS,
+) -> dict[tuple[str, int], dict]:
     """Alert rate (warning or critical) and insufficient rate per (scenario, n)."""
     policy = policy or Policy()
     rng = np.random.default_rng(seed)
@@ -179,10 +200,13 @@ def simulate(policy: Policy | None = None, sizes: tuple[int, ...] = WINDOW_SIZES
                 probs = CATEGORIES_SHIFT if sc.drifted else CATEGORIES_REF
                 sev = categorical_cell(rng, n, probs, reps, policy)
             alerts = np.isin(sev, ("warning", "critical"))
-            out[(sc.name, n)] = {"windows": int(sev.size), "alerts": int(alerts.sum()),
-                                 "rate": float(alerts.mean()),
-                                 "critical": float((sev == "critical").mean()),
-                                 "insufficient": float((sev == "insufficient").mean())}
+            out[(sc.name, n)] = {
+                "windows": int(sev.size),
+                "alerts": int(alerts.sum()),
+                "rate": float(alerts.mean()),
+                "critical": float((sev == "critical").mean()),
+                "insufficient": float((sev == "insufficient").mean()),
+            }
     return out
 
 
@@ -206,22 +230,35 @@ def cross_check(n_windows: int = 40, seed: int = 7) -> tuple[int, int]:
         x = rng.standard_normal(n) + (0.25 if i % 2 else 0.0)
         hist = Histogram.empty(fprof.bins).add(x)
         acc = accumulator_for("normal").add(x)
-        rec = drift_record(fprof, hist, acc, acc, window_start=None, window_end=None, pane=0,
-                           run_id="bench", reference_id=profile.reference_id, alpha=0.5, base=2.0)
+        rec = drift_record(
+            fprof,
+            hist,
+            acc,
+            acc,
+            window_start=None,
+            window_end=None,
+            pane=0,
+            run_id="bench",
+            reference_id=profile.reference_id,
+            alpha=0.5,
+            base=2.0,
+        )
         edges = np.asarray(fprof.bins.edges)
         ref_counts = np.asarray(fprof.histogram.counts)
         counts = bin_numeric(x[None, :], edges)
         tests = [histogram_evidence(counts, ref_counts, policy.default)]
         ref_est = fprof.mle.estimate().params
-        tests += normal_tests([x.mean()], [x.std()], [n], ref_est["mu"], ref_est["sigma"],
-                              fprof.mle.n)
+        tests += normal_tests(
+            [x.mean()], [x.std()], [n], ref_est["mu"], ref_est["sigma"], fprof.mle.n
+        )
         vec = decide(policy.default, Evidence(np.array([n]), tests))[0]
         agree += int(policy.assess(rec) == vec)
     return agree, n_windows
 
 
-def format_table(results: dict[tuple[str, int], dict], sizes: tuple[int, ...] = WINDOW_SIZES
-                 ) -> str:
+def format_table(
+    results: dict[tuple[str, int], dict], sizes: tuple[int, ...] = WINDOW_SIZES
+) -> str:
     header = "| scenario | " + " | ".join(f"n={n:,}" for n in sizes) + " |"
     lines = [header, "|---" * (len(sizes) + 1) + "|"]
     for sc in SCENARIOS:
@@ -237,8 +274,10 @@ def format_table(results: dict[tuple[str, int], dict], sizes: tuple[int, ...] = 
         lines.append(f"| {sc.name} | " + " | ".join(cells) + " |")
     reps = " / ".join(f"{repetitions(n):,}" for n in sizes)
     lines.append("")
-    lines.append(f"windows per cell (n = {', '.join(f'{n:,}' for n in sizes)}): {reps}; "
-                 f"{N_REFERENCES} reference draws of {N_REFERENCE:,} samples each.")
+    lines.append(
+        f"windows per cell (n = {', '.join(f'{n:,}' for n in sizes)}): {reps}; "
+        f"{N_REFERENCES} reference draws of {N_REFERENCE:,} samples each."
+    )
     return "\n".join(lines)
 
 

@@ -114,8 +114,10 @@ class FeaturePolicy:
         if self.critical < self.warn:
             raise PolicyError(f"critical ({self.critical}) must be >= warn ({self.warn})")
         if self.parameter_critical < self.parameter_warn:
-            raise PolicyError(f"parameter_critical ({self.parameter_critical}) must be >= "
-                              f"parameter_warn ({self.parameter_warn})")
+            raise PolicyError(
+                f"parameter_critical ({self.parameter_critical}) must be >= "
+                f"parameter_warn ({self.parameter_warn})"
+            )
         if not 0 < self.significance < 1:
             raise PolicyError(f"significance must be in (0, 1), got {self.significance!r}")
         weights = (self.weight_location, self.weight_other_parameters, self.weight_histogram)
@@ -149,13 +151,17 @@ class Policy:
         if unknown:
             raise PolicyError(f"unknown policy keys {sorted(unknown)}")
         default = _feature_policy(FeaturePolicy(), data.get("default") or {}, "default")
-        features = {name: _feature_policy(default, over or {}, f"features.{name}")
-                    for name, over in (data.get("features") or {}).items()}
+        features = {
+            name: _feature_policy(default, over or {}, f"features.{name}")
+            for name, over in (data.get("features") or {}).items()
+        }
         return cls(default=default, features=features)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"default": self.default.to_dict(),
-                "features": {k: v.to_dict() for k, v in self.features.items()}}
+        return {
+            "default": self.default.to_dict(),
+            "features": {k: v.to_dict() for k, v in self.features.items()},
+        }
 
     def for_feature(self, name: str) -> FeaturePolicy:
         return self.features.get(name, self.default)
@@ -170,8 +176,11 @@ class Policy:
         fp = self.for_feature(_require(record, "feature"))
         evidence = record_evidence(record, fp)
         severity = decide(fp, evidence)[0]
-        return {"severity": str(severity), "tests": evidence.describe(fp),
-                "reason": evidence.reason(fp, str(severity))}
+        return {
+            "severity": str(severity),
+            "tests": evidence.describe(fp),
+            "reason": evidence.reason(fp, str(severity)),
+        }
 
     def assess_table(self, table: Any) -> list[str]:
         """Severities for every row of a records ``pyarrow.Table`` (or a list of record dicts)."""
@@ -182,8 +191,10 @@ class Policy:
 def _feature_policy(base: FeaturePolicy, overrides: Mapping[str, Any], where: str) -> FeaturePolicy:
     unknown = set(overrides) - set(FEATURE_POLICY_FIELDS)
     if unknown:
-        raise PolicyError(f"policy {where}: unknown keys {sorted(unknown)}; "
-                          f"allowed: {', '.join(FEATURE_POLICY_FIELDS)}")
+        raise PolicyError(
+            f"policy {where}: unknown keys {sorted(unknown)}; "
+            f"allowed: {', '.join(FEATURE_POLICY_FIELDS)}"
+        )
     try:
         return replace(base, **overrides)
     except PolicyError as exc:
@@ -215,8 +226,15 @@ class Evidence:
         out = []
         for test, level in zip(self.tests, levels, strict=True):
             warn, _ = _floors(fp, test)
-            out.append({"name": test.name, "p_value": float(test.p_value[0]), "level": level,
-                        "effect": float(test.effect[0]), "floor": warn})
+            out.append(
+                {
+                    "name": test.name,
+                    "p_value": float(test.p_value[0]),
+                    "level": level,
+                    "effect": float(test.effect[0]),
+                    "floor": warn,
+                }
+            )
         return out
 
     def reason(self, fp: FeaturePolicy, severity: str) -> str:
@@ -225,8 +243,10 @@ class Evidence:
         parts = []
         for t in self.describe(fp):
             if t["p_value"] <= t["level"] and t["effect"] >= t["floor"]:
-                parts.append(f"{t['name']}: p={t['p_value']:.2g} <= {t['level']:.2g}, "
-                             f"effect {t['effect']:.3g} >= {t['floor']:.3g}")
+                parts.append(
+                    f"{t['name']}: p={t['p_value']:.2g} <= {t['level']:.2g}, "
+                    f"effect {t['effect']:.3g} >= {t['floor']:.3g}"
+                )
         return "; ".join(parts) if parts else "no significant effect above the floor"
 
 
@@ -285,12 +305,14 @@ def williams_q(n_cur: np.ndarray, n_ref: np.ndarray, col_totals: np.ndarray) -> 
         inv = np.where(cols > 0, 1.0 / np.where(cols > 0, cols, 1.0), 0.0).sum(axis=-1)
         k = (cols > 0).sum(axis=-1)
         q = 1.0 + (total * (1.0 / n_cur + 1.0 / n_ref) - 1.0) * (total * inv - 1.0) / (
-            6.0 * total * np.maximum(k - 1, 1))
+            6.0 * total * np.maximum(k - 1, 1)
+        )
     return np.where(np.isfinite(q) & (q > 0), q, 1.0)
 
 
-def histogram_test(g_statistic, dof, n, n_ref, counts, reference_counts, effect,
-                   min_expected: float) -> DriftTest:
+def histogram_test(
+    g_statistic, dof, n, n_ref, counts, reference_counts, effect, min_expected: float
+) -> DriftTest:
     """The G-test as a ``DriftTest``: Williams-corrected p-value, NaN where too sparse."""
     g = np.asarray(g_statistic, dtype=np.float64)
     dof = np.asarray(dof, dtype=np.float64)
@@ -312,8 +334,9 @@ def normal_tests(mu_w, sigma_w, n, mu_r, sigma_r, n_ref) -> list[DriftTest]:
     test of the variance ratio with (n - 1, n_ref - 1) dof. Effects: ``|mu_w - mu_r| / sigma_r`` and
     ``|sigma_w - sigma_r| / (sigma_r / sqrt 2)`` (per-observation standard deviations of the MLEs).
     """
-    mu_w, sigma_w, n, mu_r, sigma_r, n_ref = (np.asarray(a, dtype=np.float64) for a in
-                                              (mu_w, sigma_w, n, mu_r, sigma_r, n_ref))
+    mu_w, sigma_w, n, mu_r, sigma_r, n_ref = (
+        np.asarray(a, dtype=np.float64) for a in (mu_w, sigma_w, n, mu_r, sigma_r, n_ref)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         var_w = sigma_w**2 * n / (n - 1)
         var_r = sigma_r**2 * n_ref / (n_ref - 1)
@@ -323,15 +346,18 @@ def normal_tests(mu_w, sigma_w, n, mu_r, sigma_r, n_ref) -> list[DriftTest]:
         df = (a + b) ** 2 / (a**2 / (n - 1) + b**2 / (n_ref - 1))
         p_loc = 2.0 * stats.t.sf(np.abs(t), df)
         ratio = var_w / var_r
-        p_scale = 2.0 * np.minimum(stats.f.sf(ratio, n - 1, n_ref - 1),
-                                   stats.f.cdf(ratio, n - 1, n_ref - 1))
+        p_scale = 2.0 * np.minimum(
+            stats.f.sf(ratio, n - 1, n_ref - 1), stats.f.cdf(ratio, n - 1, n_ref - 1)
+        )
         effect_loc = np.abs(mu_w - mu_r) / sigma_r
         effect_scale = np.abs(sigma_w - sigma_r) / (sigma_r / math.sqrt(2.0))
     # A constant window against a constant reference: t is 0/0. No evidence either way.
     p_loc = np.where(np.isfinite(p_loc), p_loc, np.where(mu_w == mu_r, 1.0, 0.0))
     p_scale = np.where(np.isfinite(p_scale), np.minimum(p_scale, 1.0), 1.0)
-    return [DriftTest("mu", "location", p_loc, effect_loc),
-            DriftTest("sigma", "parameter", p_scale, np.nan_to_num(effect_scale, nan=0.0))]
+    return [
+        DriftTest("mu", "location", p_loc, effect_loc),
+        DriftTest("sigma", "parameter", p_scale, np.nan_to_num(effect_scale, nan=0.0)),
+    ]
 
 
 def record_evidence(record: Mapping[str, Any], fp: FeaturePolicy) -> Evidence:
@@ -344,11 +370,23 @@ def record_evidence(record: Mapping[str, Any], fp: FeaturePolicy) -> Evidence:
     g = record.get("g_statistic")
     if g is not None and counts is not None and ref_counts is not None and n_ref > 0 and n > 0:
         if len(counts) != len(ref_counts):
-            raise PolicyError(f"feature {record.get('feature')!r}: counts and reference_counts "
-                              f"differ in length ({len(counts)} vs {len(ref_counts)})")
+            raise PolicyError(
+                f"feature {record.get('feature')!r}: counts and reference_counts "
+                f"differ in length ({len(counts)} vs {len(ref_counts)})"
+            )
         effect = _histogram_effect(record, fp)
-        tests.append(histogram_test([_num(g, math.nan)], [_num(record.get("dof"), 0.0)], [n],
-                                    [n_ref], [counts], [ref_counts], [effect], fp.min_expected))
+        tests.append(
+            histogram_test(
+                [_num(g, math.nan)],
+                [_num(record.get("dof"), 0.0)],
+                [n],
+                [n_ref],
+                [counts],
+                [ref_counts],
+                [effect],
+                fp.min_expected,
+            )
+        )
     family = record.get("mle_family")
     params = record.get("mle_params") or []
     if family and family != "categorical" and params:
@@ -365,18 +403,24 @@ def _histogram_effect(record: Mapping[str, Any], fp: FeaturePolicy) -> float:
     return _num(record.get(fp.metric), 0.0)
 
 
-def _parameter_tests(record: Mapping[str, Any], family: str,
-                     params: Sequence[Mapping[str, Any]]) -> list[DriftTest]:
+def _parameter_tests(
+    record: Mapping[str, Any], family: str, params: Sequence[Mapping[str, Any]]
+) -> list[DriftTest]:
     by_name = {p.get("name"): p for p in params}
     n_mle = _num(record.get("mle_n"), _num(record.get("n"), 0.0))
     n_ref = _num(record.get("n_reference"), 0.0)
     if family in LOCATION_SCALE_FAMILIES and {"mu", "sigma"} <= set(by_name):
         mu, sigma = by_name["mu"], by_name["sigma"]
-        values = [_num(mu.get("window"), math.nan), _num(sigma.get("window"), math.nan),
-                  _num(mu.get("reference"), math.nan), _num(sigma.get("reference"), math.nan)]
+        values = [
+            _num(mu.get("window"), math.nan),
+            _num(sigma.get("window"), math.nan),
+            _num(mu.get("reference"), math.nan),
+            _num(sigma.get("reference"), math.nan),
+        ]
         if all(math.isfinite(v) for v in values) and n_mle >= 2 and n_ref >= 2:
-            return normal_tests([values[0]], [values[1]], [n_mle], [values[2]], [values[3]],
-                                [n_ref])
+            return normal_tests(
+                [values[0]], [values[1]], [n_mle], [values[2]], [values[3]], [n_ref]
+            )
     tests = []
     for i, p in enumerate(params):
         p_value = _num(p.get("p_value"), math.nan)
@@ -385,8 +429,14 @@ def _parameter_tests(record: Mapping[str, Any], family: str,
         with np.errstate(divide="ignore", invalid="ignore"):
             unit = ref_se * math.sqrt(n_ref) if n_ref > 0 else math.nan
             effect = shift / unit if unit and math.isfinite(unit) and unit > 0 else math.nan
-        tests.append(DriftTest(str(p.get("name")), "location" if i == 0 else "parameter",
-                          np.array([p_value]), np.array([effect])))
+        tests.append(
+            DriftTest(
+                str(p.get("name")),
+                "location" if i == 0 else "parameter",
+                np.array([p_value]),
+                np.array([effect]),
+            )
+        )
     return tests
 
 
@@ -448,16 +498,23 @@ class AlertTracker:
     def _load(self, state: Mapping[str, Any]) -> None:
         version = state.get("schema_version")
         if version != POLICY_STATE_VERSION:
-            raise PolicyError(f"alert tracker state has schema_version {version!r}; "
-                              f"this version reads {POLICY_STATE_VERSION}")
+            raise PolicyError(
+                f"alert tracker state has schema_version {version!r}; "
+                f"this version reads {POLICY_STATE_VERSION}"
+            )
         for name, fs in (state.get("features") or {}).items():
             self._features[name] = _FeatureState(
-                streak=int(fs.get("streak", 0)), ok_streak=int(fs.get("ok_streak", 0)),
-                active=fs.get("active"), since_alert=fs.get("since_alert"))
+                streak=int(fs.get("streak", 0)),
+                ok_streak=int(fs.get("ok_streak", 0)),
+                active=fs.get("active"),
+                since_alert=fs.get("since_alert"),
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": POLICY_STATE_VERSION,
-                "features": {k: asdict(v) for k, v in sorted(self._features.items())}}
+        return {
+            "schema_version": POLICY_STATE_VERSION,
+            "features": {k: asdict(v) for k, v in sorted(self._features.items())},
+        }
 
     @classmethod
     def from_dict(cls, state: Mapping[str, Any], policy: Policy | None = None) -> AlertTracker:
@@ -467,8 +524,9 @@ class AlertTracker:
         fs = self._features.get(feature)
         return fs.active if fs else None
 
-    def update(self, record: Mapping[str, Any],
-               severity: str | None = None) -> AlertDecision | None:
+    def update(
+        self, record: Mapping[str, Any], severity: str | None = None
+    ) -> AlertDecision | None:
         """Advance the feature's state by one window; return the alert to send, if any."""
         feature = _require(record, "feature")
         fp = self.policy.for_feature(feature)
@@ -483,8 +541,9 @@ class AlertTracker:
             fs.since_alert += 1
 
         def alert(kind: str) -> AlertDecision:
-            return AlertDecision(feature, kind, record.get("window_start"),
-                                 record.get("window_end"), record)
+            return AlertDecision(
+                feature, kind, record.get("window_start"), record.get("window_end"), record
+            )
 
         if severity == "ok":
             fs.streak = 0
@@ -511,9 +570,14 @@ class AlertTracker:
 
     def run(self, records: Iterable[Mapping[str, Any]]) -> list[AlertDecision]:
         """Update with every record (sorted by feature, window end) and collect the alerts."""
-        ordered = sorted(records, key=lambda r: (str(r.get("feature")),
-                                                 _sort_key(r.get("window_end")),
-                                                 _num(r.get("pane"), 0.0)))
+        ordered = sorted(
+            records,
+            key=lambda r: (
+                str(r.get("feature")),
+                _sort_key(r.get("window_end")),
+                _num(r.get("pane"), 0.0),
+            ),
+        )
         out = []
         for rec in ordered:
             decision = self.update(rec)

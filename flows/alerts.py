@@ -55,11 +55,13 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def dedup_key(feature: str, window_start: Any, window_end: Any, severity: str,
-              reference_id: str) -> str:
+def dedup_key(
+    feature: str, window_start: Any, window_end: Any, severity: str, reference_id: str
+) -> str:
     """``feature|window_start|window_end|severity|reference_id`` (ISO-8601 UTC, ``-`` for none)."""
-    return "|".join([feature, _iso(window_start) or "-", _iso(window_end) or "-", severity,
-                     reference_id or "-"])
+    return "|".join(
+        [feature, _iso(window_start) or "-", _iso(window_end) or "-", severity, reference_id or "-"]
+    )
 
 
 def event_id(key: str) -> uuid.UUID:
@@ -77,18 +79,38 @@ def _num(value: Any) -> float | None:
 
 def record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     """The record fields an alert message carries (JSON-safe)."""
-    keys = ("n", "n_missing", "n_invalid", "missing_rate", "js_divergence", "js_corrected",
-            "js_distance", "kl_divergence", "psi", "g_statistic", "p_value", "mle_family",
-            "mle_kl", "mle_p_value", "run_id")
+    keys = (
+        "n",
+        "n_missing",
+        "n_invalid",
+        "missing_rate",
+        "js_divergence",
+        "js_corrected",
+        "js_distance",
+        "kl_divergence",
+        "psi",
+        "g_statistic",
+        "p_value",
+        "mle_family",
+        "mle_kl",
+        "mle_p_value",
+        "run_id",
+    )
     out: dict[str, Any] = {}
     for k in keys:
         v = record.get(k)
         out[k] = v if isinstance(v, str) or v is None else _num(v)
     params = []
     for p in record.get("mle_params") or []:
-        params.append({"name": p.get("name"), "reference": _num(p.get("reference")),
-                       "window": _num(p.get("window")), "z": _num(p.get("z")),
-                       "p_value": _num(p.get("p_value"))})
+        params.append(
+            {
+                "name": p.get("name"),
+                "reference": _num(p.get("reference")),
+                "window": _num(p.get("window")),
+                "z": _num(p.get("z")),
+                "p_value": _num(p.get("p_value")),
+            }
+        )
     out["mle_params"] = params
     return out
 
@@ -110,8 +132,10 @@ class AlertLog:
         except (OSError, json.JSONDecodeError) as exc:
             raise AlertLogError(f"cannot read alert log {path}: {exc}") from exc
         if doc.get("schema_version") != ALERT_LOG_VERSION:
-            raise AlertLogError(f"{path}: schema_version {doc.get('schema_version')!r}, expected "
-                                f"{ALERT_LOG_VERSION}")
+            raise AlertLogError(
+                f"{path}: schema_version {doc.get('schema_version')!r}, expected "
+                f"{ALERT_LOG_VERSION}"
+            )
         return cls(path, list(doc.get("alerts") or []))
 
     def save(self) -> None:
@@ -126,9 +150,16 @@ class AlertLog:
                 return e
         return None
 
-    def add(self, decisions: Iterable[AlertDecision], *, reference_id: str, metric_for:
-            Callable[[str], str], targets: Sequence[str], run_id: str,
-            reasons: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
+    def add(
+        self,
+        decisions: Iterable[AlertDecision],
+        *,
+        reference_id: str,
+        metric_for: Callable[[str], str],
+        targets: Sequence[str],
+        run_id: str,
+        reasons: Mapping[int, str] | None = None,
+    ) -> list[dict[str, Any]]:
         """Log new alerts (skipping known dedup keys); returns the new entries. Does not save."""
         known = self.keys()
         new = []
@@ -151,8 +182,15 @@ class AlertLog:
                 "attempts": 0,
                 "delivered_at": None if targets else now_iso(),
                 "targets": list(targets),
-                "deliveries": {t: {"status": "pending", "attempts": 0, "delivered_at": None,
-                                   "last_error": None} for t in targets},
+                "deliveries": {
+                    t: {
+                        "status": "pending",
+                        "attempts": 0,
+                        "delivered_at": None,
+                        "last_error": None,
+                    }
+                    for t in targets
+                },
                 "event_id": str(event_id(key)),
                 "event_emitted": False,
                 "run_id": run_id,
@@ -173,9 +211,26 @@ def message(entry: Mapping[str, Any]) -> tuple[str, str]:
     sev = entry["severity"]
     window = f"{entry.get('window_start') or '-'} .. {entry.get('window_end') or '-'}"
     subject = f"[divtransforms] {sev}: {entry['feature']} ({window})"
-    body = json.dumps({k: entry.get(k) for k in (
-        "dedup_key", "feature", "severity", "window_start", "window_end", "metric", "value",
-        "reference_id", "created_at", "reason", "run_id", "record")}, sort_keys=True)
+    body = json.dumps(
+        {
+            k: entry.get(k)
+            for k in (
+                "dedup_key",
+                "feature",
+                "severity",
+                "window_start",
+                "window_end",
+                "metric",
+                "value",
+                "reference_id",
+                "created_at",
+                "reason",
+                "run_id",
+                "record",
+            )
+        },
+        sort_keys=True,
+    )
     return subject, body
 
 
@@ -187,9 +242,13 @@ class DeliverySummary:
     errors: list[str] = field(default_factory=list)
 
 
-def deliver_outstanding(alert_log: AlertLog, notifiers: Mapping[str, Notifier], *,
-                        retries: Mapping[str, tuple[int, float]] | None = None,
-                        logger: logging.Logger | None = None) -> DeliverySummary:
+def deliver_outstanding(
+    alert_log: AlertLog,
+    notifiers: Mapping[str, Notifier],
+    *,
+    retries: Mapping[str, tuple[int, float]] | None = None,
+    logger: logging.Logger | None = None,
+) -> DeliverySummary:
     """Deliver every outstanding (entry, target); save after each success or final failure.
 
     ``retries[target] = (extra attempts, delay seconds)`` within this run; a target that still
@@ -200,15 +259,19 @@ def deliver_outstanding(alert_log: AlertLog, notifiers: Mapping[str, Notifier], 
     for entry in alert_log.outstanding():
         for target in entry.get("targets", []):
             state = entry.setdefault("deliveries", {}).setdefault(
-                target, {"status": "pending", "attempts": 0, "delivered_at": None,
-                         "last_error": None})
+                target,
+                {"status": "pending", "attempts": 0, "delivered_at": None, "last_error": None},
+            )
             if state["status"] == "delivered":
                 continue
             notifier = notifiers.get(target)
             if notifier is None:
                 summary.skipped += 1
-                logger.warning("alert %s: target %r is not configured any more; kept in the "
-                               "outbox", entry["dedup_key"], target)
+                logger.warning(
+                    "alert %s: target %r is not configured any more; kept in the outbox",
+                    entry["dedup_key"],
+                    target,
+                )
                 continue
             extra, delay = (retries or {}).get(target, (0, 0.0))
             ok = False
@@ -219,8 +282,13 @@ def deliver_outstanding(alert_log: AlertLog, notifiers: Mapping[str, Notifier], 
                     notifier(entry)
                 except Exception as exc:  # delivery failures of any kind stay in the outbox
                     state["last_error"] = safe_error(exc)
-                    logger.warning("alert %s -> %s: attempt %d failed: %s", entry["dedup_key"],
-                                   target, state["attempts"], state["last_error"])
+                    logger.warning(
+                        "alert %s -> %s: attempt %d failed: %s",
+                        entry["dedup_key"],
+                        target,
+                        state["attempts"],
+                        state["last_error"],
+                    )
                     if attempt < extra and delay > 0:
                         time.sleep(delay * (2**attempt))
                     continue
@@ -239,12 +307,16 @@ def deliver_outstanding(alert_log: AlertLog, notifiers: Mapping[str, Notifier], 
 
 
 def _refresh_status(entry: dict[str, Any]) -> None:
-    states = [entry["deliveries"][t]["status"] for t in entry.get("targets", [])
-              if t in entry.get("deliveries", {})]
+    states = [
+        entry["deliveries"][t]["status"]
+        for t in entry.get("targets", [])
+        if t in entry.get("deliveries", {})
+    ]
     if states and all(s == "delivered" for s in states):
         entry["status"] = "delivered"
-        entry["delivered_at"] = max(entry["deliveries"][t]["delivered_at"]
-                                    for t in entry["targets"])
+        entry["delivered_at"] = max(
+            entry["deliveries"][t]["delivered_at"] for t in entry["targets"]
+        )
     elif any(s == "failed" for s in states):
         entry["status"] = "failed"
     else:

@@ -32,15 +32,21 @@ def _block_document_id(config: MonitorConfig, target: NotifyConfig):
     url = resolve_secret(target.name, target.url_env, target.url_secret)
     if target.type == "webhook":
         block = CustomWebhookNotificationBlock(
-            name="divtransforms", url=url, method="POST",
-            json_data={"subject": "{{subject}}", "body": "{{body}}"}, timeout=target.timeout,
-            allow_private_urls=True)
+            name="divtransforms",
+            url=url,
+            method="POST",
+            json_data={"subject": "{{subject}}", "body": "{{body}}"},
+            timeout=target.timeout,
+            allow_private_urls=True,
+        )
     elif target.type == "slack":
         block = SlackWebhook(url=url)
     else:
-        raise ValueError(f"notify {target.name!r}: type {target.type!r} cannot be installed as "
-                         "an automation action; save a notification block and use type = "
-                         '"block"')
+        raise ValueError(
+            f"notify {target.name!r}: type {target.type!r} cannot be installed as "
+            "an automation action; save a notification block and use type = "
+            '"block"'
+        )
     block.save(name, overwrite=True)
     return block._block_document_id, f"{block.get_block_type_slug()}/{name}"
 
@@ -49,8 +55,9 @@ def automation_name(config: MonitorConfig, target: NotifyConfig) -> str:
     return f"divtransforms {config.name}: drift -> {target.name}"
 
 
-def install_automations(config: MonitorConfig, suppression: timedelta = timedelta(minutes=60)
-                        ) -> list[dict[str, Any]]:
+def install_automations(
+    config: MonitorConfig, suppression: timedelta = timedelta(minutes=60)
+) -> list[dict[str, Any]]:
     """Create (or replace) the automations; returns ``[{name, id, block}]``."""
     from prefect.automations import Automation
     from prefect.events.actions import SendNotification
@@ -68,22 +75,25 @@ def install_automations(config: MonitorConfig, suppression: timedelta = timedelt
             pass
         automation = Automation(
             name=name,
-            description=f"Route {EVENT_PREFIX}.* events of monitor {config.name!r} to "
-                        f"{block_ref}",
+            description=f"Route {EVENT_PREFIX}.* events of monitor {config.name!r} to {block_ref}",
             trigger=EventTrigger(
                 expect={f"{EVENT_PREFIX}.*"},
-                match={"prefect.resource.id": "divtransforms.feature.*",
-                       "divtransforms.monitor": config.name},
+                match={
+                    "prefect.resource.id": "divtransforms.feature.*",
+                    "divtransforms.monitor": config.name,
+                },
                 for_each={"prefect.resource.id"},
                 posture=Posture.Reactive,
                 threshold=1,
                 within=suppression,
             ),
-            actions=[SendNotification(
-                block_document_id=block_id,
-                subject="[divtransforms] {{ event.event }}: {{ event.resource.name }}",
-                body="{{ event.payload | tojson }}",
-            )],
+            actions=[
+                SendNotification(
+                    block_document_id=block_id,
+                    subject="[divtransforms] {{ event.event }}: {{ event.resource.name }}",
+                    body="{{ event.payload | tojson }}",
+                )
+            ],
         ).create()
         log.info("automation %r -> %s installed", name, block_ref)
         out.append({"name": name, "id": str(automation.id), "block": block_ref})

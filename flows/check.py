@@ -19,8 +19,18 @@ from flows.events import emit_alert_event
 from flows.monitor import RunSummary, render_dashboard, run_monitor
 from flows.notify import build_notifiers, retry_settings
 
-_TABLE_COLUMNS = ("feature", "window_start", "window_end", "n", "n_missing", "js_divergence",
-                  "js_corrected", "p_value", "mle_p_value", "severity")
+_TABLE_COLUMNS = (
+    "feature",
+    "window_start",
+    "window_end",
+    "n",
+    "n_missing",
+    "js_divergence",
+    "js_corrected",
+    "p_value",
+    "mle_p_value",
+    "severity",
+)
 
 
 def _fmt(value: Any) -> Any:
@@ -39,36 +49,50 @@ def publish_artifacts(config: MonitorConfig, summary: RunSummary, dashboard: Pat
     rows = [{k: _fmt(r.get(k)) for k in _TABLE_COLUMNS} for r in summary.records.to_pylist()]
     key = _key(config.name)
     if rows:
-        create_table_artifact(rows, key=f"{key}-drift-records",
-                              description=f"Drift records of run(s) {', '.join(summary.run_ids)}")
-    lines = [f"# Drift check `{config.name}`", "",
-             f"- reference: `{summary.reference_id}`",
-             f"- files checked: {len(summary.files)}, rows: {summary.n_rows_read}, "
-             f"records: {summary.records.num_rows}",
-             f"- alerts: {len(summary.new_alerts)} new; delivery: {summary.delivery.delivered} "
-             f"delivered, {summary.delivery.failed} failed (kept in the outbox)"]
+        create_table_artifact(
+            rows,
+            key=f"{key}-drift-records",
+            description=f"Drift records of run(s) {', '.join(summary.run_ids)}",
+        )
+    lines = [
+        f"# Drift check `{config.name}`",
+        "",
+        f"- reference: `{summary.reference_id}`",
+        f"- files checked: {len(summary.files)}, rows: {summary.n_rows_read}, "
+        f"records: {summary.records.num_rows}",
+        f"- alerts: {len(summary.new_alerts)} new; delivery: {summary.delivery.delivered} "
+        f"delivered, {summary.delivery.failed} failed (kept in the outbox)",
+    ]
     if summary.recovered:
         lines.append("- resumed a run left unfinished by an earlier attempt")
     if summary.changed_files:
-        lines.append(f"- {len(summary.changed_files)} file(s) changed after being checked "
-                     "(not re-checked)")
+        lines.append(
+            f"- {len(summary.changed_files)} file(s) changed after being checked (not re-checked)"
+        )
     breaches = summary.breaches()
     if breaches:
-        lines += ["", "| feature | window | severity | JS (bits) | corrected | p |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| feature | window | severity | JS (bits) | corrected | p |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in breaches:
-            lines.append(f"| {r['feature']} | {_fmt(r['window_start'])} | {r['severity']} | "
-                         f"{r['js_divergence']:.4g} | {r['js_corrected']:.4g} | "
-                         f"{r['p_value']:.2g} |")
+            lines.append(
+                f"| {r['feature']} | {_fmt(r['window_start'])} | {r['severity']} | "
+                f"{r['js_divergence']:.4g} | {r['js_corrected']:.4g} | "
+                f"{r['p_value']:.2g} |"
+            )
     else:
         lines += ["", "No breaches in this run."]
     if dashboard is not None:
         lines += ["", f"Dashboard: `{dashboard}`"]
-    create_markdown_artifact("\n".join(lines), key=f"{key}-drift-summary",
-                             description="Breaches and alerts of this run")
+    create_markdown_artifact(
+        "\n".join(lines), key=f"{key}-drift-summary", description="Breaches and alerts of this run"
+    )
     if dashboard is not None:
-        create_link_artifact(dashboard.resolve().as_uri(), link_text="drift dashboard",
-                             key=f"{key}-dashboard")
+        create_link_artifact(
+            dashboard.resolve().as_uri(), link_text="drift dashboard", key=f"{key}-dashboard"
+        )
 
 
 @flow(name="drift_check", log_prints=False, retries=0)
@@ -76,18 +100,27 @@ def drift_check(config_path: str) -> dict[str, Any]:
     """Check the data that arrived since the last run against the reference; alert on drift."""
     logger = get_run_logger()
     config = load_config(config_path)
-    summary = run_monitor(config, notifiers=build_notifiers(config),
-                          retries=retry_settings(config),
-                          emit=lambda entry: emit_alert_event(entry, config.name), logger=logger)
+    summary = run_monitor(
+        config,
+        notifiers=build_notifiers(config),
+        retries=retry_settings(config),
+        emit=lambda entry: emit_alert_event(entry, config.name),
+        logger=logger,
+    )
     dashboard = None
     if config.dashboard_path is not None:
         dashboard = render_dashboard(config, logger)
     publish_artifacts(config, summary, dashboard)
-    return {"run_ids": summary.run_ids, "files": len(summary.files),
-            "records": summary.records.num_rows, "alerts": len(summary.new_alerts),
-            "delivered": summary.delivery.delivered, "failed": summary.delivery.failed,
-            "dashboard": str(dashboard) if dashboard else None,
-            "history": str(config.history_dir)}
+    return {
+        "run_ids": summary.run_ids,
+        "files": len(summary.files),
+        "records": summary.records.num_rows,
+        "alerts": len(summary.new_alerts),
+        "delivered": summary.delivery.delivered,
+        "failed": summary.delivery.failed,
+        "dashboard": str(dashboard) if dashboard else None,
+        "history": str(config.history_dir),
+    }
 
 
 def config_path_arg(path: str | os.PathLike[str]) -> str:

@@ -48,8 +48,11 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     path = _config_path(args)
     config = load_config(path)
     cron = args.cron or (config.schedule.cron if args.interval is None else None)
-    interval = args.interval if args.interval is not None else (
-        config.schedule.interval_seconds if cron is None else None)
+    interval = (
+        args.interval
+        if args.interval is not None
+        else (config.schedule.interval_seconds if cron is None else None)
+    )
     if cron is None and interval is None:
         raise ValueError("serve needs a schedule: --cron, --interval, or [schedule] in the config")
     prefect_defaults()
@@ -61,11 +64,14 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         from flows.check import drift_check
 
         drift_check.serve(
-            name=name, cron=cron,
+            name=name,
+            cron=cron,
             interval=timedelta(seconds=interval) if interval is not None else None,
-            parameters={"config_path": path}, tags=["divtransforms"],
+            parameters={"config_path": path},
+            tags=["divtransforms"],
             description=f"divtransforms drift check of {path}",
-            entrypoint_type=EntrypointType.MODULE_PATH)
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
 
     if os.environ.get("PREFECT_API_URL"):
         log.info("serving %s on %s", name, os.environ["PREFECT_API_URL"])
@@ -76,8 +82,10 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     home = Path(os.environ["PREFECT_HOME"]) if "PREFECT_HOME" in os.environ else Path.cwd()
     with local_server(timeout=args.server_timeout, log_path=home / "server.log") as api_url:
         os.environ["PREFECT_API_URL"] = api_url
-        print(f"divmon serve: local Prefect server at {api_url} (UI: {api_url[:-4]}); "
-              "Ctrl-C stops both")
+        print(
+            f"divmon serve: local Prefect server at {api_url} (UI: {api_url[:-4]}); "
+            "Ctrl-C stops both"
+        )
         try:
             serve()
         finally:
@@ -100,30 +108,46 @@ def cmd_alerts_install(args: argparse.Namespace, extra: list[str]) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
-        "run", help="run one drift check now (Prefect flow; ephemeral API, no server needed)")
+        "run", help="run one drift check now (Prefect flow; ephemeral API, no server needed)"
+    )
     run.add_argument("--config", required=True, help="monitor TOML file")
-    run.add_argument("--reference", action="store_true",
-                     help="build the reference (build_reference flow) instead of checking")
+    run.add_argument(
+        "--reference",
+        action="store_true",
+        help="build the reference (build_reference flow) instead of checking",
+    )
     run.set_defaults(handler=cmd_run)
 
     serve = subparsers.add_parser(
-        "serve", help="serve the drift check on a schedule (starts a local Prefect server when "
-                      "PREFECT_API_URL is not set)")
+        "serve",
+        help="serve the drift check on a schedule (starts a local Prefect server when "
+        "PREFECT_API_URL is not set)",
+    )
     serve.add_argument("--config", required=True, help="monitor TOML file")
     group = serve.add_mutually_exclusive_group()
     group.add_argument("--cron", help='cron schedule, e.g. "*/15 * * * *"')
     group.add_argument("--interval", type=float, help="interval in seconds")
     serve.add_argument("--name", help="deployment name (default: the monitor name)")
-    serve.add_argument("--server-timeout", type=float, default=120.0,
-                       help="seconds to wait for the local server's health endpoint")
+    serve.add_argument(
+        "--server-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the local server's health endpoint",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     alerts = subparsers.add_parser("alerts", help="server-side alert routing")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
     install = alerts_sub.add_parser(
-        "install", help="create Prefect Automations routing divtransforms.drift.* events to the "
-                        "configured notification targets")
+        "install",
+        help="create Prefect Automations routing divtransforms.drift.* events to the "
+        "configured notification targets",
+    )
     install.add_argument("--config", required=True, help="monitor TOML file")
-    install.add_argument("--suppress-minutes", type=float, default=60.0,
-                         help="suppression window per feature (trigger 'within')")
+    install.add_argument(
+        "--suppress-minutes",
+        type=float,
+        default=60.0,
+        help="suppression window per feature (trigger 'within')",
+    )
     install.set_defaults(handler=cmd_alerts_install)

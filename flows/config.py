@@ -74,13 +74,18 @@ class ReferenceConfig(_Section):
 
 class FeatureConfig(_Section):
     kind: Literal["numeric", "categorical"] | None = None
-    family: Literal["normal", "lognormal", "exponential", "poisson", "bernoulli", "gamma",
-                    "categorical"] | None = None
+    family: (
+        Literal[
+            "normal", "lognormal", "exponential", "poisson", "bernoulli", "gamma", "categorical"
+        ]
+        | None
+    ) = None
 
 
 class WindowConfig(_Section):
-    size: str | None = Field(None, description='event-time window such as "15m", "1h"; '
-                                               "omitted: one window per run")
+    size: str | None = Field(
+        None, description='event-time window such as "15m", "1h"; omitted: one window per run'
+    )
 
     @field_validator("size")
     @classmethod
@@ -108,18 +113,24 @@ class NotifyConfig(_Section):
     def _check_fields(self) -> NotifyConfig:
         if self.type in ("webhook", "slack"):
             if (self.url_env is None) == (self.url_secret is None):
-                raise ValueError(f"notify {self.name!r} ({self.type}): set exactly one of url_env "
-                                 "or url_secret (URLs are secrets: never put them in the file)")
+                raise ValueError(
+                    f"notify {self.name!r} ({self.type}): set exactly one of url_env "
+                    "or url_secret (URLs are secrets: never put them in the file)"
+                )
         elif self.type == "email":
             if (self.api_key_env is None) == (self.api_key_secret is None):
-                raise ValueError(f"notify {self.name!r} (email): set exactly one of api_key_env "
-                                 "or api_key_secret")
+                raise ValueError(
+                    f"notify {self.name!r} (email): set exactly one of api_key_env "
+                    "or api_key_secret"
+                )
             if not self.sender or not self.to:
                 raise ValueError(f"notify {self.name!r} (email): sender and to are required")
         elif self.type == "block":
             if not self.block or "/" not in self.block:
-                raise ValueError(f'notify {self.name!r} (block): block = "type-slug/name" is '
-                                 "required, e.g. \"slack-webhook/ops\"")
+                raise ValueError(
+                    f'notify {self.name!r} (block): block = "type-slug/name" is '
+                    'required, e.g. "slack-webhook/ops"'
+                )
         return self
 
 
@@ -240,14 +251,18 @@ def _format_errors(exc: ValidationError) -> str:
         elif err["type"] == "missing":
             msg = "required key is missing"
         value = err.get("input")
-        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) \
+        shown = (
+            ""
+            if err["type"] in ("missing", "extra_forbidden") or isinstance(value, dict)
             else f" (got {value!r})"
+        )
         parts.append(f"{loc}: {msg}{shown}")
     return "; ".join(parts)
 
 
-def parse_config(data: dict[str, Any], *, base_dir: str | os.PathLike[str] = ".",
-                 origin: str = "<config>") -> MonitorConfig:
+def parse_config(
+    data: dict[str, Any], *, base_dir: str | os.PathLike[str] = ".", origin: str = "<config>"
+) -> MonitorConfig:
     """Validate a config mapping (as read from TOML)."""
     if "base_dir" in data:
         raise ConfigError(f"{origin}: base_dir: unknown key")

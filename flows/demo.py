@@ -38,14 +38,22 @@ def prefect_defaults(home: Path | None = None) -> None:
     os.environ.setdefault("PREFECT_HOME", str(home or Path.cwd() / ".prefect"))
 
 
-def synth_frame(rng: np.random.Generator, n: int, start: datetime, *, shift_sigma: float = 0.0,
-                drift_categories: bool = False, span: timedelta = timedelta(hours=1)) -> pa.Table:
+def synth_frame(
+    rng: np.random.Generator,
+    n: int,
+    start: datetime,
+    *,
+    shift_sigma: float = 0.0,
+    drift_categories: bool = False,
+    span: timedelta = timedelta(hours=1),
+) -> pa.Table:
     """``n`` rows: ``ts`` spread over ``[start, start + span)``, ``amount`` ~ N(100 + 15 shift,
     15), ``country`` from the reference (or drifted) mix."""
     offsets = np.sort(rng.integers(0, int(span.total_seconds() * 1e6), n))
     base = np.datetime64(start.replace(tzinfo=None), "us")
-    ts = pa.array(base + offsets.astype("timedelta64[us]"),
-                  type=pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+    ts = pa.array(base + offsets.astype("timedelta64[us]"), type=pa.timestamp("us")).cast(
+        pa.timestamp("us", tz="UTC")
+    )
     amount = rng.normal(100.0 + 15.0 * shift_sigma, 15.0, n)
     probs = P_DRIFTED if drift_categories else P_REFERENCE
     country = np.array(COUNTRIES)[rng.choice(len(COUNTRIES), size=n, p=probs)]
@@ -60,14 +68,20 @@ def write_reference_data(directory: Path, n: int = 10_000, seed: int = 1) -> Pat
     return path
 
 
-def write_stream_file(directory: Path, hour: int, *, n: int = 2_000, drifted: bool,
-                      seed: int = 100) -> Path:
+def write_stream_file(
+    directory: Path, hour: int, *, n: int = 2_000, drifted: bool, seed: int = 100
+) -> Path:
     """One hourly file (hour ``hour`` after START); drifted files shift amount by 0.5 sigma and
     move 5% of the mass from US to JP."""
     rng = np.random.default_rng(seed + hour)
     directory.mkdir(parents=True, exist_ok=True)
-    table = synth_frame(rng, n, START + timedelta(hours=hour),
-                        shift_sigma=0.5 if drifted else 0.0, drift_categories=drifted)
+    table = synth_frame(
+        rng,
+        n,
+        START + timedelta(hours=hour),
+        shift_sigma=0.5 if drifted else 0.0,
+        drift_categories=drifted,
+    )
     path = directory / f"events-{hour:03d}.parquet"
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp)
@@ -75,8 +89,9 @@ def write_stream_file(directory: Path, hour: int, *, n: int = 2_000, drifted: bo
     return path
 
 
-def write_config(root: Path, *, dashboard: bool = True, notify_env: str | None = WEBHOOK_ENV,
-                 extra: str = "") -> Path:
+def write_config(
+    root: Path, *, dashboard: bool = True, notify_env: str | None = WEBHOOK_ENV, extra: str = ""
+) -> Path:
     notify = ""
     if notify_env:
         notify = f"""
@@ -88,8 +103,11 @@ retries = 1
 retry_delay_seconds = 0.2
 timeout = 5
 """
-    dash = '\n[dashboard]\npath = "dashboard.html"\ntitle = "divtransforms demo"\n' \
-        if dashboard else ""
+    dash = (
+        '\n[dashboard]\npath = "dashboard.html"\ntitle = "divtransforms demo"\n'
+        if dashboard
+        else ""
+    )
     text = f"""name = "demo"
 
 [source]
@@ -117,8 +135,9 @@ dir = "history"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.demo",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.demo", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--output", default="demo-output", help="demo directory (recreated)")
     parser.add_argument("--hours", type=int, default=6, help="hourly files in the stream")
     parser.add_argument("--drift-from", type=int, default=3, help="first drifted hour")
@@ -150,12 +169,15 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(per_run):
                 if hour >= args.hours:
                     break
-                arrived.append(write_stream_file(root / "landing", hour,
-                                                 drifted=hour >= args.drift_from))
+                arrived.append(
+                    write_stream_file(root / "landing", hour, drifted=hour >= args.drift_from)
+                )
                 hour += 1
             out = drift_check(str(config_path))
-            print(f"[demo] run {run}: {len(arrived)} new file(s), {out['records']} records, "
-                  f"{out['alerts']} new alert(s), {out['delivered']} delivered")
+            print(
+                f"[demo] run {run}: {len(arrived)} new file(s), {out['records']} records, "
+                f"{out['alerts']} new alert(s), {out['delivered']} delivered"
+            )
         alerts = receiver.alerts()
     print(f"[demo] the local receiver got {len(alerts)} alert(s):")
     for a in alerts:

@@ -25,14 +25,33 @@ def emit_alert_event(entry: Mapping[str, Any], monitor: str) -> bool:
 
     event = emit_event(
         event=f"{EVENT_PREFIX}.{entry['severity']}",
-        resource={"prefect.resource.id": feature_resource_id(entry["feature"]),
-                  "prefect.resource.name": entry["feature"],
-                  "divtransforms.monitor": monitor},
-        related=[{"prefect.resource.id": f"divtransforms.reference.{entry['reference_id']}",
-                  "prefect.resource.role": "reference"}],
-        payload={k: entry.get(k) for k in ("dedup_key", "feature", "severity", "window_start",
-                                            "window_end", "metric", "value", "reference_id",
-                                            "reason", "run_id", "record")},
+        resource={
+            "prefect.resource.id": feature_resource_id(entry["feature"]),
+            "prefect.resource.name": entry["feature"],
+            "divtransforms.monitor": monitor,
+        },
+        related=[
+            {
+                "prefect.resource.id": f"divtransforms.reference.{entry['reference_id']}",
+                "prefect.resource.role": "reference",
+            }
+        ],
+        payload={
+            k: entry.get(k)
+            for k in (
+                "dedup_key",
+                "feature",
+                "severity",
+                "window_start",
+                "window_end",
+                "metric",
+                "value",
+                "reference_id",
+                "reason",
+                "run_id",
+                "record",
+            )
+        },
         id=uuid.UUID(entry["event_id"]),
     )
     return event is not None

@@ -30,8 +30,9 @@ def _dates(table: pa.Table) -> list[str]:
     start = table.column("window_start")
     created = table.column("created_at")
     ts = pc.if_else(pc.is_null(start), created, start)
-    return [d.isoformat() if d is not None else "unknown"
-            for d in pc.cast(ts, pa.date32()).to_pylist()]
+    return [
+        d.isoformat() if d is not None else "unknown" for d in pc.cast(ts, pa.date32()).to_pylist()
+    ]
 
 
 def append_records(history_dir: str | os.PathLike[str], table: pa.Table, run_id: str) -> list[Path]:
@@ -41,8 +42,11 @@ def append_records(history_dir: str | os.PathLike[str], table: pa.Table, run_id:
     history_dir = Path(history_dir)
     if table.num_rows == 0:
         return []
-    table = table.cast(DRIFT_RECORD_SCHEMA) if not table.schema.equals(
-        DRIFT_RECORD_SCHEMA, check_metadata=False) else table
+    table = (
+        table.cast(DRIFT_RECORD_SCHEMA)
+        if not table.schema.equals(DRIFT_RECORD_SCHEMA, check_metadata=False)
+        else table
+    )
     dates = _dates(table)
     written = []
     for day in sorted(set(dates)):
@@ -51,8 +55,13 @@ def append_records(history_dir: str | os.PathLike[str], table: pa.Table, run_id:
         path = history_dir / f"date={day}" / f"part-{run_id}.parquet"
         write_records_parquet(part, path)
         written.append(path)
-    log.info("history: wrote %d records of run %s into %d partition(s) under %s",
-             table.num_rows, run_id, len(written), history_dir)
+    log.info(
+        "history: wrote %d records of run %s into %d partition(s) under %s",
+        table.num_rows,
+        run_id,
+        len(written),
+        history_dir,
+    )
     return written
 
 

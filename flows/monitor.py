@@ -79,51 +79,99 @@ def with_severities(table: pa.Table, policy: Policy) -> pa.Table:
     return table.set_column(table.schema.get_field_index("severity"), "severity", severities)
 
 
-def check_stage(config: MonitorConfig, profile: ReferenceProfile, state: MonitorState,
-                store: StateStore, run_id: str, files: list[str], policy: Policy,
-                logger: logging.Logger) -> tuple[pa.Table, int]:
+def check_stage(
+    config: MonitorConfig,
+    profile: ReferenceProfile,
+    state: MonitorState,
+    store: StateStore,
+    run_id: str,
+    files: list[str],
+    policy: Policy,
+    logger: logging.Logger,
+) -> tuple[pa.Table, int]:
     """Beam check of ``files`` -> history; commits ledger + MLE state + journal ``recorded``."""
     from pipelines.check_job import run_check
 
     result = run_check(
-        profile, files, None, window=config.window.size,
-        timestamp_column=config.source.timestamp_column, input_format=config.source.format,
-        run_id=run_id, mle_state=state.mle_state or None,
-        pipeline_args=list(config.runner.pipeline_args), jsonl=False)
+        profile,
+        files,
+        None,
+        window=config.window.size,
+        timestamp_column=config.source.timestamp_column,
+        input_format=config.source.format,
+        run_id=run_id,
+        mle_state=state.mle_state or None,
+        pipeline_args=list(config.runner.pipeline_args),
+        jsonl=False,
+    )
     records = sort_records(with_severities(result.records, policy))
     append_records(config.history_dir, records, run_id)
     for path in files:
         size, mtime = fingerprint(path)
         state.ledger[path] = FileEntry(size, mtime, run_id)
     state.mle_state = dict(result.mle_state)
-    state.pending = {"run_id": run_id, "files": files, "stage": "recorded",
-                     "n_rows_read": int(result.n_rows_read)}
+    state.pending = {
+        "run_id": run_id,
+        "files": files,
+        "stage": "recorded",
+        "n_rows_read": int(result.n_rows_read),
+    }
     store.save(state)
-    logger.info("run %s: %d files, %d rows, %d records written to %s", run_id, len(files),
-                result.n_rows_read, records.num_rows, config.history_dir)
+    logger.info(
+        "run %s: %d files, %d rows, %d records written to %s",
+        run_id,
+        len(files),
+        result.n_rows_read,
+        records.num_rows,
+        config.history_dir,
+    )
     return records, int(result.n_rows_read)
 
 
-def alert_stage(config: MonitorConfig, state: MonitorState, store: StateStore, run_id: str,
-                policy: Policy, reference_id: str, logger: logging.Logger) -> list[dict[str, Any]]:
+def alert_stage(
+    config: MonitorConfig,
+    state: MonitorState,
+    store: StateStore,
+    run_id: str,
+    policy: Policy,
+    reference_id: str,
+    logger: logging.Logger,
+) -> list[dict[str, Any]]:
     """The run's records (from the history) -> tracker -> new alert-log entries; commits."""
     records = read_history(config.history_dir, run_id).to_pylist()
     tracker = AlertTracker(policy, state.tracker)
     decisions = tracker.run(records)
     reasons = {i: policy.explain(d.record)["reason"] for i, d in enumerate(decisions)}
     alert_log = AlertLog.open(config.history_dir)
-    new = alert_log.add(decisions, reference_id=reference_id,
-                        metric_for=lambda f: policy.for_feature(f).metric,
-                        targets=[t.name for t in config.notify], run_id=run_id, reasons=reasons)
+    new = alert_log.add(
+        decisions,
+        reference_id=reference_id,
+        metric_for=lambda f: policy.for_feature(f).metric,
+        targets=[t.name for t in config.notify],
+        run_id=run_id,
+        reasons=reasons,
+    )
     alert_log.save()
     state.tracker = tracker.to_dict()
     state.pending = None
-    state.runs.append({"run_id": run_id, "finished_at": datetime.now(UTC).isoformat(),
-                       "records": len(records), "alerts": len(new)})
+    state.runs.append(
+        {
+            "run_id": run_id,
+            "finished_at": datetime.now(UTC).isoformat(),
+            "records": len(records),
+            "alerts": len(new),
+        }
+    )
     store.save(state)
     for e in new:
-        logger.warning("drift %s: %s window %s..%s (%s)", e["severity"], e["feature"],
-                       e["window_start"], e["window_end"], e["reason"])
+        logger.warning(
+            "drift %s: %s window %s..%s (%s)",
+            e["severity"],
+            e["feature"],
+            e["window_start"],
+            e["window_end"],
+            e["reason"],
+        )
     return new
 
 
@@ -146,15 +194,22 @@ def emit_events(config: MonitorConfig, emit: Emitter, logger: logging.Logger) ->
 def load_reference(config: MonitorConfig) -> ReferenceProfile:
     path = config.reference_path
     if not path.exists():
-        raise FileNotFoundError(f"reference profile {path} does not exist; build it first "
-                                f"(divmon run --reference --config ...)")
+        raise FileNotFoundError(
+            f"reference profile {path} does not exist; build it first "
+            f"(divmon run --reference --config ...)"
+        )
     return ReferenceProfile.load(path)
 
 
-def run_monitor(config: MonitorConfig, *, notifiers: Mapping[str, Notifier] | None = None,
-                retries: Mapping[str, tuple[int, float]] | None = None,
-                emit: Emitter | None = None, logger: logging.Logger | None = None,
-                run_id: str | None = None) -> RunSummary:
+def run_monitor(
+    config: MonitorConfig,
+    *,
+    notifiers: Mapping[str, Notifier] | None = None,
+    retries: Mapping[str, tuple[int, float]] | None = None,
+    emit: Emitter | None = None,
+    logger: logging.Logger | None = None,
+    run_id: str | None = None,
+) -> RunSummary:
     """One drift check: recover, discover, check, alert, deliver (see module docstring)."""
     logger = logger or log
     policy = config.build_policy()
@@ -168,25 +223,39 @@ def run_monitor(config: MonitorConfig, *, notifiers: Mapping[str, Notifier] | No
         if state.pending is not None:
             pending = state.pending
             summary.recovered = True
-            logger.warning("resuming run %s (stage %s) left unfinished by an earlier attempt",
-                           pending["run_id"], pending["stage"])
+            logger.warning(
+                "resuming run %s (stage %s) left unfinished by an earlier attempt",
+                pending["run_id"],
+                pending["stage"],
+            )
             if pending["stage"] == "planned":
-                table, n_rows = check_stage(config, profile, state, store, pending["run_id"],
-                                            list(pending["files"]), policy, logger)
+                table, n_rows = check_stage(
+                    config,
+                    profile,
+                    state,
+                    store,
+                    pending["run_id"],
+                    list(pending["files"]),
+                    policy,
+                    logger,
+                )
                 summary.n_rows_read += n_rows
                 tables.append(table)
             else:
                 tables.append(read_history(config.history_dir, pending["run_id"]))
             summary.run_ids.append(pending["run_id"])
             summary.files.extend(pending["files"])
-            summary.new_alerts += alert_stage(config, state, store, pending["run_id"], policy,
-                                              profile.reference_id, logger)
+            summary.new_alerts += alert_stage(
+                config, state, store, pending["run_id"], policy, profile.reference_id, logger
+            )
         new, changed = discover(config, state)
         summary.changed_files = changed
         for path in changed:
-            logger.warning("%s changed after it was checked; input files are treated as "
-                           "immutable, so it is not checked again (write new data to new files)",
-                           path)
+            logger.warning(
+                "%s changed after it was checked; input files are treated as "
+                "immutable, so it is not checked again (write new data to new files)",
+                path,
+            )
         if new:
             rid = run_id if run_id and run_id not in summary.run_ids else new_run_id()
             state.pending = {"run_id": rid, "files": new, "stage": "planned"}
@@ -196,24 +265,30 @@ def run_monitor(config: MonitorConfig, *, notifiers: Mapping[str, Notifier] | No
             tables.append(table)
             summary.run_ids.append(rid)
             summary.files.extend(new)
-            summary.new_alerts += alert_stage(config, state, store, rid, policy,
-                                              profile.reference_id, logger)
+            summary.new_alerts += alert_stage(
+                config, state, store, rid, policy, profile.reference_id, logger
+            )
         else:
             logger.info("no new files under %s", ", ".join(config.source.paths))
         if emit is not None:
             emit_events(config, emit, logger)
         if notifiers is not None:
             alert_log = AlertLog.open(config.history_dir)
-            summary.delivery = deliver_outstanding(alert_log, notifiers, retries=retries,
-                                                   logger=logger)
+            summary.delivery = deliver_outstanding(
+                alert_log, notifiers, retries=retries, logger=logger
+            )
             if summary.delivery.delivered or summary.delivery.failed:
-                logger.info("alert delivery: %d delivered, %d failed (kept in the outbox)",
-                            summary.delivery.delivered, summary.delivery.failed)
+                logger.info(
+                    "alert delivery: %d delivered, %d failed (kept in the outbox)",
+                    summary.delivery.delivered,
+                    summary.delivery.failed,
+                )
     finally:
         store.release()
     if tables:
-        summary.records = sort_records(pa.concat_tables(
-            [t.cast(DRIFT_RECORD_SCHEMA) for t in tables]))
+        summary.records = sort_records(
+            pa.concat_tables([t.cast(DRIFT_RECORD_SCHEMA) for t in tables])
+        )
     return summary
 
 
@@ -225,7 +300,12 @@ def render_dashboard(config: MonitorConfig, logger: logging.Logger | None = None
     from flows.dashboard import render_dashboard as render
 
     alerts = config.history_dir / "_alerts.json"
-    path = render(config.history_dir, out, thresholds=config.thresholds(),
-                  alerts_path=alerts if alerts.exists() else None, title=config.dashboard.title)
+    path = render(
+        config.history_dir,
+        out,
+        thresholds=config.thresholds(),
+        alerts_path=alerts if alerts.exists() else None,
+        title=config.dashboard.title,
+    )
     (logger or log).info("dashboard written to %s", path)
     return Path(path)

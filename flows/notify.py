@@ -64,8 +64,11 @@ def _email(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
     from prefect.blocks.notifications import SendgridEmail
 
     subject, body = message(entry)
-    block = SendgridEmail(api_key=resolve_secret(cfg.name, cfg.api_key_env, cfg.api_key_secret),
-                          sender_email=cfg.sender, to_emails=list(cfg.to))
+    block = SendgridEmail(
+        api_key=resolve_secret(cfg.name, cfg.api_key_env, cfg.api_key_secret),
+        sender_email=cfg.sender,
+        to_emails=list(cfg.to),
+    )
     with block.raise_on_failure():
         block.notify(body, subject)
 

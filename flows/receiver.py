@@ -54,8 +54,9 @@ class AlertReceiver:
         return f"http://{host}:{port}/alerts"
 
     def start(self) -> AlertReceiver:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="divtransforms-alert-receiver")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="divtransforms-alert-receiver"
+        )
         self._thread.start()
         return self
 

@@ -43,10 +43,17 @@ def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any
     tmp_out = vdir / f".building-{stamp}-{os.getpid()}.json"
     features = sorted(config.features) or None
     profile = run_build_reference(
-        patterns, str(tmp_out), features=features, kinds=config.kinds() or None,
-        families=config.families() or None, n_bins=config.reference.n_bins,
-        strategy=config.reference.strategy, top_n=config.reference.top_n,
-        input_format=config.reference.format, pipeline_args=list(config.runner.pipeline_args))
+        patterns,
+        str(tmp_out),
+        features=features,
+        kinds=config.kinds() or None,
+        families=config.families() or None,
+        n_bins=config.reference.n_bins,
+        strategy=config.reference.strategy,
+        top_n=config.reference.top_n,
+        input_format=config.reference.format,
+        pipeline_args=list(config.runner.pipeline_args),
+    )
     version = vdir / f"{stamp}-{profile.reference_id}.json"
     os.replace(tmp_out, version)
     previous = None
@@ -56,13 +63,23 @@ def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any
         previous = ReferenceProfile.load(config.reference_path).reference_id
     atomic_write_bytes(config.reference_path, version.read_bytes())
     if logger is not None:
-        logger.info("reference %s built (%s); previous %s kept under %s", profile.reference_id,
-                    ", ".join(f"{k}: n={v.histogram.n}" for k, v in profile.features.items()),
-                    previous, vdir)
-    return {"reference_id": profile.reference_id, "path": str(config.reference_path),
-            "version": str(version), "previous": previous,
-            "features": {k: {"kind": v.kind, "n": int(v.histogram.n), "family": v.family}
-                         for k, v in profile.features.items()}}
+        logger.info(
+            "reference %s built (%s); previous %s kept under %s",
+            profile.reference_id,
+            ", ".join(f"{k}: n={v.histogram.n}" for k, v in profile.features.items()),
+            previous,
+            vdir,
+        )
+    return {
+        "reference_id": profile.reference_id,
+        "path": str(config.reference_path),
+        "version": str(version),
+        "previous": previous,
+        "features": {
+            k: {"kind": v.kind, "n": int(v.histogram.n), "family": v.family}
+            for k, v in profile.features.items()
+        },
+    }
 
 
 @flow(name="build_reference", log_prints=False)
@@ -71,10 +88,14 @@ def build_reference(config_path: str) -> dict[str, Any]:
     logger = get_run_logger()
     config = load_config(config_path)
     out = build_reference_version(config, logger)
-    rows = "\n".join(f"| {k} | {v['kind']} | {v['family'] or ''} | {v['n']} |"
-                     for k, v in out["features"].items())
+    rows = "\n".join(
+        f"| {k} | {v['kind']} | {v['family'] or ''} | {v['n']} |"
+        for k, v in out["features"].items()
+    )
     create_markdown_artifact(
         f"# Reference `{out['reference_id']}`\n\nprevious: `{out['previous']}`\n\n"
         f"| feature | kind | family | n |\n|---|---|---|---|\n{rows}\n",
-        key="divtransforms-reference", description="Reference profile built by this run")
+        key="divtransforms-reference",
+        description="Reference profile built by this run",
+    )
     return out

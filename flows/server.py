@@ -35,8 +35,9 @@ def wait_healthy(api_url: str, timeout: float, proc: subprocess.Popen | None = N
     t0 = time.monotonic()
     while True:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with status {proc.returncode} before it "
-                               "became healthy")
+            raise RuntimeError(
+                f"prefect server exited with status {proc.returncode} before it became healthy"
+            )
         try:
             with urllib.request.urlopen(f"{api_url}/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -72,11 +73,21 @@ def local_server(*, timeout: float = 120.0, log_path: Path | None = None) -> Ite
     env.pop("PREFECT_API_URL", None)
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-           "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     log.info("starting a local Prefect server: %s", " ".join(cmd[2:]))
-    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         waited = wait_healthy(api_url, timeout, proc)
         log.info("local Prefect server healthy at %s after %.1f s", api_url, waited)

@@ -61,13 +61,20 @@ class MonitorState:
     def from_dict(cls, doc: dict[str, Any], origin: str) -> MonitorState:
         version = doc.get("schema_version")
         if version != STATE_SCHEMA_VERSION:
-            raise StateError(f"{origin}: state schema_version {version!r}, expected "
-                             f"{STATE_SCHEMA_VERSION}")
-        ledger = {k: FileEntry(int(v["size"]), int(v["mtime_ns"]), str(v["run_id"]))
-                  for k, v in (doc.get("ledger") or {}).items()}
-        return cls(ledger=ledger, mle_state=doc.get("mle_state") or {},
-                   tracker=doc.get("tracker"), pending=doc.get("pending"),
-                   runs=list(doc.get("runs") or []))
+            raise StateError(
+                f"{origin}: state schema_version {version!r}, expected {STATE_SCHEMA_VERSION}"
+            )
+        ledger = {
+            k: FileEntry(int(v["size"]), int(v["mtime_ns"]), str(v["run_id"]))
+            for k, v in (doc.get("ledger") or {}).items()
+        }
+        return cls(
+            ledger=ledger,
+            mle_state=doc.get("mle_state") or {},
+            tracker=doc.get("tracker"),
+            pending=doc.get("pending"),
+            runs=list(doc.get("runs") or []),
+        )
 
 
 class StateStore:
@@ -103,9 +110,10 @@ class StateStore:
                 except (OSError, ValueError):
                     pid = -1
                 if pid > 0 and _alive(pid) and pid != os.getpid():
-                    raise StateError(f"another run (pid {pid}, {info.get('owner')}) holds "
-                                     f"{self.lock_path}; remove it if that process is gone"
-                                     ) from None
+                    raise StateError(
+                        f"another run (pid {pid}, {info.get('owner')}) holds "
+                        f"{self.lock_path}; remove it if that process is gone"
+                    ) from None
                 self.lock_path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as fh:

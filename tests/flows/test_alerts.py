@@ -24,13 +24,19 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def _decision(feature="x", hour=0, severity="warning"):
     record = {"feature": feature, "js_divergence": 0.1, "n": 100, "mle_params": []}
-    return AlertDecision(feature, severity, T0 + timedelta(hours=hour),
-                         T0 + timedelta(hours=hour + 1), record)
+    return AlertDecision(
+        feature, severity, T0 + timedelta(hours=hour), T0 + timedelta(hours=hour + 1), record
+    )
 
 
 def _add(log, decisions, targets=("a", "b")):
-    return log.add(decisions, reference_id="ref-1", metric_for=lambda f: "js_divergence",
-                   targets=list(targets), run_id="r1")
+    return log.add(
+        decisions,
+        reference_id="ref-1",
+        metric_for=lambda f: "js_divergence",
+        targets=list(targets),
+        run_id="r1",
+    )
 
 
 def test_dedup_key_and_deterministic_event_id():
@@ -48,9 +54,21 @@ def test_log_adds_each_key_once_and_round_trips(tmp_path):
     again = AlertLog.open(tmp_path)
     assert len(again.entries) == 2
     entry = again.entries[0]
-    for field in ("dedup_key", "feature", "window_start", "window_end", "severity", "metric",
-                  "value", "reference_id", "created_at", "status", "attempts", "delivered_at",
-                  "targets"):
+    for field in (
+        "dedup_key",
+        "feature",
+        "window_start",
+        "window_end",
+        "severity",
+        "metric",
+        "value",
+        "reference_id",
+        "created_at",
+        "status",
+        "attempts",
+        "delivered_at",
+        "targets",
+    ):
         assert field in entry
     assert entry["status"] == "pending" and entry["value"] == 0.1
     (tmp_path / "_alerts.json").write_text('{"schema_version": 7, "alerts": []}')
@@ -102,8 +120,9 @@ def test_missing_target_keeps_the_alert_in_the_outbox(tmp_path):
 def test_safe_error_hides_urls():
     request = httpx.Request("POST", "http://127.0.0.1:1/hook?token=abc")
     response = httpx.Response(500, request=request)
-    exc = httpx.HTTPStatusError("500 for url http://127.0.0.1:1/hook?token=abc",
-                                request=request, response=response)
+    exc = httpx.HTTPStatusError(
+        "500 for url http://127.0.0.1:1/hook?token=abc", request=request, response=response
+    )
     assert safe_error(exc) == "HTTPStatusError: HTTP 500"
     assert safe_error(ValueError("http://x/token")) == "ValueError"
 

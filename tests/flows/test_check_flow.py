@@ -62,8 +62,10 @@ def test_two_scheduled_runs(monitor_dir: Path, receiver: AlertReceiver):
     # Alerts fire on the drifted windows only: the first drifted window, each feature once.
     log = AlertLog.open(root / "history")
     fired = {(e["feature"], e["window_start"], e["severity"]) for e in log.entries}
-    assert fired == {("amount", "2026-01-05T02:00:00+00:00", "critical"),
-                     ("country", "2026-01-05T02:00:00+00:00", "warning")}
+    assert fired == {
+        ("amount", "2026-01-05T02:00:00+00:00", "critical"),
+        ("country", "2026-01-05T02:00:00+00:00", "warning"),
+    }
     assert second["alerts"] == 2 and second["delivered"] == 2
     history = read_history(root / "history").to_pylist()
     for r in history:
@@ -78,8 +80,12 @@ def test_two_scheduled_runs(monitor_dir: Path, receiver: AlertReceiver):
     # Running MLE after two runs equals a one-shot fit of all the data.
     state = StateStore(root / "history" / "_state").load()
     running = accumulator_from_dict(state.mle_state["amount"]).estimate()
-    values = np.concatenate([pq.read_table(p).column("amount").to_numpy()
-                             for p in sorted((root / "landing").glob("*.parquet"))])
+    values = np.concatenate(
+        [
+            pq.read_table(p).column("amount").to_numpy()
+            for p in sorted((root / "landing").glob("*.parquet"))
+        ]
+    )
     one_shot = accumulator_for("normal").add(values).estimate()
     assert running.n == one_shot.n == 4 * N_PER_FILE
     for name in ("mu", "sigma"):
@@ -91,8 +97,9 @@ def test_two_scheduled_runs(monitor_dir: Path, receiver: AlertReceiver):
     assert len(receiver.received) == 2
 
 
-def test_failed_delivery_is_delivered_by_the_next_run_once(monitor_dir: Path,
-                                                          receiver: AlertReceiver):
+def test_failed_delivery_is_delivered_by_the_next_run_once(
+    monitor_dir: Path, receiver: AlertReceiver
+):
     root = monitor_dir
     _arrive(root, [0, 1], drift_from=1)
     receiver.fail_status = 503
@@ -114,7 +121,8 @@ def test_failed_delivery_is_delivered_by_the_next_run_once(monitor_dir: Path,
 
 
 def test_killed_between_records_and_alerts_resumes_without_duplicates(
-        monitor_dir: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch):
+    monitor_dir: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
+):
     import flows.monitor as monitor
 
     root = monitor_dir
@@ -142,8 +150,9 @@ def test_killed_between_records_and_alerts_resumes_without_duplicates(
     assert StateStore(root / "history" / "_state").load().pending is None
 
 
-def test_killed_before_commit_reuses_the_run_id(monitor_dir: Path, receiver: AlertReceiver,
-                                                monkeypatch: pytest.MonkeyPatch):
+def test_killed_before_commit_reuses_the_run_id(
+    monitor_dir: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
+):
     import flows.monitor as monitor
 
     root = monitor_dir
@@ -188,8 +197,9 @@ def test_cli_run_and_config_error(monitor_dir: Path, receiver: AlertReceiver, ca
     assert main(["run", "--config", str(monitor_dir / "monitor.toml")]) == 0
     assert json.loads(capsys.readouterr().out)["records"] == 2
     bad = monitor_dir / "bad.toml"
-    bad.write_text((monitor_dir / "monitor.toml").read_text().replace('size = "1h"',
-                                                                     'size = "1 hour"'))
+    bad.write_text(
+        (monitor_dir / "monitor.toml").read_text().replace('size = "1h"', 'size = "1 hour"')
+    )
     assert main(["run", "--config", str(bad)]) == 2
     assert "window.size" in capsys.readouterr().err
 

@@ -34,7 +34,10 @@ def test_minimal_config_defaults_and_relative_paths(tmp_path: Path):
 
 
 def test_full_config(tmp_path: Path):
-    config = _load(tmp_path, MINIMAL + """
+    config = _load(
+        tmp_path,
+        MINIMAL
+        + """
 [features]
 amount = { kind = "numeric", family = "normal" }
 [window]
@@ -53,7 +56,8 @@ type = "block"
 block = "slack-webhook/team"
 [schedule]
 cron = "*/15 * * * *"
-""")
+""",
+    )
     policy = config.build_policy()
     assert policy.for_feature("amount").parameter_warn == 0.2
     assert policy.for_feature("amount").consecutive == 2  # inherits the default override
@@ -61,19 +65,22 @@ cron = "*/15 * * * *"
     assert [n.name for n in config.notify] == ["ops", "team"]
 
 
-@pytest.mark.parametrize("extra, expected", [
-    ("[source2]\nx = 1\n", "source2: unknown key"),
-    ("[window]\nsize = \"1 hour\"\n", "window.size"),
-    ("[runner]\npipeline_args = \"--runner=FnApiRunner\"\n", "runner.pipeline_args"),
-    ("[policy.default]\nwarm = 0.1\n", "unknown keys ['warm']"),
-    ("[policy.features.x]\nsignificance = 2.0\n", "features.x: significance"),
-    ("[[notify]]\nname = \"a\"\ntype = \"webhook\"\nurl = \"http://x\"\n", "notify.0.url: unknown"),
-    ("[[notify]]\nname = \"a\"\ntype = \"webhook\"\n", "url_env or url_secret"),
-    ("[[notify]]\nname = \"a\"\ntype = \"pager\"\nurl_env = \"X\"\n", "notify.0.type"),
-    ("[[notify]]\nname = \"a\"\ntype = \"block\"\n", "type-slug/name"),
-    ("[features]\nx = { kind = \"numeric\", family = \"weibull\" }\n", "features.x.family"),
-    ("[reference.extra]\nn = 1\n", "reference.extra: unknown key"),
-])
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ("[source2]\nx = 1\n", "source2: unknown key"),
+        ('[window]\nsize = "1 hour"\n', "window.size"),
+        ('[runner]\npipeline_args = "--runner=FnApiRunner"\n', "runner.pipeline_args"),
+        ("[policy.default]\nwarm = 0.1\n", "unknown keys ['warm']"),
+        ("[policy.features.x]\nsignificance = 2.0\n", "features.x: significance"),
+        ('[[notify]]\nname = "a"\ntype = "webhook"\nurl = "http://x"\n', "notify.0.url: unknown"),
+        ('[[notify]]\nname = "a"\ntype = "webhook"\n', "url_env or url_secret"),
+        ('[[notify]]\nname = "a"\ntype = "pager"\nurl_env = "X"\n', "notify.0.type"),
+        ('[[notify]]\nname = "a"\ntype = "block"\n', "type-slug/name"),
+        ('[features]\nx = { kind = "numeric", family = "weibull" }\n', "features.x.family"),
+        ("[reference.extra]\nn = 1\n", "reference.extra: unknown key"),
+    ],
+)
 def test_errors_name_the_key(tmp_path: Path, extra: str, expected: str):
     with pytest.raises(ConfigError) as info:
         _load(tmp_path, MINIMAL + extra)
@@ -83,7 +90,7 @@ def test_errors_name_the_key(tmp_path: Path, extra: str, expected: str):
 
 def test_missing_sections_and_bad_toml(tmp_path: Path):
     with pytest.raises(ConfigError, match="reference: required key is missing"):
-        _load(tmp_path, "[source]\npaths = [\"a\"]\n")
+        _load(tmp_path, '[source]\npaths = ["a"]\n')
     with pytest.raises(ConfigError, match="not valid TOML"):
         _load(tmp_path, "[source\n")
     with pytest.raises(ConfigError, match="does not exist"):

@@ -13,11 +13,21 @@ T0 = datetime(2026, 1, 1, 23, tzinfo=UTC)
 
 
 def _table(run_id: str, hours: int):
-    return records_to_table([
-        {"run_id": run_id, "feature": f, "window_start": T0 + timedelta(hours=h),
-         "window_end": T0 + timedelta(hours=h + 1), "n": 10, "severity": "ok",
-         "created_at": T0}
-        for f in ("a", "b") for h in range(hours)])
+    return records_to_table(
+        [
+            {
+                "run_id": run_id,
+                "feature": f,
+                "window_start": T0 + timedelta(hours=h),
+                "window_end": T0 + timedelta(hours=h + 1),
+                "n": 10,
+                "severity": "ok",
+                "created_at": T0,
+            }
+            for f in ("a", "b")
+            for h in range(hours)
+        ]
+    )
 
 
 def test_partitions_by_window_date_and_rewrites_idempotently(tmp_path):

@@ -21,18 +21,30 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def profile() -> ReferenceProfile:
     rng = np.random.default_rng(3)
     return ReferenceProfile.build(
-        {"x": rng.normal(0.0, 1.0, 10_000),
-         "c": rng.choice(["a", "b", "c", "d"], 10_000, p=[0.5, 0.3, 0.15, 0.05])},
-        families={"x": "normal"}, kinds={"x": "numeric", "c": "categorical"})
+        {
+            "x": rng.normal(0.0, 1.0, 10_000),
+            "c": rng.choice(["a", "b", "c", "d"], 10_000, p=[0.5, 0.3, 0.15, 0.05]),
+        },
+        families={"x": "normal"},
+        kinds={"x": "numeric", "c": "categorical"},
+    )
 
 
 def window_record(profile, feature, values, i=0):
     fp = profile.features[feature]
     hist = Histogram.empty(fp.bins).add(values)
     acc = window_mle(fp, values, hist)
-    return drift_record(fp, hist, acc, acc, window_start=T0 + timedelta(hours=i),
-                        window_end=T0 + timedelta(hours=i + 1), pane=0, run_id="t",
-                        reference_id=profile.reference_id)
+    return drift_record(
+        fp,
+        hist,
+        acc,
+        acc,
+        window_start=T0 + timedelta(hours=i),
+        window_end=T0 + timedelta(hours=i + 1),
+        pane=0,
+        run_id="t",
+        reference_id=profile.reference_id,
+    )
 
 
 def test_long_no_drift_stream_stays_calm(profile):
@@ -66,8 +78,9 @@ def test_simulated_false_alarm_rate_and_power():
 
 
 def test_irrelevant_drift_never_alerts_at_large_n():
-    results = bench_policy.simulate(sizes=(100_000,), rep_scale=0.25, seed=9,
-                                    scenarios=(bench_policy.SCENARIOS[4],))
+    results = bench_policy.simulate(
+        sizes=(100_000,), rep_scale=0.25, seed=9, scenarios=(bench_policy.SCENARIOS[4],)
+    )
     assert results[("shift 0.02 sigma (irrelevant)", 100_000)]["alerts"] == 0
 
 
@@ -104,8 +117,11 @@ def test_severity_levels_and_effect_floor(profile):
 
 
 def _rec(i: int, feature: str = "x") -> dict:
-    return {"feature": feature, "window_start": T0 + timedelta(hours=i),
-            "window_end": T0 + timedelta(hours=i + 1)}
+    return {
+        "feature": feature,
+        "window_start": T0 + timedelta(hours=i),
+        "window_end": T0 + timedelta(hours=i + 1),
+    }
 
 
 def _feed(tracker: AlertTracker, severities: str, feature: str = "x") -> list[tuple[int, str]]:
@@ -135,8 +151,12 @@ def test_cooldown_suppresses_flapping():
     tracker = AlertTracker(Policy(FeaturePolicy(consecutive=1, cooldown=3, recovery=1)))
     # alert at 0, recovered at 1, breaches at 2 and 3 fall in the cooldown (<= 3 windows since the
     # alert), the one at 4 is sent; recovery is only sent for an alert that was sent.
-    assert _feed(tracker, "wowwwo") == [(0, "warning"), (1, "recovered"), (4, "warning"),
-                                        (5, "recovered")]
+    assert _feed(tracker, "wowwwo") == [
+        (0, "warning"),
+        (1, "recovered"),
+        (4, "warning"),
+        (5, "recovered"),
+    ]
     quiet = AlertTracker(Policy(FeaturePolicy(consecutive=1, cooldown=3, recovery=1)))
     assert _feed(quiet, "wowo") == [(0, "warning"), (1, "recovered")]
 
@@ -159,5 +179,7 @@ def test_policy_validation_names_the_key():
         Policy.from_dict({"features": {"x": {"warn": 0.5, "critical": 0.1}}})
     with pytest.raises(PolicyError, match="significance"):
         FeaturePolicy(significance=1.5)
-    assert Policy.from_dict({"features": {"x": {"consecutive": 2}}}).for_feature("x").warn == \
-        FeaturePolicy().warn
+    assert (
+        Policy.from_dict({"features": {"x": {"consecutive": 2}}}).for_feature("x").warn
+        == FeaturePolicy().warn
+    )
