@@ -369,17 +369,23 @@ APP_JS = r"""
 
   function significanceChart(div, f) {
     var s = f.series;
+    // p = 0 (underflow) cannot sit on a log axis: draw it at the smallest double's decade.
+    var p = s.p_value.map(function (v) { return v === null ? null : Math.max(v, 1e-300); });
+    var finite = p.filter(function (v) { return v !== null; });
+    var lo = finite.length ? Math.min.apply(null, finite) : 0.01;
+    var decades = Math.max(1, Math.ceil(-Math.log10(lo)) + 1);
     Plotly.newPlot(div, [
       {type: "bar", x: s.t, y: s.n, name: "samples (n)", yaxis: "y2",
        marker: {color: "rgba(154,163,178,0.55)"}, hovertemplate: "n %{y:,}<extra></extra>"},
-      {x: s.t, y: s.p_value, mode: s.t.length > 120 ? "lines" : "lines+markers",
+      {x: s.t, y: p, mode: s.t.length > 120 ? "lines" : "lines+markers",
        name: "p-value", line: {color: "#7b1fa2", width: 1.4}, marker: {size: 4},
        hovertemplate: "p %{y:.3g}<extra></extra>"}
     ], layout({
       xaxis: {type: "date"}, bargap: 0,
-      yaxis: {type: "log", title: {text: "p-value"}, exponentformat: "e", dtick: 1},
+      yaxis: {type: "log", title: {text: "p-value"}, exponentformat: "e",
+              range: [-decades, 0.05], dtick: Math.max(1, Math.ceil(decades / 6))},
       yaxis2: {overlaying: "y", side: "right", title: {text: "n"}, showgrid: false,
-               rangemode: "tozero", nticks: 5},
+               rangemode: "tozero", tickmode: "auto", nticks: 5},
       margin: {l: 52, r: 52, t: 8, b: 36},
       shapes: [hline(0.05, "#7b1fa2", "dot")]
     }), CONFIG);

@@ -401,7 +401,10 @@ def build_payload(
                 *metrics_needed,
             )
         }
-        severity = np.asarray([s or "ok" for s in table["severity"].to_pylist()], dtype=object)
+        # Records written without a policy carry no severity: say so rather than "ok".
+        severity = np.asarray(
+            [s or "unassessed" for s in table["severity"].to_pylist()], dtype=object
+        )
         sev_code = np.array(
             [SEVERITY_CODES.index(s) if s in SEVERITY_CODES else 0 for s in severity], dtype=float
         )

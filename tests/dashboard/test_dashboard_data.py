@@ -307,3 +307,45 @@ def test_cli_reads_the_monitor_config(tmp_path):
     args = _parser().parse_args(["dashboard"])
     with pytest.raises(ValueError, match="give --history"):
         args.handler(args, [])
+
+
+def test_real_records_from_compare(tmp_path):
+    """Records made by the core (compare + policy) render: bins, tails, MLE, severities."""
+    import pyarrow as pa
+
+    from divtransforms.compare import compare
+    from divtransforms.policy import Policy
+    from divtransforms.profile import ReferenceProfile
+    from divtransforms.records import write_records_parquet
+
+    rng = np.random.default_rng(0)
+    ref = pa.table({"amount": rng.normal(10, 2, 4000), "country": rng.choice(["DE", "FR"], 4000)})
+    profile = ReferenceProfile.build(ref, families={"amount": "normal"}, n_bins=8)
+    ts = np.datetime64("2026-11-01T00:00:00") + np.sort(rng.integers(0, 6 * 3600, 6000)).astype(
+        "timedelta64[s]"
+    )
+    shifted = np.r_[rng.normal(10, 2, 3000), rng.normal(13, 2, 3000)]
+    cur = pa.table(
+        {
+            "ts": pa.array(ts.astype("datetime64[us]")).cast(pa.timestamp("us", tz="UTC")),
+            "amount": shifted,
+            "country": rng.choice(["DE", "FR", "<XX>"], 6000),
+        }
+    )
+    table = compare(profile, cur, timestamp_column="ts", window="1h", policy=Policy(), run_id="r")
+    write_records_parquet(table, tmp_path / "h" / "date=2026-11-01" / "part-r.parquet")
+    p = build_payload(tmp_path / "h")
+    by_name = {f["name"]: f for f in p["features"]}
+    amount, country = by_name["amount"], by_name["country"]
+    assert amount["n_windows"] == 6 and amount["breach"]
+    assert p["features"][0]["breach"]  # breaches first
+    assert amount["histogram"]["labels"] == profile.features["amount"].bins.labels
+    assert amount["histogram"]["tail"] == [0, len(amount["histogram"]["labels"]) - 1]
+    assert [q["name"] for q in amount["mle"]["params"]] == ["mu", "sigma"]
+    mu = amount["mle"]["params"][0]
+    assert mu["reference"] == pytest.approx(float(ref["amount"].to_numpy().mean()), rel=1e-5)
+    labels = country["histogram"]["labels"]
+    assert [labels[i] for i in country["histogram"]["tail"]] == ["__other__", "__unseen__"]
+    assert country["histogram"]["counts"][labels.index("__unseen__")] > 0
+    out = render_dashboard(tmp_path / "h", tmp_path / "real.html")
+    assert data_block(out.read_text(encoding="utf-8"))["n_records"] == table.num_rows
