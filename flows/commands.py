@@ -56,6 +56,7 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     if cron is None and interval is None:
         raise ValueError("serve needs a schedule: --cron, --interval, or [schedule] in the config")
     prefect_defaults()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
     name = args.name or config.name
 
     def serve() -> None:
@@ -71,15 +72,24 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
             tags=["divtransforms"],
             description=f"divtransforms drift check of {path}",
             entrypoint_type=EntrypointType.MODULE_PATH,
+            limit=1,  # one check at a time: runs share the ledger
         )
 
     if os.environ.get("PREFECT_API_URL"):
         log.info("serving %s on %s", name, os.environ["PREFECT_API_URL"])
         serve()
         return 0
+    import signal
+
     from flows.server import local_server
 
+    def _terminate(signum, frame):  # SIGTERM stops serving like Ctrl-C, so the server is stopped
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+
     home = Path(os.environ["PREFECT_HOME"]) if "PREFECT_HOME" in os.environ else Path.cwd()
+    home.mkdir(parents=True, exist_ok=True)
     with local_server(timeout=args.server_timeout, log_path=home / "server.log") as api_url:
         os.environ["PREFECT_API_URL"] = api_url
         print(

@@ -217,3 +217,34 @@ def test_alerts_install_creates_automations(monitor_dir: Path, receiver: AlertRe
     assert automation.trigger.expect == {"divtransforms.drift.*"}
     assert automation.trigger.for_each == {"prefect.resource.id"}
     assert str(automation.id) == again[0]["id"]
+
+
+def test_installed_automation_routes_drift_events_to_the_receiver(
+    monitor_dir: Path, receiver: AlertReceiver
+):
+    import time
+
+    from flows.alerts import AlertLog
+    from flows.automations import install_automations
+    from flows.events import emit_alert_event
+
+    config = load_config(monitor_dir / "monitor.toml")
+    install_automations(config)
+    log = AlertLog.open(monitor_dir / "history")
+    from divtransforms.policy import AlertDecision
+
+    decision = AlertDecision("amount", "critical", None, None, {"feature": "amount"})
+    (entry,) = log.add(
+        [decision],
+        reference_id="ref-x",
+        metric_for=lambda f: "js_divergence",
+        targets=[],
+        run_id="r",
+    )
+    assert emit_alert_event(entry, config.name)
+    deadline = time.monotonic() + 60
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(receiver.received) == 1
+    assert "divtransforms.drift.critical" in receiver.received[0]["subject"]
+    assert entry["dedup_key"] in receiver.received[0]["body"]
