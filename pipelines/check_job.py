@@ -419,6 +419,9 @@ def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipelines.check_job``: options are :class:`pipelines.options.CheckOptions`
     plus any Beam pipeline options."""
+    from pipelines.startup import import_beam
+
+    import_beam()
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipelines.options import CheckOptions

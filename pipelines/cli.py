@@ -93,6 +93,9 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from pipelines.startup import import_beam
+
+    import_beam()
     from pipelines.reference_job import parse_families, run_build_reference
 
     kinds = {n: "categorical" for n in _names(args.categorical) or []}
@@ -135,6 +138,9 @@ def _load_policy(path: str | None):
 
 
 def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from pipelines.startup import import_beam
+
+    import_beam()
     from pipelines.check_job import (
         format_summary,
         load_mle_state,

@@ -37,7 +37,7 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-DEFAULT_BATCH_ROWS = 1 << 18
+DEFAULT_BATCH_ROWS = 1 << 20
 EVENT_TIME_COLUMN = "_event_time"  # added to Pub/Sub rows: their event time (UTC, microseconds)
 ROW_GROUPS_PER_TASK = 4
 _SUFFIXES = {
@@ -166,18 +166,19 @@ def read_task(task: ReadTask) -> Iterator[pa.RecordBatch]:
 
 
 def _read_parquet(task: ReadTask) -> Iterator[pa.RecordBatch]:
+    """One row group at a time (decoding whole column chunks is ~4x faster than
+    ``iter_batches``' re-slicing), handed on in slices of at most ``batch_rows`` rows."""
     pf = _parquet_file(task.path)
-    try:
-        yield from pf.iter_batches(
-            batch_size=task.batch_rows,
-            row_groups=task.row_groups,
-            columns=list(task.columns) if task.columns else None,
-            use_threads=False,
-        )
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(
-            f"{task.path}: corrupt Parquet data in row groups {list(task.row_groups or ())} ({exc})"
-        ) from exc
+    columns = list(task.columns) if task.columns else None
+    groups = task.row_groups if task.row_groups is not None else range(pf.num_row_groups)
+    for group in groups:
+        try:
+            table = pf.read_row_group(group, columns=columns, use_threads=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(
+                f"{task.path}: corrupt Parquet data in row groups [{group}] ({exc})"
+            ) from exc
+        yield from table.to_batches(max_chunksize=task.batch_rows)
 
 
 def _read_csv(task: ReadTask) -> Iterator[pa.RecordBatch]:

@@ -186,6 +186,9 @@ def split_names(text: str | None) -> list[str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipelines.startup import import_beam
+
+    import_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipelines.options import ReferenceOptions

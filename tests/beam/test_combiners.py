@@ -136,3 +136,53 @@ def test_exact_values_fn_keeps_every_value(rng):
     parts = np.array_split(x, 5)
     out = _run(ExactValuesFn(), parts, split=3)
     assert np.array_equal(np.sort(out), np.sort(x))
+
+
+edge_lists = st.lists(
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False), min_size=1, max_size=70
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    edge_lists,
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=200),
+    st.integers(0, 2**32 - 1),
+)
+def test_fast_counter_equals_count_floats(edges, extra, seed):
+    from divtransforms import NumericBins
+    from divtransforms.combiners import FastNumericCounter
+
+    spec = NumericBins.from_edges(edges)
+    e = spec.edges
+    r = np.random.default_rng(seed)
+    # adversarial values: the edges themselves, their neighbours, tails, inf, NaN, random
+    probes = np.concatenate(
+        [
+            e,
+            np.nextafter(e, np.inf),
+            np.nextafter(e, -np.inf),
+            r.uniform(e[0] - 1, e[-1] + 1, 300),
+            np.asarray(extra, float),
+            [np.inf, -np.inf, np.nan],
+        ]
+    )
+    got = FastNumericCounter(spec).count_floats(probes, 3)
+    want = spec.count_floats(probes, 3)
+    assert np.array_equal(got.counts, want.counts)
+    assert (got.n_missing, got.n_invalid) == (want.n_missing, want.n_invalid)
+
+
+def test_fast_counter_on_quantile_edges_of_skewed_data(rng):
+    from divtransforms import NumericBins
+    from divtransforms.combiners import FastNumericCounter
+
+    for sample in (
+        rng.lognormal(0, 2, 50_000),
+        rng.standard_cauchy(50_000),
+        np.round(rng.exponential(1.0, 50_000), 1),
+    ):
+        spec = NumericBins.from_sample(sample, n_bins=64)
+        fast = FastNumericCounter(spec)
+        x = np.concatenate([sample, rng.permutation(sample) * 1.01, spec.edges])
+        assert np.array_equal(fast.count_floats(x).counts, spec.count_floats(x).counts)
