@@ -4,7 +4,8 @@
 2. build the reference profile with Beam (``build_reference`` flow);
 3. run the ``drift_check`` flow three times, scheduled-style, each over the files that arrived
    since the previous run; alerts go to a local HTTP receiver on 127.0.0.1 that the demo starts
-   and stops itself;
+   and stops itself (it answers 503 during the second run: the alerts wait in the outbox and the
+   third run delivers them, once);
 4. render the dashboard and print where the history, alert log and dashboard are.
 
 Runs on Prefect's ephemeral API (SQLite under PREFECT_HOME, no server) and Beam's FnApiRunner.
@@ -142,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=int, default=6, help="hourly files in the stream")
     parser.add_argument("--drift-from", type=int, default=3, help="first drifted hour")
     parser.add_argument("--runs", type=int, default=3, help="scheduled-style check runs")
+    parser.add_argument(
+        "--outage-run", type=int, default=2, help="run during which the receiver answers 503"
+    )
     args = parser.parse_args(argv)
     root = Path(args.output).resolve()
     prefect_defaults()
@@ -173,10 +177,13 @@ def main(argv: list[str] | None = None) -> int:
                     write_stream_file(root / "landing", hour, drifted=hour >= args.drift_from)
                 )
                 hour += 1
+            receiver.fail_status = 503 if run == args.outage_run else None
             out = drift_check(str(config_path))
+            down = " (receiver down: kept in the outbox)" if receiver.fail_status else ""
             print(
                 f"[demo] run {run}: {len(arrived)} new file(s), {out['records']} records, "
-                f"{out['alerts']} new alert(s), {out['delivered']} delivered"
+                f"{out['alerts']} new alert(s), {out['delivered']} delivered, "
+                f"{out['failed']} failed{down}"
             )
         alerts = receiver.alerts()
     print(f"[demo] the local receiver got {len(alerts)} alert(s):")
