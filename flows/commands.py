@@ -13,7 +13,13 @@ log = logging.getLogger("divmon")
 
 
 def prefect_defaults() -> None:
-    """Settings the project uses for its own runs, unless the user set them (see README)."""
+    """Settings the project uses for its own runs, unless the user set them (see README).
+
+    Also keeps httpx's INFO lines (one per request, with the full URL) out of the CLI's log:
+    notification URLs are secrets.
+    """
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(logging.WARNING)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if "PREFECT_HOME" not in os.environ and not (Path.home() / ".prefect").exists():
@@ -56,7 +62,6 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     if cron is None and interval is None:
         raise ValueError("serve needs a schedule: --cron, --interval, or [schedule] in the config")
     prefect_defaults()
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
     name = args.name or config.name
 
     def serve() -> None:

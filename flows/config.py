@@ -197,6 +197,10 @@ class MonitorConfig(_Section):
 
     # ----------------------------------------------------------------- resolved helpers
 
+    def resolve_uri(self, path: str) -> str:
+        """Like :meth:`resolve`, but ``scheme://`` URLs (gs://, s3://) are kept as they are."""
+        return path if "://" in path else str(self.resolve(path))
+
     def resolve(self, path: str) -> Path:
         p = Path(os.path.expanduser(path))
         return p if p.is_absolute() else (Path(self.base_dir) / p)
@@ -218,10 +222,10 @@ class MonitorConfig(_Section):
         return self.resolve(self.dashboard.path) if self.dashboard.path else None
 
     def source_patterns(self) -> list[str]:
-        return [str(self.resolve(p)) for p in self.source.paths]
+        return [self.resolve_uri(p) for p in self.source.paths]
 
     def reference_patterns(self) -> list[str]:
-        return [str(self.resolve(p)) for p in self.reference.inputs]
+        return [self.resolve_uri(p) for p in self.reference.inputs]
 
     def build_policy(self) -> Policy:
         return Policy.from_dict(self.policy)

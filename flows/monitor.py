@@ -58,18 +58,34 @@ class RunSummary:
         return [r for r in self.records.to_pylist() if r["severity"] in ("warning", "critical")]
 
 
+def list_files(patterns: list[str]) -> dict[str, tuple[int, int]]:
+    """``{path: (size, mtime_ns)}`` of the files matching local globs or ``scheme://`` patterns
+    (Beam's FileSystems: gs://, s3://, ...)."""
+    found: dict[str, tuple[int, int]] = {}
+    for pattern in patterns:
+        if "://" in pattern:
+            from apache_beam.io.filesystems import FileSystems
+
+            for result in FileSystems.match([pattern]):
+                for meta in result.metadata_list:
+                    mtime = round(float(meta.last_updated_in_seconds or 0) * 1e9)
+                    found[meta.path] = (int(meta.size_in_bytes), mtime)
+            continue
+        for m in glob.glob(pattern, recursive=True):
+            if os.path.isfile(m):
+                path = os.path.abspath(m)
+                found[path] = fingerprint(path)
+    return found
+
+
 def discover(config: MonitorConfig, state: MonitorState) -> tuple[list[str], list[str]]:
-    """(new files, files that changed after they were checked). Sorted, absolute paths."""
-    found: set[str] = set()
-    for pattern in config.source_patterns():
-        matches = glob.glob(pattern, recursive=True)
-        found.update(os.path.abspath(m) for m in matches if os.path.isfile(m))
+    """(new files, files that changed after they were checked), sorted."""
     new, changed = [], []
-    for path in sorted(found):
+    for path, fp in sorted(list_files(config.source_patterns()).items()):
         entry = state.ledger.get(path)
         if entry is None:
             new.append(path)
-        elif (entry.size, entry.mtime_ns) != fingerprint(path):
+        elif (entry.size, entry.mtime_ns) != fp:
             changed.append(path)
     return new, changed
 
@@ -106,8 +122,7 @@ def check_stage(
     )
     records = sort_records(with_severities(result.records, policy))
     append_records(config.history_dir, records, run_id)
-    for path in files:
-        size, mtime = fingerprint(path)
+    for path, (size, mtime) in list_files(files).items():
         state.ledger[path] = FileEntry(size, mtime, run_id)
     state.mle_state = dict(result.mle_state)
     state.pending = {

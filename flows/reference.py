@@ -7,7 +7,6 @@ checked against, so any old record can be traced to its reference version.
 
 from __future__ import annotations
 
-import glob
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from divtransforms.records import atomic_write_bytes
 from flows.config import MonitorConfig, load_config
+from flows.monitor import list_files
 
 
 def versions_dir(config: MonitorConfig) -> Path:
@@ -35,7 +35,7 @@ def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any
     patterns = config.reference_patterns()
     if not patterns:
         raise ValueError("reference.inputs is empty: nothing to build the reference from")
-    if not any(glob.glob(p, recursive=True) for p in patterns):
+    if not list_files(patterns):
         raise FileNotFoundError(f"reference.inputs matched no files: {config.reference.inputs}")
     vdir = versions_dir(config)
     vdir.mkdir(parents=True, exist_ok=True)

@@ -46,3 +46,35 @@ def test_partitions_by_window_date_and_rewrites_idempotently(tmp_path):
 def test_bad_run_id_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="run id"):
         append_records(tmp_path, _table("x", 1), "../escape")
+
+
+def test_discover_remote_patterns_through_beam_filesystems(tmp_path, monkeypatch):
+    """gs:// (or any scheme://) sources are listed with Beam's FileSystems, with size and mtime."""
+    from types import SimpleNamespace
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from flows.config import parse_config
+    from flows.monitor import discover
+    from flows.state import FileEntry, MonitorState
+
+    metas = [
+        SimpleNamespace(path="gs://b/in/a.parquet", size_in_bytes=10, last_updated_in_seconds=1.5),
+        SimpleNamespace(path="gs://b/in/b.parquet", size_in_bytes=20, last_updated_in_seconds=2.0),
+    ]
+    seen = []
+
+    def match(patterns):
+        seen.extend(patterns)
+        return [SimpleNamespace(metadata_list=metas)]
+
+    monkeypatch.setattr(FileSystems, "match", staticmethod(match))
+    config = parse_config(
+        {"source": {"paths": ["gs://b/in/*.parquet"]}, "reference": {"path": "r.json"}},
+        base_dir=tmp_path,
+    )
+    state = MonitorState(ledger={"gs://b/in/a.parquet": FileEntry(10, 1_500_000_000, "r1")})
+    assert discover(config, state) == (["gs://b/in/b.parquet"], [])
+    assert seen == ["gs://b/in/*.parquet"]  # the URL is not mangled into a local path
+    state.ledger["gs://b/in/a.parquet"] = FileEntry(11, 1_500_000_000, "r1")
+    assert discover(config, state) == (["gs://b/in/b.parquet"], ["gs://b/in/a.parquet"])
