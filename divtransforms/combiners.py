@@ -72,6 +72,24 @@ def column_of(batch: Any, name: str) -> Any:
     )
 
 
+# Columns are processed in slices of this many rows: a slice's temporaries (8 bytes a row each)
+# then stay in the CPU cache, which makes binning and the MLE passes several times faster than
+# on slices of a million rows.
+CHUNK_ROWS = 1 << 16
+
+
+def _slices(batch: Any, size: int) -> Iterable[Any]:
+    n = num_rows(batch)
+    if n <= size:
+        yield batch
+        return
+    for start in range(0, n, size):
+        if isinstance(batch, pa.RecordBatch | pa.Table):
+            yield batch.slice(start, size)
+        else:
+            yield {k: v[start : start + size] for k, v in batch.items()}
+
+
 def num_rows(batch: Any) -> int:
     if isinstance(batch, pa.RecordBatch | pa.Table):
         return batch.num_rows
@@ -245,9 +263,11 @@ class FeatureStatsFn(beam.CombineFn):
                 for n, fp in self._features.items()
                 if isinstance(fp.bins, NumericBins)
             }
-        stats = feature_stats_of_batch(self._features, batch, self._counters)
-        self._count(stats)
-        return accumulator.merge(stats)
+        for part in _slices(batch, CHUNK_ROWS):
+            stats = feature_stats_of_batch(self._features, part, self._counters)
+            self._count(stats)
+            accumulator = accumulator.merge(stats)
+        return accumulator
 
     def _count(self, stats: FeatureStats) -> None:
         self._rows.inc(stats.rows)

@@ -419,9 +419,10 @@ def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipelines.check_job``: options are :class:`pipelines.options.CheckOptions`
     plus any Beam pipeline options."""
-    from pipelines.startup import import_beam
+    from pipelines.startup import freeze_heap, import_beam
 
     import_beam()
+    freeze_heap()
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipelines.options import CheckOptions

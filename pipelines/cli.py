@@ -93,9 +93,10 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from pipelines.startup import import_beam
+    from pipelines.startup import freeze_heap, import_beam
 
     import_beam()
+    freeze_heap()
     from pipelines.reference_job import parse_families, run_build_reference
 
     kinds = {n: "categorical" for n in _names(args.categorical) or []}
@@ -120,6 +121,7 @@ def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
             f"  {name:<24} {fp.kind:<12} bins={fp.bins.n_bins:<4} n={fp.histogram.n:<10} "
             f"missing={fp.histogram.n_missing:<8} family={fp.family or '-'}"
         )
+    freeze_heap()
     return 0
 
 
@@ -138,9 +140,10 @@ def _load_policy(path: str | None):
 
 
 def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from pipelines.startup import import_beam
+    from pipelines.startup import freeze_heap, import_beam
 
     import_beam()
+    freeze_heap()
     from pipelines.check_job import (
         format_summary,
         load_mle_state,
@@ -200,4 +203,5 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
         f"run {result.run_id}: {result.n_rows_read} rows, {result.records.num_rows} records"
         + (f" -> {', '.join(result.output_paths)}" if result.output_paths else "")
     )
+    freeze_heap()
     return 0

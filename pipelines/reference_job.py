@@ -186,9 +186,10 @@ def split_names(text: str | None) -> list[str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipelines.startup import import_beam
+    from pipelines.startup import freeze_heap, import_beam
 
     import_beam()
+    freeze_heap()
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipelines.options import ReferenceOptions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 
 import numpy as np
@@ -105,7 +106,10 @@ def _divmon(argv):
     cli.register(sub)
     args, extra = parser.parse_known_args(argv)
     assert args.accepts_pipeline_args
-    return args.handler(args, extra)
+    try:
+        return args.handler(args, extra)
+    finally:
+        gc.unfreeze()  # the CLI freezes the heap before exiting; undo that inside pytest
 
 
 def test_divmon_reference_build_and_check_with_running_state(files, capsys):
