@@ -64,7 +64,11 @@ __all__ = [
     "DriftMonitor",
     "RunningMLE",
     "WindowStats",
+    "infer_kinds",
+    "merge_running",
+    "seed_running",
     "split_by_window",
+    "state_dict",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -89,7 +93,7 @@ class WindowStats:
         return (0 if self.window_start is None else 1, self.window_start or _EPOCH, self.pane)
 
 
-# -- windows -----------------------------------------------------------------------------------------
+# -- windows --
 
 
 def split_by_window(
@@ -170,7 +174,7 @@ class AssignWindows(beam.PTransform):
         )
 
 
-# -- bins + window MLE -------------------------------------------------------------------------------
+# -- bins + window MLE --
 
 
 class _AttachWindowFn(beam.DoFn):
@@ -204,10 +208,10 @@ class BinSamples(beam.PTransform):
         return batches | "Combine" >> combine | "AttachWindow" >> beam.ParDo(_AttachWindowFn())
 
 
-# -- running MLE -------------------------------------------------------------------------------------
+# -- running MLE --
 
 
-def _seed(
+def seed_running(
     profile: ReferenceProfile, initial_state: Mapping[str, Mapping[str, Any]] | None
 ) -> dict[str, MLEAccumulator | None]:
     out: dict[str, MLEAccumulator | None] = {}
@@ -232,7 +236,7 @@ def _seed(
     return out
 
 
-def _merge_running(
+def merge_running(
     running: dict[str, MLEAccumulator | None], stats: FeatureStats
 ) -> dict[str, MLEAccumulator | None]:
     return {
@@ -259,7 +263,7 @@ class _CumulateSortedFn(beam.DoFn):
             last_pane[ws.window_start] = max(ws.pane, last_pane.get(ws.window_start, -1))
         # Within a window only the last pane holds all its data (accumulating mode).
         for ws in sorted(windows, key=lambda w: w.sort_key):
-            cum = _merge_running(running, ws.stats)
+            cum = merge_running(running, ws.stats)
             if ws.pane == last_pane[ws.window_start]:
                 running = cum
             yield (ws, cum)
@@ -285,13 +289,13 @@ class _CumulateStatefulFn(beam.DoFn):
         for start in sorted(
             s for s in known if s is not None and (ws.window_start is None or s <= ws.window_start)
         ):
-            running = _merge_running(running, known[start].stats)
+            running = merge_running(running, known[start].stats)
         if ws.window_start is None:
-            running = _merge_running(running, ws.stats)
+            running = merge_running(running, ws.stats)
         yield (ws, running)
         latest = dict(self._seed)
         for start in sorted(s for s in known if s is not None):
-            latest = _merge_running(latest, known[start].stats)
+            latest = merge_running(latest, known[start].stats)
         yield beam.pvalue.TaggedOutput(RunningMLE.STATE, state_dict(latest))
 
 
@@ -314,7 +318,7 @@ class RunningMLE(beam.PTransform):
         streaming: bool | None = None,
     ) -> None:
         super().__init__()
-        self._seed = _seed(profile, initial_state)
+        self._seed = seed_running(profile, initial_state)
         self._streaming = streaming
 
     def expand(self, window_stats):
@@ -341,7 +345,7 @@ class RunningMLE(beam.PTransform):
         )
 
 
-# -- records -------------------------------------------------------------------------------------------
+# -- records --
 
 
 class _RecordsFn(beam.DoFn):
@@ -444,7 +448,7 @@ class DriftMonitor(beam.PTransform):
         return records
 
 
-# -- reference -------------------------------------------------------------------------------------
+# -- reference --
 
 
 def infer_kinds(

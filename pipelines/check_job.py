@@ -1,4 +1,4 @@
-"""The check job: data (files, or Pub/Sub / a watched directory when streaming) against a reference
+"""The check job: data (files; Pub/Sub or a watched directory when streaming) against a reference
 profile -> drift records (Parquet, JSONL on request) and the running-MLE state.
 
     python -m pipelines.check_job --reference ref.json --input 'data/*.parquet' --output out/ \
@@ -115,9 +115,6 @@ def build_check_pipeline(
     pubsub_subscription: str | None = None,
     pubsub_topic: str | None = None,
     event_time_field: str | None = None,
-    watch_directory: str | None = None,
-    watch_interval: float = 5.0,
-    watch_stop_after: float | None = None,
     state_path: str | None = None,
 ):
     """Add read -> DriftMonitor -> write to ``pipeline``; returns the records PCollection."""
@@ -136,17 +133,6 @@ def build_check_pipeline(
             columns=list(profile.features),
         )
         timestamp_column = pio.EVENT_TIME_COLUMN
-    elif watch_directory:
-        if window is None or timestamp_column is None:
-            raise ValueError("watching a directory needs --window and --timestamp-column")
-        batches = pipeline | "Watch" >> pio.WatchDirectoryBatches(
-            watch_directory,
-            interval=watch_interval,
-            stop_after=watch_stop_after,
-            input_format=input_format,
-            columns=_columns(profile, timestamp_column),
-            numeric=numeric,
-        )
     else:
         if not inputs:
             raise ValueError("no input given (--input PATH_OR_GLOB)")
@@ -301,8 +287,30 @@ def run_streaming_check(
     pipeline_args: Sequence[str] | None = None,
     wait: bool = True,
 ):
-    """A streaming check (Pub/Sub JSON messages or a watched directory); returns the Beam
-    ``PipelineResult``. Records go to one file per (feature, window, pane)."""
+    """A streaming check; records go to one file per (feature, window, pane).
+
+    Pub/Sub JSON messages: a streaming Beam pipeline (returns its ``PipelineResult``). A watched
+    directory: the local watcher of :mod:`pipelines.watch` (returns the ``DirectoryWatcher``).
+    """
+    if watch_directory:
+        from pipelines.watch import watch_directory as watch
+
+        if window is None or timestamp_column is None:
+            raise ValueError("watching a directory needs a window and a timestamp column")
+        return watch(
+            reference,
+            watch_directory,
+            str(output_dir),
+            window=window,
+            timestamp_column=timestamp_column,
+            allowed_lateness=allowed_lateness,
+            interval=watch_interval,
+            stop_after=watch_stop_after,
+            run_id=run_id,
+            input_format=input_format,
+            mle_state=mle_state,
+            policy=policy,
+        )
     import apache_beam as beam
 
     from pipelines.options import make_pipeline_options
@@ -328,9 +336,6 @@ def run_streaming_check(
         pubsub_subscription=pubsub_subscription,
         pubsub_topic=pubsub_topic,
         event_time_field=event_time_field,
-        watch_directory=watch_directory,
-        watch_interval=watch_interval,
-        watch_stop_after=watch_stop_after,
     )
     result = pipeline.run()
     if wait:

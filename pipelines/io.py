@@ -1,5 +1,6 @@
 """Reading data as Arrow record batches: Parquet (row groups, in batches), CSV, JSON Lines,
-Pub/Sub JSON messages (streaming) and a watched local directory (local streaming).
+and Pub/Sub JSON messages (streaming). (Local streaming from a watched directory:
+``pipelines.watch``.)
 
 Every source produces ``pyarrow.RecordBatch`` elements, never one element per row, so the
 transforms downstream work on whole columns. A read is planned at pipeline construction time
@@ -27,7 +28,6 @@ __all__ = [
     "ReadBatches",
     "ReadPubSubBatches",
     "ReadTask",
-    "WatchDirectoryBatches",
     "detect_format",
     "expand_inputs",
     "messages_to_batch",
@@ -404,55 +404,4 @@ class ReadPubSubBatches(beam.PTransform):
             | "EventTime" >> beam.ParDo(_MessagesToTimestampedRows(self._field))
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max)
             | "ToArrow" >> beam.Map(messages_to_batch, columns)
-        )
-
-
-class WatchDirectoryBatches(beam.PTransform):
-    """Local streaming: poll ``directory`` for new files and read each new file in batches.
-
-    Uses Beam's ``fileio.MatchContinuously`` (each file is read once, when first seen).
-    """
-
-    def __init__(
-        self,
-        directory: str,
-        *,
-        pattern: str = "*",
-        interval: float = 5.0,
-        stop_after: float | None = None,
-        input_format: str | None = None,
-        columns: Sequence[str] | None = None,
-        numeric: Sequence[str] = (),
-    ) -> None:
-        super().__init__()
-        self._glob = os.path.join(directory, pattern)
-        self._interval, self._stop_after = interval, stop_after
-        self._format, self._columns, self._numeric = input_format, columns, tuple(numeric)
-
-    def expand(self, pbegin):
-        import time
-
-        from apache_beam.io import fileio
-        from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
-
-        stop = (
-            Timestamp.of(time.time() + self._stop_after)
-            if self._stop_after is not None
-            else MAX_TIMESTAMP
-        )
-        fmt, cols, numeric = self._format, self._columns, self._numeric
-
-        def tasks(metadata) -> list[ReadTask]:
-            if os.path.basename(metadata.path).startswith(("_", ".")):
-                return []
-            return plan_reads([metadata.path], input_format=fmt, columns=cols, numeric=numeric)
-
-        return (
-            pbegin
-            | "Match"
-            >> fileio.MatchContinuously(
-                self._glob, interval=self._interval, stop_timestamp=stop, has_deduplication=True
-            )
-            | "Plan" >> beam.FlatMap(tasks)
-            | "Read" >> beam.ParDo(_ReadTaskFn())
         )
