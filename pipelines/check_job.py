@@ -430,30 +430,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     freeze_heap()
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    from pipelines.options import CheckOptions
+    from pipelines.options import CheckOptions, InputOptions
 
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = PipelineOptions(argv).view_as(CheckOptions)
+    src = opts.view_as(InputOptions)
     if not opts.reference:
         raise SystemExit("--reference is required")
     mle_state = load_mle_state(opts.mle_state_in) if opts.mle_state_in else None
     streaming = PipelineOptions(argv).view_as(StandardOptions).streaming
-    if streaming or opts.pubsub_subscription or opts.pubsub_topic or opts.watch_directory:
-        if not opts.output:
+    if streaming or src.pubsub_subscription or src.pubsub_topic or src.watch_directory:
+        if not src.output:
             raise SystemExit("a streaming check needs --output")
         run_streaming_check(
             opts.reference,
-            opts.output,
+            src.output,
             window=opts.window,
             run_id=opts.run_id,
             timestamp_column=opts.timestamp_column,
-            pubsub_subscription=opts.pubsub_subscription,
-            pubsub_topic=opts.pubsub_topic,
-            event_time_field=opts.event_time_field,
-            watch_directory=opts.watch_directory,
-            watch_interval=opts.watch_interval,
-            watch_stop_after=opts.watch_stop_after,
-            input_format=opts.input_format,
+            pubsub_subscription=src.pubsub_subscription,
+            pubsub_topic=src.pubsub_topic,
+            event_time_field=src.event_time_field,
+            watch_directory=src.watch_directory,
+            watch_interval=src.watch_interval,
+            watch_stop_after=src.watch_stop_after,
+            input_format=src.input_format,
             allowed_lateness=opts.allowed_lateness,
             mle_state=mle_state,
             jsonl=opts.jsonl,
@@ -462,11 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     result = run_check(
         opts.reference,
-        opts.inputs or [],
-        opts.output,
+        src.inputs or [],
+        src.output,
         window=opts.window,
         timestamp_column=opts.timestamp_column,
-        input_format=opts.input_format,
+        input_format=src.input_format,
         run_id=opts.run_id,
         mle_state=mle_state,
         pipeline_args=argv,

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_BATCH_RUNNER",
     "DEFAULT_STREAMING_RUNNER",
     "CheckOptions",
+    "InputOptions",
     "ReferenceOptions",
     "make_pipeline_options",
 ]
@@ -27,10 +28,15 @@ DEFAULT_STREAMING_RUNNER = "BundleBasedDirectRunner"
 
 
 class InputOptions(PipelineOptions):
-    """Where the data comes from (files, or Pub/Sub with ``--streaming``)."""
+    """Where the data comes from (files, or Pub/Sub with ``--streaming``) and where results go."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--output",
+            default=None,
+            help="check: directory for drift records; reference: profile JSON",
+        )
         parser.add_argument(
             "--input",
             dest="inputs",
@@ -76,14 +82,11 @@ class InputOptions(PipelineOptions):
         )
 
 
-class ReferenceOptions(InputOptions):
+class ReferenceOptions(PipelineOptions):
     """``python -m pipelines.reference_job``."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument(
-            "--output", required=False, default=None, help="where the reference profile JSON goes"
-        )
         parser.add_argument("--features", default=None, help="comma-separated feature names")
         parser.add_argument(
             "--categorical", default=None, help="comma-separated features to treat as categorical"
@@ -108,13 +111,12 @@ class ReferenceOptions(InputOptions):
         )
 
 
-class CheckOptions(InputOptions):
+class CheckOptions(PipelineOptions):
     """``python -m pipelines.check_job``."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
         parser.add_argument("--reference", default=None, help="reference profile JSON")
-        parser.add_argument("--output", default=None, help="directory for drift records")
         parser.add_argument("--window", default=None, help="event-time window: 30s, 15m, 1h, 1d")
         parser.add_argument("--timestamp_column", default=None)
         parser.add_argument(

@@ -192,27 +192,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     freeze_heap()
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.options import ReferenceOptions
+    from pipelines.options import InputOptions, ReferenceOptions
 
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = PipelineOptions(argv).view_as(ReferenceOptions)
-    if not opts.inputs or not opts.output:
+    src = opts.view_as(InputOptions)
+    if not src.inputs or not src.output:
         raise SystemExit("--input and --output are required")
     kinds = {n: "categorical" for n in split_names(opts.categorical) or []}
     profile = run_build_reference(
-        opts.inputs,
-        opts.output,
+        src.inputs,
+        src.output,
         features=split_names(opts.features),
         kinds=kinds,
         families=parse_families(opts.families),
         n_bins=opts.n_bins,
         strategy=opts.strategy,
         top_n=opts.top_n,
-        input_format=opts.input_format,
+        input_format=src.input_format,
         pipeline_args=argv,
         exact=True if opts.exact_quantiles else (False if opts.approximate_quantiles else None),
     )
-    print(f"wrote {opts.output}: {profile.reference_id}, {len(profile.features)} features")
+    print(f"wrote {src.output}: {profile.reference_id}, {len(profile.features)} features")
     return 0
 
 

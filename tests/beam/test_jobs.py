@@ -190,3 +190,57 @@ def test_divmon_reference_build_and_check_with_running_state(files, capsys):
         for got, want in zip(rec["mle_params"] or [], exp["mle_params"] or [], strict=True):
             assert np.isclose(got["running"], want["window"], rtol=1e-10)
     assert set(load_mle_state(str(state))) == {"x", "amount", "color"}
+
+
+def test_python_m_entry_points(files, capsys):
+    from pipelines import check_job, reference_job
+
+    tmp, _, cur = files
+    try:
+        assert (
+            reference_job.main(
+                [
+                    "--input",
+                    str(tmp / "ref.parquet"),
+                    "--output",
+                    str(tmp / "r.json"),
+                    "--features",
+                    "x,color",
+                    "--bins",
+                    "8",
+                    "--runner=FnApiRunner",
+                ]
+            )
+            == 0
+        )
+        assert (
+            check_job.main(
+                [
+                    "--reference",
+                    str(tmp / "r.json"),
+                    "--input",
+                    str(tmp / "cur.parquet"),
+                    "--output",
+                    str(tmp / "o"),
+                    "--window",
+                    "2h",
+                    "--timestamp_column",
+                    "ts",
+                    "--run_id",
+                    "m",
+                    "--mle_state_out",
+                    str(tmp / "s.json"),
+                ]
+            )
+            == 0
+        )
+    finally:
+        gc.unfreeze()
+    profile = ReferenceProfile.load(tmp / "r.json")
+    assert set(profile.features) == {"x", "color"}
+    records = read_records(tmp / "o")
+    assert_records_equal(
+        records, compare(profile, cur, window="2h", timestamp_column="ts", run_id="m")
+    )
+    assert set(load_mle_state(str(tmp / "s.json"))) == {"x", "color"}
+    assert "feature" in capsys.readouterr().out
