@@ -41,6 +41,10 @@ def _fmt(value: Any) -> Any:
     return value
 
 
+def _num(value: Any, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
 def _key(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "divtransforms"
 
@@ -79,8 +83,8 @@ def publish_artifacts(config: MonitorConfig, summary: RunSummary, dashboard: Pat
         for r in breaches:
             lines.append(
                 f"| {r['feature']} | {_fmt(r['window_start'])} | {r['severity']} | "
-                f"{r['js_divergence']:.4g} | {r['js_corrected']:.4g} | "
-                f"{r['p_value']:.2g} |"
+                f"{_num(r['js_divergence'], '.4g')} | {_num(r['js_corrected'], '.4g')} | "
+                f"{_num(r['p_value'], '.2g')} |"
             )
     else:
         lines += ["", "No breaches in this run."]

@@ -91,6 +91,16 @@ def test_two_scheduled_runs(monitor_dir: Path, receiver: AlertReceiver):
     for name in ("mu", "sigma"):
         assert running.params[name] == pytest.approx(one_shot.params[name], rel=1e-12)
 
+    # Artifacts of the run: the records table, the breach summary.
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    assert any(a.key == "demo-drift-records" and a.type == "table" for a in artifacts)
+    summaries = [a.data for a in artifacts if a.key == "demo-drift-summary"]
+    assert any("| amount |" in s and "critical" in s for s in summaries)
+    assert any("No breaches in this run." in s for s in summaries)  # the first run's
+
     # A third run with nothing new adds nothing and sends nothing.
     third = _check(root)
     assert third["records"] == 0 and len(_windows(root)) == 8
