@@ -258,3 +258,21 @@ def test_installed_automation_routes_drift_events_to_the_receiver(
     assert len(receiver.received) == 1
     assert "divtransforms.drift.critical" in receiver.received[0]["subject"]
     assert entry["dedup_key"] in receiver.received[0]["body"]
+
+
+def test_recovery_is_sent_once(monitor_dir: Path, receiver: AlertReceiver):
+    root = monitor_dir
+    demo.write_stream_file(root / "landing", 0, n=N_PER_FILE, drifted=False)
+    demo.write_stream_file(root / "landing", 1, n=N_PER_FILE, drifted=True)
+    _check(root)
+    demo.write_stream_file(root / "landing", 2, n=N_PER_FILE, drifted=False)
+    demo.write_stream_file(root / "landing", 3, n=N_PER_FILE, drifted=False)
+    _check(root)
+    _check(root)
+    got = sorted((a["feature"], a["severity"], a["window_start"]) for a in receiver.alerts())
+    assert got == [
+        ("amount", "critical", "2026-01-05T01:00:00+00:00"),
+        ("amount", "recovered", "2026-01-05T02:00:00+00:00"),
+        ("country", "recovered", "2026-01-05T02:00:00+00:00"),
+        ("country", "warning", "2026-01-05T01:00:00+00:00"),
+    ]
