@@ -39,7 +39,7 @@ def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any
         raise FileNotFoundError(f"reference.inputs matched no files: {config.reference.inputs}")
     vdir = versions_dir(config)
     vdir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     tmp_out = vdir / f".building-{stamp}-{os.getpid()}.json"
     features = sorted(config.features) or None
     profile = run_build_reference(
