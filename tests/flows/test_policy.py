@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmarks import bench_policy
 from divtransforms.compare import drift_record, window_mle
@@ -183,3 +185,39 @@ def test_policy_validation_names_the_key():
         Policy.from_dict({"features": {"x": {"consecutive": 2}}}).for_feature("x").warn
         == FeaturePolicy().warn
     )
+
+
+@given(
+    seq=st.text(alphabet="owci", max_size=60),
+    consecutive=st.integers(1, 3),
+    cooldown=st.integers(0, 4),
+    recovery=st.integers(1, 3),
+    split=st.integers(0, 60),
+)
+@settings(max_examples=200)
+def test_tracker_properties(seq, consecutive, cooldown, recovery, split):
+    policy = Policy(FeaturePolicy(consecutive=consecutive, cooldown=cooldown, recovery=recovery))
+    whole = _feed(AlertTracker(policy), seq)
+    # Persisting the state at any point and resuming gives the same alerts.
+    first = AlertTracker(policy)
+    code = {"o": "ok", "w": "warning", "c": "critical", "i": "insufficient"}
+    resumed = []
+    for i, s in enumerate(seq):
+        if i == split:
+            first = AlertTracker.from_dict(json.loads(json.dumps(first.to_dict())), policy)
+        d = first.update(_rec(i), code[s])
+        if d is not None:
+            resumed.append((i, d.severity))
+    assert resumed == whole
+    # Recoveries alternate with openings: never two in a row, never before an alert.
+    opened = False
+    for i, sev in whole:
+        if sev == "recovered":
+            assert opened
+            opened = False
+        else:
+            assert seq[i] in "wc"
+            breaches = [s for s in seq[: i + 1] if s != "i"]
+            assert all(s in "wc" for s in breaches[-consecutive:])
+            assert len(breaches) >= consecutive
+            opened = True
