@@ -306,15 +306,10 @@ def main() -> int:
     print("Default policy (divtransforms.policy.FeaturePolicy()): share of windows that alert")
     print(format_table(results))
     print(f"simulated {sum(r['windows'] for r in results.values()):,} windows in {elapsed:.1f} s")
-    try:
-        agree, total = cross_check()
-    except ImportError as exc:  # the core's compare module is not importable
-        print(f"cross-check with drift_record unavailable: {exc}")
-        agree, total = 0, 0
-    else:
-        print(f"cross-check drift_record + Policy.assess vs vectorised path: {agree}/{total} agree")
+    agree, total = cross_check()
+    print(f"cross-check drift_record + Policy.assess vs vectorised path: {agree}/{total} agree")
     misses = check_targets(results)
-    if total and agree != total:
+    if agree != total:
         misses.append(f"cross-check: only {agree}/{total} windows agree")
     for miss in misses:
         print(f"TARGET MISSED: {miss}")
