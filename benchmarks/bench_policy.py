@@ -101,17 +101,10 @@ def histogram_evidence(counts: np.ndarray, ref_counts: np.ndarray, fp: FeaturePo
     n_ref = float(ref_counts.sum())
     g, dof = _g_statistic(counts, ref_counts)
     k_nonempty = ((counts + ref_counts) > 0).sum(axis=1)
-    bias = np.array(
-        [
-            js_bias(float(a), n_ref, int(k))
-            for a, k in zip(*np.unique(np.stack([n, k_nonempty]), axis=1), strict=True)
-        ]
-    )
-    keys = np.unique(np.stack([n, k_nonempty]), axis=1)
-    lookup = {(int(a), int(k)): b for a, k, b in zip(keys[0], keys[1], bias, strict=True)}
-    js_corr = _js_plugin(counts, ref_counts) - np.array(
-        [lookup[(int(a), int(k))] for a, k in zip(n, k_nonempty, strict=True)]
-    )
+    # js_bias is scalar: evaluate it once per distinct (n, K') and scatter back.
+    keys, inverse = np.unique(np.stack([n, k_nonempty], axis=1), axis=0, return_inverse=True)
+    bias = np.array([js_bias(float(a), n_ref, int(k)) for a, k in keys])[inverse.ravel()]
+    js_corr = _js_plugin(counts, ref_counts) - bias
     return histogram_test(
         g,
         dof,
