@@ -140,8 +140,9 @@ class FastNumericCounter:
         n_missing = int(np.count_nonzero(nan))
         if n_missing:
             x = x[~nan]
-        buf = np.subtract(x, self._lo)
-        np.multiply(buf, self._scale, out=buf)
+        with np.errstate(over="ignore", invalid="ignore"):  # far tails overflow to inf: clipped
+            buf = np.subtract(x, self._lo)
+            np.multiply(buf, self._scale, out=buf)
         np.clip(buf, 0, self._cells - 1, out=buf)
         j = self._lut[buf.astype(np.intp)]
         j += x >= self._upper[j]  # candidate one bin low -> up (to k for overflow)

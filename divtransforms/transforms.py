@@ -436,6 +436,18 @@ class DriftMonitor(beam.PTransform):
         self._with_state = with_mle_state
 
     def expand(self, batches):
+        from apache_beam.options.pipeline_options import StandardOptions
+
+        streaming = batches.pipeline.options.view_as(StandardOptions).streaming
+        if (
+            streaming
+            and self._windows._seconds is None
+            and isinstance(batches.windowing.windowfn, beam_window.GlobalWindows)
+        ):
+            raise ValueError(
+                "a streaming DriftMonitor needs a window (e.g. window='5m'): the "
+                "global window of an unbounded input never closes"
+            )
         running = (
             batches
             | "AssignWindows" >> self._windows

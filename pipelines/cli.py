@@ -178,6 +178,8 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
             jsonl=args.jsonl,
             policy=policy,
             pipeline_args=list(extra),
+            # on Dataflow the job keeps running after submission; locally, run until stopped
+            wait=not any("DataflowRunner" in a for a in extra),
         )
         return 0
     if not args.inputs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.test_stream import TestStream as EventStream
@@ -135,3 +136,10 @@ def test_sum_of_window_counts_equals_samples_sent(profile, rng):
             )
         )
         assert_that(records, check)
+
+
+def test_streaming_without_a_window_is_refused(profile):
+    p = _streaming_pipeline()
+    stream = EventStream().advance_watermark_to_infinity()
+    with pytest.raises(ValueError, match="streaming DriftMonitor needs a window"):
+        _ = p | stream | DriftMonitor(profile)
