@@ -40,6 +40,7 @@ from apache_beam.coders import PickleCoder
 from apache_beam.transforms import trigger as beam_trigger
 from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from divtransforms.bins import CategoricalBins, NumericBins
 from divtransforms.columns import column_kind, event_time_micros, parse_duration
@@ -87,6 +88,7 @@ class WindowStats:
     window_end: datetime | None
     pane: int
     stats: FeatureStats
+    on_time: bool = False  # fired by the watermark passing the window's end
 
     @property
     def sort_key(self) -> tuple[int, datetime, int]:
@@ -185,7 +187,11 @@ class _AttachWindowFn(beam.DoFn):
             yield WindowStats(None, None, 0, stats)
         else:
             yield WindowStats(
-                _to_datetime(window.start), _to_datetime(window.end), int(pane.index), stats
+                _to_datetime(window.start),
+                _to_datetime(window.end),
+                int(pane.index),
+                stats,
+                on_time=pane.timing == PaneInfoTiming.ON_TIME,
             )
 
 
@@ -271,21 +277,27 @@ class _CumulateSortedFn(beam.DoFn):
 
 
 class _CumulateStatefulFn(beam.DoFn):
-    """Streaming: keeps the latest stats per window; running(W) merges windows starting <= W."""
+    """Streaming: keeps the latest pane's stats of every open window; running(W) merges the seed,
+    the folded closed windows and the open windows starting <= W.
 
-    WINDOWS = ReadModifyWriteStateSpec("windows", PickleCoder())
+    When an on-time pane of window W arrives the watermark has passed W's end, so windows that
+    ended more than the allowed lateness before W's end can no longer change (Beam drops data
+    that late): they are folded into one accumulator, which keeps the state small.
+    """
 
-    def __init__(self, seed: dict[str, MLEAccumulator | None]) -> None:
+    STATE = ReadModifyWriteStateSpec("running", PickleCoder())
+
+    def __init__(self, seed: dict[str, MLEAccumulator | None], lateness: timedelta) -> None:
         self._seed = seed
+        self._lateness = lateness
 
-    def process(self, keyed, windows_state=beam.DoFn.StateParam(WINDOWS)):
+    def process(self, keyed, state=beam.DoFn.StateParam(STATE)):
         _, ws = keyed
-        known: dict[Any, WindowStats] = windows_state.read() or {}
+        folded, known = state.read() or (dict(self._seed), {})
         previous = known.get(ws.window_start)
         if previous is None or previous.pane <= ws.pane:
             known[ws.window_start] = ws
-            windows_state.write(known)
-        running = dict(self._seed)
+        running = folded
         for start in sorted(
             s for s in known if s is not None and (ws.window_start is None or s <= ws.window_start)
         ):
@@ -293,7 +305,13 @@ class _CumulateStatefulFn(beam.DoFn):
         if ws.window_start is None:
             running = merge_running(running, ws.stats)
         yield (ws, running)
-        latest = dict(self._seed)
+        if ws.on_time and ws.window_end is not None:
+            horizon = ws.window_end - self._lateness
+            for start in sorted(s for s in known if s is not None):
+                if known[start].window_end < horizon and start < ws.window_start:
+                    folded = merge_running(folded, known.pop(start).stats)
+        state.write((folded, known))
+        latest = folded
         for start in sorted(s for s in known if s is not None):
             latest = merge_running(latest, known[start].stats)
         yield beam.pvalue.TaggedOutput(RunningMLE.STATE, state_dict(latest))
@@ -316,10 +334,14 @@ class RunningMLE(beam.PTransform):
         initial_state: Mapping[str, Mapping[str, Any]] | None = None,
         *,
         streaming: bool | None = None,
+        allowed_lateness: str | float | timedelta | None = None,
     ) -> None:
         super().__init__()
         self._seed = seed_running(profile, initial_state)
         self._streaming = streaming
+        self._lateness = timedelta(
+            seconds=parse_duration(allowed_lateness) if allowed_lateness else 0.0
+        )
 
     def expand(self, window_stats):
         streaming = self._streaming
@@ -333,7 +355,7 @@ class RunningMLE(beam.PTransform):
                 regrouped
                 | "Key" >> beam.Map(lambda ws: ("", ws))
                 | "Cumulate"
-                >> beam.ParDo(_CumulateStatefulFn(self._seed)).with_outputs(
+                >> beam.ParDo(_CumulateStatefulFn(self._seed, self._lateness)).with_outputs(
                     self.STATE, main="windows"
                 )
             )
@@ -429,7 +451,9 @@ class DriftMonitor(beam.PTransform):
         self._windows = AssignWindows(
             window, timestamp_column, allowed_lateness=allowed_lateness, early_firing=early_firing
         )
-        self._running = RunningMLE(profile, initial_state, streaming=streaming)
+        self._running = RunningMLE(
+            profile, initial_state, streaming=streaming, allowed_lateness=allowed_lateness
+        )
         self._records = ComputeDivergence(
             profile, run_id=run_id, alpha=alpha, base=base, policy=policy
         )

@@ -14,7 +14,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from divtransforms import compare
 from divtransforms.transforms import DriftMonitor
-from tests.beam.conftest import T0, assert_records_equal, table_rows
+from tests.beam.conftest import T0, assert_records_equal, records_match, table_rows
 
 HOUR = 3600
 H = T0 - T0 % HOUR  # an hour boundary
@@ -143,3 +143,37 @@ def test_streaming_without_a_window_is_refused(profile):
     stream = EventStream().advance_watermark_to_infinity()
     with pytest.raises(ValueError, match="streaming DriftMonitor needs a window"):
         _ = p | stream | DriftMonitor(profile)
+
+
+def test_running_mle_over_many_windows_equals_compare(profile, rng):
+    """Windows fire in order, old ones are folded away; records still equal compare()."""
+    batches = [_batch(rng, 40 + 5 * i, H + i * HOUR) for i in range(6)]
+    stream = EventStream().advance_watermark_to(H)
+    for i, b in enumerate(batches):
+        stream = stream.add_elements([TimestampedValue(b, H + i * HOUR)])
+        stream = stream.advance_watermark_to(H + (i + 1) * HOUR + 1)
+    stream = stream.advance_watermark_to_infinity()
+    everything = pa.Table.from_batches(batches)
+    expected = compare(profile, everything, timestamp_column="ts", window="1h", run_id="m")
+    x_all = everything.column("x").to_numpy()
+    with _streaming_pipeline() as p:
+        out = (
+            p
+            | stream
+            | DriftMonitor(
+                profile, window="1h", timestamp_column="ts", run_id="m", with_mle_state=True
+            )
+        )
+        assert_that(out["records"], records_match(expected), label="records")
+        assert_that(
+            out["mle_state"], lambda states: _check_final_state(states, x_all), label="state"
+        )
+
+
+def _check_final_state(states, x_all):
+    from divtransforms.mle import accumulator_from_dict
+
+    final = max(states, key=lambda s: s["x"]["n"])
+    acc = accumulator_from_dict(final["x"])
+    assert acc.n == x_all.size
+    assert np.isclose(acc.estimate().params["mu"], x_all.mean(), rtol=1e-12)
