@@ -243,21 +243,32 @@ def test_installed_automation_routes_drift_events_to_the_receiver(
     log = AlertLog.open(monitor_dir / "history")
     from divtransforms.policy import AlertDecision
 
-    decision = AlertDecision("amount", "critical", None, None, {"feature": "amount"})
-    (entry,) = log.add(
-        [decision],
-        reference_id="ref-x",
-        metric_for=lambda f: "js_divergence",
-        targets=[],
-        run_id="r",
-    )
-    assert emit_alert_event(entry, config.name)
-    deadline = time.monotonic() + 60
+    # The server's trigger service picks new automations up asynchronously: emit an event for a
+    # fresh feature (its own bucket) every few seconds until one is routed.
+    keys: list[str] = []
+    deadline = time.monotonic() + 90
     while not receiver.received and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(receiver.received) == 1
-    assert "divtransforms.drift.critical" in receiver.received[0]["subject"]
-    assert entry["dedup_key"] in receiver.received[0]["body"]
+        feature = f"f{len(keys)}"
+        decision = AlertDecision(feature, "critical", None, None, {"feature": feature})
+        (entry,) = log.add(
+            [decision],
+            reference_id="ref-x",
+            metric_for=lambda f: "js_divergence",
+            targets=[],
+            run_id="r",
+        )
+        keys.append(entry["dedup_key"])
+        assert emit_alert_event(entry, config.name)
+        until = time.monotonic() + 5
+        while not receiver.received and time.monotonic() < until:
+            time.sleep(0.2)
+    time.sleep(1.0)  # anything else in flight
+    assert receiver.received, f"no automation fired for {len(keys)} events"
+    for got in receiver.received:
+        assert "divtransforms.drift.critical" in got["subject"]
+        assert sum(key in got["body"] for key in keys) == 1
+    bodies = [next(k for k in keys if k in got["body"]) for got in receiver.received]
+    assert len(bodies) == len(set(bodies))  # each event routed at most once
 
 
 def test_recovery_is_sent_once(monitor_dir: Path, receiver: AlertReceiver):
