@@ -21,7 +21,8 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import cached_property
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -198,22 +199,75 @@ class NumericBins:
         return self.count_floats(x, n_invalid)
 
     def count_floats(self, x: NDArray[np.float64], n_invalid: int = 0) -> BinCounts:
+        """Histogram float64 values (NaN = missing) exactly as ``numpy.histogram`` would.
+
+        A uniform grid guesses each value's bin (one multiply and a table look-up): the grid has at
+        least 4 cells per narrowest bin, so the guess is at most one bin off even with rounding,
+        and one comparison with the bin's upper edge and one with its lower edge then give the
+        exact bin. Every value is therefore placed by comparisons with the edges alone, with
+        ``numpy.histogram``'s conventions, in O(n) rather than the O(n log n) sort
+        ``numpy.histogram`` does for uneven edges. Edges too uneven for a grid of
+        ``GRID_MAX_CELLS`` cells use the sorting path.
+        """
         nan = np.isnan(x)
-        n_missing = int(nan.sum())
+        n_missing = int(np.count_nonzero(nan))
         if n_missing:
             x = x[~nan]
+        grid = self._grid
+        if grid is None:
+            return BinCounts(self._count_sorted(x), n_missing, n_invalid)
+        lo, scale, cells, lut, upper, lower = grid
+        with np.errstate(over="ignore", invalid="ignore"):  # far tails overflow to inf: clipped
+            buf = np.subtract(x, lo)
+            np.multiply(buf, scale, out=buf)
+        np.clip(buf, 0, cells - 1, out=buf)
+        j = lut[buf.astype(np.intp)]
+        j += x >= upper[j]  # guess one bin low -> up (to K: overflow)
+        j -= x < lower[j]  # guess one bin high -> down (to -1: underflow)
+        counts = np.bincount(j + 1, minlength=self.n_bins).astype(np.int64, copy=False)
+        return BinCounts(counts, n_missing, n_invalid)
+
+    GRID_MAX_CELLS: ClassVar[int] = 1 << 20
+
+    @cached_property
+    def _grid(
+        self,
+    ) -> (
+        tuple[float, float, int, NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]] | None
+    ):
+        e = self.edges
+        k = e.shape[0] - 1
+        lo, width = float(e[0]), float(e[-1] - e[0])
+        with np.errstate(over="ignore", divide="ignore"):
+            ratio = 4.0 * width / float(np.min(np.diff(e)))
+        if not (math.isfinite(ratio) and ratio <= self.GRID_MAX_CELLS):
+            return None
+        cells = max(math.ceil(ratio), 16)
+        scale = cells / width
+        if not math.isfinite(scale):
+            return None
+        starts = lo + np.arange(cells) / scale
+        lut = np.clip(np.searchsorted(e, starts, side="right") - 1, 0, k - 1).astype(np.intp)
+        upper = np.append(e[1:-1], np.nextafter(e[-1], math.inf))  # bin j ends below upper[j]
+        lower = e.copy()  # bin j starts at lower[j]; j = K is the overflow
+        return lo, scale, cells, lut, upper, lower
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_grid", None)  # rebuilt on first use: keep pickles (Beam closures) small
+        return state
+
+    def _count_sorted(self, x: NDArray[np.float64]) -> NDArray[np.int64]:
+        """The plain path: two tail counts and ``numpy.histogram`` (NaN already removed)."""
         e = self.edges
         counts = np.empty(self.n_bins, dtype=np.int64)
         under = int(np.count_nonzero(x < e[0]))
         over = int(np.count_nonzero(x > e[-1]))
         counts[0] = under
         counts[-1] = over
-        if under or over:
-            inside = x[(x >= e[0]) & (x <= e[-1])]
-        else:
-            inside = x
+        inside = x[(x >= e[0]) & (x <= e[-1])] if (under or over) else x
         counts[1:-1] = np.histogram(inside, bins=e)[0]
-        return BinCounts(counts, n_missing, n_invalid)
+        return counts
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "numeric", "edges": [float(v) for v in self.edges.tolist()]}

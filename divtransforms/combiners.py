@@ -27,14 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from divtransforms.bins import BinCounts, CategoricalBins, NumericBins, to_float_array
+from divtransforms.bins import CategoricalBins, to_float_array
 from divtransforms.histogram import Histogram
 from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_for
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 
 __all__ = [
     "ExactValuesFn",
-    "FastNumericCounter",
     "FeatureStats",
     "FeatureStatsFn",
     "MissingFeatureError",
@@ -99,58 +98,6 @@ def num_rows(batch: Any) -> int:
 # -- fast exact numeric binning -------------------------------------------------------------
 
 
-class FastNumericCounter:
-    """Exactly ``NumericBins.count_floats``, without sorting: a uniform grid guesses the bin.
-
-    ``numpy.histogram`` with non-uniform edges sorts every block of data (O(n log n)). Here the
-    grid cell of ``x`` (one multiply) looks up a candidate bin; the grid is fine enough (at least 4
-    cells per narrowest bin) that the candidate is at most one bin off even with rounding, and one
-    comparison with the bin's upper edge and one with its lower edge then give the exact bin. So
-    every sample is placed by comparisons with the edges alone, as ``numpy.histogram`` does:
-    ``[e_i, e_i+1)``, the last bin closed, ``x < e_0`` underflow and ``x > e_K`` overflow.
-    Edges too uneven for a grid of ``MAX_CELLS`` cells fall back to ``count_floats``.
-    """
-
-    MAX_CELLS = 1 << 20
-
-    def __init__(self, spec: NumericBins) -> None:
-        self.spec = spec
-        e = np.asarray(spec.edges, dtype=np.float64)
-        k = e.shape[0] - 1
-        self._lo, width = float(e[0]), float(e[-1] - e[0])
-        with np.errstate(over="ignore", divide="ignore"):
-            ratio = 4.0 * width / float(np.min(np.diff(e)))
-            scale = max(math.ceil(ratio), 16) / width if math.isfinite(ratio) else math.inf
-        self.usable = bool(ratio <= self.MAX_CELLS and math.isfinite(scale))
-        if not self.usable:
-            return
-        cells = max(math.ceil(ratio), 16)
-        self._cells = cells
-        self._scale = cells / width
-        lower = self._lo + np.arange(cells) / self._scale
-        self._lut = np.clip(np.searchsorted(e, lower, side="right") - 1, 0, k - 1)
-        self._upper = np.append(e[1:-1], np.nextafter(e[-1], math.inf))  # bin j ends below this
-        self._lower = e.copy()  # bin j starts at this; j = k is the overflow
-        self._k = k
-
-    def count_floats(self, x: np.ndarray, n_invalid: int = 0) -> BinCounts:
-        if not self.usable:
-            return self.spec.count_floats(x, n_invalid)
-        nan = np.isnan(x)
-        n_missing = int(np.count_nonzero(nan))
-        if n_missing:
-            x = x[~nan]
-        with np.errstate(over="ignore", invalid="ignore"):  # far tails overflow to inf: clipped
-            buf = np.subtract(x, self._lo)
-            np.multiply(buf, self._scale, out=buf)
-        np.clip(buf, 0, self._cells - 1, out=buf)
-        j = self._lut[buf.astype(np.intp)]
-        j += x >= self._upper[j]  # candidate one bin low -> up (to k for overflow)
-        j -= x < self._lower[j]  # candidate one bin high -> down (to -1 for underflow)
-        counts = np.bincount(j + 1, minlength=self._k + 2)
-        return BinCounts(counts.astype(np.int64, copy=False), n_missing, n_invalid)
-
-
 # -- histograms + MLE on the reference's bins ------------------------------------------------------
 
 
@@ -201,7 +148,6 @@ def _empty_mle(fp: FeatureProfile) -> MLEAccumulator | None:
 def feature_stats_of_batch(
     features: Mapping[str, FeatureProfile],
     batch: Any,
-    counters: Mapping[str, FastNumericCounter] | None = None,
 ) -> FeatureStats:
     """Histograms and MLE statistics of one batch, all features, each column converted once.
 
@@ -215,8 +161,7 @@ def feature_stats_of_batch(
         spec = fp.bins
         if fp.kind == "numeric":
             x, n_bad = to_float_array(col, name)
-            counter = counters.get(name) if counters else None
-            c = (counter or spec).count_floats(x, n_bad)  # type: ignore[union-attr]
+            c = spec.count_floats(x, n_bad)  # type: ignore[union-attr]
             hists[name] = Histogram(spec, c.counts, c.n_missing, c.n_invalid)
             mle = _empty_mle(fp)
             if isinstance(mle, MomentMLE):
@@ -282,21 +227,17 @@ class FeatureStatsFn(beam.CombineFn):
             )
             for n in self._features
         }
-        self._counters: dict[str, FastNumericCounter] | None = None
+        self._blas_checked = False
 
     def create_accumulator(self) -> FeatureStats:
         return FeatureStats.empty(self._features)
 
     def add_input(self, accumulator: FeatureStats, batch: Any) -> FeatureStats:
-        if self._counters is None:
+        if not self._blas_checked:
             single_threaded_blas()
-            self._counters = {
-                n: FastNumericCounter(fp.bins)
-                for n, fp in self._features.items()
-                if isinstance(fp.bins, NumericBins)
-            }
+            self._blas_checked = True
         for part in _slices(batch, CHUNK_ROWS):
-            stats = feature_stats_of_batch(self._features, part, self._counters)
+            stats = feature_stats_of_batch(self._features, part)
             self._count(stats)
             accumulator = accumulator.merge(stats)
         return accumulator

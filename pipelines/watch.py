@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from divtransforms.columns import parse_duration
-from divtransforms.combiners import FastNumericCounter, FeatureStats, feature_stats_of_batch
+from divtransforms.combiners import FeatureStats, feature_stats_of_batch
 from divtransforms.compare import drift_record, new_run_id
 from divtransforms.records import atomic_write_json, records_to_table, write_records_parquet
 from divtransforms.transforms import merge_running, seed_running, split_by_window, state_dict
@@ -66,11 +66,6 @@ class DirectoryWatcher:
 
     def __post_init__(self) -> None:
         self._seed = seed_running(self.profile, self.mle_state)
-        self._counters = {
-            n: FastNumericCounter(fp.bins)
-            for n, fp in self.profile.features.items()
-            if fp.kind == "numeric"
-        }
 
     def new_files(self) -> list[str]:
         names = sorted(
@@ -117,7 +112,7 @@ class DirectoryWatcher:
                     timedelta(microseconds=self.lateness_micros),
                 )
                 continue
-            stats = feature_stats_of_batch(self.profile.features, part, self._counters)
+            stats = feature_stats_of_batch(self.profile.features, part)
             win = self.windows.get(start)
             if win is None:
                 self.windows[start] = _Window(stats)
