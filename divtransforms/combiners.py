@@ -179,36 +179,6 @@ def feature_stats_of_batch(
     return FeatureStats(num_rows(batch), hists, mles)
 
 
-def single_threaded_blas() -> bool:
-    """Ask numpy's bundled OpenBLAS for one thread; True if it could be found.
-
-    The per-slice vectors here are small (65,536 values), so BLAS threads only add
-    synchronisation: ``np.dot`` inside the MLE accumulators was 5-300x slower with OpenBLAS's
-    default threads on a busy 2-core machine (busy-waiting threads competing with the Beam
-    worker). This is process-wide; other BLAS users in the process run single-threaded too.
-    """
-    import ctypes
-    import glob
-    import os
-
-    libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in glob.glob(os.path.join(libdir, "*openblas*")):
-        try:
-            lib = ctypes.CDLL(path)  # already loaded by numpy: the same library
-        except OSError:
-            continue
-        for name in (
-            "scipy_openblas_set_num_threads64_",
-            "openblas_set_num_threads64_",
-            "openblas_set_num_threads",
-        ):
-            setter = getattr(lib, name, None)
-            if setter is not None:
-                setter(1)
-                return True
-    return False
-
-
 class FeatureStatsFn(beam.CombineFn):
     """Batches -> :class:`FeatureStats` (histograms + MLE statistics of every feature)."""
 
@@ -227,15 +197,11 @@ class FeatureStatsFn(beam.CombineFn):
             )
             for n in self._features
         }
-        self._blas_checked = False
 
     def create_accumulator(self) -> FeatureStats:
         return FeatureStats.empty(self._features)
 
     def add_input(self, accumulator: FeatureStats, batch: Any) -> FeatureStats:
-        if not self._blas_checked:
-            single_threaded_blas()
-            self._blas_checked = True
         for part in _slices(batch, CHUNK_ROWS):
             stats = feature_stats_of_batch(self._features, part)
             self._count(stats)
