@@ -65,7 +65,8 @@ def publish_artifacts(config: MonitorConfig, summary: RunSummary, dashboard: Pat
         f"- files checked: {len(summary.files)}, rows: {summary.n_rows_read}, "
         f"records: {summary.records.num_rows}",
         f"- alerts: {len(summary.new_alerts)} new; delivery: {summary.delivery.delivered} "
-        f"delivered, {summary.delivery.failed} failed (kept in the outbox)",
+        f"delivered, {summary.delivery.failed} failed"
+        + (" (kept in the outbox)" if summary.delivery.failed else ""),
     ]
     if summary.recovered:
         lines.append("- resumed a run left unfinished by an earlier attempt")

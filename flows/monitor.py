@@ -294,9 +294,10 @@ def run_monitor(
             )
             if summary.delivery.delivered or summary.delivery.failed:
                 logger.info(
-                    "alert delivery: %d delivered, %d failed (kept in the outbox)",
+                    "alert delivery: %d delivered, %d failed%s",
                     summary.delivery.delivered,
                     summary.delivery.failed,
+                    " (kept in the outbox for the next run)" if summary.delivery.failed else "",
                 )
     finally:
         store.release()
