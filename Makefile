@@ -16,8 +16,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run make PYTHON=python3)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[all]'
+	$(PIP) install -qq --upgrade pip
+	$(PIP) install -qq -e '.[all]'
 	touch $(STAMP)
 
 demo: $(STAMP)

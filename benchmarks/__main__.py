@@ -33,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         module = importlib.import_module(f"benchmarks.{name}")
         rc = module.main()
-        print(f"=== {name}: {'ok' if not rc else 'TARGET MISSED'} "
-              f"({time.perf_counter() - start:.1f} s) ===", flush=True)
+        print(
+            f"=== {name}: {'ok' if not rc else 'TARGET MISSED'} "
+            f"({time.perf_counter() - start:.1f} s) ===",
+            flush=True,
+        )
         if rc:
             failed.append(name)
     if failed:
