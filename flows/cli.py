@@ -35,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # Beam logs its own plumbing (type-hint conversions, state caches) at INFO.
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.error(f"no handler for {args.command}")
