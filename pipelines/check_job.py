@@ -33,6 +33,7 @@ __all__ = [
     "load_mle_state",
     "main",
     "run_check",
+    "run_check_command",
     "run_streaming_check",
     "summarize",
 ]
@@ -437,49 +438,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = opts.view_as(InputOptions)
     if not opts.reference:
         raise SystemExit("--reference is required")
-    mle_state = load_mle_state(opts.mle_state_in) if opts.mle_state_in else None
     streaming = PipelineOptions(argv).view_as(StandardOptions).streaming
-    if streaming or src.pubsub_subscription or src.pubsub_topic or src.watch_directory:
-        if not src.output:
-            raise SystemExit("a streaming check needs --output")
-        run_streaming_check(
-            opts.reference,
-            src.output,
-            window=opts.window,
-            run_id=opts.run_id,
-            timestamp_column=opts.timestamp_column,
-            pubsub_subscription=src.pubsub_subscription,
-            pubsub_topic=src.pubsub_topic,
-            event_time_field=src.event_time_field,
-            watch_directory=src.watch_directory,
-            watch_interval=src.watch_interval,
-            watch_stop_after=src.watch_stop_after,
-            input_format=src.input_format,
-            allowed_lateness=opts.allowed_lateness,
-            mle_state=mle_state,
-            jsonl=opts.jsonl,
-            pipeline_args=argv,
-        )
-        return 0
-    result = run_check(
-        opts.reference,
-        src.inputs or [],
-        src.output,
-        window=opts.window,
-        timestamp_column=opts.timestamp_column,
-        input_format=src.input_format,
-        run_id=opts.run_id,
-        mle_state=mle_state,
-        pipeline_args=argv,
-        jsonl=opts.jsonl,
-        allowed_lateness=opts.allowed_lateness,
-    )
-    if opts.mle_state_out:
-        from pipelines.sinks import write_bytes
-
-        write_state_file(opts.mle_state_out, result.mle_state, write_bytes)
-    print(format_summary(result.per_feature))
+    run_check_command(opts, src, argv, streaming=streaming, usage_error=SystemExit)
     return 0
+
+
+def run_check_command(
+    job,
+    source,
+    pipeline_args: Sequence[str],
+    *,
+    streaming: bool = False,
+    policy=None,
+    wait: bool = True,
+    usage_error: type[BaseException] = ValueError,
+    require_inputs: bool = False,
+) -> CheckResult | None:
+    """The check command of ``python -m pipelines.check_job`` and ``divmon check``.
+
+    ``job`` has the check's options as attributes (reference, window, timestamp_column,
+    allowed_lateness, run_id, jsonl, mle_state_in, mle_state_out), ``source`` the input options
+    (inputs, output, input_format, pubsub_*, event_time_field, watch_*); one argparse namespace
+    can be both. With ``streaming`` or a streaming source, starts :func:`run_streaming_check` and
+    returns None. Otherwise runs :func:`run_check`, writes the MLE state to ``mle_state_out``,
+    prints the summary and returns the result. Usage errors are raised as ``usage_error``;
+    ``require_inputs`` makes a batch check without ``--input`` one.
+    """
+    mle_state = load_mle_state(job.mle_state_in) if job.mle_state_in else None
+    if streaming or source.pubsub_subscription or source.pubsub_topic or source.watch_directory:
+        if not source.output:
+            raise usage_error("a streaming check needs --output")
+        run_streaming_check(
+            job.reference,
+            source.output,
+            window=job.window,
+            run_id=job.run_id,
+            timestamp_column=job.timestamp_column,
+            pubsub_subscription=source.pubsub_subscription,
+            pubsub_topic=source.pubsub_topic,
+            event_time_field=source.event_time_field,
+            watch_directory=source.watch_directory,
+            watch_interval=source.watch_interval,
+            watch_stop_after=source.watch_stop_after,
+            input_format=source.input_format,
+            allowed_lateness=job.allowed_lateness,
+            mle_state=mle_state,
+            jsonl=job.jsonl,
+            policy=policy,
+            pipeline_args=list(pipeline_args),
+            wait=wait,
+        )
+        return None
+    if require_inputs and not source.inputs:
+        raise usage_error("give --input PATH_OR_GLOB (or a streaming source)")
+    result = run_check(
+        job.reference,
+        source.inputs or [],
+        source.output,
+        window=job.window,
+        timestamp_column=job.timestamp_column,
+        input_format=source.input_format,
+        run_id=job.run_id,
+        mle_state=mle_state,
+        pipeline_args=list(pipeline_args),
+        jsonl=job.jsonl,
+        policy=policy,
+        allowed_lateness=job.allowed_lateness,
+    )
+    if job.mle_state_out:
+        write_state_file(job.mle_state_out, result.mle_state)
+    print(format_summary(result.per_feature))
+    return result
 
 
 def write_state_file(path: str, state: Mapping[str, Any], write=None) -> None:

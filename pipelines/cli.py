@@ -144,63 +144,21 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     import_beam()
     freeze_heap()
-    from pipelines.check_job import (
-        format_summary,
-        load_mle_state,
-        run_check,
-        run_streaming_check,
-        write_state_file,
-    )
+    from pipelines.check_job import run_check_command
 
     policy = _load_policy(args.policy)
-    mle_state = load_mle_state(args.mle_state_in) if args.mle_state_in else None
-    streaming = "--streaming" in extra or bool(
-        args.pubsub_subscription or args.pubsub_topic or args.watch_directory
-    )
-    if streaming:
-        if not args.output:
-            raise ValueError("a streaming check needs --output")
-        run_streaming_check(
-            args.reference,
-            args.output,
-            window=args.window,
-            run_id=args.run_id,
-            timestamp_column=args.timestamp_column,
-            pubsub_subscription=args.pubsub_subscription,
-            pubsub_topic=args.pubsub_topic,
-            event_time_field=args.event_time_field,
-            watch_directory=args.watch_directory,
-            watch_interval=args.watch_interval,
-            watch_stop_after=args.watch_stop_after,
-            input_format=args.input_format,
-            allowed_lateness=args.allowed_lateness,
-            mle_state=mle_state,
-            jsonl=args.jsonl,
-            policy=policy,
-            pipeline_args=list(extra),
-            # on Dataflow the job keeps running after submission; locally, run until stopped
-            wait=not any("DataflowRunner" in a for a in extra),
-        )
-        return 0
-    if not args.inputs:
-        raise ValueError("give --input PATH_OR_GLOB (or a streaming source)")
-    result = run_check(
-        args.reference,
-        args.inputs,
-        args.output,
-        window=args.window,
-        timestamp_column=args.timestamp_column,
-        input_format=args.input_format,
-        run_id=args.run_id,
-        mle_state=mle_state,
-        pipeline_args=list(extra),
-        jsonl=args.jsonl,
+    result = run_check_command(
+        args,
+        args,
+        extra,
+        streaming="--streaming" in extra,
         policy=policy,
-        allowed_lateness=args.allowed_lateness,
+        # on Dataflow the job keeps running after submission; locally, run until stopped
+        wait=not any("DataflowRunner" in a for a in extra),
+        require_inputs=True,
     )
-    if args.mle_state_out:
-        write_state_file(args.mle_state_out, result.mle_state)
-    print(format_summary(result.per_feature))
+    if result is None:
+        return 0
     print(
         f"run {result.run_id}: {result.n_rows_read} rows, {result.records.num_rows} records"
         + (f" -> {', '.join(result.output_paths)}" if result.output_paths else "")
