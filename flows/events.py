@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from flows.alerts import ALERT_SUMMARY_FIELDS
+
 EVENT_PREFIX = "divtransforms.drift"
 
 
@@ -36,22 +38,7 @@ def emit_alert_event(entry: Mapping[str, Any], monitor: str) -> bool:
                 "prefect.resource.role": "reference",
             }
         ],
-        payload={
-            k: entry.get(k)
-            for k in (
-                "dedup_key",
-                "feature",
-                "severity",
-                "window_start",
-                "window_end",
-                "metric",
-                "value",
-                "reference_id",
-                "reason",
-                "run_id",
-                "record",
-            )
-        },
+        payload={k: entry.get(k) for k in ALERT_SUMMARY_FIELDS},
         id=uuid.UUID(entry["event_id"]),
     )
     return event is not None
