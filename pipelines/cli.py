@@ -87,33 +87,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=_check, accepts_pipeline_args=True)
 
 
-def _names(text: str | None) -> list[str] | None:
-    names = [s.strip() for s in (text or "").split(",") if s.strip()]
-    return names or None
-
-
 def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from pipelines.startup import freeze_heap, import_beam
 
     import_beam()
     freeze_heap()
-    from pipelines.reference_job import parse_families, run_build_reference
+    from pipelines.reference_job import (
+        categorical_kinds,
+        exact_from_flags,
+        parse_families,
+        run_build_reference,
+        split_names,
+    )
 
-    kinds = {n: "categorical" for n in _names(args.categorical) or []}
-    exact = True if args.exact_quantiles else (False if args.approximate_quantiles else None)
     profile = run_build_reference(
         args.inputs,
         args.output,
-        features=_names(args.features),
-        kinds=kinds,
+        features=split_names(args.features),
+        kinds=categorical_kinds(args.categorical),
         families=parse_families(args.families),
         n_bins=args.bins,
         strategy=args.strategy,
         top_n=args.top_n,
         input_format=args.input_format,
         pipeline_args=list(extra),
-        exact=exact,
-        exclude=_names(args.exclude) or (),
+        exact=exact_from_flags(args.exact_quantiles, args.approximate_quantiles),
+        exclude=split_names(args.exclude) or (),
     )
     print(f"wrote {args.output}: {profile.reference_id}, {len(profile.features)} features")
     for name, fp in sorted(profile.features.items()):

@@ -185,6 +185,16 @@ def split_names(text: str | None) -> list[str] | None:
     return names or None
 
 
+def categorical_kinds(text: str | None) -> dict[str, str]:
+    """``"c,d"`` (the ``--categorical`` option) -> ``{"c": "categorical", "d": "categorical"}``."""
+    return {n: "categorical" for n in split_names(text) or []}
+
+
+def exact_from_flags(exact_quantiles: bool, approximate_quantiles: bool) -> bool | None:
+    """``exact`` for :func:`run_build_reference` from the two flags (None: decide by size)."""
+    return True if exact_quantiles else (False if approximate_quantiles else None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.startup import freeze_heap, import_beam
 
@@ -199,19 +209,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = opts.view_as(InputOptions)
     if not src.inputs or not src.output:
         raise SystemExit("--input and --output are required")
-    kinds = {n: "categorical" for n in split_names(opts.categorical) or []}
     profile = run_build_reference(
         src.inputs,
         src.output,
         features=split_names(opts.features),
-        kinds=kinds,
+        kinds=categorical_kinds(opts.categorical),
         families=parse_families(opts.families),
         n_bins=opts.n_bins,
         strategy=opts.strategy,
         top_n=opts.top_n,
         input_format=src.input_format,
         pipeline_args=argv,
-        exact=True if opts.exact_quantiles else (False if opts.approximate_quantiles else None),
+        exact=exact_from_flags(opts.exact_quantiles, opts.approximate_quantiles),
     )
     print(f"wrote {src.output}: {profile.reference_id}, {len(profile.features)} features")
     return 0
