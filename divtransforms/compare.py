@@ -6,6 +6,7 @@ record (DESIGN.md section 6); the Beam transforms call it too, so both paths giv
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Iterable, Mapping
@@ -38,7 +39,15 @@ from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.records import records_to_table, sort_records
 from divtransforms.significance import g_test, js_bias
 
-__all__ = ["DEFAULT_ALPHA", "Assessor", "compare", "drift_record", "new_run_id", "window_mle"]
+__all__ = [
+    "DEFAULT_ALPHA",
+    "Assessor",
+    "compare",
+    "drift_record",
+    "new_run_id",
+    "resolve_policy",
+    "window_mle",
+]
 
 DEFAULT_ALPHA = 0.5
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,6 +55,23 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class Assessor(Protocol):
     def assess(self, record: Mapping[str, Any]) -> str: ...
+
+
+@functools.cache
+def _default_policy() -> Assessor:
+    from divtransforms.policy import Policy
+
+    return Policy()
+
+
+def resolve_policy(policy: Assessor | str | None) -> Assessor | None:
+    """``"default"`` is the default :class:`divtransforms.policy.Policy`; ``None`` assesses
+    nothing (records get ``severity = None``); anything else is used as given."""
+    if isinstance(policy, str):
+        if policy != "default":
+            raise ValueError(f"policy must be a Policy, None or 'default', got {policy!r}")
+        return _default_policy()
+    return policy
 
 
 def new_run_id() -> str:
@@ -97,7 +123,7 @@ def drift_record(
     reference_id: str = "",
     alpha: float = DEFAULT_ALPHA,
     base: float = 2.0,
-    policy: Assessor | None = None,
+    policy: Assessor | str | None = "default",
     created_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The drift record of one feature and window (see ``records.DRIFT_RECORD_SCHEMA``).
@@ -156,7 +182,8 @@ def drift_record(
             p_value=gt.p_value,
         )
     rec.update(_mle_fields(fp, mle_window, mle_running, alpha, base))
-    rec["severity"] = policy.assess(rec) if policy is not None else None
+    assessor = resolve_policy(policy)
+    rec["severity"] = assessor.assess(rec) if assessor is not None else None
     rec["created_at"] = created_at or datetime.now(UTC)
     return rec
 
@@ -239,7 +266,7 @@ def compare(
     features: Iterable[str] | None = None,
     timestamp_column: str | None = None,
     window: str | float | timedelta | None = None,
-    policy: Assessor | None = None,
+    policy: Assessor | str | None = "default",
     run_id: str | None = None,
     alpha: float = DEFAULT_ALPHA,
     base: float = 2.0,
@@ -251,8 +278,10 @@ def compare(
     DataFrame, dict of arrays); ``current`` is data of the same kinds. With ``window`` (``"1h"``,
     seconds, a timedelta) and ``timestamp_column``, rows go to event-time fixed windows aligned to
     the epoch, and the running MLE accumulates over the windows in time order, starting from
-    ``mle_state`` (``{feature: accumulator dict}``) when given. Returns a ``pyarrow.Table`` with
-    ``records.DRIFT_RECORD_SCHEMA`` (``.to_pandas()`` for a DataFrame).
+    ``mle_state`` (``{feature: accumulator dict}``) when given. Each record's ``severity`` comes
+    from ``policy`` (the default :class:`divtransforms.policy.Policy` unless given; ``None``
+    leaves it empty). Returns a ``pyarrow.Table`` with ``records.DRIFT_RECORD_SCHEMA``
+    (``.to_pandas()`` for a DataFrame).
     """
     cols = as_columns(current)
     if not isinstance(reference, ReferenceProfile):

@@ -531,7 +531,9 @@ class AlertTracker:
         feature = _require(record, "feature")
         fp = self.policy.for_feature(feature)
         if severity is None:
-            severity = record.get("severity") or self.policy.assess(record)
+            # The tracker's own policy decides: a record's stored severity may come from another
+            # policy (compare() and the jobs assess with the default one unless told otherwise).
+            severity = self.policy.assess(record)
         if severity not in SEVERITIES:
             raise PolicyError(f"feature {feature!r}: unknown severity {severity!r}")
         fs = self._features.setdefault(feature, _FeatureState())

@@ -413,7 +413,7 @@ class ComputeDivergence(beam.PTransform):
         run_id: str | None = None,
         alpha: float = DEFAULT_ALPHA,
         base: float = 2.0,
-        policy: Assessor | None = None,
+        policy: Assessor | str | None = "default",
     ) -> None:
         super().__init__()
         self._fn = _RecordsFn(profile, run_id or new_run_id(), alpha, base, policy)
@@ -442,7 +442,7 @@ class DriftMonitor(beam.PTransform):
         run_id: str | None = None,
         alpha: float = DEFAULT_ALPHA,
         base: float = 2.0,
-        policy: Assessor | None = None,
+        policy: Assessor | str | None = "default",
         streaming: bool | None = None,
         with_mle_state: bool = False,
     ) -> None:

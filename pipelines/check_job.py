@@ -110,7 +110,7 @@ def build_check_pipeline(
     input_format: str | None = None,
     mle_state: Mapping[str, Mapping[str, Any]] | None = None,
     jsonl: bool = False,
-    policy=None,
+    policy="default",
     allowed_lateness=None,
     streaming: bool = False,
     pubsub_subscription: str | None = None,
@@ -190,7 +190,7 @@ def run_check(
     mle_state: Mapping[str, Mapping[str, Any]] | None = None,
     pipeline_args: Sequence[str] | None = None,
     jsonl: bool = False,
-    policy=None,
+    policy="default",
     allowed_lateness=None,
 ) -> CheckResult:
     """Check files against a reference with a batch Beam pipeline (see module docstring)."""
@@ -284,7 +284,7 @@ def run_streaming_check(
     allowed_lateness=None,
     mle_state: Mapping[str, Mapping[str, Any]] | None = None,
     jsonl: bool = False,
-    policy=None,
+    policy="default",
     pipeline_args: Sequence[str] | None = None,
     wait: bool = True,
 ):
@@ -449,7 +449,7 @@ def run_check_command(
     pipeline_args: Sequence[str],
     *,
     streaming: bool = False,
-    policy=None,
+    policy="default",
     wait: bool = True,
     usage_error: type[BaseException] = ValueError,
     require_inputs: bool = False,

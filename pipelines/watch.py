@@ -58,7 +58,7 @@ class DirectoryWatcher:
     run_id: str = field(default_factory=new_run_id)
     input_format: str | None = None
     mle_state: Mapping[str, Mapping[str, Any]] | None = None
-    policy: Any = None
+    policy: Any = "default"
     seen: set[str] = field(default_factory=set)
     windows: dict[int, _Window] = field(default_factory=dict)
     watermark: int | None = None
@@ -211,7 +211,7 @@ def watch_directory(
     run_id: str | None = None,
     input_format: str | None = None,
     mle_state: Mapping[str, Mapping[str, Any]] | None = None,
-    policy=None,
+    policy="default",
 ) -> DirectoryWatcher:
     """Poll ``directory`` every ``interval`` seconds (until ``stop_after`` seconds, or Ctrl-C)."""
     from pipelines.check_job import load_reference

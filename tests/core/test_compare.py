@@ -181,3 +181,17 @@ def test_records_persist_as_parquet_and_jsonl(reference, tmp_path):
     write_records_jsonl(table, tmp_path / "r.jsonl")
     lines = (tmp_path / "r.jsonl").read_text().splitlines()
     assert len(lines) == table.num_rows and '"feature": "x"' in lines[0]
+
+
+def test_severity_comes_from_the_default_policy_unless_told_otherwise(reference):
+    drifted = {"x": RNG.normal(1.0, 1, 2000), "color": RNG.choice(["red", "green"], 2000)}
+    calm = {"x": RNG.normal(0, 1, 2000), "color": RNG.choice(["red"], 2000)}
+    sev = {r["feature"]: r["severity"] for r in compare(reference, drifted).to_pylist()}
+    assert sev["x"] == "critical"
+    assert sev["color"] in ("warning", "critical")
+    assert compare(reference, calm, features=["x"]).column("severity").to_pylist()[0] == "ok"
+    assert compare(reference, drifted, policy=None).column("severity").to_pylist() == [None, None]
+    tiny = {"x": RNG.normal(3, 1, 5), "color": ["red"] * 5}
+    assert set(compare(reference, tiny).column("severity").to_pylist()) == {"insufficient"}
+    with pytest.raises(ValueError, match="policy"):
+        compare(reference, calm, policy="strict")
