@@ -507,6 +507,8 @@ def _feature_payload(
     counts = table["counts"][last].as_py() or []
     ref_counts = table["reference_counts"][last].as_py() or []
     latest_sev = str(severity[last])
+    # An alert is drawn at its window's judged value (the log keeps the plain metric value).
+    judged_at = dict(zip(times.tolist(), metric.tolist(), strict=True))
     return {
         "name": name,
         "kind": kind,
@@ -557,7 +559,7 @@ def _feature_payload(
             {
                 "time": a["time"],
                 "severity": a["severity"],
-                "value": a["value"],
+                "value": _num(judged_at.get(float(a["time"]), a["value"])),
                 "status": a["status"],
             }
             for a in alerts

@@ -349,3 +349,14 @@ def test_real_records_from_compare(tmp_path):
     assert country["histogram"]["counts"][labels.index("__unseen__")] > 0
     out = render_dashboard(tmp_path / "h", tmp_path / "real.html")
     assert data_block(out.read_text(encoding="utf-8"))["n_records"] == table.num_rows
+
+
+def test_alert_markers_sit_at_their_windows_judged_value(tmp_path):
+    rng = np.random.default_rng(9)
+    records = [record("f", i, js=0.01 * (i + 1), rng=rng) for i in range(5)]
+    logged = alert("f", 3, "warning", value=0.04)  # the log keeps the plain js_divergence
+    root = write_history(tmp_path / "h", records, alerts=[logged])
+    f = build_payload(root)["features"][0]
+    (marker,) = f["alerts"]
+    # window 3's judged (bias-corrected) value, as plotted, not the logged plain value
+    assert marker["value"] == pytest.approx(0.04 - 0.002)
