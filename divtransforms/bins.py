@@ -287,16 +287,11 @@ def _to_string_array(values: Any, feature: str | None) -> pa.Array:
         if arr.dtype.kind == "f":
             values = pa.array(arr, from_pandas=True)  # NaN -> null
         elif arr.dtype.kind == "O":
-            obj = arr.reshape(-1).tolist()
-            values = pa.array(
-                [
-                    None
-                    if (isinstance(v, float) and v != v)
-                    else (v if v is None or isinstance(v, str) else _canonical(v))
-                    for v in obj
-                ],
-                type=pa.string(),
-            )
+            obj = [None if (isinstance(v, float) and v != v) else v for v in arr.ravel().tolist()]
+            try:  # one type throughout: Arrow formats it exactly as for a typed array
+                values = pa.array(obj)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: format each value alone
+                values = pa.array([_canonical(v) for v in obj], type=pa.string())
         else:
             values = pa.array(arr.reshape(-1))
     t = values.type
@@ -312,10 +307,14 @@ def _to_string_array(values: Any, feature: str | None) -> pa.Array:
     return values
 
 
-def _canonical(v: Any) -> str:
-    if isinstance(v, bool | np.bool_):
-        return "true" if v else "false"
-    return str(v)
+def _canonical(v: Any) -> str | None:
+    """One value as the string a typed Arrow array of its type would cast it to."""
+    if v is None or isinstance(v, str):
+        return v
+    try:
+        return pa.scalar(v).cast(pa.string()).as_py()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return str(v)
 
 
 @dataclass(frozen=True, eq=True)

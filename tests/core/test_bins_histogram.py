@@ -158,3 +158,16 @@ def test_histogram_probabilities_and_errors():
         Histogram(SPEC, np.array([1, 2]))
     assert Histogram.from_dict(h.to_dict()) == h
     assert math.isclose(h.n, 3)
+
+
+def test_categorical_strings_do_not_depend_on_the_container():
+    spec = CategoricalBins.from_sample(np.array([1.0, 2.0, 2.0]))
+    assert set(spec.vocabulary) == {"1", "2"}
+    typed = spec.count(np.array([1.0, 2.0, np.nan])).counts.tolist()
+    for values in (
+        np.array([1.0, 2.0, None], dtype=object),
+        np.array([1.0, 2.0, float("nan")], dtype=object),
+        np.array(["1", 2.0, None], dtype=object),  # mixed types: each value formatted alone
+        pa.array([1.0, 2.0, None]),
+    ):
+        assert spec.count(values).counts.tolist() == typed
