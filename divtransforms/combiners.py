@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from divtransforms.bins import CategoricalBins, to_float_array
+from divtransforms.bins import to_float_array
 from divtransforms.histogram import Histogram
-from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_for
+from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 
 __all__ = [
@@ -114,7 +114,7 @@ class FeatureStats:
         return cls(
             0,
             {n: Histogram.empty(fp.bins) for n, fp in features.items()},
-            {n: _empty_mle(fp) for n, fp in features.items()},
+            {n: fp.empty_mle() for n, fp in features.items()},
         )
 
     def merge(self, other: FeatureStats) -> FeatureStats:
@@ -136,15 +136,6 @@ class FeatureStats:
         }
 
 
-def _empty_mle(fp: FeatureProfile) -> MLEAccumulator | None:
-    if fp.family is None:
-        return None
-    if fp.family == "categorical":
-        assert isinstance(fp.bins, CategoricalBins)
-        return accumulator_for("categorical", fp.bins)
-    return accumulator_for(fp.family)
-
-
 def feature_stats_of_batch(
     features: Mapping[str, FeatureProfile],
     batch: Any,
@@ -163,7 +154,7 @@ def feature_stats_of_batch(
             x, n_bad = to_float_array(col, name)
             c = spec.count_floats(x, n_bad)  # type: ignore[union-attr]
             hists[name] = Histogram(spec, c.counts, c.n_missing, c.n_invalid)
-            mle = _empty_mle(fp)
+            mle = fp.empty_mle()
             if isinstance(mle, MomentMLE):
                 mle = mle.add(x, name)
                 if n_bad:  # values of the wrong type are invalid for the family too
@@ -172,7 +163,7 @@ def feature_stats_of_batch(
         else:
             hist = Histogram.of(spec, col, name)
             hists[name] = hist
-            mle = _empty_mle(fp)
+            mle = fp.empty_mle()
             if isinstance(mle, CategoricalMLE):
                 mle = mle.add_counts(hist.counts)
             mles[name] = mle

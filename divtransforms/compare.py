@@ -29,7 +29,6 @@ from divtransforms.histogram import Histogram
 from divtransforms.mle import (
     CategoricalMLE,
     MLEAccumulator,
-    accumulator_for,
     accumulator_from_dict,
     mean_log_likelihood,
     model_kl,
@@ -82,14 +81,11 @@ def window_mle(
     fp: FeatureProfile, values: Any, hist: Histogram | None = None
 ) -> MLEAccumulator | None:
     """A window's MLE accumulator for feature ``fp`` (None when the feature has no family)."""
-    if fp.family is None:
-        return None
-    if fp.family == "categorical":
-        acc = accumulator_for("categorical", fp.bins)  # type: ignore[arg-type]
+    acc = fp.empty_mle()
+    if isinstance(acc, CategoricalMLE):
         h = hist if hist is not None else Histogram.of(fp.bins, values, fp.name)
-        assert isinstance(acc, CategoricalMLE)
         return acc.add_counts(h.counts)
-    return accumulator_for(fp.family).add(values, fp.name)
+    return acc.add(values, fp.name) if acc is not None else None
 
 
 def _nan_divergences() -> dict[str, float]:
@@ -312,11 +308,7 @@ def compare(
     for name in names:
         fp = reference.features[name]
         state = (mle_state or {}).get(name)
-        running[name] = (
-            accumulator_from_dict(state)
-            if state
-            else (window_mle(fp, [], Histogram.empty(fp.bins)) if fp.family else None)
-        )
+        running[name] = accumulator_from_dict(state) if state else fp.empty_mle()
     records = []
     for ws, we, idx in groups:
         for name in names:

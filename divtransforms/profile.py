@@ -61,6 +61,13 @@ class FeatureProfile:
     def bins(self) -> BinSpec:
         return self.histogram.spec
 
+    def empty_mle(self) -> MLEAccumulator | None:
+        """An empty accumulator of this feature's family (None when it has none)."""
+        if self.family is None:
+            return None
+        spec = self.bins if isinstance(self.bins, CategoricalBins) else None
+        return accumulator_for(self.family, spec)
+
     def to_dict(self) -> dict[str, Any]:
         h = self.histogram
         return {

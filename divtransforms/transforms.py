@@ -234,11 +234,7 @@ def seed_running(
                 )
             out[name] = acc
         else:
-            out[name] = (
-                accumulator_for(fp.family, fp.bins)  # type: ignore[arg-type]
-                if fp.family == "categorical"
-                else accumulator_for(fp.family)
-            )
+            out[name] = fp.empty_mle()
     return out
 
 
