@@ -23,11 +23,10 @@ from divtransforms.mle import (
     accumulator_for,
     accumulator_from_dict,
     model_kl,
-    parameter_tests,
 )
 from divtransforms.profile import FeatureProfile, ProfileError, ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, read_records, records_to_table
-from divtransforms.significance import g_test, js_bias
+from divtransforms.significance import g_test, js_bias, mean_test
 
 __version__ = "0.1.0"
 
@@ -55,8 +54,8 @@ __all__ = [
     "js_distance",
     "js_divergence",
     "kl_divergence",
+    "mean_test",
     "model_kl",
-    "parameter_tests",
     "psi",
     "read_records",
     "records_to_table",

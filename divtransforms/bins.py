@@ -403,6 +403,30 @@ class CategoricalBins:
                 counts[-2] = n_unknown
         return BinCounts(counts, int(n_missing), 0)
 
+    @property
+    def truncated(self) -> bool:
+        """The reference had more values than the vocabulary holds."""
+        return bool(self.other_values) or not self.track_unseen
+
+    def boundary_cells(self, reference_counts: Any) -> NDArray[np.bool_]:
+        """Cells whose reference counts are biased by the choice of the vocabulary.
+
+        A truncated vocabulary keeps the values that came out most frequent in the reference
+        sample, so the reference overstates the share of those that only just made the cut (and
+        understates ``__other__``). Returns True for ``__other__`` and for vocabulary values whose
+        reference count is within 3 standard deviations (``sqrt(cut)``) of the smallest one kept;
+        the G-test pools them into one cell. All False when the vocabulary is complete.
+        """
+        counts = np.asarray(reference_counts, dtype=np.float64)
+        out = np.zeros(self.n_bins, dtype=bool)
+        k = len(self.vocabulary)
+        if not self.truncated or k == 0:
+            return out
+        cut = float(counts[:k].min())
+        out[:k] = counts[:k] < cut + 3.0 * math.sqrt(cut) + 1.0
+        out[k] = True
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": "categorical",

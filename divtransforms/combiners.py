@@ -16,7 +16,6 @@ Beam metrics (namespace ``divtransforms``): ``rows``, ``samples`` (binned), ``mi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +29,7 @@ from apache_beam.metrics import Metrics
 from divtransforms.bins import to_float_array
 from divtransforms.histogram import Histogram
 from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE
+from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "FeatureStats",
     "FeatureStatsFn",
     "MissingFeatureError",
-    "NumericSummary",
     "NumericSummaryFn",
     "VocabularyFn",
     "batch_columns",
@@ -262,117 +261,19 @@ class VocabularyFn(beam.CombineFn):
         return acc
 
 
-@dataclass
-class NumericSummary:
-    """Mergeable facts about one numeric feature's finite values: range, the predicates
-    ``infer_family`` looks at, and the central moments (n, mean, M2, M3) of x and of log x."""
-
-    n: int = 0
-    lo: float = math.inf
-    hi: float = -math.inf
-    all_binary: bool = True
-    all_counts: bool = True
-    all_positive: bool = True
-    x: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
-    logx: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
-
-    @classmethod
-    def of(cls, x: np.ndarray) -> NumericSummary:
-        x = x[np.isfinite(x)]
-        if x.size == 0:
-            return cls()
-        pos = bool(np.all(x > 0))
-        return cls(
-            int(x.size),
-            float(x.min()),
-            float(x.max()),
-            bool(np.all((x == 0) | (x == 1))),
-            bool(np.all((x >= 0) & (np.floor(x) == x))),
-            pos,
-            _moments(x),
-            _moments(np.log(x)) if pos else (0, 0.0, 0.0, 0.0),
-        )
-
-    def merge(self, o: NumericSummary) -> NumericSummary:
-        if o.n == 0:
-            return self
-        if self.n == 0:
-            return o
-        pos = self.all_positive and o.all_positive
-        return NumericSummary(
-            self.n + o.n,
-            min(self.lo, o.lo),
-            max(self.hi, o.hi),
-            self.all_binary and o.all_binary,
-            self.all_counts and o.all_counts,
-            pos,
-            _merge_moments(self.x, o.x),
-            _merge_moments(self.logx, o.logx) if pos else (0, 0.0, 0.0, 0.0),
-        )
-
-    def skew(self, log: bool = False) -> float:
-        n, _, m2, m3 = self.logx if log else self.x
-        if n == 0 or m2 <= 0:
-            return math.nan
-        return (m3 / n) / (m2 / n) ** 1.5
-
-    def family(self) -> str:
-        """Same rule as ``divtransforms.mle.infer_family``, from the merged moments."""
-        if self.n == 0:
-            return "normal"
-        if self.all_binary:
-            return "bernoulli"
-        if self.all_counts:
-            return "poisson"
-        if self.all_positive and self.n >= 8:
-            sx, slog = self.skew(), self.skew(log=True)
-            if slog**2 < sx**2 and sx > 1.0:
-                return "lognormal"
-        return "normal"
-
-
-def _moments(x: np.ndarray) -> tuple[int, float, float, float]:
-    mean = float(x.mean())
-    d = x - mean
-    return int(x.size), mean, float(np.dot(d, d)), float(np.sum(d * d * d))
-
-
-def _merge_moments(
-    a: tuple[int, float, float, float], b: tuple[int, float, float, float]
-) -> tuple[int, float, float, float]:
-    """Chan et al. / Pebay pairwise update for n, mean, M2, M3."""
-    na, ma, m2a, m3a = a
-    nb, mb, m2b, m3b = b
-    if na == 0:
-        return b
-    if nb == 0:
-        return a
-    n = na + nb
-    delta = mb - ma
-    mean = ma + delta * nb / n
-    m2 = m2a + m2b + delta * delta * na * nb / n
-    m3 = (
-        m3a
-        + m3b
-        + delta**3 * na * nb * (na - nb) / (n * n)
-        + 3.0 * delta * (na * m2b - nb * m2a) / n
-    )
-    return n, mean, m2, m3
-
-
 class NumericSummaryFn(beam.CombineFn):
-    """Batches -> ``{feature: NumericSummary}`` for numeric features."""
+    """Batches -> ``{feature: ValueSummary}`` for numeric features (family inference, ranges)."""
 
     def __init__(self, features: Sequence[str]) -> None:
         self._features = list(features)
 
-    def create_accumulator(self) -> dict[str, NumericSummary]:
-        return {n: NumericSummary() for n in self._features}
+    def create_accumulator(self) -> dict[str, ValueSummary]:
+        return {n: ValueSummary() for n in self._features}
 
     def add_input(self, acc, batch):
         for name in self._features:
             x, _ = to_float_array(column_of(batch, name), name)
-            acc[name] = acc[name].merge(NumericSummary.of(x))
+            acc[name] = acc[name].merge(ValueSummary.of(x))
         return acc
 
     def merge_accumulators(self, accumulators):

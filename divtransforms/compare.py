@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from divtransforms.bins import CategoricalBins
 from divtransforms.columns import as_columns, event_time_micros, parse_duration, take
 from divtransforms.divergence import (
     cross_entropy,
@@ -29,14 +30,15 @@ from divtransforms.histogram import Histogram
 from divtransforms.mle import (
     CategoricalMLE,
     MLEAccumulator,
+    MomentMLE,
     accumulator_from_dict,
+    category_tests,
     mean_log_likelihood,
     model_kl,
-    parameter_tests,
 )
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.records import records_to_table, sort_records
-from divtransforms.significance import g_test, js_bias
+from divtransforms.significance import g_test, js_bias, moment_columns, window_tests
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -49,11 +51,15 @@ __all__ = [
 ]
 
 DEFAULT_ALPHA = 0.5
+# The decisive test (its kind) behind each parameter row of a record.
+_TESTED_BY = {"mu": "location", "rate": "location", "p": "location", "sigma": "dispersion"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Assessor(Protocol):
     def assess(self, record: Mapping[str, Any]) -> str: ...
+
+    def explain(self, record: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 @functools.cache
@@ -156,12 +162,16 @@ def drift_record(
         "bin_labels": fp.bins.labels,
         "dof": 0,
     }
+    histogram_test = None
     if n == 0 or n_ref == 0:
         rec.update(_nan_divergences())
     else:
         js = float(js_divergence(counts, ref_counts, base))
-        gt = g_test(counts, ref_counts)
-        bias = js_bias(n, n_ref, gt.dof + 1, base)
+        spec = fp.bins
+        boundary = spec.boundary_cells(ref_counts) if isinstance(spec, CategoricalBins) else None
+        gt = g_test(counts, ref_counts, also_pool=boundary)
+        bias = js_bias(n, n_ref, int(np.count_nonzero(counts + ref_counts)), base)
+        js_corrected = max(js - bias, 0.0)
         rec.update(
             entropy_current=float(entropy(counts, base)),
             cross_entropy=float(cross_entropy(counts, ref_counts, base, alpha)),
@@ -170,16 +180,41 @@ def drift_record(
             js_divergence=js,
             js_distance=math.sqrt(js),
             js_bias=bias,
-            js_corrected=max(js - bias, 0.0),
+            js_corrected=js_corrected,
             psi=float(psi(counts, ref_counts, base, alpha)),
             hellinger=float(hellinger(counts, ref_counts)),
             g_statistic=gt.g_statistic,
             dof=gt.dof,
             p_value=gt.p_value,
         )
-    rec.update(_mle_fields(fp, mle_window, mle_running, alpha, base))
+        histogram_test = (gt.g_statistic / gt.williams_q, gt.p_value, js_corrected)
+    ref_mle = fp.mle if isinstance(fp.mle, MomentMLE) else None
+    win_mle = mle_window if isinstance(mle_window, MomentMLE) else None
+    tests = window_tests(
+        fp.family,
+        histogram_test,
+        (moment_columns(win_mle.t), moment_columns(ref_mle.t)) if ref_mle and win_mle else None,
+        (moment_columns(win_mle.dev), moment_columns(ref_mle.dev))
+        if ref_mle and win_mle and win_mle.dev.n and ref_mle.dev.n
+        else None,
+    )
+    rec["tests"] = [
+        {
+            "name": t.name,
+            "kind": t.kind,
+            "statistic": float(t.statistic),
+            "p_value": float(t.p_value),
+            "effect": float(t.effect),
+        }
+        for t in tests
+    ]
+    rec.update(_mle_fields(fp, mle_window, mle_running, rec["tests"], alpha, base))
     assessor = resolve_policy(policy)
-    rec["severity"] = assessor.assess(rec) if assessor is not None else None
+    if assessor is None:
+        rec["severity"], rec["severity_reason"] = None, None
+    else:
+        verdict = assessor.explain(rec)
+        rec["severity"], rec["severity_reason"] = verdict["severity"], verdict["reason"]
     rec["created_at"] = created_at or datetime.now(UTC)
     return rec
 
@@ -188,6 +223,7 @@ def _mle_fields(
     fp: FeatureProfile,
     win: MLEAccumulator | None,
     run: MLEAccumulator | None,
+    tests: list[dict[str, Any]],
     alpha: float,
     base: float,
 ) -> dict[str, Any]:
@@ -201,14 +237,22 @@ def _mle_fields(
             "mle_reference_loglik": None,
             "mle_kl": None,
             "mle_p_value": None,
+            "mle_fit": None,
         }
     ref_est = fp.mle.estimate()
     win_est = win.estimate()
     run_est = (run if run is not None else win).estimate()
-    tests = parameter_tests(win, fp.mle)
+    # A parameter row shows the decisive test of what it measures (mu, rate, p: the mean test;
+    # sigma: the dispersion test); categorical rows the two-proportion z-test of each category
+    # (descriptive: categorical features are decided by the histogram); gamma's rows none.
+    by_kind = {t["kind"]: t for t in tests}
+    per_category = category_tests(win, fp.mle) if isinstance(win, CategoricalMLE) else {}
     params = []
-    for t in tests:
-        k = t.name
+    for k in ref_est.params:
+        test = by_kind.get(_TESTED_BY.get(k, ""))
+        z, p = per_category.get(k, (math.nan, math.nan))
+        if test is not None:
+            z, p = test["statistic"], test["p_value"]
         params.append(
             {
                 "name": k,
@@ -218,11 +262,12 @@ def _mle_fields(
                 "window_se": win_est.se[k],
                 "running": run_est.params[k],
                 "running_se": run_est.se[k],
-                "z": t.z,
-                "p_value": t.p_value,
+                "z": z,
+                "p_value": p,
             }
         )
-    pvals = [t.p_value for t in tests if math.isfinite(t.p_value)]
+    pvals = [t["p_value"] for t in tests if t["kind"] != "histogram"]
+    pvals = [p for p in pvals if math.isfinite(p)]
     return {
         "mle_family": fp.family,
         "mle_n": win.n,
@@ -232,6 +277,7 @@ def _mle_fields(
         "mle_reference_loglik": mean_log_likelihood(fp.mle, ref_est, alpha),
         "mle_kl": model_kl(fp.family or "", win_est.params, ref_est.params, base),
         "mle_p_value": min(1.0, len(pvals) * min(pvals)) if pvals else math.nan,
+        "mle_fit": fp.fit.get("kl_bits") if fp.fit else None,
     }
 
 

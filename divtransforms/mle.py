@@ -1,25 +1,32 @@
 """Running maximum-likelihood estimates from mergeable sufficient statistics (DESIGN.md s. 4).
 
-Every numeric family keeps the moments of a transformed value ``t`` (``x`` itself, or ``log x`` for
-the lognormal) as ``n``, a ``shift`` and the mean offset from it, and ``M2`` (sum of squared
-deviations). Batches use two passes around a shift; merges use Chan et al.'s update with the shift
-difference taken exactly, so that ``1e9 + N(0, 1e-3)`` data keep full precision after any split.
-The gamma family also keeps ``S = sum(x/m - 1 - log(x/m))`` (``m`` the mean), a sum of non-negative
-terms from which ``ln(mean) - mean(log x) = S / n`` follows without cancellation.
+Every numeric family keeps the moments (n, mean, M2, M3, M4; ``divtransforms.moments.Moments``)
+of a transformed value ``t`` (``x`` itself, or ``log x`` for the lognormal), and those of the
+absolute deviations ``|t - c|`` from a centre ``c`` fixed by the reference. Merges are exact
+(Pebay's update around a shift carried exactly), so ``1e9 + N(0, 1e-3)`` data keep full precision
+after any split. The gamma family also keeps ``S = sum(x/m - 1 - log(x/m))`` (``m`` the mean), a
+sum of non-negative terms from which ``ln(mean) - mean(log x) = S / n`` follows without
+cancellation.
 
 Invalid samples for a family (``x <= 0`` for lognormal/gamma, negative or non-integer for poisson,
 not 0/1 for bernoulli, ``+-inf`` everywhere) are counted in ``n_invalid`` and excluded; missing
 values (NaN) are not counted here (the histogram counts them).
 
-| family      | parameters        | standard errors (Fisher information)                       |
-|-------------|-------------------|------------------------------------------------------------|
-| normal      | mu, sigma         | sigma/sqrt(n), sigma/sqrt(2n)                              |
-| lognormal   | mu, sigma (log x) | the same on log x                                          |
-| exponential | rate              | rate/sqrt(n)                                               |
-| poisson     | rate              | sqrt(rate/n)                                               |
-| bernoulli   | p                 | sqrt(p(1-p)/n)                                             |
-| gamma       | shape, scale      | inverse of n [[trigamma(k), 1/theta], [1/theta, k/theta^2]] |
-| categorical | p_<label>         | sqrt(p(1-p)/n)                                             |
+Standard errors are robust (sandwich) where a parameter is a function of the mean or variance of
+``t``: they come from the data's variance and kurtosis, not from the model, and equal the
+Fisher-information errors when the family is the true one.
+
+| family      | parameters        | standard errors                                  |
+|-------------|-------------------|--------------------------------------------------|
+| normal      | mu, sigma         | s/sqrt(n), sigma sqrt((kurt + 2) / 4n)           |
+| lognormal   | mu, sigma (log x) | the same on log x                                |
+| exponential | rate              | rate^2 s/sqrt(n) (delta method on 1/mean)        |
+| poisson     | rate              | s/sqrt(n)                                        |
+| bernoulli   | p                 | sqrt(p(1-p)/n)                                   |
+| gamma       | shape, scale      | Fisher information (trigamma)                    |
+| categorical | p_<label>         | sqrt(p(1-p)/n)                                   |
+
+The tests that decide drift live in ``divtransforms.significance``; they read these moments.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from scipy import special
 
 from divtransforms.bins import CategoricalBins, bin_spec_from_dict, to_float_array
 from divtransforms.divergence import kl_divergence
+from divtransforms.moments import Moments, ValueSummary
 
 __all__ = [
     "FAMILIES",
@@ -43,19 +51,17 @@ __all__ = [
     "Estimate",
     "MLEAccumulator",
     "MomentMLE",
-    "ParameterTest",
     "accumulator_for",
     "accumulator_from_dict",
     "gamma_shape",
     "infer_family",
     "mean_log_likelihood",
     "model_kl",
-    "parameter_tests",
 ]
 
 NUMERIC_FAMILIES = ("normal", "lognormal", "exponential", "poisson", "bernoulli", "gamma")
 FAMILIES = (*NUMERIC_FAMILIES, "categorical")
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -66,15 +72,6 @@ class Estimate:
     n: int
     params: dict[str, float]
     se: dict[str, float]
-
-
-@dataclass(frozen=True)
-class ParameterTest:
-    """Test of one parameter, current against reference: signed z-score and two-sided p-value."""
-
-    name: str
-    z: float
-    p_value: float
 
 
 def _g(u: NDArray[np.float64] | float) -> Any:
@@ -89,13 +86,19 @@ def _g(u: NDArray[np.float64] | float) -> Any:
 
 @dataclass(frozen=True)
 class MomentMLE:
-    """Accumulator for the numeric families (see the module docstring)."""
+    """Accumulator for the numeric families (see the module docstring).
+
+    ``t`` holds the moments of the family's value (``x``, or ``log x`` for the lognormal), ``dev``
+    those of ``|t - center|``, the absolute deviations from a centre fixed by the reference (its
+    mean of ``t``; NaN until a reference sets it, and then ``dev`` stays empty). Both feed the drift
+    tests (``divtransforms.significance``), which use only these moments and so hold whatever the
+    true distribution is.
+    """
 
     family: str
-    n: int = 0
-    shift: float = 0.0
-    offset: float = 0.0  # mean of t = shift + offset
-    m2: float = 0.0
+    t: Moments = field(default_factory=Moments)
+    center: float = math.nan
+    dev: Moments = field(default_factory=Moments)
     s: float = 0.0  # gamma only: sum(x/m - 1 - log(x/m))
     mean_lfact: float = 0.0  # poisson only: mean of log(x!)
     n_invalid: int = 0
@@ -121,6 +124,10 @@ class MomentMLE:
             ok &= (x == 0) | (x == 1)
         return ok
 
+    def transform(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The family's value ``t`` of valid samples ``x``."""
+        return np.log(x) if self.family == "lognormal" else x
+
     def add(self, values: Any, feature: str | None = None) -> MomentMLE:
         """A new accumulator with one more batch (numpy/pyarrow/sequence; NaN = missing)."""
         x, n_bad_type = to_float_array(values, feature)
@@ -128,93 +135,102 @@ class MomentMLE:
         ok = self._valid(x)
         n_invalid = n_bad_type + int(x.shape[0] - ok.sum())
         x = x[ok] if n_invalid - n_bad_type else x
-        batch = self._from_valid(x, n_invalid)
-        return self.merge(batch)
+        return self.merge(self._from_valid(x, n_invalid))
+
+    def with_center(self, center: float) -> MomentMLE:
+        """An empty accumulator of this family whose ``dev`` moments are about ``center``."""
+        return MomentMLE(self.family, center=float(center))
 
     def _from_valid(self, x: NDArray[np.float64], n_invalid: int) -> MomentMLE:
-        n = int(x.shape[0])
-        if n == 0:
-            return replace(
-                self, n=0, shift=0.0, offset=0.0, m2=0.0, s=0.0, mean_lfact=0.0, n_invalid=n_invalid
-            )
-        t = np.log(x) if self.family == "lognormal" else x
-        shift = float(t[0])
-        d = t - shift
-        off = float(d.mean())
-        r = d - off
-        off += float(r.mean())  # one refinement step: the residual mean is ~ulp-level
-        r = d - off
-        m2 = float((r * r).sum())  # no BLAS: pairwise summation, no thread start-up
+        if x.shape[0] == 0:
+            return MomentMLE(self.family, center=self.center, n_invalid=n_invalid)
+        t = self.transform(x)
+        mt = Moments.of(t)
+        dev = Moments.of(np.abs(t - self.center)) if math.isfinite(self.center) else Moments()
         s = 0.0
         if self.family == "gamma":
-            m = shift + off
-            s = float(np.sum(_g(r / m)))
+            s = float(np.sum(_g((t - mt.shift - mt.offset) / mt.mean)))
         mean_lfact = float(special.gammaln(x + 1.0).mean()) if self.family == "poisson" else 0.0
-        return MomentMLE(self.family, n, shift, off, m2, s, mean_lfact, n_invalid)
+        return MomentMLE(self.family, mt, self.center, dev, s, mean_lfact, n_invalid)
 
     def merge(self, other: MomentMLE) -> MomentMLE:
-        """Exact combination of two accumulators (Chan et al.), commutative up to rounding."""
+        """Exact combination of two accumulators (Pebay), commutative up to rounding.
+
+        Deviations about different centres (state kept across two references) cannot be
+        combined: the result keeps this accumulator's centre with empty ``dev`` moments.
+        """
         if other.family != self.family:
             raise ValueError(f"cannot merge {self.family} and {other.family} statistics")
+        same_center = self.center == other.center or (
+            math.isnan(self.center) and math.isnan(other.center)
+        )
+        dev = self.dev.merge(other.dev) if same_center else Moments()
+        n_invalid = self.n_invalid + other.n_invalid
         if other.n == 0:
-            return replace(self, n_invalid=self.n_invalid + other.n_invalid)
+            return replace(self, dev=dev, n_invalid=n_invalid)
         if self.n == 0:
-            return replace(other, n_invalid=self.n_invalid + other.n_invalid)
-        na, nb = self.n, other.n
-        n = na + nb
-        shift = self.shift
-        off_a = self.offset
-        off_b = (other.shift - shift) + other.offset  # exact when shifts are within 2x (Sterbenz)
-        delta = off_b - off_a
-        off = off_a + delta * (nb / n)
-        m2 = self.m2 + other.m2 + delta * delta * (na * nb / n)
+            return replace(other, center=self.center, dev=dev, n_invalid=n_invalid)
+        t = self.t.merge(other.t)
+        na, nb, n = self.n, other.n, t.n
         s = 0.0
         if self.family == "gamma":
-            m = shift + off
+            m = t.mean
+            off_b = (other.t.shift - self.t.shift) + other.t.offset  # both about self's shift
             s = (
                 self.s
-                + na * float(_g((off_a - off) / m))
+                + na * float(_g((self.t.offset - t.offset) / m))
                 + other.s
-                + nb * float(_g((off_b - off) / m))
+                + nb * float(_g((off_b - t.offset) / m))
             )
         mean_lfact = (self.mean_lfact * na + other.mean_lfact * nb) / n
-        return MomentMLE(
-            self.family, n, shift, off, m2, s, mean_lfact, self.n_invalid + other.n_invalid
-        )
+        return MomentMLE(self.family, t, self.center, dev, s, mean_lfact, n_invalid)
 
     # -- estimates -----------------------------------------------------------------------------
     @property
+    def n(self) -> int:
+        return self.t.n
+
+    @property
     def mean(self) -> float:
         """Mean of the transformed value (``x``, or ``log x`` for the lognormal)."""
-        return self.shift + self.offset if self.n else math.nan
+        return self.t.mean
 
     @property
     def variance(self) -> float:
         """MLE variance (``M2 / n``) of the transformed value."""
-        return self.m2 / self.n if self.n else math.nan
+        return self.t.variance
 
     def estimate(self) -> Estimate:
+        """MLEs with robust (sandwich) standard errors where the family's own are not robust.
+
+        mu, rate and p are functions of the mean of ``t``, so their sandwich standard error
+        comes from the sample variance (delta method for ``rate = 1/mean``); sigma's uses the
+        sample kurtosis, ``sigma sqrt((kurt + 2) / 4n)``. Under the family itself these equal
+        the Fisher-information errors. Gamma keeps its Fisher-information errors.
+        """
         f, n = self.family, self.n
         nan = math.nan
         if n == 0:
             names = _PARAM_NAMES[f]
             return Estimate(f, 0, {k: nan for k in names}, {k: nan for k in names})
-        m = self.mean
+        m, var = self.mean, self.variance
+        sd_mean = math.sqrt(var / n)
         if f in ("normal", "lognormal"):
-            sigma = math.sqrt(self.variance)
+            sigma = math.sqrt(var)
+            kurt = self.t.kurtosis
             return Estimate(
                 f,
                 n,
                 {"mu": m, "sigma": sigma},
-                {"mu": sigma / math.sqrt(n), "sigma": sigma / math.sqrt(2 * n)},
+                {"mu": sd_mean, "sigma": sigma * math.sqrt(max(kurt + 2.0, 0.0) / (4 * n))},
             )
         if f == "exponential":
             rate = 1.0 / m if m > 0 else math.inf
-            return Estimate(f, n, {"rate": rate}, {"rate": rate / math.sqrt(n)})
+            return Estimate(f, n, {"rate": rate}, {"rate": rate * rate * sd_mean})
         if f == "poisson":
-            return Estimate(f, n, {"rate": m}, {"rate": math.sqrt(m / n)})
+            return Estimate(f, n, {"rate": m}, {"rate": sd_mean})
         if f == "bernoulli":
-            return Estimate(f, n, {"p": m}, {"p": math.sqrt(max(m * (1 - m), 0.0) / n)})
+            return Estimate(f, n, {"p": m}, {"p": sd_mean})
         # gamma
         k = gamma_shape(self.s / n)
         theta = m / k
@@ -235,10 +251,10 @@ class MomentMLE:
         return {
             "version": STATE_VERSION,
             "family": self.family,
-            "n": self.n,
-            "shift": self.shift,
-            "offset": self.offset,
-            "m2": self.m2,
+            "n": self.n,  # for readers of the state file; the moments below carry it too
+            "t": self.t.to_list(),
+            "center": self.center if math.isfinite(self.center) else None,
+            "dev": self.dev.to_list(),
             "s": self.s,
             "mean_lfact": self.mean_lfact,
             "n_invalid": self.n_invalid,
@@ -361,7 +377,7 @@ def accumulator_for(family: str, spec: CategoricalBins | None = None) -> MLEAccu
 def accumulator_from_dict(d: Mapping[str, Any]) -> MLEAccumulator:
     """Rebuild an accumulator from :meth:`to_dict` output (checks the state version)."""
     version = d.get("version", STATE_VERSION)
-    if version != STATE_VERSION:
+    if version not in (1, STATE_VERSION):
         raise ValueError(f"MLE state version {version} is not supported (expected {STATE_VERSION})")
     family = d.get("family")
     if family == "categorical":
@@ -369,39 +385,31 @@ def accumulator_from_dict(d: Mapping[str, Any]) -> MLEAccumulator:
         if not isinstance(spec, CategoricalBins):
             raise ValueError("categorical MLE state must carry categorical bins")
         return CategoricalMLE(spec, tuple(d["counts"]), int(d.get("n_invalid", 0)))
+    if version == 1:  # n, mean, M2 only: the third and fourth moments are unknown
+        shift, off, m2 = float(d["shift"]), float(d["offset"]), float(d["m2"])
+        t = Moments(int(d["n"]), shift, off, m2, math.nan, math.nan)
+        return MomentMLE(
+            str(family), t, s=float(d.get("s", 0.0)), mean_lfact=float(d.get("mean_lfact", 0.0)),
+            n_invalid=int(d.get("n_invalid", 0)),
+        )  # fmt: skip
+    center = d.get("center")
     return MomentMLE(
         str(family),
-        int(d["n"]),
-        float(d["shift"]),
-        float(d["offset"]),
-        float(d["m2"]),
+        Moments.from_list(d["t"]),
+        math.nan if center is None else float(center),
+        Moments.from_list(d["dev"]),
         float(d.get("s", 0.0)),
         float(d.get("mean_lfact", 0.0)),
         int(d.get("n_invalid", 0)),
     )
 
 
-def _skew(x: NDArray[np.float64]) -> float:
-    """Sample skewness (the biased, moment estimator ``scipy.stats.skew`` computes)."""
-    d = x - x.mean()
-    m2 = float((d * d).mean())
-    return float((d * d * d).mean()) / m2**1.5 if m2 > 0 else 0.0
-
-
 def infer_family(values: Any) -> str:
-    """A sensible default family for a numeric sample: bernoulli for 0/1, poisson for
-    non-negative integers, lognormal for positive values with a right skew, else normal."""
+    """The family :func:`divtransforms.families.choose_family` picks for a numeric sample."""
+    from divtransforms.families import choose_family
+
     x, _ = to_float_array(values)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return "normal"
-    if np.all((x == 0) | (x == 1)):
-        return "bernoulli"
-    if np.all((x >= 0) & (np.floor(x) == x)):
-        return "poisson"
-    if np.all(x > 0) and x.size >= 8 and _skew(np.log(x)) ** 2 < _skew(x) ** 2 and _skew(x) > 1.0:
-        return "lognormal"
-    return "normal"
+    return choose_family(ValueSummary.of(x)).family
 
 
 # -- comparing a window's fit to the reference's ------------------------------------------------
@@ -494,94 +502,20 @@ def model_kl(
     return max(float(kl), 0.0) / lb
 
 
-def _two_sided_z(p: float, sign: float) -> float:
-    if not math.isfinite(p):
-        return math.nan
-    p = min(max(p, 0.0), 1.0)
-    return math.copysign(float(special.ndtri(1.0 - p / 2.0)) if p < 1 else 0.0, sign)
-
-
-def _z_test(diff: float, se: float) -> tuple[float, float]:
-    if not (math.isfinite(diff) and math.isfinite(se)):
-        return math.nan, math.nan
-    if se == 0:
-        return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
-    z = diff / se
-    return z, float(2.0 * special.ndtr(-abs(z)))
-
-
-def _f_test(ratio: float, d1: float, d2: float) -> float:
-    if not (math.isfinite(ratio) and d1 > 0 and d2 > 0):
-        return math.nan
-    cdf = float(special.fdtr(d1, d2, ratio))
-    return min(1.0, 2.0 * min(cdf, 1.0 - cdf))
-
-
-def parameter_tests(cur_acc: MLEAccumulator, ref_acc: MLEAccumulator) -> list[ParameterTest]:
-    """Per-parameter tests of the current window against the reference (two-sided).
-
-    normal/lognormal: ``mu`` by a z-test with the reference's sigma (exact under the null for
-    normal data), ``sigma`` by the F-test of variances; exponential: F-test of means (exact,
-    ``F(2 n_c, 2 n_r)``); poisson: conditional binomial test of the counts (exact); bernoulli and
-    categorical: pooled two-proportion z-tests; gamma: Wald z-tests with the reference's Fisher
-    information. Each z is signed (current minus reference) and equals ``Phi^-1(1 - p/2)``.
-    """
-    if cur_acc.family != ref_acc.family:
-        raise ValueError("parameter tests need two accumulators of the same family")
-    nc, nr = cur_acc.n, ref_acc.n
-    cur, ref = cur_acc.estimate(), ref_acc.estimate()
-    names = list(ref.params)
+def category_tests(cur: CategoricalMLE, ref: CategoricalMLE) -> dict[str, tuple[float, float]]:
+    """Pooled two-proportion z-test of each category, current against reference:
+    ``{"p_<label>": (z, two-sided p)}``; NaN for a category neither sample has."""
+    nc, nr = cur.n, ref.n
+    out: dict[str, tuple[float, float]] = {}
+    labels = [f"p_{lab}" for lab in cur.spec.labels]
     if nc == 0 or nr == 0:
-        return [ParameterTest(k, math.nan, math.nan) for k in names]
-    f = cur_acc.family
-    out: list[ParameterTest] = []
-    if isinstance(cur_acc, CategoricalMLE) and isinstance(ref_acc, CategoricalMLE):
-        c, r = cur_acc._arr, ref_acc._arr
-        pooled = (c + r) / (nc + nr)
-        for k, ci, ri, pp in zip(names, c, r, pooled, strict=True):
-            if pp == 0:  # a category neither sample has: nothing to test
-                out.append(ParameterTest(k, 0.0, math.nan))
-                continue
-            se = math.sqrt(pp * (1 - pp) * (1 / nc + 1 / nr))
-            z, p = _z_test(ci / nc - ri / nr, se)
-            out.append(ParameterTest(k, z, p))
-        return out
-    assert isinstance(cur_acc, MomentMLE) and isinstance(ref_acc, MomentMLE)
-    mc, mr = cur_acc.mean, ref_acc.mean
-    if f in ("normal", "lognormal"):
-        sr = math.sqrt(ref_acc.variance)
-        z, p = _z_test(mc - mr, sr * math.sqrt(1 / nc + 1 / nr))
-        out.append(ParameterTest("mu", z, p))
-        vc = cur_acc.m2 / (nc - 1) if nc > 1 else math.nan
-        vr = ref_acc.m2 / (nr - 1) if nr > 1 else math.nan
-        if vr == 0:
-            p = 1.0 if vc == 0 else 0.0
-        else:
-            p = _f_test(vc / vr, nc - 1, nr - 1)
-        out.append(ParameterTest("sigma", _two_sided_z(p, vc - vr), p))
-    elif f == "exponential":
-        p = _f_test(mc / mr, 2 * nc, 2 * nr) if mr > 0 else math.nan
-        # rate = 1/mean: a larger mean is a smaller rate.
-        out.append(ParameterTest("rate", _two_sided_z(p, mr - mc), p))
-    elif f == "poisson":
-        sc, sr_ = round(mc * nc), round(mr * nr)
-        total = sc + sr_
-        frac = nc / (nc + nr)
-        if total == 0:
-            p = 1.0
-        else:
-            lower = float(special.bdtr(sc, total, frac))  # P(X <= sc)
-            upper = float(special.bdtrc(sc - 1, total, frac)) if sc > 0 else 1.0  # P(X >= sc)
-            p = min(1.0, 2.0 * min(lower, upper))
-        out.append(ParameterTest("rate", _two_sided_z(p, mc - mr), p))
-    elif f == "bernoulli":
-        pp = (mc * nc + mr * nr) / (nc + nr)
-        z, p = _z_test(mc - mr, math.sqrt(pp * (1 - pp) * (1 / nc + 1 / nr)))
-        out.append(ParameterTest("p", z, p))
-    else:  # gamma
-        se_ref = ref.se
-        for k in names:
-            se_unit = se_ref[k] * math.sqrt(nr)  # per-sample standard deviation at the reference
-            z, p = _z_test(cur.params[k] - ref.params[k], se_unit * math.sqrt(1 / nc + 1 / nr))
-            out.append(ParameterTest(k, z, p))
+        return {k: (math.nan, math.nan) for k in labels}
+    pooled = (cur._arr + ref._arr) / (nc + nr)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.sqrt(pooled * (1 - pooled) * (1 / nc + 1 / nr))
+        diff = cur._arr / nc - ref._arr / nr
+        z = np.where(se > 0, diff / se, np.where(diff == 0, 0.0, np.sign(diff) * np.inf))
+    p = 2.0 * special.ndtr(-np.abs(z))
+    for k, pp, zi, pi in zip(labels, pooled, z, p, strict=True):
+        out[k] = (math.nan, math.nan) if pp == 0 else (float(zi), float(pi))
     return out

@@ -10,22 +10,24 @@ The decision for one window (``Policy.assess``) follows DESIGN.md section 3. A w
   ``significance`` over the tests available for the feature, and
 * the effect size measured by *that* test is above a floor that does not depend on n.
 
-The tests and their effect sizes:
+The tests are the record's ``tests`` (computed once, by ``divtransforms.significance``, for
+records, Beam and the benchmark alike), so an alert is explained by its record alone:
 
 ``histogram``
-    The two-sample G-test of homogeneity (record ``g_statistic``, ``dof``) with Williams'
-    correction computed from the record's counts; used only when the window has at least
-    ``min_expected`` samples per non-empty bin (the chi-square approximation is liberal on sparse
-    tables). Effect: the policy ``metric``; for ``js_divergence`` the bias-corrected value
-    ``js_corrected`` (plug-in JS minus its expectation under no drift), so the floor means the same
-    thing at n = 300 and n = 100,000.
-``parameters`` (features with an MLE family)
-    One test per fitted parameter of the window against the reference. For ``normal`` and
-    ``lognormal`` the exact small-sample tests are used (Welch's t for the mean, the F test for the
-    variance) from the record's window and reference estimates; for the other families the record's
-    Wald test (``mle_params[*].p_value``). Effect: the parameter shift in units of one
-    observation's reference standard deviation, ``|theta_w - theta_r| / (se_r * sqrt(n_ref))``,
-    which for the normal mean is exactly the shift in reference sigmas.
+    The two-sample G-test of homogeneity with Williams' correction (the record's ``p_value``);
+    used only when the window has at least ``min_expected`` samples per non-empty bin (the
+    chi-square approximation is liberal on sparse tables). Effect: the policy ``metric``; for
+    ``js_divergence`` the bias-corrected value ``js_corrected`` (plug-in JS minus its expectation
+    under no drift), so the floor means the same thing at n = 300 and n = 100,000.
+``location`` (the ``mean`` test, features with a numeric family)
+    The mean of the family's value (``x``, or ``log x`` for the lognormal) against the
+    reference's: a permutation-calibrated z with skewness and kurtosis corrections from the
+    pooled moments, valid whatever the true distribution. Effect: the shift in reference standard
+    deviations.
+``dispersion`` (features with a numeric family other than bernoulli)
+    The same test on the absolute deviations from the reference centre (a Levene-type scale
+    test). Effect: the change of the mean absolute deviation in its reference standard
+    deviations.
 
 Weights (``weight_location``, ``weight_other_parameters``, ``weight_histogram``) split the level:
 the first parameter (the location) is by far the most powerful test for the drift users mean by
@@ -34,7 +36,8 @@ step-down procedure happens exactly when the weighted Bonferroni test rejects, s
 decision is the Holm decision too.
 
 ``critical`` is the same rule with the critical floors (``critical`` for the metric,
-``parameter_critical`` for parameter shifts).
+``parameter_critical`` for the location and dispersion effects). The calibration of this rule on
+realistic no-drift shapes is in ``docs/policy.md`` (``benchmarks/bench_policy.py``).
 
 ``AlertTracker`` turns the per-window severities of a stream into alerts: ``consecutive`` breaching
 windows before an alert, no repeated alert while a breach lasts (an escalation from warning to
@@ -51,14 +54,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from divtransforms.records import SEVERITIES
+from divtransforms.significance import DriftTest
 
 POLICY_STATE_VERSION = 1
 
 METRICS = ("js_divergence", "js_distance", "hellinger", "psi", "kl_divergence", "kl_reverse")
-LOCATION_SCALE_FAMILIES = ("normal", "lognormal")
 _SEVERITY_RANK = {"ok": 0, "insufficient": 0, "warning": 1, "critical": 2}
 
 
@@ -74,12 +76,13 @@ class FeaturePolicy:
         metric: histogram effect-size metric (a record column); ``js_divergence`` is judged by its
             bias-corrected value ``js_corrected`` (bits in base 2).
         warn, critical: floors on that metric for a warning / critical breach.
-        parameter_warn, parameter_critical: floors on the parameter shift, in reference standard
-            deviations of one observation (normal mean: reference sigmas).
+        parameter_warn, parameter_critical: floors on the location and dispersion effects, in
+            reference standard deviations of the tested value (mean: reference sigmas).
         min_samples: windows with fewer binned samples are ``"insufficient"`` (never a breach).
         significance: family-wise false-alarm level per window, split by the weights below.
         weight_location, weight_other_parameters, weight_histogram: relative shares of
-            ``significance`` (renormalised over the tests that apply to the feature).
+            ``significance`` (renormalised over the tests that apply to the feature);
+            ``weight_other_parameters`` goes to the dispersion test.
         min_expected: the histogram test needs ``n / non-empty bins`` at least this large.
         consecutive: breaching windows in a row before an alert.
         cooldown: windows after a warning/critical alert during which no new one is sent for the
@@ -205,16 +208,6 @@ def _feature_policy(base: FeaturePolicy, overrides: Mapping[str, Any], where: st
 
 
 @dataclass
-class DriftTest:
-    """One test over a batch of windows: p-values and effect sizes (NaN = not applicable)."""
-
-    name: str
-    kind: str  # "histogram" | "location" | "parameter"
-    p_value: np.ndarray
-    effect: np.ndarray
-
-
-@dataclass
 class Evidence:
     """Everything ``decide`` needs for a batch of windows of one feature."""
 
@@ -259,7 +252,7 @@ def _floors(fp: FeaturePolicy, test: DriftTest) -> tuple[float, float]:
 def _levels(fp: FeaturePolicy, tests: Sequence[DriftTest]) -> list[float]:
     """Weighted Bonferroni split of ``fp.significance`` over the tests present."""
     weights = []
-    n_other = sum(1 for t in tests if t.kind == "parameter")
+    n_other = sum(1 for t in tests if t.kind not in ("histogram", "location"))
     for t in tests:
         if t.kind == "histogram":
             weights.append(fp.weight_histogram)
@@ -290,107 +283,38 @@ def decide(fp: FeaturePolicy, evidence: Evidence) -> np.ndarray:
     return out
 
 
-def williams_q(n_cur: np.ndarray, n_ref: np.ndarray, col_totals: np.ndarray) -> np.ndarray:
-    """Williams' correction factor for the 2 x K G-test (Williams 1976; Sokal & Rohlf, Biometry).
-
-    ``q = 1 + (N (1/n_cur + 1/n_ref) - 1) (N sum_j 1/C_j - 1) / (6 N (K' - 1))`` with ``C_j`` the
-    non-zero bin totals and ``K'`` their number; ``G / q`` follows chi-square more closely.
-    ``col_totals`` is 2-D (windows x bins).
-    """
-    n_cur = np.asarray(n_cur, dtype=np.float64)
-    n_ref = np.asarray(n_ref, dtype=np.float64)
-    cols = np.asarray(col_totals, dtype=np.float64)
-    total = n_cur + n_ref
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(cols > 0, 1.0 / np.where(cols > 0, cols, 1.0), 0.0).sum(axis=-1)
-        k = (cols > 0).sum(axis=-1)
-        q = 1.0 + (total * (1.0 / n_cur + 1.0 / n_ref) - 1.0) * (total * inv - 1.0) / (
-            6.0 * total * np.maximum(k - 1, 1)
-        )
-    return np.where(np.isfinite(q) & (q > 0), q, 1.0)
-
-
-def histogram_test(
-    g_statistic, dof, n, n_ref, counts, reference_counts, effect, min_expected: float
-) -> DriftTest:
-    """The G-test as a ``DriftTest``: Williams-corrected p-value, NaN where too sparse."""
-    g = np.asarray(g_statistic, dtype=np.float64)
-    dof = np.asarray(dof, dtype=np.float64)
+def dense_enough(n: Any, dof: Any, min_expected: float) -> np.ndarray:
+    """Whether the histogram test applies: at least ``min_expected`` samples per non-empty bin
+    (the chi-square approximation of G is liberal on sparser tables)."""
     n = np.asarray(n, dtype=np.float64)
-    counts = np.asarray(counts, dtype=np.float64)
-    reference_counts = np.asarray(reference_counts, dtype=np.float64)
-    q = williams_q(n, n_ref, counts + reference_counts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = special.chdtrc(np.maximum(dof, 1), g / q)
-        dense = (dof >= 1) & (n / (dof + 1) >= min_expected)
-    p = np.where(dense & np.isfinite(g), p, np.nan)
-    return DriftTest("histogram", "histogram", p, np.asarray(effect, dtype=np.float64))
-
-
-def normal_tests(mu_w, sigma_w, n, mu_r, sigma_r, n_ref) -> list[DriftTest]:
-    """Exact small-sample tests for a normal window against a normal reference (MLE inputs).
-
-    Location: Welch's t test (unbiased variances, Welch-Satterthwaite dof). Scale: the two-sided F
-    test of the variance ratio with (n - 1, n_ref - 1) dof. Effects: ``|mu_w - mu_r| / sigma_r`` and
-    ``|sigma_w - sigma_r| / (sigma_r / sqrt 2)`` (per-observation standard deviations of the MLEs).
-    """
-    mu_w, sigma_w, n, mu_r, sigma_r, n_ref = (
-        np.asarray(a, dtype=np.float64) for a in (mu_w, sigma_w, n, mu_r, sigma_r, n_ref)
-    )
+    dof = np.asarray(dof, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        var_w = sigma_w**2 * n / (n - 1)
-        var_r = sigma_r**2 * n_ref / (n_ref - 1)
-        a, b = var_w / n, var_r / n_ref
-        se = np.sqrt(a + b)
-        t = (mu_w - mu_r) / se
-        df = (a + b) ** 2 / (a**2 / (n - 1) + b**2 / (n_ref - 1))
-        p_loc = 2.0 * special.stdtr(df, -np.abs(t))
-        ratio = var_w / var_r
-        p_scale = 2.0 * np.minimum(
-            special.fdtrc(n - 1, n_ref - 1, ratio), special.fdtr(n - 1, n_ref - 1, ratio)
-        )
-        effect_loc = np.abs(mu_w - mu_r) / sigma_r
-        effect_scale = np.abs(sigma_w - sigma_r) / (sigma_r / math.sqrt(2.0))
-    # A constant window against a constant reference: t is 0/0. No evidence either way.
-    p_loc = np.where(np.isfinite(p_loc), p_loc, np.where(mu_w == mu_r, 1.0, 0.0))
-    p_scale = np.where(np.isfinite(p_scale), np.minimum(p_scale, 1.0), 1.0)
-    return [
-        DriftTest("mu", "location", p_loc, effect_loc),
-        DriftTest("sigma", "parameter", p_scale, np.nan_to_num(effect_scale, nan=0.0)),
-    ]
+        return (dof >= 1) & (n / (dof + 1) >= min_expected)
 
 
 def record_evidence(record: Mapping[str, Any], fp: FeaturePolicy) -> Evidence:
-    """Build the evidence of one record (``DRIFT_RECORD_SCHEMA`` dict)."""
+    """The evidence of one record (``DRIFT_RECORD_SCHEMA`` dict): its ``tests``, as computed by
+    ``divtransforms.significance``; the policy only adds the histogram's density rule and its
+    choice of histogram metric."""
     n = _num(record.get("n"), 0.0)
-    n_ref = _num(record.get("n_reference"), 0.0)
     tests: list[DriftTest] = []
-    counts = record.get("counts")
-    ref_counts = record.get("reference_counts")
-    g = record.get("g_statistic")
-    if g is not None and counts is not None and ref_counts is not None and n_ref > 0 and n > 0:
-        if len(counts) != len(ref_counts):
-            raise PolicyError(
-                f"feature {record.get('feature')!r}: counts and reference_counts "
-                f"differ in length ({len(counts)} vs {len(ref_counts)})"
-            )
-        effect = _histogram_effect(record, fp)
+    for t in record.get("tests") or []:
+        kind = str(t.get("kind"))
+        p_value = _num(t.get("p_value"), math.nan)
+        effect = _num(t.get("effect"), math.nan)
+        if kind == "histogram":
+            if not dense_enough(n, _num(record.get("dof"), 0.0), fp.min_expected):
+                p_value = math.nan
+            effect = _histogram_effect(record, fp)
         tests.append(
-            histogram_test(
-                [_num(g, math.nan)],
-                [_num(record.get("dof"), 0.0)],
-                [n],
-                [n_ref],
-                [counts],
-                [ref_counts],
-                [effect],
-                fp.min_expected,
+            DriftTest(
+                str(t.get("name")),
+                kind,
+                np.array([_num(t.get("statistic"), math.nan)]),
+                np.array([p_value]),
+                np.array([effect]),
             )
         )
-    family = record.get("mle_family")
-    params = record.get("mle_params") or []
-    if family and family != "categorical" and params:
-        tests.extend(_parameter_tests(record, family, params))
     return Evidence(n=np.array([n]), tests=tests)
 
 
@@ -401,43 +325,6 @@ def _histogram_effect(record: Mapping[str, Any], fp: FeaturePolicy) -> float:
             value = _num(record.get("js_divergence"), 0.0) - _num(record.get("js_bias"), 0.0)
         return max(_num(value, 0.0), 0.0)
     return _num(record.get(fp.metric), 0.0)
-
-
-def _parameter_tests(
-    record: Mapping[str, Any], family: str, params: Sequence[Mapping[str, Any]]
-) -> list[DriftTest]:
-    by_name = {p.get("name"): p for p in params}
-    n_mle = _num(record.get("mle_n"), _num(record.get("n"), 0.0))
-    n_ref = _num(record.get("n_reference"), 0.0)
-    if family in LOCATION_SCALE_FAMILIES and {"mu", "sigma"} <= set(by_name):
-        mu, sigma = by_name["mu"], by_name["sigma"]
-        values = [
-            _num(mu.get("window"), math.nan),
-            _num(sigma.get("window"), math.nan),
-            _num(mu.get("reference"), math.nan),
-            _num(sigma.get("reference"), math.nan),
-        ]
-        if all(math.isfinite(v) for v in values) and n_mle >= 2 and n_ref >= 2:
-            return normal_tests(
-                [values[0]], [values[1]], [n_mle], [values[2]], [values[3]], [n_ref]
-            )
-    tests = []
-    for i, p in enumerate(params):
-        p_value = _num(p.get("p_value"), math.nan)
-        ref_se = _num(p.get("reference_se"), math.nan)
-        shift = abs(_num(p.get("window"), math.nan) - _num(p.get("reference"), math.nan))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            unit = ref_se * math.sqrt(n_ref) if n_ref > 0 else math.nan
-            effect = shift / unit if unit and math.isfinite(unit) and unit > 0 else math.nan
-        tests.append(
-            DriftTest(
-                str(p.get("name")),
-                "location" if i == 0 else "parameter",
-                np.array([p_value]),
-                np.array([effect]),
-            )
-        )
-    return tests
 
 
 def _num(value: Any, default: float) -> float:

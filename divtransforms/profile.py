@@ -19,19 +19,21 @@ from typing import Any
 
 from divtransforms.bins import BinSpec, CategoricalBins, NumericBins, to_float_array
 from divtransforms.columns import as_columns, column_kind
+from divtransforms.families import choose_family, family_center, family_fit
 from divtransforms.histogram import Histogram
 from divtransforms.mle import (
     FAMILIES,
     MLEAccumulator,
+    MomentMLE,
     accumulator_for,
     accumulator_from_dict,
-    infer_family,
 )
+from divtransforms.moments import ValueSummary
 from divtransforms.records import atomic_write_bytes
 
 __all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ProfileError", "ReferenceProfile"]
 
-PROFILE_SCHEMA_VERSION = 1
+PROFILE_SCHEMA_VERSION = 2
 _log = logging.getLogger(__name__)
 
 
@@ -48,6 +50,8 @@ class FeatureProfile:
     histogram: Histogram
     family: str | None = None
     mle: MLEAccumulator | None = None
+    reason: str | None = None  # why this family (inferred) or "set by the user"
+    fit: Mapping[str, Any] | None = None  # families.family_fit of the reference
 
     def __post_init__(self) -> None:
         if self.kind not in ("numeric", "categorical"):
@@ -66,7 +70,10 @@ class FeatureProfile:
         if self.family is None:
             return None
         spec = self.bins if isinstance(self.bins, CategoricalBins) else None
-        return accumulator_for(self.family, spec)
+        acc = accumulator_for(self.family, spec)
+        if isinstance(acc, MomentMLE) and isinstance(self.mle, MomentMLE):
+            acc = acc.with_center(self.mle.center)
+        return acc
 
     def to_dict(self) -> dict[str, Any]:
         h = self.histogram
@@ -79,6 +86,8 @@ class FeatureProfile:
             "n_invalid": h.n_invalid,
             "family": self.family,
             "mle": self.mle.to_dict() if self.mle is not None else None,
+            "family_reason": self.reason,
+            "fit": dict(self.fit) if self.fit is not None else None,
         }
 
     @classmethod
@@ -94,7 +103,9 @@ class FeatureProfile:
         if "n" in d and int(d["n"]) != hist.n:
             raise ValueError(f"feature {name!r}: n = {d['n']} but the counts sum to {hist.n}")
         mle = accumulator_from_dict(d["mle"]) if d.get("mle") else None
-        return cls(name, d["kind"], hist, d.get("family"), mle)
+        return cls(
+            name, d["kind"], hist, d.get("family"), mle, d.get("family_reason"), d.get("fit")
+        )
 
 
 def _canonical_json(doc: Mapping[str, Any]) -> bytes:
@@ -258,34 +269,34 @@ def build_feature(
 ) -> FeatureProfile:
     """Profile one feature from its reference values."""
     spec: BinSpec
+    reason = None if family is None else "set by the user"
+    summary = None
     if kind == "numeric":
         if edges is not None:
             spec = NumericBins.from_edges(edges)
         else:
             spec = NumericBins.from_sample(values, strategy=strategy, n_bins=n_bins, feature=name)
+        summary = ValueSummary.of(to_float_array(values, name)[0])
         if family == "auto":
-            family = infer_family(to_float_array(values, name)[0])
+            choice = choose_family(summary)
+            family, reason = choice.family, choice.reason
     elif kind == "categorical":
         spec = CategoricalBins.from_sample(values, top_n=top_n, feature=name)
         if family == "auto":
-            family = "categorical"
+            family, reason = "categorical", "categorical feature"
     else:
         raise ValueError(f"feature {name!r}: unknown kind {kind!r}")
-    if family is not None and family not in FAMILIES:
-        raise ValueError(
-            f"feature {name!r}: unknown MLE family {family!r}; choose one of {', '.join(FAMILIES)}"
-        )
-    if family == "categorical" and kind != "categorical":
-        raise ValueError(f"feature {name!r}: the categorical family needs a categorical feature")
-    if kind == "categorical" and family not in (None, "categorical"):
-        raise ValueError(f"feature {name!r}: a categorical feature takes the categorical family")
+    check_family(name, kind, family)
     hist = Histogram.of(spec, values, name)
     mle = None
     if family == "categorical":
         assert isinstance(spec, CategoricalBins)
         mle = accumulator_for("categorical", spec).add_counts(hist.counts)  # type: ignore[union-attr]
     elif family is not None:
-        mle = accumulator_for(family).add(values, name)
+        assert summary is not None
+        acc = accumulator_for(family)
+        assert isinstance(acc, MomentMLE)
+        mle = acc.with_center(family_center(family, summary)).add(values, name)
         if mle.n_invalid:
             _log.warning(
                 "feature %r: %d reference values are invalid for the %s family and are "
@@ -294,4 +305,31 @@ def build_feature(
                 mle.n_invalid,
                 family,
             )
-    return FeatureProfile(name, kind, hist, family, mle)
+    return finish_feature(name, kind, hist, family, mle, reason)
+
+
+def check_family(name: str, kind: str, family: str | None) -> None:
+    """A family fits the feature's kind (and exists)."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(
+            f"feature {name!r}: unknown MLE family {family!r}; choose one of {', '.join(FAMILIES)}"
+        )
+    if family == "categorical" and kind != "categorical":
+        raise ValueError(f"feature {name!r}: the categorical family needs a categorical feature")
+    if kind == "categorical" and family not in (None, "categorical"):
+        raise ValueError(f"feature {name!r}: a categorical feature takes the categorical family")
+
+
+def finish_feature(
+    name: str,
+    kind: str,
+    hist: Histogram,
+    family: str | None,
+    mle: MLEAccumulator | None,
+    reason: str | None,
+) -> FeatureProfile:
+    """The feature's profile with the fit of its numeric family to the reference histogram."""
+    fit = None
+    if isinstance(mle, MomentMLE) and isinstance(hist.spec, NumericBins):
+        fit = family_fit(hist.spec.edges, hist.counts, mle.estimate())
+    return FeatureProfile(name, kind, hist, family, mle, reason, fit)

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-RECORD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 2
 SEVERITIES = ("ok", "insufficient", "warning", "critical")
 
 MLE_PARAM_TYPE = pa.struct(
@@ -31,6 +31,18 @@ MLE_PARAM_TYPE = pa.struct(
         ("running_se", pa.float64()),
         ("z", pa.float64()),
         ("p_value", pa.float64()),
+    ]
+)
+
+# The tests the policy decides on (``divtransforms.significance``): histogram, location (mean)
+# and dispersion, with the signed statistic, p-value and effect size each was judged by.
+TEST_TYPE = pa.struct(
+    [
+        ("name", pa.string()),
+        ("kind", pa.string()),
+        ("statistic", pa.float64()),
+        ("p_value", pa.float64()),
+        ("effect", pa.float64()),
     ]
 )
 
@@ -77,7 +89,10 @@ DRIFT_RECORD_SCHEMA = pa.schema(
         ("mle_reference_loglik", pa.float64()),
         ("mle_kl", pa.float64()),
         ("mle_p_value", pa.float64()),
+        ("mle_fit", pa.float64()),
+        ("tests", pa.list_(TEST_TYPE)),
         ("severity", pa.string()),
+        ("severity_reason", pa.string()),
         ("created_at", _TS),
     ],
     metadata={b"divtransforms.record_schema_version": str(RECORD_SCHEMA_VERSION).encode()},

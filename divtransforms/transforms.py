@@ -554,29 +554,29 @@ def _make_specs(_, *, kinds, n_bins, strategy, top_n, edges, exact, approx, voca
 
 
 def _make_profile(stats_list, *, specs, kinds, families, summary, exact, source):
+    from divtransforms.families import choose_family, family_center
+    from divtransforms.moments import ValueSummary
+
     features: dict[str, FeatureProfile] = {}
     for name, kind in kinds.items():
         fam = families.get(name, "auto")
+        reason = None if fam is None else "set by the user"
+        s = None
+        if kind == "numeric":
+            s = ValueSummary.of(exact[name]) if name in exact else summary.get(name)
+            s = s if s is not None else ValueSummary()
         if fam == "auto":
             if kind == "categorical":
-                fam = "categorical"
-            elif name in exact:
-                from divtransforms.mle import infer_family
-
-                fam = infer_family(exact[name])
+                fam, reason = "categorical", "categorical feature"
             else:
-                fam = summary[name].family() if name in summary else "normal"
-        features[name] = FeatureProfile(
-            name,
-            kind,
-            Histogram.empty(specs[name]),
-            fam,
-            None
-            if fam is None
-            else accumulator_for(fam, specs[name])
-            if fam == "categorical"
-            else accumulator_for(fam),
-        )
+                choice = choose_family(s)
+                fam, reason = choice.family, choice.reason
+        acc = None
+        if fam == "categorical":
+            acc = accumulator_for(fam, specs[name])
+        elif fam is not None:
+            acc = accumulator_for(fam).with_center(family_center(fam, s))
+        features[name] = FeatureProfile(name, kind, Histogram.empty(specs[name]), fam, acc, reason)
     return features
 
 
@@ -590,10 +590,12 @@ class _StatsWithSpecsFn(beam.DoFn):
 
 
 def _finish_profile(stats: FeatureStats, features, source: str) -> ReferenceProfile:
+    from divtransforms.profile import finish_feature
+
     out = {}
     for name, fp in features.items():
-        out[name] = FeatureProfile(
-            name, fp.kind, stats.histograms[name], fp.family, stats.mle.get(name)
+        out[name] = finish_feature(
+            name, fp.kind, stats.histograms[name], fp.family, stats.mle.get(name), fp.reason
         )
     return ReferenceProfile(out, source=source)
 

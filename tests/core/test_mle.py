@@ -1,4 +1,4 @@
-"""Running MLE: exact merges, convergence, scipy agreement, invalid samples, tests, model KL."""
+"""Running MLE: exact merges, convergence, scipy agreement, invalid samples, model KL."""
 
 import math
 
@@ -14,7 +14,6 @@ from divtransforms.mle import (
     gamma_shape,
     infer_family,
     mean_log_likelihood,
-    parameter_tests,
 )
 
 RNG = np.random.default_rng(42)
@@ -127,13 +126,18 @@ def test_gamma_shape_solver_large_and_small():
     assert gamma_shape(0.0) == math.inf
 
 
-def test_normal_standard_errors_are_fisher():
+def test_normal_standard_errors_are_sandwich_and_fisher_on_normal_data():
     x = RNG.normal(0, 2, 400)
     est = accumulator_for("normal").add(x).estimate()
     sigma = np.std(x)
     assert est.params["sigma"] == pytest.approx(sigma, rel=1e-12)
     assert est.se["mu"] == pytest.approx(sigma / 20, rel=1e-12)
-    assert est.se["sigma"] == pytest.approx(sigma / math.sqrt(800), rel=1e-12)
+    # sandwich: sigma sqrt((excess kurtosis + 2) / 4n), the Fisher sigma / sqrt(2n) on normal data
+    kurt = stats.kurtosis(x)
+    assert est.se["sigma"] == pytest.approx(sigma * math.sqrt((kurt + 2) / 1600), rel=1e-9)
+    assert est.se["sigma"] == pytest.approx(sigma / math.sqrt(800), rel=0.2)
+    heavy = accumulator_for("normal").add(RNG.standard_t(5, 4000)).estimate()
+    assert heavy.se["sigma"] > 1.5 * heavy.params["sigma"] / math.sqrt(8000)  # t5: kurtosis 6
 
 
 @pytest.mark.parametrize(
@@ -227,36 +231,6 @@ def test_mean_log_likelihood_from_statistics_matches_scipy(family):
     expected = np.mean(dist.logpmf(x) if family in ("poisson", "bernoulli") else dist.logpdf(x))
     ll = mean_log_likelihood(accumulator_for(family).add(x), ref)
     assert ll == pytest.approx(expected, rel=1e-9)
-
-
-def test_parameter_tests_are_calibrated_and_powerful():
-    rng = np.random.default_rng(11)
-    ref = accumulator_for("normal").add(rng.normal(0, 1, 10_000))
-    pvals = []
-    for _ in range(2000):
-        cur = accumulator_for("normal").add(rng.normal(0, 1, 30))
-        pvals.append([t.p_value for t in parameter_tests(cur, ref)])
-    pvals = np.array(pvals)
-    # under the null both tests reject at about their level
-    assert 0.002 < np.mean(pvals[:, 0] < 0.01) < 0.025
-    assert 0.002 < np.mean(pvals[:, 1] < 0.01) < 0.025
-    shifted = accumulator_for("normal").add(rng.normal(0.25, 1, 300))
-    mu = parameter_tests(shifted, ref)[0]
-    assert mu.name == "mu" and mu.z > 2 and mu.p_value < 0.05
-
-
-@pytest.mark.parametrize("family", ["exponential", "poisson", "bernoulli", "gamma", "lognormal"])
-def test_parameter_tests_detect_a_change_and_accept_no_change(family):
-    rng = np.random.default_rng(3)
-    ref = accumulator_for(family).add(SAMPLES[family](10_000, rng))
-    same = accumulator_for(family).add(SAMPLES[family](2000, rng))
-    if family == "bernoulli":
-        changed_sample = (rng.random(2000) < 0.4).astype(float)
-    else:
-        changed_sample = SAMPLES[family](2000, rng) * 1.5
-    changed = accumulator_for(family).add(changed_sample)
-    assert min(t.p_value for t in parameter_tests(same, ref)) > 1e-3
-    assert min(t.p_value for t in parameter_tests(changed, ref)) < 1e-6
 
 
 def test_infer_family():
