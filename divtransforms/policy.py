@@ -190,6 +190,16 @@ class Policy:
         rows = table.to_pylist() if hasattr(table, "to_pylist") else list(table)
         return [self.assess(row) for row in rows]
 
+    def apply(self, table: Any) -> Any:
+        """A records ``pyarrow.Table`` with ``severity`` and ``severity_reason`` from this policy."""
+        import pyarrow as pa
+
+        verdicts = [self.explain(row) for row in table.to_pylist()]
+        for name, key in (("severity", "severity"), ("severity_reason", "reason")):
+            column = pa.array([v[key] for v in verdicts], type=pa.string())
+            table = table.set_column(table.schema.get_field_index(name), name, column)
+        return table
+
 
 def _feature_policy(base: FeaturePolicy, overrides: Mapping[str, Any], where: str) -> FeaturePolicy:
     unknown = set(overrides) - set(FEATURE_POLICY_FIELDS)

@@ -91,8 +91,7 @@ def discover(config: MonitorConfig, state: MonitorState) -> tuple[list[str], lis
 
 
 def with_severities(table: pa.Table, policy: Policy) -> pa.Table:
-    severities = pa.array(policy.assess_table(table), type=pa.string())
-    return table.set_column(table.schema.get_field_index("severity"), "severity", severities)
+    return policy.apply(table)
 
 
 def check_stage(

@@ -108,12 +108,16 @@ The tables below work without it.</p></noscript>
     <h3><span class="fname">{{ f.name }}</span>
       <span class="badge sev-{{ f.latest.severity }}">{{ f.latest.severity }}</span></h3>
     <p class="meta">{{ f.kind or 'unknown kind' }}{% if f.mle %} · MLE family
-      {{ f.mle.family }}{% endif %} · {{ f.judged }} warn {{ f.threshold.warn }},
+      {{ f.mle.family }}{% if f.mle.fit_quality %} (fit to the reference
+      {{ f.mle.fit_quality }}: {{ f.mle.fit|num }} bits){% endif %}{% endif %} ·
+      {{ f.judged }} warn {{ f.threshold.warn }},
       critical {{ f.threshold.critical }} · latest window
       {{ f.latest.window_start|ts }} → {{ f.latest.window_end|ts }} ·
       n = {{ f.latest.n|cnt }} (reference {{ f.latest.n_reference|cnt }}) ·
       p = {{ f.latest.p_value|num }} · bias-corrected JS {{ f.latest.js_corrected|num }} ·
       reference {{ f.latest.reference_id or '?' }}</p>
+    {% if f.latest.reason %}<p class="meta reason">Why {{ f.latest.severity }}:
+      {{ f.latest.reason }}</p>{% endif %}
     {% if f.n_buckets %}<p class="note downsampled">{{ "{:,}".format(f.n_windows) }} windows:
       the oldest {{ "{:,}".format(f.n_bucketed_windows) }} are shown as {{ f.n_buckets }}
       buckets (mean line, min–max band); the last

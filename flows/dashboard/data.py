@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from divtransforms.families import FIT_QUALITY
 from divtransforms.policy import FeaturePolicy, Policy
 from divtransforms.records import DRIFT_RECORD_SCHEMA, read_records
 
@@ -71,8 +72,17 @@ _COLUMNS = [
     "dof",
     "mle_family",
     "mle_p_value",
+    "mle_fit",
     "severity",
+    "severity_reason",
 ]
+
+
+def fit_quality(kl_bits: float | None) -> str | None:
+    """The label of a family's fit to its reference (``divtransforms.families.FIT_QUALITY``)."""
+    if kl_bits is None or not math.isfinite(kl_bits):
+        return None
+    return next(label for label, bound in FIT_QUALITY if kl_bits <= bound)
 
 
 class DashboardError(ValueError):
@@ -287,7 +297,7 @@ def _latest_per_window(table: pa.Table) -> pa.Table:
 
 def _mle_series(table: pa.Table, rows: np.ndarray, series: _Series) -> dict[str, Any] | None:
     """Running/window MLE parameters over time for one feature's rows (in time order)."""
-    sub = table.select(["mle_params", "mle_family"]).take(pa.array(rows))
+    sub = table.select(["mle_params", "mle_family", "mle_fit"]).take(pa.array(rows))
     params = sub["mle_params"].combine_chunks()
     if params.null_count == len(params):
         return None
@@ -310,6 +320,7 @@ def _mle_series(table: pa.Table, rows: np.ndarray, series: _Series) -> dict[str,
         )
     }
     family = next((f for f in sub["mle_family"].to_pylist()[::-1] if f), None)
+    fit = next((f for f in sub["mle_fit"].to_pylist()[::-1] if f is not None), None)
     out = []
     for name in dict.fromkeys(names.tolist()):
         mask = names == name
@@ -330,7 +341,7 @@ def _mle_series(table: pa.Table, rows: np.ndarray, series: _Series) -> dict[str,
                 "latest_p": _num(full["p_value"][last]),
             }
         )
-    return {"family": family, "params": out}
+    return {"family": family, "params": out, "fit": fit, "fit_quality": fit_quality(fit)}
 
 
 def _sparkline(values: np.ndarray, points: int) -> list[float | None]:
@@ -532,6 +543,7 @@ def _feature_payload(
             "missing_rate": _num(numeric["missing_rate"][last]),
             "run_id": table["run_id"][last].as_py(),
             "reference_id": table["reference_id"][last].as_py(),
+            "reason": table["severity_reason"][last].as_py(),
         },
         "spark": _sparkline(metric, SPARK_POINTS),
         "series": {

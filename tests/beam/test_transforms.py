@@ -120,6 +120,15 @@ def test_build_reference_exact_equals_core_build(reference_table):
         e_est, g_est = fp.mle.estimate(), g.mle.estimate()
         for k, v in e_est.params.items():
             assert np.isclose(g_est.params[k], v, rtol=1e-12), (name, k)
+        # one family rule and one fit for both builds; the dispersion centre and moments agree
+        assert g.reason == fp.reason and g.reason
+        if fp.fit is not None:
+            assert g.fit["quality"] == fp.fit["quality"]
+            assert np.isclose(g.fit["g_statistic"], fp.fit["g_statistic"], rtol=1e-9)
+        if hasattr(fp.mle, "center"):
+            assert np.isclose(g.mle.center, fp.mle.center, rtol=1e-12)
+            assert g.mle.dev.n == fp.mle.dev.n
+            assert np.isclose(g.mle.dev.mean, fp.mle.dev.mean, rtol=1e-9)
 
 
 def test_build_reference_approximate_edges_are_close_to_exact(rng):

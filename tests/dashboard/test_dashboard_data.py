@@ -344,11 +344,17 @@ def test_real_records_from_compare(tmp_path):
     assert [q["name"] for q in amount["mle"]["params"]] == ["mu", "sigma"]
     mu = amount["mle"]["params"][0]
     assert mu["reference"] == pytest.approx(float(ref["amount"].to_numpy().mean()), rel=1e-5)
+    fit = profile.features["amount"].fit
+    assert amount["mle"]["fit"] == fit["kl_bits"] and amount["mle"]["fit_quality"] == "good"
+    assert "mean: p=" in amount["latest"]["reason"]  # the last hour is shifted
+    assert amount["latest"]["severity"] == "critical"
     labels = country["histogram"]["labels"]
     assert [labels[i] for i in country["histogram"]["tail"]] == ["__other__", "__unseen__"]
     assert country["histogram"]["counts"][labels.index("__unseen__")] > 0
     out = render_dashboard(tmp_path / "h", tmp_path / "real.html")
-    assert data_block(out.read_text(encoding="utf-8"))["n_records"] == table.num_rows
+    html = out.read_text(encoding="utf-8")
+    assert data_block(html)["n_records"] == table.num_rows
+    assert "fit to the reference\n      good" in html and "Why critical:" in html
 
 
 def test_alert_markers_sit_at_their_windows_judged_value(tmp_path):
