@@ -191,7 +191,7 @@ class Policy:
         return [self.assess(row) for row in rows]
 
     def apply(self, table: Any) -> Any:
-        """A records ``pyarrow.Table`` with ``severity`` and ``severity_reason`` from this policy."""
+        """A records ``pyarrow.Table`` with this policy's ``severity`` and ``severity_reason``."""
         import pyarrow as pa
 
         verdicts = [self.explain(row) for row in table.to_pylist()]
