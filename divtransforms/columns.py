@@ -19,12 +19,14 @@ from numpy.typing import NDArray
 
 __all__ = [
     "Columns",
+    "MissingFeatureError",
     "as_columns",
+    "batch_columns",
     "column_kind",
+    "column_of",
     "event_time_micros",
     "num_rows",
     "parse_duration",
-    "take",
 ]
 
 Columns = dict[str, Any]
@@ -44,7 +46,7 @@ def as_columns(data: Any) -> Columns:
                 cols[str(name)] = col
             else:
                 cols[str(name)] = np.asarray(col, dtype=object if _mixed(col) else None)
-        lengths = {name: num_rows(c) for name, c in cols.items()}
+        lengths = {name: len(c) for name, c in cols.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"columns have different lengths: {lengths}")
         return cols
@@ -59,16 +61,6 @@ def _mixed(col: Any) -> bool:
         return len({type(v) for v in col}) > 1
     except TypeError:
         return False
-
-
-def num_rows(col: Any) -> int:
-    return len(col)
-
-
-def take(col: Any, idx: NDArray[np.int64]) -> Any:
-    if isinstance(col, pa.Array | pa.ChunkedArray):
-        return col.take(pa.array(idx, type=pa.int64()))
-    return np.asarray(col)[idx]
 
 
 def column_kind(col: Any) -> str:
@@ -172,3 +164,33 @@ def event_time_micros(col: Any, name: str = "timestamp") -> NDArray[np.int64]:
             raise ValueError(f"timestamp column {name!r} has a non-finite value at row {first}")
         return np.round(secs * 1e6).astype(np.int64)
     raise ValueError(f"timestamp column {name!r} has type {t}, not a time")
+
+
+class MissingFeatureError(ValueError):
+    """A batch lacks a feature column the reference needs."""
+
+
+def batch_columns(batch: Any) -> list[str]:
+    if isinstance(batch, pa.RecordBatch | pa.Table):
+        return list(batch.schema.names)
+    return [str(k) for k in batch]
+
+
+def column_of(batch: Any, name: str) -> Any:
+    """One column of a RecordBatch/Table/dict, or a clear error naming the feature."""
+    if isinstance(batch, pa.RecordBatch | pa.Table):
+        idx = batch.schema.get_field_index(name)
+        if idx >= 0:
+            return batch.column(idx)
+    elif isinstance(batch, Mapping) and name in batch:
+        return batch[name]
+    raise MissingFeatureError(
+        f"feature {name!r} is not a column of the input (columns: "
+        f"{', '.join(batch_columns(batch))})"
+    )
+
+
+def num_rows(batch: Any) -> int:
+    if isinstance(batch, pa.RecordBatch | pa.Table):
+        return batch.num_rows
+    return len(next(iter(batch.values()))) if batch else 0

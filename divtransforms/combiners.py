@@ -17,7 +17,6 @@ Beam metrics (namespace ``divtransforms``): ``rows``, ``samples`` (binned), ``mi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import apache_beam as beam
@@ -27,47 +26,14 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from divtransforms.bins import to_float_array
-from divtransforms.histogram import Histogram
-from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE
+from divtransforms.columns import column_of, num_rows
 from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile
+from divtransforms.window import FeatureStats, feature_stats_of_batch
 
-__all__ = [
-    "ExactValuesFn",
-    "FeatureStats",
-    "FeatureStatsFn",
-    "MissingFeatureError",
-    "NumericSummaryFn",
-    "VocabularyFn",
-    "batch_columns",
-    "column_of",
-]
+__all__ = ["ExactValuesFn", "FeatureStatsFn", "NumericSummaryFn", "VocabularyFn"]
 
 NAMESPACE = "divtransforms"
-
-
-class MissingFeatureError(ValueError):
-    """A batch lacks a feature column the reference needs."""
-
-
-def batch_columns(batch: Any) -> list[str]:
-    if isinstance(batch, pa.RecordBatch | pa.Table):
-        return list(batch.schema.names)
-    return [str(k) for k in batch]
-
-
-def column_of(batch: Any, name: str) -> Any:
-    """One column of a RecordBatch/Table/dict, or a clear error naming the feature."""
-    if isinstance(batch, pa.RecordBatch | pa.Table):
-        idx = batch.schema.get_field_index(name)
-        if idx >= 0:
-            return batch.column(idx)
-    elif isinstance(batch, Mapping) and name in batch:
-        return batch[name]
-    raise MissingFeatureError(
-        f"feature {name!r} is not a column of the input (columns: "
-        f"{', '.join(batch_columns(batch))})"
-    )
 
 
 # Columns are processed in slices of this many rows: a slice's temporaries (8 bytes a row each)
@@ -86,87 +52,6 @@ def _slices(batch: Any, size: int) -> Iterable[Any]:
             yield batch.slice(start, size)
         else:
             yield {k: v[start : start + size] for k, v in batch.items()}
-
-
-def num_rows(batch: Any) -> int:
-    if isinstance(batch, pa.RecordBatch | pa.Table):
-        return batch.num_rows
-    return len(next(iter(batch.values()))) if batch else 0
-
-
-# -- fast exact numeric binning -------------------------------------------------------------
-
-
-# -- histograms + MLE on the reference's bins ------------------------------------------------------
-
-
-@dataclass
-class FeatureStats:
-    """The accumulator: rows read and, per feature, a ``Histogram`` and an MLE accumulator."""
-
-    rows: int = 0
-    histograms: dict[str, Histogram] = field(default_factory=dict)
-    mle: dict[str, MLEAccumulator | None] = field(default_factory=dict)
-
-    @classmethod
-    def empty(cls, features: Mapping[str, FeatureProfile]) -> FeatureStats:
-        return cls(
-            0,
-            {n: Histogram.empty(fp.bins) for n, fp in features.items()},
-            {n: fp.empty_mle() for n, fp in features.items()},
-        )
-
-    def merge(self, other: FeatureStats) -> FeatureStats:
-        return FeatureStats(
-            self.rows + other.rows,
-            {n: h.merge(other.histograms[n]) for n, h in self.histograms.items()},
-            {
-                n: (m.merge(other.mle[n]) if m is not None else None)  # type: ignore[arg-type]
-                for n, m in self.mle.items()
-            },
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (tests, debugging)."""
-        return {
-            "rows": self.rows,
-            "histograms": {n: h.to_dict() for n, h in self.histograms.items()},
-            "mle": {n: (m.to_dict() if m is not None else None) for n, m in self.mle.items()},
-        }
-
-
-def feature_stats_of_batch(
-    features: Mapping[str, FeatureProfile],
-    batch: Any,
-) -> FeatureStats:
-    """Histograms and MLE statistics of one batch, all features, each column converted once.
-
-    Equal to ``Histogram.of(spec, column)`` and ``accumulator.add(column)`` (categorical MLE:
-    ``add_counts`` of the histogram) on every feature, as the core does.
-    """
-    hists: dict[str, Histogram] = {}
-    mles: dict[str, MLEAccumulator | None] = {}
-    for name, fp in features.items():
-        col = column_of(batch, name)
-        spec = fp.bins
-        if fp.kind == "numeric":
-            x, n_bad = to_float_array(col, name)
-            c = spec.count_floats(x, n_bad)  # type: ignore[union-attr]
-            hists[name] = Histogram(spec, c.counts, c.n_missing, c.n_invalid)
-            mle = fp.empty_mle()
-            if isinstance(mle, MomentMLE):
-                mle = mle.add(x, name)
-                if n_bad:  # values of the wrong type are invalid for the family too
-                    mle = replace(mle, n_invalid=mle.n_invalid + n_bad)
-            mles[name] = mle
-        else:
-            hist = Histogram.of(spec, col, name)
-            hists[name] = hist
-            mle = fp.empty_mle()
-            if isinstance(mle, CategoricalMLE):
-                mle = mle.add_counts(hist.counts)
-            mles[name] = mle
-    return FeatureStats(num_rows(batch), hists, mles)
 
 
 class FeatureStatsFn(beam.CombineFn):

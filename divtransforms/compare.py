@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from divtransforms.bins import CategoricalBins
-from divtransforms.columns import as_columns, event_time_micros, parse_duration, take
+from divtransforms.columns import as_columns, parse_duration
 from divtransforms.divergence import (
     cross_entropy,
     entropy,
@@ -31,7 +31,6 @@ from divtransforms.mle import (
     CategoricalMLE,
     MLEAccumulator,
     MomentMLE,
-    accumulator_from_dict,
     category_tests,
     mean_log_likelihood,
     model_kl,
@@ -39,6 +38,13 @@ from divtransforms.mle import (
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.records import records_to_table, sort_records
 from divtransforms.significance import g_test, js_bias, moment_columns, window_tests
+from divtransforms.window import (
+    RunningEstimates,
+    WindowCumulation,
+    feature_stats_of_batch,
+    split_by_window,
+    when,
+)
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -47,13 +53,11 @@ __all__ = [
     "drift_record",
     "new_run_id",
     "resolve_policy",
-    "window_mle",
 ]
 
 DEFAULT_ALPHA = 0.5
 # The decisive test (its kind) behind each parameter row of a record.
 _TESTED_BY = {"mu": "location", "rate": "location", "p": "location", "sigma": "dispersion"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Assessor(Protocol):
@@ -81,17 +85,6 @@ def resolve_policy(policy: Assessor | str | None) -> Assessor | None:
 
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-
-
-def window_mle(
-    fp: FeatureProfile, values: Any, hist: Histogram | None = None
-) -> MLEAccumulator | None:
-    """A window's MLE accumulator for feature ``fp`` (None when the feature has no family)."""
-    acc = fp.empty_mle()
-    if isinstance(acc, CategoricalMLE):
-        h = hist if hist is not None else Histogram.of(fp.bins, values, fp.name)
-        return acc.add_counts(h.counts)
-    return acc.add(values, fp.name) if acc is not None else None
 
 
 def _nan_divergences() -> dict[str, float]:
@@ -281,26 +274,6 @@ def _mle_fields(
     }
 
 
-def _window_groups(
-    cols: Mapping[str, Any], timestamp_column: str, seconds: float
-) -> list[tuple[datetime, datetime, np.ndarray]]:
-    if timestamp_column not in cols:
-        raise ValueError(
-            f"timestamp column {timestamp_column!r} is not in the data (columns: {list(cols)})"
-        )
-    micros = event_time_micros(cols[timestamp_column], timestamp_column)
-    size = round(seconds * 1e6)
-    starts = np.floor_divide(micros, size) * size  # windows aligned to the epoch, as Beam's
-    order = np.argsort(starts, kind="stable")
-    uniq, first = np.unique(starts[order], return_index=True)
-    bounds = [*first.tolist(), len(order)]
-    out = []
-    for i, start in enumerate(uniq.tolist()):
-        ws = _EPOCH + timedelta(microseconds=start)
-        out.append((ws, ws + timedelta(microseconds=size), order[bounds[i] : bounds[i + 1]]))
-    return out
-
-
 def compare(
     reference: ReferenceProfile | Any,
     current: Any,
@@ -345,33 +318,32 @@ def compare(
         raise ValueError("a window needs a timestamp_column to read event times from")
     run_id = run_id or new_run_id()
     created = datetime.now(UTC)
+    features = {name: reference.features[name] for name in names}
     if window is None:
-        n_rows = len(next(iter(cols.values()))) if cols else 0
-        groups = [(None, None, np.arange(n_rows))]
+        parts: list[tuple[Any, Any]] = [(None, cols)]
+        size = 0
     else:
-        groups = _window_groups(cols, timestamp_column or "", parse_duration(window))
-    running: dict[str, MLEAccumulator | None] = {}
-    for name in names:
-        fp = reference.features[name]
-        state = (mle_state or {}).get(name)
-        running[name] = accumulator_from_dict(state) if state else fp.empty_mle()
+        if timestamp_column not in cols:
+            raise ValueError(
+                f"timestamp column {timestamp_column!r} is not in the data (columns: {list(cols)})"
+            )
+        size = round(parse_duration(window) * 1e6)
+        parts = list(split_by_window(cols, timestamp_column or "", size))
+    cumulation = WindowCumulation(RunningEstimates.seed(features, mle_state))
     records = []
-    for ws, we, idx in groups:
-        for name in names:
-            fp = reference.features[name]
-            values = cols[name] if ws is None else take(cols[name], idx)
-            hist = Histogram.of(fp.bins, values, name)
-            win = window_mle(fp, values, hist)
-            run = running[name]
-            if win is not None and run is not None:
-                run = run.merge(win)  # type: ignore[arg-type]
-                running[name] = run
+    for start, part in parts:
+        ws, we = (None, None) if start is None else (when(start), when(start + size))
+        stats = feature_stats_of_batch(features, part)
+        if start is not None:
+            cumulation.fold(before=start)  # earlier windows are complete: one pane each
+        running = cumulation.observe(start, we, 0, stats)
+        for name, fp in features.items():
             records.append(
                 drift_record(
                     fp,
-                    hist,
-                    win,
-                    run,
+                    stats.histograms[name],
+                    stats.mle[name],
+                    running.get(name),
                     window_start=ws,
                     window_end=we,
                     run_id=run_id,

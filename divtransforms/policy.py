@@ -1,4 +1,4 @@
-"""Threshold policy: turn drift records into severities, and severities into alerts.
+"""Threshold policy: the severity of one window, from the tests its drift record carries.
 
 Plain Python + numpy/scipy (no Beam, no Prefect), so ``divmon check``, notebooks and the Prefect
 flows share one decision rule.
@@ -39,29 +39,21 @@ decision is the Holm decision too.
 ``parameter_critical`` for the location and dispersion effects). The calibration of this rule on
 realistic no-drift shapes is in ``docs/policy.md`` (``benchmarks/bench_policy.py``).
 
-``AlertTracker`` turns the per-window severities of a stream into alerts: ``consecutive`` breaching
-windows before an alert, no repeated alert while a breach lasts (an escalation from warning to
-critical is sent), ``cooldown`` windows after an alert before a new one, and one ``recovered`` alert
-after ``recovery`` windows back under the threshold. Its state is a JSON document with a schema
-version.
+``divtransforms.alerting.AlertTracker`` turns the per-window severities of a stream into alerts.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
-from divtransforms.records import SEVERITIES
 from divtransforms.significance import DriftTest
 
-POLICY_STATE_VERSION = 1
-
 METRICS = ("js_divergence", "js_distance", "hellinger", "psi", "kl_divergence", "kl_reverse")
-_SEVERITY_RANK = {"ok": 0, "insufficient": 0, "warning": 1, "critical": 2}
 
 
 class PolicyError(ValueError):
@@ -189,16 +181,6 @@ class Policy:
         """Severities for every row of a records ``pyarrow.Table`` (or a list of record dicts)."""
         rows = table.to_pylist() if hasattr(table, "to_pylist") else list(table)
         return [self.assess(row) for row in rows]
-
-    def apply(self, table: Any) -> Any:
-        """A records ``pyarrow.Table`` with this policy's ``severity`` and ``severity_reason``."""
-        import pyarrow as pa
-
-        verdicts = [self.explain(row) for row in table.to_pylist()]
-        for name, key in (("severity", "severity"), ("severity_reason", "reason")):
-            column = pa.array([v[key] for v in verdicts], type=pa.string())
-            table = table.set_column(table.schema.get_field_index(name), name, column)
-        return table
 
 
 def _feature_policy(base: FeaturePolicy, overrides: Mapping[str, Any], where: str) -> FeaturePolicy:
@@ -351,141 +333,3 @@ def _require(record: Mapping[str, Any], key: str) -> Any:
     if key not in record or record[key] is None:
         raise PolicyError(f"drift record has no {key!r}")
     return record[key]
-
-
-# --------------------------------------------------------------------------- alert tracking
-
-
-ALERT_SEVERITIES = ("warning", "critical", "recovered")
-
-
-@dataclass(frozen=True)
-class AlertDecision:
-    """An alert the tracker decided to send for one window of one feature."""
-
-    feature: str
-    severity: str  # warning | critical | recovered
-    window_start: Any
-    window_end: Any
-    record: Mapping[str, Any]
-
-
-@dataclass
-class _FeatureState:
-    streak: int = 0  # breaching windows in a row
-    ok_streak: int = 0  # ok windows in a row while alerted
-    active: str | None = None  # severity of the open alert
-    since_alert: int | None = None  # windows since the last warning/critical alert
-
-
-class AlertTracker:
-    """Consecutive-window, cooldown and recovery rules over a stream of per-window severities.
-
-    Feed records in window order per feature with :meth:`update`; it returns the alert to send (or
-    ``None``). ``"insufficient"`` windows are neutral: they neither extend nor break a streak.
-    ``to_dict()`` / ``from_dict()`` persist the state (JSON, ``POLICY_STATE_VERSION``).
-    """
-
-    def __init__(self, policy: Policy | None = None, state: Mapping[str, Any] | None = None):
-        self.policy = policy or Policy()
-        self._features: dict[str, _FeatureState] = {}
-        if state is not None:
-            self._load(state)
-
-    def _load(self, state: Mapping[str, Any]) -> None:
-        version = state.get("schema_version")
-        if version != POLICY_STATE_VERSION:
-            raise PolicyError(
-                f"alert tracker state has schema_version {version!r}; "
-                f"this version reads {POLICY_STATE_VERSION}"
-            )
-        for name, fs in (state.get("features") or {}).items():
-            self._features[name] = _FeatureState(
-                streak=int(fs.get("streak", 0)),
-                ok_streak=int(fs.get("ok_streak", 0)),
-                active=fs.get("active"),
-                since_alert=fs.get("since_alert"),
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": POLICY_STATE_VERSION,
-            "features": {k: asdict(v) for k, v in sorted(self._features.items())},
-        }
-
-    @classmethod
-    def from_dict(cls, state: Mapping[str, Any], policy: Policy | None = None) -> AlertTracker:
-        return cls(policy, state)
-
-    def active(self, feature: str) -> str | None:
-        fs = self._features.get(feature)
-        return fs.active if fs else None
-
-    def update(
-        self, record: Mapping[str, Any], severity: str | None = None
-    ) -> AlertDecision | None:
-        """Advance the feature's state by one window; return the alert to send, if any."""
-        feature = _require(record, "feature")
-        fp = self.policy.for_feature(feature)
-        if severity is None:
-            # The tracker's own policy decides: a record's stored severity may come from another
-            # policy (compare() and the jobs assess with the default one unless told otherwise).
-            severity = self.policy.assess(record)
-        if severity not in SEVERITIES:
-            raise PolicyError(f"feature {feature!r}: unknown severity {severity!r}")
-        fs = self._features.setdefault(feature, _FeatureState())
-        if severity == "insufficient":
-            return None
-        if fs.since_alert is not None:
-            fs.since_alert += 1
-
-        def alert(kind: str) -> AlertDecision:
-            return AlertDecision(
-                feature, kind, record.get("window_start"), record.get("window_end"), record
-            )
-
-        if severity == "ok":
-            fs.streak = 0
-            if fs.active is None:
-                return None
-            fs.ok_streak += 1
-            if fs.ok_streak >= fp.recovery:
-                fs.active, fs.ok_streak = None, 0
-                return alert("recovered") if fp.enabled else None
-            return None
-        fs.ok_streak = 0
-        fs.streak += 1
-        if fs.streak < fp.consecutive or not fp.enabled:
-            return None
-        if fs.active is None:
-            if fs.since_alert is not None and fs.since_alert <= fp.cooldown:
-                return None
-            fs.active, fs.since_alert = severity, 0
-            return alert(severity)
-        if _SEVERITY_RANK[severity] > _SEVERITY_RANK[fs.active]:
-            fs.active, fs.since_alert = severity, 0
-            return alert(severity)
-        return None
-
-    def run(self, records: Iterable[Mapping[str, Any]]) -> list[AlertDecision]:
-        """Update with every record (sorted by feature, window end) and collect the alerts."""
-        ordered = sorted(
-            records,
-            key=lambda r: (
-                str(r.get("feature")),
-                _sort_key(r.get("window_end")),
-                _num(r.get("pane"), 0.0),
-            ),
-        )
-        out = []
-        for rec in ordered:
-            decision = self.update(rec)
-            if decision is not None:
-                out.append(decision)
-        return out
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if value is None:
-        return (0, "")
-    return (1, value.isoformat() if hasattr(value, "isoformat") else str(value))

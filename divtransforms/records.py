@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 
 RECORD_SCHEMA_VERSION = 2
 SEVERITIES = ("ok", "insufficient", "warning", "critical")
+# Order of concern (escalation, sorting): ok < insufficient < warning < critical.
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 MLE_PARAM_TYPE = pa.struct(
     [

@@ -5,10 +5,12 @@ element per sample. The data path reads top to bottom:
 
     batches -> AssignWindows -> BinSamples -> RunningMLE -> ComputeDivergence -> drift records
 
-``DriftMonitor`` is that whole path in one transform; ``BuildReference`` builds the
-``ReferenceProfile`` the monitor compares against. Records come from
-``divtransforms.compare.drift_record``, so they equal ``divtransforms.compare()`` on the same data
-(counts exactly; floating-point sums up to rounding, as batches are merged in another order).
+``DriftMonitor`` is that whole path in one transform; ``divtransforms.reference.BuildReference``
+builds the ``ReferenceProfile`` the monitor compares against. The statistics of a window and the
+running estimates are the core's (``divtransforms.window``): these transforms only drive them.
+Records come from ``divtransforms.compare.drift_record``, so they equal ``divtransforms.compare()``
+on the same data (counts exactly; floating-point sums up to rounding, as batches are merged in
+another order).
 
 Windowing and streaming (see docs/readme-beam.md):
 - Event-time fixed windows aligned to the epoch (as ``compare()``), from a timestamp column:
@@ -28,56 +30,45 @@ Windowing and streaming (see docs/readme-beam.md):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
-import pyarrow as pa
 from apache_beam.coders import PickleCoder
 from apache_beam.transforms import trigger as beam_trigger
 from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from divtransforms.bins import CategoricalBins, NumericBins
-from divtransforms.columns import column_kind, event_time_micros, parse_duration
-from divtransforms.combiners import (
-    ExactValuesFn,
-    FeatureStats,
-    FeatureStatsFn,
-    NumericSummaryFn,
-    VocabularyFn,
-    column_of,
-)
+from divtransforms.columns import parse_duration
+from divtransforms.combiners import FeatureStatsFn
 from divtransforms.compare import DEFAULT_ALPHA, Assessor, drift_record, new_run_id
-from divtransforms.histogram import Histogram
-from divtransforms.mle import FAMILIES, MLEAccumulator, accumulator_for, accumulator_from_dict
-from divtransforms.profile import FeatureProfile, ReferenceProfile
+from divtransforms.profile import ReferenceProfile
+from divtransforms.window import (
+    EPOCH,
+    FeatureStats,
+    RunningEstimates,
+    WindowCumulation,
+    split_by_window,
+    when,
+)
 
 __all__ = [
     "AssignWindows",
     "BinSamples",
-    "BuildReference",
     "ComputeDivergence",
     "DriftMonitor",
     "RunningMLE",
     "WindowStats",
-    "infer_kinds",
-    "merge_running",
-    "seed_running",
-    "split_by_window",
-    "state_dict",
 ]
 
 _LOG = logging.getLogger(__name__)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _to_datetime(ts: Any) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(ts.micros))
+    return when(int(ts.micros))
 
 
 @dataclass(frozen=True)
@@ -92,42 +83,10 @@ class WindowStats:
 
     @property
     def sort_key(self) -> tuple[int, datetime, int]:
-        return (0 if self.window_start is None else 1, self.window_start or _EPOCH, self.pane)
+        return (0 if self.window_start is None else 1, self.window_start or EPOCH, self.pane)
 
 
 # -- windows --
-
-
-def split_by_window(
-    batch: Any, timestamp_column: str, size_micros: int
-) -> Iterator[tuple[int, Any]]:
-    """``(window_start_micros, part)`` for each window a batch's rows fall in (vectorised)."""
-    micros = event_time_micros(column_of(batch, timestamp_column), timestamp_column)
-    if micros.size == 0:
-        return
-    starts = np.floor_divide(micros, size_micros) * size_micros
-    first = starts[0]
-    if np.all(starts == first):
-        yield int(first), batch
-        return
-    order = np.argsort(starts, kind="stable")
-    uniq, idx = np.unique(starts[order], return_index=True)
-    bounds = [*idx.tolist(), len(order)]
-    for i, start in enumerate(uniq.tolist()):
-        yield int(start), _take(batch, order[bounds[i] : bounds[i + 1]])
-
-
-def _take(batch: Any, idx: np.ndarray) -> Any:
-    if isinstance(batch, pa.RecordBatch | pa.Table):
-        return batch.take(pa.array(idx, type=pa.int64()))
-    return {
-        k: (
-            v.take(pa.array(idx, type=pa.int64()))
-            if isinstance(v, pa.Array | pa.ChunkedArray)
-            else np.asarray(v)[idx]
-        )
-        for k, v in batch.items()
-    }
 
 
 class _SplitByWindowFn(beam.DoFn):
@@ -217,100 +176,41 @@ class BinSamples(beam.PTransform):
 # -- running MLE --
 
 
-def seed_running(
-    profile: ReferenceProfile, initial_state: Mapping[str, Mapping[str, Any]] | None
-) -> dict[str, MLEAccumulator | None]:
-    out: dict[str, MLEAccumulator | None] = {}
-    for name, fp in profile.features.items():
-        state = (initial_state or {}).get(name)
-        if fp.family is None:
-            out[name] = None
-        elif state:
-            acc = accumulator_from_dict(state)
-            if acc.family != fp.family:
-                raise ValueError(
-                    f"feature {name!r}: MLE state is for family {acc.family!r}, "
-                    f"the reference uses {fp.family!r}"
-                )
-            out[name] = acc
-        else:
-            out[name] = fp.empty_mle()
-    return out
-
-
-def merge_running(
-    running: dict[str, MLEAccumulator | None], stats: FeatureStats
-) -> dict[str, MLEAccumulator | None]:
-    return {
-        n: (acc.merge(stats.mle[n]) if acc is not None and stats.mle.get(n) is not None else acc)  # type: ignore[arg-type]
-        for n, acc in running.items()
-    }
-
-
-def state_dict(running: Mapping[str, MLEAccumulator | None]) -> dict[str, dict[str, Any]]:
-    """``{feature: accumulator dict}`` (JSON-able) of the features that have an MLE family."""
-    return {n: acc.to_dict() for n, acc in running.items() if acc is not None}
-
-
 class _CumulateSortedFn(beam.DoFn):
-    """Batch: all windows at once, sorted by event time; emits (window, running) and the state."""
+    """Batch: all windows at once, in event-time order; emits (window, running) and the state."""
 
-    def __init__(self, seed: dict[str, MLEAccumulator | None]) -> None:
+    def __init__(self, seed: RunningEstimates) -> None:
         self._seed = seed
 
     def process(self, windows: list[WindowStats]):
-        running = dict(self._seed)
-        last_pane: dict[Any, int] = {}
-        for ws in windows:
-            last_pane[ws.window_start] = max(ws.pane, last_pane.get(ws.window_start, -1))
-        # Within a window only the last pane holds all its data (accumulating mode).
+        cumulation = WindowCumulation(self._seed)
         for ws in sorted(windows, key=lambda w: w.sort_key):
-            cum = merge_running(running, ws.stats)
-            if ws.pane == last_pane[ws.window_start]:
-                running = cum
-            yield (ws, cum)
-        yield beam.pvalue.TaggedOutput(RunningMLE.STATE, state_dict(running))
+            if ws.window_start is not None:
+                cumulation.fold(before=ws.window_start)  # earlier windows have all their panes
+            yield (ws, cumulation.observe(ws.window_start, ws.window_end, ws.pane, ws.stats))
+        yield beam.pvalue.TaggedOutput(RunningMLE.STATE, cumulation.latest().to_state())
 
 
 class _CumulateStatefulFn(beam.DoFn):
-    """Streaming: keeps the latest pane's stats of every open window; running(W) merges the seed,
-    the folded closed windows and the open windows starting <= W.
-
-    When an on-time pane of window W arrives the watermark has passed W's end, so windows that
-    ended more than the allowed lateness before W's end can no longer change (Beam drops data
-    that late): they are folded into one accumulator, which keeps the state small.
+    """Streaming: a :class:`WindowCumulation` in Beam state. When an on-time pane of window W
+    arrives the watermark has passed W's end, so windows that ended more than the allowed
+    lateness before W's end can no longer change (Beam drops data that late): they are folded.
     """
 
     STATE = ReadModifyWriteStateSpec("running", PickleCoder())
 
-    def __init__(self, seed: dict[str, MLEAccumulator | None], lateness: timedelta) -> None:
+    def __init__(self, seed: RunningEstimates, lateness: timedelta) -> None:
         self._seed = seed
         self._lateness = lateness
 
     def process(self, keyed, state=beam.DoFn.StateParam(STATE)):
         _, ws = keyed
-        folded, known = state.read() or (dict(self._seed), {})
-        previous = known.get(ws.window_start)
-        if previous is None or previous.pane <= ws.pane:
-            known[ws.window_start] = ws
-        running = folded
-        for start in sorted(
-            s for s in known if s is not None and (ws.window_start is None or s <= ws.window_start)
-        ):
-            running = merge_running(running, known[start].stats)
-        if ws.window_start is None:
-            running = merge_running(running, ws.stats)
-        yield (ws, running)
-        if ws.on_time and ws.window_end is not None:
-            horizon = ws.window_end - self._lateness
-            for start in sorted(s for s in known if s is not None):
-                if known[start].window_end < horizon and start < ws.window_start:
-                    folded = merge_running(folded, known.pop(start).stats)
-        state.write((folded, known))
-        latest = folded
-        for start in sorted(s for s in known if s is not None):
-            latest = merge_running(latest, known[start].stats)
-        yield beam.pvalue.TaggedOutput(RunningMLE.STATE, state_dict(latest))
+        cumulation = state.read() or WindowCumulation(self._seed)
+        yield (ws, cumulation.observe(ws.window_start, ws.window_end, ws.pane, ws.stats))
+        if ws.on_time and ws.window_end is not None and ws.window_start is not None:
+            cumulation.fold(before=ws.window_start, ended_before=ws.window_end - self._lateness)
+        state.write(cumulation)
+        yield beam.pvalue.TaggedOutput(RunningMLE.STATE, cumulation.latest().to_state())
 
 
 class RunningMLE(beam.PTransform):
@@ -333,7 +233,7 @@ class RunningMLE(beam.PTransform):
         allowed_lateness: str | float | timedelta | None = None,
     ) -> None:
         super().__init__()
-        self._seed = seed_running(profile, initial_state)
+        self._seed = RunningEstimates.seed(profile.features, initial_state)
         self._streaming = streaming
         self._lateness = timedelta(
             seconds=parse_duration(allowed_lateness) if allowed_lateness else 0.0
@@ -379,7 +279,7 @@ class _RecordsFn(beam.DoFn):
         self._reference_id = profile.reference_id
         self._run_id, self._alpha, self._base, self._policy = run_id, alpha, base, policy
 
-    def process(self, element: tuple[WindowStats, Mapping[str, MLEAccumulator | None]]):
+    def process(self, element: tuple[WindowStats, RunningEstimates]):
         ws, running = element
         for name, fp in self._features.items():
             yield drift_record(
@@ -478,246 +378,3 @@ class DriftMonitor(beam.PTransform):
         if self._with_state:
             return {"records": records, "mle_state": running[RunningMLE.STATE]}
         return records
-
-
-# -- reference --
-
-
-def infer_kinds(
-    schema: pa.Schema,
-    features: Sequence[str] | None = None,
-    kinds: Mapping[str, str] | None = None,
-    exclude: Sequence[str] = (),
-) -> dict[str, str]:
-    """``{feature: numeric|categorical}`` from an Arrow schema (timestamps are skipped)."""
-    kinds = dict(kinds or {})
-    names = list(features) if features else [n for n in schema.names if n not in set(exclude)]
-    out = {}
-    for name in names:
-        if name in kinds:
-            out[name] = kinds[name]
-            continue
-        idx = schema.get_field_index(name)
-        if idx < 0:
-            raise ValueError(
-                f"feature {name!r} is not in the data (columns: {', '.join(schema.names)})"
-            )
-        kind = column_kind(pa.array([], type=schema.field(idx).type))
-        if kind == "temporal":
-            if features:
-                raise ValueError(f"feature {name!r} holds timestamps: exclude it or give its kind")
-            continue
-        out[name] = kind
-    return out
-
-
-def _numeric_values(batch: Any, names: Sequence[str]) -> Iterator[tuple[str, list[float]]]:
-    from divtransforms.bins import to_float_array
-
-    for name in names:
-        x, _ = to_float_array(column_of(batch, name), name)
-        x = x[np.isfinite(x)]
-        if x.size:
-            yield name, x
-
-
-def _make_specs(_, *, kinds, n_bins, strategy, top_n, edges, exact, approx, vocab, summary):
-    specs: dict[str, Any] = {}
-    for name, kind in kinds.items():
-        if kind == "categorical":
-            counts = vocab.get(name) or {}
-            if not counts:
-                raise ValueError(
-                    f"feature {name!r}: no non-missing values to build a vocabulary from"
-                )
-            specs[name] = CategoricalBins.from_value_counts(counts, top_n=top_n)
-        elif name in edges:
-            specs[name] = NumericBins.from_edges(edges[name])
-        elif name in exact:
-            specs[name] = NumericBins.from_finite(
-                exact[name], strategy=strategy, n_bins=n_bins, feature=name
-            )
-        elif strategy == "uniform":
-            s = summary.get(name)
-            if s is None or s.n == 0:
-                raise ValueError(f"feature {name!r}: no finite values to place bin edges on")
-            specs[name] = (
-                NumericBins.from_edges([s.lo])
-                if s.lo == s.hi
-                else NumericBins.from_edges(np.linspace(s.lo, s.hi, n_bins + 1))
-            )
-        else:
-            if name not in approx:
-                raise ValueError(f"feature {name!r}: no finite values to place bin edges on")
-            specs[name] = NumericBins.from_edges(approx[name])
-    return specs
-
-
-def _make_profile(stats_list, *, specs, kinds, families, summary, exact, source):
-    from divtransforms.families import choose_family, family_center
-    from divtransforms.moments import ValueSummary
-
-    features: dict[str, FeatureProfile] = {}
-    for name, kind in kinds.items():
-        fam = families.get(name, "auto")
-        reason = None if fam is None else "set by the user"
-        s = None
-        if kind == "numeric":
-            s = ValueSummary.of(exact[name]) if name in exact else summary.get(name)
-            s = s if s is not None else ValueSummary()
-        if fam == "auto":
-            if kind == "categorical":
-                fam, reason = "categorical", "categorical feature"
-            else:
-                choice = choose_family(s)
-                fam, reason = choice.family, choice.reason
-        acc = None
-        if fam == "categorical":
-            acc = accumulator_for(fam, specs[name])
-        elif fam is not None:
-            acc = accumulator_for(fam).with_center(family_center(fam, s))
-        features[name] = FeatureProfile(name, kind, Histogram.empty(specs[name]), fam, acc, reason)
-    return features
-
-
-class _StatsWithSpecsFn(beam.DoFn):
-    """Per batch: histograms + MLE statistics on the specs (a side input) -> FeatureStats."""
-
-    def process(self, batch, features):
-        from divtransforms.combiners import feature_stats_of_batch
-
-        yield feature_stats_of_batch(features, batch)
-
-
-def _finish_profile(stats: FeatureStats, features, source: str) -> ReferenceProfile:
-    from divtransforms.profile import finish_feature
-
-    out = {}
-    for name, fp in features.items():
-        out[name] = finish_feature(
-            name, fp.kind, stats.histograms[name], fp.family, stats.mle.get(name), fp.reason
-        )
-    return ReferenceProfile(out, source=source)
-
-
-class _MergeStatsFn(beam.CombineFn):
-    def create_accumulator(self):
-        return None
-
-    def add_input(self, acc, stats):
-        return stats if acc is None else acc.merge(stats)
-
-    def merge_accumulators(self, accs):
-        out = None
-        for a in accs:
-            if a is not None:
-                out = a if out is None else out.merge(a)
-        return out
-
-    def extract_output(self, acc):
-        return acc
-
-
-class BuildReference(beam.PTransform):
-    """Batches -> a PCollection holding one :class:`ReferenceProfile`.
-
-    Two passes over the data: (1) numeric bin edges from Beam's ``ApproximateQuantiles``
-    (``exact=True``: all finite values of a feature gathered on one worker and
-    ``numpy.quantile``, as ``ReferenceProfile.build``; for small data), vocabularies from exact
-    value counts, ranges and family hints from mergeable moments; (2) histograms and MLE
-    statistics on those bins. ``families``: ``{feature: family|None}``, default inferred.
-    """
-
-    def __init__(
-        self,
-        kinds: Mapping[str, str],
-        *,
-        families: Mapping[str, str | None] | None = None,
-        n_bins: int = 32,
-        strategy: str = "quantile",
-        top_n: int = 50,
-        edges: Mapping[str, Sequence[float]] | None = None,
-        exact: bool = False,
-        source: str = "",
-    ) -> None:
-        super().__init__()
-        bad = {n: k for n, k in kinds.items() if k not in ("numeric", "categorical")}
-        if bad:
-            raise ValueError(f"unknown feature kinds {bad} (numeric or categorical)")
-        if strategy not in ("quantile", "uniform"):
-            raise ValueError(f"unknown bin strategy {strategy!r} (quantile or uniform)")
-        for name, fam in (families or {}).items():
-            if fam not in (*FAMILIES, None, "auto"):
-                raise ValueError(f"feature {name!r}: unknown MLE family {fam!r}")
-        self._kinds = dict(kinds)
-        self._families = dict(families or {})
-        self._n_bins, self._strategy, self._top_n = n_bins, strategy, top_n
-        self._edges = {k: list(v) for k, v in (edges or {}).items()}
-        self._exact, self._source = exact, source
-
-    def expand(self, batches):
-        numeric = [n for n, k in self._kinds.items() if k == "numeric"]
-        categorical = [n for n, k in self._kinds.items() if k == "categorical"]
-        need_edges = [n for n in numeric if n not in self._edges]
-        values = batches | "NumericValues" >> beam.FlatMap(_numeric_values, need_edges)
-        if self._exact:
-            exact = beam.pvalue.AsDict(
-                values | "ExactValues" >> beam.CombinePerKey(ExactValuesFn())
-            )
-            approx = beam.pvalue.AsDict(batches.pipeline | "NoApprox" >> beam.Create([]))
-        else:
-            exact = beam.pvalue.AsDict(batches.pipeline | "NoExact" >> beam.Create([]))
-            approx = beam.pvalue.AsDict(
-                values
-                | "AsLists" >> beam.MapTuple(lambda k, x: (k, x.tolist()))
-                | "Quantiles"
-                >> beam.ApproximateQuantiles.PerKey(self._n_bins + 1, input_batched=True)
-            )
-        vocab = beam.pvalue.AsSingleton(
-            batches | "Vocabulary" >> beam.CombineGlobally(VocabularyFn(categorical))
-        )
-        summary = beam.pvalue.AsSingleton(
-            batches | "Summary" >> beam.CombineGlobally(NumericSummaryFn(numeric))
-        )
-        start = batches.pipeline | "Start" >> beam.Create([None])
-        specs = beam.pvalue.AsSingleton(
-            start
-            | "Specs"
-            >> beam.Map(
-                _make_specs,
-                kinds=self._kinds,
-                n_bins=self._n_bins,
-                strategy=self._strategy,
-                top_n=self._top_n,
-                edges=self._edges,
-                exact=exact,
-                approx=approx,
-                vocab=vocab,
-                summary=summary,
-            )
-        )
-        features = beam.pvalue.AsSingleton(
-            start
-            | "Features"
-            >> beam.Map(
-                _make_profile,
-                specs=specs,
-                kinds=self._kinds,
-                families=self._families,
-                summary=summary,
-                exact=exact,
-                source=self._source,
-            )
-        )
-        return (
-            batches
-            | "Stats" >> beam.ParDo(_StatsWithSpecsFn(), features)
-            | "Merge" >> beam.CombineGlobally(_MergeStatsFn())
-            | "Profile" >> beam.Map(_empty_if_none, features, self._source)
-        )
-
-
-def _empty_if_none(stats: FeatureStats | None, features, source: str) -> ReferenceProfile:
-    if stats is None:
-        stats = FeatureStats.empty(features)
-    return _finish_profile(stats, features, source)

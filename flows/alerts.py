@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from divtransforms.policy import AlertDecision
+from divtransforms.alerting import AlertDecision
 from divtransforms.records import atomic_write_json
 
 ALERT_LOG_VERSION = 1

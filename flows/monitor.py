@@ -26,8 +26,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from divtransforms.alerting import AlertTracker
 from divtransforms.compare import new_run_id
-from divtransforms.policy import AlertTracker, Policy
+from divtransforms.policy import Policy
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, sort_records
 from flows.alerts import AlertLog, DeliverySummary, Notifier, deliver_outstanding
@@ -90,10 +91,6 @@ def discover(config: MonitorConfig, state: MonitorState) -> tuple[list[str], lis
     return new, changed
 
 
-def with_severities(table: pa.Table, policy: Policy) -> pa.Table:
-    return policy.apply(table)
-
-
 def check_stage(
     config: MonitorConfig,
     profile: ReferenceProfile,
@@ -118,8 +115,9 @@ def check_stage(
         mle_state=state.mle_state or None,
         pipeline_args=list(config.runner.pipeline_args),
         jsonl=False,
+        policy=policy,  # records are assessed once, here, with the monitor's policy
     )
-    records = sort_records(with_severities(result.records, policy))
+    records = sort_records(result.records)
     append_records(config.history_dir, records, run_id)
     for path, (size, mtime) in list_files(files).items():
         state.ledger[path] = FileEntry(size, mtime, run_id)
@@ -155,7 +153,10 @@ def alert_stage(
     records = read_history(config.history_dir, run_id).to_pylist()
     tracker = AlertTracker(policy, state.tracker)
     decisions = tracker.run(records)
-    reasons = {i: policy.explain(d.record)["reason"] for i, d in enumerate(decisions)}
+    reasons = {
+        i: d.record.get("severity_reason") or policy.explain(d.record)["reason"]
+        for i, d in enumerate(decisions)
+    }
     alert_log = AlertLog.open(config.history_dir)
     new = alert_log.add(
         decisions,

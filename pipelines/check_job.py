@@ -26,6 +26,7 @@ import pyarrow as pa
 from divtransforms.compare import new_run_id
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITIES, sort_records
+from divtransforms.window import mle_state_bytes, parse_mle_state
 
 __all__ = [
     "CheckResult",
@@ -75,20 +76,7 @@ def load_mle_state(path: str) -> dict[str, dict[str, Any]]:
         return {}
     from pipelines.sinks import read_bytes
 
-    try:
-        doc = json.loads(read_bytes(path))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"MLE state {path}: not valid JSON ({exc})") from None
-    if isinstance(doc, dict) and doc.get("kind") == "divtransforms.mle_state":
-        if doc.get("schema_version") != 1:
-            raise ValueError(
-                f"MLE state {path}: schema version {doc.get('schema_version')!r} "
-                "is not supported (expected 1)"
-            )
-        return dict(doc["features"])
-    if isinstance(doc, dict):
-        return doc
-    raise ValueError(f"MLE state {path}: expected a JSON object")
+    return parse_mle_state(read_bytes(path), path)
 
 
 def _columns(profile: ReferenceProfile, timestamp_column: str | None) -> list[str]:
@@ -514,10 +502,7 @@ def run_check_command(
 def write_state_file(path: str, state: Mapping[str, Any], write=None) -> None:
     from pipelines.sinks import write_bytes
 
-    doc = {"schema_version": 1, "kind": "divtransforms.mle_state", "features": dict(state)}
-    (write or write_bytes)(
-        path, (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
-    )
+    (write or write_bytes)(path, mle_state_bytes(state))
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def build_reference_pipeline(
 ):
     import apache_beam as beam
 
-    from divtransforms.transforms import BuildReference
+    from divtransforms.reference import BuildReference
     from pipelines import io as pio
     from pipelines.sinks import write_bytes
 
@@ -122,7 +122,7 @@ def run_build_reference(
     """Build a reference profile from files with Beam and save it to ``output`` (JSON)."""
     import apache_beam as beam
 
-    from divtransforms.transforms import infer_kinds
+    from divtransforms.reference import infer_kinds
     from pipelines import io as pio
     from pipelines.options import make_pipeline_options
     from pipelines.sinks import read_bytes

@@ -9,7 +9,6 @@ file instead of adding a duplicate.
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -146,10 +145,9 @@ class _WriteStateFn(beam.DoFn):
         self._path = path
 
     def process(self, state: Mapping[str, Any]) -> Iterable[str]:
-        doc = {"schema_version": 1, "kind": "divtransforms.mle_state", "features": dict(state)}
-        write_bytes(
-            self._path, (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
-        )
+        from divtransforms.window import mle_state_bytes
+
+        write_bytes(self._path, mle_state_bytes(state))
         yield self._path
 
 

@@ -24,19 +24,25 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from divtransforms.columns import parse_duration
-from divtransforms.combiners import FeatureStats, feature_stats_of_batch
 from divtransforms.compare import drift_record, new_run_id
-from divtransforms.records import atomic_write_json, records_to_table, write_records_parquet
-from divtransforms.transforms import merge_running, seed_running, split_by_window, state_dict
+from divtransforms.records import atomic_write_bytes, records_to_table, write_records_parquet
+from divtransforms.window import (
+    FeatureStats,
+    RunningEstimates,
+    WindowCumulation,
+    feature_stats_of_batch,
+    mle_state_bytes,
+    split_by_window,
+    when,
+)
 
 __all__ = ["DirectoryWatcher", "watch_directory"]
 
 _LOG = logging.getLogger(__name__)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -65,7 +71,9 @@ class DirectoryWatcher:
     dropped_late: int = 0
 
     def __post_init__(self) -> None:
-        self._seed = seed_running(self.profile, self.mle_state)
+        self._cumulation = WindowCumulation(
+            RunningEstimates.seed(self.profile.features, self.mle_state)
+        )
 
     def new_files(self) -> list[str]:
         names = sorted(
@@ -108,7 +116,7 @@ class DirectoryWatcher:
                     "watch: %d rows for the closed window starting %s are too late "
                     "(allowed lateness %s)",
                     part.num_rows,
-                    _when(start),
+                    when(start),
                     timedelta(microseconds=self.lateness_micros),
                 )
                 continue
@@ -144,25 +152,23 @@ class DirectoryWatcher:
         for start in starts:
             win = self.windows[start]
             win.pane += 1
-            running = dict(self._seed)
-            for s in sorted(self.windows):
-                if s <= start:
-                    running = merge_running(running, self.windows[s].stats)
+            end = start + self.window_micros
+            running = self._cumulation.observe(start, end, win.pane, win.stats)
             for name, fp in self.profile.features.items():
                 rec = drift_record(
                     fp,
                     win.stats.histograms[name],
                     win.stats.mle.get(name),
                     running.get(name),
-                    window_start=_when(start),
-                    window_end=_when(start + self.window_micros),
+                    window_start=when(start),
+                    window_end=when(start + self.window_micros),
                     pane=win.pane,
                     run_id=self.run_id,
                     reference_id=self.profile.reference_id,
                     policy=self.policy,
                 )
                 out.append(rec)
-                stamp = _when(start).strftime("%Y%m%dT%H%M%S")
+                stamp = when(start).strftime("%Y%m%dT%H%M%S")
                 path = join(
                     self.output_dir, f"records-{self.run_id}-{name}-{stamp}-p{win.pane}.parquet"
                 )
@@ -173,29 +179,18 @@ class DirectoryWatcher:
         return out
 
     def state(self) -> dict[str, dict[str, Any]]:
-        running = dict(self._seed)
-        for s in sorted(self.windows):
-            running = merge_running(running, self.windows[s].stats)
-        return state_dict(running)
+        return self._cumulation.latest().to_state()
 
     def _save_state(self) -> None:
-        atomic_write_json(
+        atomic_write_bytes(
             os.path.join(self.output_dir, "_state", f"watch-{self.run_id}.json"),
-            {
-                "schema_version": 1,
-                "kind": "divtransforms.mle_state",
-                "features": self.state(),
-                "files_seen": sorted(self.seen),
-                "dropped_late": self.dropped_late,
-                "watermark": _when(self.watermark).isoformat()
-                if self.watermark is not None
-                else None,
-            },
+            mle_state_bytes(
+                self.state(),
+                files_seen=sorted(self.seen),
+                dropped_late=self.dropped_late,
+                watermark=when(self.watermark).isoformat() if self.watermark is not None else None,
+            ),
         )
-
-
-def _when(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(micros))
 
 
 def watch_directory(
@@ -238,7 +233,7 @@ def watch_directory(
                     "watch: %d records (%d windows open, watermark %s)",
                     len(records),
                     len(watcher.windows),
-                    watcher.watermark and _when(watcher.watermark),
+                    watcher.watermark and when(watcher.watermark),
                 )
             if deadline is not None and time.monotonic() >= deadline:
                 break

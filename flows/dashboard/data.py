@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from divtransforms.families import FIT_QUALITY
 from divtransforms.policy import FeaturePolicy, Policy
-from divtransforms.records import DRIFT_RECORD_SCHEMA, read_records
+from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITIES, SEVERITY_RANK, read_records
 
 _POLICY_DEFAULT = FeaturePolicy()
 
@@ -43,8 +43,6 @@ DEFAULT_METRIC = _POLICY_DEFAULT.metric
 DEFAULT_WARN = _POLICY_DEFAULT.warn
 DEFAULT_CRITICAL = _POLICY_DEFAULT.critical
 #: Order used to rank features (breaches first) and to pick a bucket's worst severity.
-SEVERITY_RANK = {"critical": 4, "warning": 3, "insufficient": 1, "ok": 0}
-SEVERITY_CODES = ("ok", "insufficient", "warning", "critical")
 FULL_WINDOWS = 300
 BUCKETS = 200
 SPARK_POINTS = 60
@@ -417,7 +415,7 @@ def build_payload(
             [s or "unassessed" for s in table["severity"].to_pylist()], dtype=object
         )
         sev_code = np.array(
-            [SEVERITY_CODES.index(s) if s in SEVERITY_CODES else 0 for s in severity], dtype=float
+            [SEVERITIES.index(s) if s in SEVERITIES else 0 for s in severity], dtype=float
         )
         order = np.lexsort((t, feat))
         feat_sorted = feat[order]

@@ -8,7 +8,9 @@ import pyarrow as pa
 from apache_beam.testing.util import assert_that
 
 from divtransforms import ReferenceProfile, compare
-from divtransforms.transforms import BuildReference, DriftMonitor, split_by_window
+from divtransforms.reference import BuildReference
+from divtransforms.transforms import DriftMonitor
+from divtransforms.window import split_by_window
 from tests.beam.conftest import (
     T0,
     assert_records_equal,

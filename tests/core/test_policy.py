@@ -14,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks import bench_policy
-from divtransforms.compare import drift_record, window_mle
-from divtransforms.histogram import Histogram
-from divtransforms.policy import AlertTracker, FeaturePolicy, Policy, PolicyError
+from divtransforms.alerting import AlertTracker
+from divtransforms.compare import drift_record
+from divtransforms.policy import FeaturePolicy, Policy, PolicyError
 from divtransforms.profile import ReferenceProfile
+from divtransforms.window import feature_stats_of_batch
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -35,10 +36,10 @@ def profile() -> ReferenceProfile:
     )
 
 
-def window_record(profile, feature, values, i=0):
+def window_record(profile, feature, values, i=0, policy="default"):
     fp = profile.features[feature]
-    hist = Histogram.empty(fp.bins).add(values)
-    acc = window_mle(fp, values, hist)
+    stats = feature_stats_of_batch({feature: fp}, {feature: values})
+    hist, acc = stats.histograms[feature], stats.mle[feature]
     return drift_record(
         fp,
         hist,
@@ -49,6 +50,7 @@ def window_record(profile, feature, values, i=0):
         pane=0,
         run_id="t",
         reference_id=profile.reference_id,
+        policy=policy,
     )
 
 
@@ -94,13 +96,17 @@ def test_record_carries_the_p_values_the_policy_decided_on(profile):
 def test_min_samples_makes_small_windows_insufficient(profile):
     policy = Policy.from_dict({"default": {"min_samples": 50}})
     rng = np.random.default_rng(1)
-    small = window_record(profile, "x", rng.normal(3.0, 1.0, 49))  # drifted, but too small
-    assert policy.assess(small) == "insufficient"
-    big = window_record(profile, "x", rng.normal(3.0, 1.0, 50))
+    small = window_record(profile, "x", rng.normal(3.0, 1.0, 49), policy=policy)  # too small
+    assert policy.assess(small) == "insufficient" == small["severity"]
+    big = window_record(profile, "x", rng.normal(3.0, 1.0, 50), policy=policy)
     assert policy.assess(big) == "critical"
     tracker = AlertTracker(policy)
     assert tracker.update(small) is None
     assert tracker.active("x") is None
+    # the tracker reads the record's severity (assessed once); without one its policy decides
+    unassessed = window_record(profile, "x", rng.normal(3.0, 1.0, 49), policy=None)
+    assert unassessed["severity"] is None and tracker.update(unassessed) is None
+    assert tracker.update(big).severity == "critical"
 
 
 def test_severity_levels_and_effect_floor(profile):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from divtransforms.policy import AlertDecision
+from divtransforms.alerting import AlertDecision
 from flows.alerts import (
     AlertLog,
     AlertLogError,

@@ -241,7 +241,7 @@ def test_installed_automation_routes_drift_events_to_the_receiver(
     config = load_config(monitor_dir / "monitor.toml")
     install_automations(config)
     log = AlertLog.open(monitor_dir / "history")
-    from divtransforms.policy import AlertDecision
+    from divtransforms.alerting import AlertDecision
 
     # The server's trigger service picks new automations up asynchronously: emit an event for a
     # fresh feature (its own bucket) every few seconds until one is routed.

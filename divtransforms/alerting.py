@@ -1,0 +1,156 @@
+"""Alerts from a stream of per-window severities: the tracker's state machine.
+
+``AlertTracker`` turns the severities of a feature's windows into alerts: ``consecutive``
+breaching windows before an alert, no repeated alert while a breach lasts (an escalation from
+warning to critical is sent), ``cooldown`` windows after an alert before a new one, and one
+``recovered`` alert after ``recovery`` windows back under the threshold. Its state is a JSON
+document with a schema version (``TRACKER_STATE_VERSION``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from divtransforms.policy import Policy, PolicyError, _num, _require
+from divtransforms.records import SEVERITIES, SEVERITY_RANK
+
+__all__ = ["TRACKER_STATE_VERSION", "AlertDecision", "AlertTracker"]
+
+TRACKER_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AlertDecision:
+    """An alert the tracker decided to send for one window of one feature."""
+
+    feature: str
+    severity: str  # warning | critical | recovered
+    window_start: Any
+    window_end: Any
+    record: Mapping[str, Any]
+
+
+@dataclass
+class _FeatureState:
+    streak: int = 0  # breaching windows in a row
+    ok_streak: int = 0  # ok windows in a row while alerted
+    active: str | None = None  # severity of the open alert
+    since_alert: int | None = None  # windows since the last warning/critical alert
+
+
+class AlertTracker:
+    """Consecutive-window, cooldown and recovery rules over a stream of per-window severities.
+
+    Feed records in window order per feature with :meth:`update`; it returns the alert to send (or
+    ``None``). A record's own ``severity`` is used (records are assessed once, with the monitor's
+    policy, where they are made); the tracker's policy gives the rules (consecutive, cooldown,
+    recovery, enabled) and assesses records that carry no severity. ``"insufficient"`` windows
+    are neutral: they neither extend nor break a streak. ``to_dict()`` / ``from_dict()`` persist
+    the state (JSON, ``TRACKER_STATE_VERSION``).
+    """
+
+    def __init__(self, policy: Policy | None = None, state: Mapping[str, Any] | None = None):
+        self.policy = policy or Policy()
+        self._features: dict[str, _FeatureState] = {}
+        if state is not None:
+            self._load(state)
+
+    def _load(self, state: Mapping[str, Any]) -> None:
+        version = state.get("schema_version")
+        if version != TRACKER_STATE_VERSION:
+            raise PolicyError(
+                f"alert tracker state has schema_version {version!r}; "
+                f"this version reads {TRACKER_STATE_VERSION}"
+            )
+        for name, fs in (state.get("features") or {}).items():
+            self._features[name] = _FeatureState(
+                streak=int(fs.get("streak", 0)),
+                ok_streak=int(fs.get("ok_streak", 0)),
+                active=fs.get("active"),
+                since_alert=fs.get("since_alert"),
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": TRACKER_STATE_VERSION,
+            "features": {k: asdict(v) for k, v in sorted(self._features.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any], policy: Policy | None = None) -> AlertTracker:
+        return cls(policy, state)
+
+    def active(self, feature: str) -> str | None:
+        fs = self._features.get(feature)
+        return fs.active if fs else None
+
+    def update(
+        self, record: Mapping[str, Any], severity: str | None = None
+    ) -> AlertDecision | None:
+        """Advance the feature's state by one window; return the alert to send, if any."""
+        feature = _require(record, "feature")
+        fp = self.policy.for_feature(feature)
+        if severity is None:
+            # Records are assessed once, where they are made, with the monitor's policy; one
+            # written without a policy (severity None) is assessed here.
+            severity = record.get("severity") or self.policy.assess(record)
+        if severity not in SEVERITIES:
+            raise PolicyError(f"feature {feature!r}: unknown severity {severity!r}")
+        fs = self._features.setdefault(feature, _FeatureState())
+        if severity == "insufficient":
+            return None
+        if fs.since_alert is not None:
+            fs.since_alert += 1
+
+        def alert(kind: str) -> AlertDecision:
+            return AlertDecision(
+                feature, kind, record.get("window_start"), record.get("window_end"), record
+            )
+
+        if severity == "ok":
+            fs.streak = 0
+            if fs.active is None:
+                return None
+            fs.ok_streak += 1
+            if fs.ok_streak >= fp.recovery:
+                fs.active, fs.ok_streak = None, 0
+                return alert("recovered") if fp.enabled else None
+            return None
+        fs.ok_streak = 0
+        fs.streak += 1
+        if fs.streak < fp.consecutive or not fp.enabled:
+            return None
+        if fs.active is None:
+            if fs.since_alert is not None and fs.since_alert <= fp.cooldown:
+                return None
+            fs.active, fs.since_alert = severity, 0
+            return alert(severity)
+        if SEVERITY_RANK[severity] > SEVERITY_RANK[fs.active]:
+            fs.active, fs.since_alert = severity, 0
+            return alert(severity)
+        return None
+
+    def run(self, records: Iterable[Mapping[str, Any]]) -> list[AlertDecision]:
+        """Update with every record (sorted by feature, window end) and collect the alerts."""
+        ordered = sorted(
+            records,
+            key=lambda r: (
+                str(r.get("feature")),
+                _sort_key(r.get("window_end")),
+                _num(r.get("pane"), 0.0),
+            ),
+        )
+        out = []
+        for rec in ordered:
+            decision = self.update(rec)
+            if decision is not None:
+                out.append(decision)
+        return out
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, "")
+    return (1, value.isoformat() if hasattr(value, "isoformat") else str(value))

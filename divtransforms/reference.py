@@ -1,0 +1,260 @@
+"""Building a reference profile on Beam: ``BuildReference`` and its steps.
+
+The same rules as ``ReferenceProfile.build`` (one process): bins from the reference values
+(quantile edges exact or from Beam's ``ApproximateQuantiles``), vocabularies from exact value
+counts, the family from ``divtransforms.families.choose_family`` on mergeable value summaries, and
+the profile's histograms and MLE statistics from the core's ``feature_stats_of_batch``, finished
+by ``profile.finish_feature`` (the family's fit to the reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from divtransforms.bins import CategoricalBins, NumericBins, to_float_array
+from divtransforms.columns import column_kind, column_of
+from divtransforms.combiners import ExactValuesFn, NumericSummaryFn, VocabularyFn
+from divtransforms.families import choose_family, family_center
+from divtransforms.histogram import Histogram
+from divtransforms.mle import FAMILIES, accumulator_for
+from divtransforms.moments import ValueSummary
+from divtransforms.profile import FeatureProfile, ReferenceProfile, finish_feature
+from divtransforms.window import FeatureStats, feature_stats_of_batch
+
+__all__ = ["BuildReference", "infer_kinds"]
+
+
+def infer_kinds(
+    schema: pa.Schema,
+    features: Sequence[str] | None = None,
+    kinds: Mapping[str, str] | None = None,
+    exclude: Sequence[str] = (),
+) -> dict[str, str]:
+    """``{feature: numeric|categorical}`` from an Arrow schema (timestamps are skipped)."""
+    kinds = dict(kinds or {})
+    names = list(features) if features else [n for n in schema.names if n not in set(exclude)]
+    out = {}
+    for name in names:
+        if name in kinds:
+            out[name] = kinds[name]
+            continue
+        idx = schema.get_field_index(name)
+        if idx < 0:
+            raise ValueError(
+                f"feature {name!r} is not in the data (columns: {', '.join(schema.names)})"
+            )
+        kind = column_kind(pa.array([], type=schema.field(idx).type))
+        if kind == "temporal":
+            if features:
+                raise ValueError(f"feature {name!r} holds timestamps: exclude it or give its kind")
+            continue
+        out[name] = kind
+    return out
+
+
+def _numeric_values(batch: Any, names: Sequence[str]) -> Iterator[tuple[str, list[float]]]:
+    for name in names:
+        x, _ = to_float_array(column_of(batch, name), name)
+        x = x[np.isfinite(x)]
+        if x.size:
+            yield name, x
+
+
+def _make_specs(_, *, kinds, n_bins, strategy, top_n, edges, exact, approx, vocab, summary):
+    specs: dict[str, Any] = {}
+    for name, kind in kinds.items():
+        if kind == "categorical":
+            counts = vocab.get(name) or {}
+            if not counts:
+                raise ValueError(
+                    f"feature {name!r}: no non-missing values to build a vocabulary from"
+                )
+            specs[name] = CategoricalBins.from_value_counts(counts, top_n=top_n)
+        elif name in edges:
+            specs[name] = NumericBins.from_edges(edges[name])
+        elif name in exact:
+            specs[name] = NumericBins.from_finite(
+                exact[name], strategy=strategy, n_bins=n_bins, feature=name
+            )
+        elif strategy == "uniform":
+            s = summary.get(name)
+            if s is None or s.n == 0:
+                raise ValueError(f"feature {name!r}: no finite values to place bin edges on")
+            specs[name] = (
+                NumericBins.from_edges([s.lo])
+                if s.lo == s.hi
+                else NumericBins.from_edges(np.linspace(s.lo, s.hi, n_bins + 1))
+            )
+        else:
+            if name not in approx:
+                raise ValueError(f"feature {name!r}: no finite values to place bin edges on")
+            specs[name] = NumericBins.from_edges(approx[name])
+    return specs
+
+
+def _make_profile(stats_list, *, specs, kinds, families, summary, exact, source):
+    features: dict[str, FeatureProfile] = {}
+    for name, kind in kinds.items():
+        fam = families.get(name, "auto")
+        reason = None if fam is None else "set by the user"
+        s = None
+        if kind == "numeric":
+            s = ValueSummary.of(exact[name]) if name in exact else summary.get(name)
+            s = s if s is not None else ValueSummary()
+        if fam == "auto":
+            if kind == "categorical":
+                fam, reason = "categorical", "categorical feature"
+            else:
+                choice = choose_family(s)
+                fam, reason = choice.family, choice.reason
+        acc = None
+        if fam == "categorical":
+            acc = accumulator_for(fam, specs[name])
+        elif fam is not None:
+            acc = accumulator_for(fam).with_center(family_center(fam, s))
+        features[name] = FeatureProfile(name, kind, Histogram.empty(specs[name]), fam, acc, reason)
+    return features
+
+
+class _StatsWithSpecsFn(beam.DoFn):
+    """Per batch: histograms + MLE statistics on the specs (a side input) -> FeatureStats."""
+
+    def process(self, batch, features):
+        yield feature_stats_of_batch(features, batch)
+
+
+def _finish_profile(stats: FeatureStats, features, source: str) -> ReferenceProfile:
+    out = {}
+    for name, fp in features.items():
+        out[name] = finish_feature(
+            name, fp.kind, stats.histograms[name], fp.family, stats.mle.get(name), fp.reason
+        )
+    return ReferenceProfile(out, source=source)
+
+
+class _MergeStatsFn(beam.CombineFn):
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, acc, stats):
+        return stats if acc is None else acc.merge(stats)
+
+    def merge_accumulators(self, accs):
+        out = None
+        for a in accs:
+            if a is not None:
+                out = a if out is None else out.merge(a)
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+class BuildReference(beam.PTransform):
+    """Batches -> a PCollection holding one :class:`ReferenceProfile`.
+
+    Two passes over the data: (1) numeric bin edges from Beam's ``ApproximateQuantiles``
+    (``exact=True``: all finite values of a feature gathered on one worker and
+    ``numpy.quantile``, as ``ReferenceProfile.build``; for small data), vocabularies from exact
+    value counts, ranges and family hints from mergeable moments; (2) histograms and MLE
+    statistics on those bins. ``families``: ``{feature: family|None}``, default inferred.
+    """
+
+    def __init__(
+        self,
+        kinds: Mapping[str, str],
+        *,
+        families: Mapping[str, str | None] | None = None,
+        n_bins: int = 32,
+        strategy: str = "quantile",
+        top_n: int = 50,
+        edges: Mapping[str, Sequence[float]] | None = None,
+        exact: bool = False,
+        source: str = "",
+    ) -> None:
+        super().__init__()
+        bad = {n: k for n, k in kinds.items() if k not in ("numeric", "categorical")}
+        if bad:
+            raise ValueError(f"unknown feature kinds {bad} (numeric or categorical)")
+        if strategy not in ("quantile", "uniform"):
+            raise ValueError(f"unknown bin strategy {strategy!r} (quantile or uniform)")
+        for name, fam in (families or {}).items():
+            if fam not in (*FAMILIES, None, "auto"):
+                raise ValueError(f"feature {name!r}: unknown MLE family {fam!r}")
+        self._kinds = dict(kinds)
+        self._families = dict(families or {})
+        self._n_bins, self._strategy, self._top_n = n_bins, strategy, top_n
+        self._edges = {k: list(v) for k, v in (edges or {}).items()}
+        self._exact, self._source = exact, source
+
+    def expand(self, batches):
+        numeric = [n for n, k in self._kinds.items() if k == "numeric"]
+        categorical = [n for n, k in self._kinds.items() if k == "categorical"]
+        need_edges = [n for n in numeric if n not in self._edges]
+        values = batches | "NumericValues" >> beam.FlatMap(_numeric_values, need_edges)
+        if self._exact:
+            exact = beam.pvalue.AsDict(
+                values | "ExactValues" >> beam.CombinePerKey(ExactValuesFn())
+            )
+            approx = beam.pvalue.AsDict(batches.pipeline | "NoApprox" >> beam.Create([]))
+        else:
+            exact = beam.pvalue.AsDict(batches.pipeline | "NoExact" >> beam.Create([]))
+            approx = beam.pvalue.AsDict(
+                values
+                | "AsLists" >> beam.MapTuple(lambda k, x: (k, x.tolist()))
+                | "Quantiles"
+                >> beam.ApproximateQuantiles.PerKey(self._n_bins + 1, input_batched=True)
+            )
+        vocab = beam.pvalue.AsSingleton(
+            batches | "Vocabulary" >> beam.CombineGlobally(VocabularyFn(categorical))
+        )
+        summary = beam.pvalue.AsSingleton(
+            batches | "Summary" >> beam.CombineGlobally(NumericSummaryFn(numeric))
+        )
+        start = batches.pipeline | "Start" >> beam.Create([None])
+        specs = beam.pvalue.AsSingleton(
+            start
+            | "Specs"
+            >> beam.Map(
+                _make_specs,
+                kinds=self._kinds,
+                n_bins=self._n_bins,
+                strategy=self._strategy,
+                top_n=self._top_n,
+                edges=self._edges,
+                exact=exact,
+                approx=approx,
+                vocab=vocab,
+                summary=summary,
+            )
+        )
+        features = beam.pvalue.AsSingleton(
+            start
+            | "Features"
+            >> beam.Map(
+                _make_profile,
+                specs=specs,
+                kinds=self._kinds,
+                families=self._families,
+                summary=summary,
+                exact=exact,
+                source=self._source,
+            )
+        )
+        return (
+            batches
+            | "Stats" >> beam.ParDo(_StatsWithSpecsFn(), features)
+            | "Merge" >> beam.CombineGlobally(_MergeStatsFn())
+            | "Profile" >> beam.Map(_empty_if_none, features, self._source)
+        )
+
+
+def _empty_if_none(stats: FeatureStats | None, features, source: str) -> ReferenceProfile:
+    if stats is None:
+        stats = FeatureStats.empty(features)
+    return _finish_profile(stats, features, source)

@@ -1,0 +1,292 @@
+"""A window's statistics and the running estimates over windows, without Beam.
+
+One path for a window's data, whoever drives it (``compare()``, the Beam combiners and DoFns, the
+directory watcher), as TFDV runs the same generators in memory and on Beam:
+
+    batch -> split_by_window -> feature_stats_of_batch -> FeatureStats (merge) -> drift_record
+                                                        \\-> WindowCumulation -> running estimates
+
+* :class:`FeatureStats` holds, per feature, the histogram on the reference's bins and the window's
+  MLE accumulator; it merges exactly.
+* :func:`split_by_window` assigns rows to event-time fixed windows aligned to the epoch, as Beam's
+  ``FixedWindows`` does.
+* :class:`RunningEstimates` is the per-feature cumulative MLE accumulators, seeded from a state;
+  :class:`WindowCumulation` keeps them over windows that may still change (panes, late data) and
+  folds the closed ones.
+* :func:`mle_state_bytes` / :func:`parse_mle_state` are the one writer and reader of the MLE-state
+  file (``divtransforms.mle_state``, schema version 1); the I/O itself belongs to the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from divtransforms.bins import to_float_array
+from divtransforms.columns import column_of, event_time_micros, num_rows
+from divtransforms.histogram import Histogram
+from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_from_dict
+from divtransforms.profile import FeatureProfile
+
+__all__ = [
+    "EPOCH",
+    "MLE_STATE_KIND",
+    "FeatureStats",
+    "RunningEstimates",
+    "WindowCumulation",
+    "feature_stats_of_batch",
+    "mle_state_bytes",
+    "parse_mle_state",
+    "split_by_window",
+    "take_rows",
+    "when",
+]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MLE_STATE_KIND = "divtransforms.mle_state"
+MLE_STATE_VERSION = 1
+
+
+def when(micros: int) -> datetime:
+    """The UTC datetime of ``micros`` microseconds since the epoch."""
+    return EPOCH + timedelta(microseconds=int(micros))
+
+
+# -- rows and windows ---------------------------------------------------------------------------
+
+
+def take_rows(batch: Any, idx: np.ndarray) -> Any:
+    """The rows ``idx`` of a batch (Arrow RecordBatch/Table, or a dict of columns)."""
+    if isinstance(batch, pa.RecordBatch | pa.Table):
+        return batch.take(pa.array(idx, type=pa.int64()))
+    return {k: take_column(v, idx) for k, v in batch.items()}
+
+
+def take_column(col: Any, idx: np.ndarray) -> Any:
+    if isinstance(col, pa.Array | pa.ChunkedArray):
+        return col.take(pa.array(idx, type=pa.int64()))
+    return np.asarray(col)[idx]
+
+
+def split_by_window(
+    batch: Any, timestamp_column: str, size_micros: int
+) -> Iterator[tuple[int, Any]]:
+    """``(window_start_micros, rows)`` for each fixed window the batch's rows fall in, in time
+    order (windows aligned to the epoch; vectorised)."""
+    micros = event_time_micros(column_of(batch, timestamp_column), timestamp_column)
+    if micros.size == 0:
+        return
+    starts = np.floor_divide(micros, size_micros) * size_micros
+    first = starts[0]
+    if np.all(starts == first):
+        yield int(first), batch
+        return
+    order = np.argsort(starts, kind="stable")
+    uniq, idx = np.unique(starts[order], return_index=True)
+    bounds = [*idx.tolist(), len(order)]
+    for i, start in enumerate(uniq.tolist()):
+        yield int(start), take_rows(batch, order[bounds[i] : bounds[i + 1]])
+
+
+# -- one window's statistics --------------------------------------------------------------------
+
+
+@dataclass
+class FeatureStats:
+    """Rows read and, per feature, a ``Histogram`` and an MLE accumulator (None: no family)."""
+
+    rows: int = 0
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    mle: dict[str, MLEAccumulator | None] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, features: Mapping[str, FeatureProfile]) -> FeatureStats:
+        return cls(
+            0,
+            {n: Histogram.empty(fp.bins) for n, fp in features.items()},
+            {n: fp.empty_mle() for n, fp in features.items()},
+        )
+
+    def merge(self, other: FeatureStats) -> FeatureStats:
+        return FeatureStats(
+            self.rows + other.rows,
+            {n: h.merge(other.histograms[n]) for n, h in self.histograms.items()},
+            {
+                n: (m.merge(other.mle[n]) if m is not None else None)  # type: ignore[arg-type]
+                for n, m in self.mle.items()
+            },
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (tests, debugging)."""
+        return {
+            "rows": self.rows,
+            "histograms": {n: h.to_dict() for n, h in self.histograms.items()},
+            "mle": {n: (m.to_dict() if m is not None else None) for n, m in self.mle.items()},
+        }
+
+
+def feature_stats_of_batch(features: Mapping[str, FeatureProfile], batch: Any) -> FeatureStats:
+    """Histograms and MLE statistics of one batch, all features, each column converted once.
+
+    Equal to ``Histogram.of(spec, column)`` and ``accumulator.add(column)`` (categorical MLE:
+    ``add_counts`` of the histogram) on every feature.
+    """
+    hists: dict[str, Histogram] = {}
+    mles: dict[str, MLEAccumulator | None] = {}
+    for name, fp in features.items():
+        col = column_of(batch, name)
+        spec = fp.bins
+        mle = fp.empty_mle()
+        if fp.kind == "numeric":
+            x, n_bad = to_float_array(col, name)
+            c = spec.count_floats(x, n_bad)  # type: ignore[union-attr]
+            hists[name] = Histogram(spec, c.counts, c.n_missing, c.n_invalid)
+            if isinstance(mle, MomentMLE):
+                mle = mle.add(x, name)
+                if n_bad:  # values of the wrong type are invalid for the family too
+                    mle = replace(mle, n_invalid=mle.n_invalid + n_bad)
+        else:
+            hist = Histogram.of(spec, col, name)
+            hists[name] = hist
+            if isinstance(mle, CategoricalMLE):
+                mle = mle.add_counts(hist.counts)
+        mles[name] = mle
+    return FeatureStats(num_rows(batch), hists, mles)
+
+
+# -- running estimates --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunningEstimates:
+    """Cumulative MLE accumulators per feature (None for a feature without a family)."""
+
+    accumulators: Mapping[str, MLEAccumulator | None]
+
+    @classmethod
+    def seed(
+        cls,
+        features: Mapping[str, FeatureProfile],
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> RunningEstimates:
+        """Empty accumulators of the features' families, or those of ``state`` (checked)."""
+        out: dict[str, MLEAccumulator | None] = {}
+        for name, fp in features.items():
+            saved = (state or {}).get(name)
+            if fp.family is None:
+                out[name] = None
+            elif saved:
+                acc = accumulator_from_dict(saved)
+                if acc.family != fp.family:
+                    raise ValueError(
+                        f"feature {name!r}: MLE state is for family {acc.family!r}, "
+                        f"the reference uses {fp.family!r}"
+                    )
+                out[name] = acc
+            else:
+                out[name] = fp.empty_mle()
+        return cls(out)
+
+    def merge(self, stats: FeatureStats) -> RunningEstimates:
+        """These estimates with one more window's statistics."""
+        return RunningEstimates(
+            {
+                n: (
+                    acc.merge(stats.mle[n])  # type: ignore[arg-type]
+                    if acc is not None and stats.mle.get(n) is not None
+                    else acc
+                )
+                for n, acc in self.accumulators.items()
+            }
+        )
+
+    def get(self, name: str) -> MLEAccumulator | None:
+        return self.accumulators.get(name)
+
+    def to_state(self) -> dict[str, dict[str, Any]]:
+        """``{feature: accumulator dict}`` (JSON-able) of the features that have a family."""
+        return {n: acc.to_dict() for n, acc in self.accumulators.items() if acc is not None}
+
+
+@dataclass
+class WindowCumulation:
+    """Running estimates over event-time windows that may still change.
+
+    ``observe`` takes the latest statistics (pane) of a window and returns the running estimate
+    of that window: the folded windows, then every known window starting at or before it, in
+    event-time order (the global window, ``start = None``, comes first). ``fold`` merges windows
+    that can no longer change into one accumulator, which keeps the state small.
+    """
+
+    folded: RunningEstimates
+    known: dict[Any, tuple[Any, int, FeatureStats]] = field(default_factory=dict)
+
+    def observe(self, start: Any, end: Any, pane: int, stats: FeatureStats) -> RunningEstimates:
+        previous = self.known.get(start)
+        if previous is None or previous[1] <= pane:
+            self.known[start] = (end, pane, stats)
+        running = self.folded
+        if None in self.known:
+            running = running.merge(self.known[None][2])
+        if start is None:
+            return running
+        for s in sorted(k for k in self.known if k is not None and k <= start):
+            running = running.merge(self.known[s][2])
+        return running
+
+    def fold(self, before: Any, ended_before: Any = None) -> None:
+        """Fold the windows starting before ``before`` (and ending before ``ended_before``)."""
+        for s in sorted(k for k in self.known if k is not None):
+            end = self.known[s][0]
+            if s < before and (ended_before is None or end < ended_before):
+                self.folded = self.folded.merge(self.known.pop(s)[2])
+
+    def latest(self) -> RunningEstimates:
+        """The running estimate over everything seen (the state for the next run)."""
+        running = self.folded
+        if None in self.known:
+            running = running.merge(self.known[None][2])
+        for s in sorted(k for k in self.known if k is not None):
+            running = running.merge(self.known[s][2])
+        return running
+
+
+# -- the MLE-state file -------------------------------------------------------------------------
+
+
+def mle_state_bytes(state: Mapping[str, Any], **extra: Any) -> bytes:
+    """The MLE-state file: ``{"schema_version", "kind", "features": {feature: accumulator dict},
+    **extra}`` as JSON (``extra``: the watcher's files seen, watermark, ...)."""
+    doc = {
+        "schema_version": MLE_STATE_VERSION,
+        "kind": MLE_STATE_KIND,
+        "features": dict(state),
+        **extra,
+    }
+    return (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def parse_mle_state(raw: bytes, origin: str) -> dict[str, dict[str, Any]]:
+    """``{feature: accumulator dict}`` from an MLE-state file (or a bare ``{feature: ...}``
+    object); errors name ``origin``."""
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"MLE state {origin}: not valid JSON ({exc})") from None
+    if isinstance(doc, dict) and doc.get("kind") == MLE_STATE_KIND:
+        if doc.get("schema_version") != MLE_STATE_VERSION:
+            raise ValueError(
+                f"MLE state {origin}: schema version {doc.get('schema_version')!r} "
+                f"is not supported (expected {MLE_STATE_VERSION})"
+            )
+        return dict(doc["features"])
+    if isinstance(doc, dict):
+        return doc
+    raise ValueError(f"MLE state {origin}: expected a JSON object")
