@@ -18,9 +18,9 @@ windows of n = 30 ... 100,000 values are judged by the default ``Policy``:
 
 A cell simulates many windows at once: their histograms on the profile's bins, their moments
 (``moments.merge_moments`` semantics, two passes) and then the very functions records use
-(``significance.g_statistics``, ``williams_q``, ``js_bias``, ``window_tests``) and the policy's
-``decide``. ``cross_check`` runs ``compare()`` + ``Policy.assess`` on sample windows of every shape
-and requires the same severities and p-values.
+(``significance.comparison_table``, ``power_divergence``, ``js_bias``, ``window_tests``) and the
+policy's ``decide``. ``cross_check`` runs ``compare()`` + ``Policy.assess`` on sample windows of
+every shape and requires the same severities and p-values.
 
 Run: ``python -m benchmarks.bench_policy`` (``make bench``). Prints each rate with its 95% Wilson
 interval; exit status 1 when a target is missed.
@@ -44,17 +44,15 @@ from divtransforms.policy import Evidence, FeaturePolicy, Policy, decide, dense_
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.significance import (
     DriftTest,
-    g_statistics,
+    comparison_table,
     js_bias,
-    pool_cells,
-    sparse_cells,
-    williams_q,
+    power_divergence,
     window_tests,
 )
 
 N_REFERENCE = 10_000
 WINDOW_SIZES = (30, 100, 300, 1_000, 10_000, 100_000)
-N_REFERENCES = 8
+N_REFERENCES = 24
 MAX_SAMPLES_PER_CELL = 6_000_000
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
@@ -189,23 +187,19 @@ def _columns(m) -> tuple[float, ...]:
 
 
 def histogram_evidence(
-    counts: np.ndarray, ref: np.ndarray, boundary: np.ndarray | None
+    counts: np.ndarray, ref: np.ndarray, cells: np.ndarray
 ) -> tuple[np.ndarray, ...]:
-    """``(G / q, p, js_corrected)`` of each window, as ``compare.drift_record`` computes them."""
+    """``(statistic, p, js_corrected, dof)`` of each window, as ``compare.drift_record``."""
     n = counts.sum(axis=1).astype(np.float64)
     n_ref = float(ref.sum())
-    sparse = sparse_cells(ref, float(n[0]))  # every window of a cell has the same n
-    if boundary is not None:
-        sparse = sparse | boundary
-    pooled, pooled_ref = pool_cells(counts, sparse), pool_cells(ref, sparse)
-    g, dof = g_statistics(pooled, pooled_ref)
-    q = williams_q(n, n_ref, pooled + pooled_ref)
+    table, table_ref = comparison_table(counts, ref, float(n[0]), cells)  # one n per cell
+    stat, dof = power_divergence(table, table_ref)
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(dof >= 1, special.chdtrc(np.maximum(dof, 1), g / q), 1.0)
+        p = np.where(dof >= 1, special.chdtrc(np.maximum(dof, 1), stat), 1.0)
     js = np.asarray(js_divergence(counts, np.broadcast_to(ref, counts.shape)), dtype=np.float64)
     corrected = np.maximum(js - js_bias(n, n_ref, ((counts + ref) > 0).sum(axis=1)), 0.0)
-    g_out = np.where(dof >= 1, g / q, 0.0)
-    return g_out, np.where(n > 0, p, np.nan), np.where(n > 0, corrected, np.nan), dof
+    stat = np.where(dof >= 1, stat, 0.0)
+    return stat, np.where(n > 0, p, np.nan), np.where(n > 0, corrected, np.nan), dof
 
 
 def judge(fp: FeatureProfile, window: np.ndarray, policy: FeaturePolicy) -> np.ndarray:
@@ -220,8 +214,7 @@ def judge(fp: FeatureProfile, window: np.ndarray, policy: FeaturePolicy) -> np.n
         valid = np.isfinite(window)
         counts = bin_numeric(window, spec.edges, valid)
     ref_counts = np.asarray(fp.histogram.counts)
-    boundary = spec.boundary_cells(ref_counts) if isinstance(spec, CategoricalBins) else None
-    stat, p, effect, dof = histogram_evidence(counts, ref_counts, boundary)
+    stat, p, effect, dof = histogram_evidence(counts, ref_counts, spec.test_cells(ref_counts))
     n = counts.sum(axis=1)
     p = np.where(dense_enough(n, dof, policy.min_expected), p, np.nan)
     t_pair = dev_pair = None

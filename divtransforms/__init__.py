@@ -26,7 +26,7 @@ from divtransforms.mle import (
 )
 from divtransforms.profile import FeatureProfile, ProfileError, ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, read_records, records_to_table
-from divtransforms.significance import g_test, js_bias, mean_test
+from divtransforms.significance import homogeneity_test, js_bias, mean_test
 
 __version__ = "0.1.0"
 
@@ -48,8 +48,8 @@ __all__ = [
     "cross_entropy",
     "drift_record",
     "entropy",
-    "g_test",
     "hellinger",
+    "homogeneity_test",
     "js_bias",
     "js_distance",
     "js_divergence",

@@ -269,6 +269,17 @@ class NumericBins:
         counts[1:-1] = np.histogram(inside, bins=e)[0]
         return counts
 
+    def test_cells(self, reference_counts: Any) -> NDArray[np.int64]:
+        """The cell of each bin in the homogeneity test: the tail bins merge into their
+        neighbours. Quantile edges start and end at the reference's minimum and maximum, so its
+        tail bins are empty by construction although values beyond them occur (about 1 in
+        ``n_ref`` on each side); a cell with a reference count of 0 but a real probability would
+        make any window with such a value look like drift."""
+        k = self.n_bins - 2
+        if k <= 0:
+            return np.zeros(self.n_bins, dtype=np.int64)
+        return np.clip(np.arange(self.n_bins) - 1, 0, k - 1).astype(np.int64)
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": "numeric", "edges": [float(v) for v in self.edges.tolist()]}
 
@@ -408,24 +419,30 @@ class CategoricalBins:
         """The reference had more values than the vocabulary holds."""
         return bool(self.other_values) or not self.track_unseen
 
-    def boundary_cells(self, reference_counts: Any) -> NDArray[np.bool_]:
-        """Cells whose reference counts are biased by the choice of the vocabulary.
+    def test_cells(self, reference_counts: Any) -> NDArray[np.int64]:
+        """The cell of each bin in the homogeneity test.
 
         A truncated vocabulary keeps the values that came out most frequent in the reference
         sample, so the reference overstates the share of those that only just made the cut (and
-        understates ``__other__``). Returns True for ``__other__`` and for vocabulary values whose
-        reference count is within 3 standard deviations (``sqrt(cut)``) of the smallest one kept;
-        the G-test pools them into one cell. All False when the vocabulary is complete.
+        understates ``__other__``), and ``__unseen__`` (0 in the reference by definition) has a
+        real probability: values the reference sample missed. So the vocabulary values whose
+        reference count is within 3 standard deviations (``sqrt(cut)``) of the smallest one kept
+        share one cell with ``__other__`` and ``__unseen__``; every other value is a cell of its
+        own. With a complete vocabulary every bin is its own cell.
         """
         counts = np.asarray(reference_counts, dtype=np.float64)
-        out = np.zeros(self.n_bins, dtype=bool)
         k = len(self.vocabulary)
+        cells = np.arange(self.n_bins, dtype=np.int64)
         if not self.truncated or k == 0:
-            return out
+            return cells
         cut = float(counts[:k].min())
-        out[:k] = counts[:k] < cut + 3.0 * math.sqrt(cut) + 1.0
-        out[k] = True
-        return out
+        pooled = np.zeros(self.n_bins, dtype=bool)
+        pooled[:k] = counts[:k] < cut + 3.0 * math.sqrt(cut) + 1.0
+        pooled[k:] = True
+        kept = np.flatnonzero(~pooled)
+        cells[kept] = np.arange(kept.size)
+        cells[pooled] = kept.size
+        return cells
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 Columns = dict[str, Any]
+# Seconds since the epoch of 9999-12-31 (and, negated, near year 1): what datetime can hold.
+_MAX_EPOCH_SECONDS = 253_402_300_800.0
 
 
 def as_columns(data: Any) -> Columns:
@@ -162,6 +164,13 @@ def event_time_micros(col: Any, name: str = "timestamp") -> NDArray[np.int64]:
         if not np.all(np.isfinite(secs)):
             first = int(np.flatnonzero(~np.isfinite(secs))[0])
             raise ValueError(f"timestamp column {name!r} has a non-finite value at row {first}")
+        out_of_range = np.abs(secs) >= _MAX_EPOCH_SECONDS
+        if out_of_range.any():
+            first = int(np.flatnonzero(out_of_range)[0])
+            raise ValueError(
+                f"timestamp column {name!r}: {secs[first]:.6g} at row {first} is not a time in "
+                "seconds since the epoch (numbers are read as seconds; years 1 to 9999)"
+            )
         return np.round(secs * 1e6).astype(np.int64)
     raise ValueError(f"timestamp column {name!r} has type {t}, not a time")
 

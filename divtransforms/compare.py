@@ -16,7 +16,6 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from divtransforms.bins import CategoricalBins
 from divtransforms.columns import as_columns, parse_duration
 from divtransforms.divergence import (
     cross_entropy,
@@ -37,7 +36,7 @@ from divtransforms.mle import (
 )
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.records import records_to_table, sort_records
-from divtransforms.significance import g_test, js_bias, moment_columns, window_tests
+from divtransforms.significance import homogeneity_test, js_bias, moment_columns, window_tests
 from divtransforms.window import (
     RunningEstimates,
     WindowCumulation,
@@ -160,9 +159,7 @@ def drift_record(
         rec.update(_nan_divergences())
     else:
         js = float(js_divergence(counts, ref_counts, base))
-        spec = fp.bins
-        boundary = spec.boundary_cells(ref_counts) if isinstance(spec, CategoricalBins) else None
-        gt = g_test(counts, ref_counts, also_pool=boundary)
+        gt = homogeneity_test(counts, ref_counts, cells=fp.bins.test_cells(ref_counts))
         bias = js_bias(n, n_ref, int(np.count_nonzero(counts + ref_counts)), base)
         js_corrected = max(js - bias, 0.0)
         rec.update(
@@ -180,7 +177,7 @@ def drift_record(
             dof=gt.dof,
             p_value=gt.p_value,
         )
-        histogram_test = (gt.g_statistic / gt.williams_q, gt.p_value, js_corrected)
+        histogram_test = (gt.statistic, gt.p_value, js_corrected)
     ref_mle = fp.mle if isinstance(fp.mle, MomentMLE) else None
     win_mle = mle_window if isinstance(mle_window, MomentMLE) else None
     tests = window_tests(

@@ -3,14 +3,19 @@
 Every function here is vectorised (one row per window), so drift records, the policy and the
 calibration benchmark run the very same code.
 
-``histogram``: the two-sample G-test of homogeneity
+``histogram``: a two-sample test of homogeneity of the window's histogram and the reference's
     For two histograms on the same bins, with weights ``pi_a = n_a / N`` and ``pi_b = n_b / N``,
     the weighted Jensen-Shannon divergence equals the mutual information between "bin" and "which
     sample", and ``G = 2 N ln(2) JS_pi`` (JS in bits) is asymptotically chi-square with ``K' - 1``
-    degrees of freedom (``K'`` bins non-empty in either histogram). Cells the window is expected to
-    fill with fewer than ``POOL_EXPECTED`` values (judged from the reference's shares) are pooled
-    into one first, and the p-value uses Williams' correction ``G / q`` (Williams 1976): with both,
-    the test holds its level on tables with many rare categories or sparse tail bins.
+    degrees of freedom (``K'`` bins non-empty in either histogram); records report G. The
+    decisive p-value comes from the same family of statistics at lambda = 2/3 (Cressie and Read
+    1984): its chi-square approximation holds on small expected counts, and it has more power
+    than G (lambda = 0) against a rare category or tail that grows. The table it compares is
+    fixed by the reference and n alone (``comparison_table``). Bins whose reference count is 0
+    or biased by construction (numeric tail bins, the edge of a truncated vocabulary,
+    ``__unseen__``) merge into neighbouring cells (the bin spec's ``test_cells``), and cells the
+    window is expected to fill with fewer than ``POOL_EXPECTED`` values are pooled into one. So
+    the test holds its level on quantile bins, rare categories and sparse tails.
 
 ``mean`` and ``dispersion``: two-sample tests of a mean, from mergeable moments
     ``mean`` compares the mean of the family's value ``t`` (``x``, or ``log x`` for the
@@ -28,8 +33,9 @@ calibration benchmark run the very same code.
     a mean of such skewed values to be near normal, and the test is not applied (NaN).
     Effect size: ``|mean_w - mean_r|`` in reference standard deviations of the tested value.
 
-References: P. Hall (1992), "On the removal of skewness by transformation", JRSS B 54; D. A.
-Williams (1976), "Improved likelihood ratio tests for complete contingency tables", Biometrika 63.
+References: P. Hall (1992), "On the removal of skewness by transformation", JRSS B 54; N. Cressie
+and T. R. C. Read (1984), "Multinomial goodness-of-fit tests", JRSS B 46; T. R. C. Read and N.
+Cressie (1988), "Goodness-of-Fit Statistics for Discrete Multivariate Data", Springer.
 """
 
 from __future__ import annotations
@@ -44,21 +50,25 @@ from scipy import special
 from divtransforms.moments import merge_moments
 
 __all__ = [
+    "CRESSIE_READ_LAMBDA",
     "MAX_SKEW",
     "POOL_EXPECTED",
     "DriftTest",
-    "GTest",
+    "HomogeneityTest",
+    "comparison_table",
     "g_statistics",
-    "g_test",
+    "homogeneity_test",
     "js_bias",
     "mean_test",
+    "merge_cells",
     "pool_cells",
+    "power_divergence",
     "sparse_cells",
-    "williams_q",
 ]
 
 MAX_SKEW = 0.6
 POOL_EXPECTED = 5.0
+CRESSIE_READ_LAMBDA = 2.0 / 3.0
 
 
 class DriftTest(NamedTuple):
@@ -74,12 +84,15 @@ class DriftTest(NamedTuple):
     effect: np.ndarray
 
 
-class GTest(NamedTuple):
+class HomogeneityTest(NamedTuple):
+    """The histogram test of one window: G (``2 N ln 2 JS_pi``, descriptive), the Cressie-Read
+    statistic and its chi-square p-value on the pooled table (decisive), ``dof = K' - 1``."""
+
     g_statistic: float
     dof: int
-    p_value: float  # Williams-corrected: chi-square survival of G / q
+    statistic: float
+    p_value: float
     js_weighted: float  # the weighted JS (bits) between the two samples: G / (2 N ln 2)
-    williams_q: float
 
 
 def g_statistics(counts_a: ArrayLike, counts_b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -100,23 +113,31 @@ def g_statistics(counts_a: ArrayLike, counts_b: ArrayLike) -> tuple[np.ndarray, 
     return g, dof
 
 
-def williams_q(n_cur: ArrayLike, n_ref: ArrayLike, col_totals: ArrayLike) -> np.ndarray:
-    """Williams' correction factor for the 2 x K G-test (Williams 1976; Sokal & Rohlf, Biometry).
+def power_divergence(
+    counts_a: ArrayLike, counts_b: ArrayLike, lam: float = CRESSIE_READ_LAMBDA
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cressie-Read power-divergence statistic of the 2 x K table of each row of ``counts_a``
+    against ``counts_b`` (broadcast), and ``dof = K' - 1``.
 
-    ``q = 1 + (N (1/n_cur + 1/n_ref) - 1) (N sum_j 1/C_j - 1) / (6 N (K' - 1))`` with ``C_j`` the
-    non-zero bin totals and ``K'`` their number; ``G / q`` follows chi-square more closely.
+    ``2 / (lam (lam + 1)) sum O ((O / E)^lam - 1)`` over both rows, ``E = row total * column total
+    / N``; ``lam = 1`` is Pearson's X^2, ``lam -> 0`` is G. Equals
+    ``scipy.stats.chi2_contingency(table, lambda_=lam)`` without Yates' correction.
     """
-    n_cur = np.asarray(n_cur, dtype=np.float64)
-    n_ref = np.asarray(n_ref, dtype=np.float64)
-    cols = np.asarray(col_totals, dtype=np.float64)
-    total = n_cur + n_ref
+    if lam == 0:
+        return g_statistics(counts_a, counts_b)
+    a = np.asarray(counts_a, dtype=np.float64)
+    b = np.broadcast_to(np.asarray(counts_b, dtype=np.float64), a.shape)
+    n_a = a.sum(axis=-1, keepdims=True)
+    n_b = b.sum(axis=-1, keepdims=True)
+    col = a + b
+    keep = col > 0
+    safe = np.where(keep, col, 1.0)
+    total = n_a + n_b
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(cols > 0, 1.0 / np.where(cols > 0, cols, 1.0), 0.0).sum(axis=-1)
-        k = (cols > 0).sum(axis=-1)
-        q = 1.0 + (total * (1.0 / n_cur + 1.0 / n_ref) - 1.0) * (total * inv - 1.0) / (
-            6.0 * total * np.maximum(k - 1, 1)
-        )
-    return np.where(np.isfinite(q) & (q > 0), q, 1.0)
+        ea, eb = n_a * safe / total, n_b * safe / total
+        terms = a * ((a / ea) ** lam - 1.0) + b * ((b / eb) ** lam - 1.0)
+    stat = 2.0 / (lam * (lam + 1.0)) * np.where(keep, terms, 0.0).sum(axis=-1)
+    return np.maximum(np.nan_to_num(stat, nan=0.0), 0.0), keep.sum(axis=-1) - 1
 
 
 def sparse_cells(reference: ArrayLike, n: float, min_expected: float = POOL_EXPECTED) -> np.ndarray:
@@ -137,43 +158,66 @@ def pool_cells(counts: ArrayLike, sparse: np.ndarray) -> np.ndarray:
     return np.concatenate([c[..., ~sparse], c[..., sparse].sum(axis=-1, keepdims=True)], axis=-1)
 
 
-def g_test(
-    counts_a: ArrayLike, counts_b: ArrayLike, pool: bool = True, also_pool: Any = None
-) -> GTest:
-    """Two-sample G-test of homogeneity of a window's counts (``a``) against a reference's (``b``).
+def merge_cells(counts: ArrayLike, cells: ArrayLike) -> np.ndarray:
+    """``counts`` (1-D or rows) summed by ``cells`` (the cell index of each bin)."""
+    c = np.asarray(counts, dtype=np.float64)
+    idx = np.asarray(cells, dtype=np.int64)
+    onehot = np.zeros((idx.size, int(idx.max()) + 1 if idx.size else 0))
+    onehot[np.arange(idx.size), idx] = 1.0
+    return c @ onehot
 
-    With ``pool`` (the default), the cells the window is expected to fill with fewer than
-    ``POOL_EXPECTED`` values (``sparse_cells``) are pooled into one first, with the cells of
-    ``also_pool`` (a boolean mask, e.g. ``CategoricalBins.boundary_cells``): many sparse cells
-    (rare categories, tail bins) make G liberal even with Williams' correction. Returns ``G``,
-    degrees of freedom ``K' - 1`` (``K'`` the non-empty cells), the Williams-corrected chi-square
-    p-value, the weighted JS in bits and Williams' ``q``. With fewer than two non-empty cells
-    there is nothing to test: ``G = 0``, ``p = 1``, ``dof = 0``; ``p`` is NaN when a sample is
-    empty, since nothing was observed.
+
+def comparison_table(
+    counts: ArrayLike, reference: ArrayLike, n: float, cells: ArrayLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The window and reference counts the homogeneity test compares: bins merged by ``cells``
+    (a bin spec's ``test_cells``), then the cells a window of ``n`` values is expected to fill
+    with fewer than ``POOL_EXPECTED`` values pooled into one. Both depend on the reference and
+    ``n`` alone, never on the window's data."""
+    a = np.asarray(counts, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if cells is not None:
+        a, b = merge_cells(a, cells), merge_cells(b, cells)
+    sparse = sparse_cells(b, n)
+    return pool_cells(a, sparse), pool_cells(b, sparse)
+
+
+def homogeneity_test(
+    counts_window: ArrayLike,
+    counts_reference: ArrayLike,
+    pool: bool = True,
+    cells: ArrayLike | None = None,
+) -> HomogeneityTest:
+    """Two-sample test of homogeneity of a window's histogram against the reference's.
+
+    With ``pool`` (the default) the test compares :func:`comparison_table`: bins merged by ``cells``
+    (``spec.test_cells(reference_counts)``), sparse cells pooled. The p-value is the chi-square
+    survival of the Cressie-Read statistic (lambda = 2/3) of that table, with ``dof = K' - 1``
+    (``K'`` its non-empty cells). ``g_statistic`` and ``js_weighted`` describe the histograms
+    themselves. With fewer than two non-empty cells there is nothing to test: ``p = 1``, ``dof =
+    0``; ``p`` is NaN when a sample is empty, since nothing was observed.
     """
-    a = np.asarray(counts_a, dtype=np.float64)
-    b = np.asarray(counts_b, dtype=np.float64)
+    a = np.asarray(counts_window, dtype=np.float64)
+    b = np.asarray(counts_reference, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(
-            f"g_test needs two 1-D count vectors of the same length, got {a.shape} and {b.shape}"
+            "homogeneity_test needs two 1-D count vectors of the same length, "
+            f"got {a.shape} and {b.shape}"
         )
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))) or np.any(a < 0) or np.any(b < 0):
-        raise ValueError("g_test counts must be finite and non-negative")
+        raise ValueError("homogeneity_test counts must be finite and non-negative")
     n_a, n_b = a.sum(), b.sum()
     if n_a == 0 or n_b == 0:
-        return GTest(0.0, 0, math.nan, 0.0, 1.0)
+        return HomogeneityTest(0.0, 0, 0.0, math.nan, 0.0)
+    g = float(g_statistics(a, b)[0])
+    js = g / (2.0 * (n_a + n_b) * math.log(2.0))
     if pool:
-        sparse = sparse_cells(b, n_a)
-        if also_pool is not None:
-            sparse = sparse | np.asarray(also_pool, dtype=bool)
-        a, b = pool_cells(a, sparse), pool_cells(b, sparse)
-    g, dof = g_statistics(a, b)
-    g, dof = float(g), int(dof)
+        a, b = comparison_table(a, b, n_a, cells)
+    stat, dof = power_divergence(a, b)
+    stat, dof = float(stat), int(dof)
     if dof < 1:
-        return GTest(0.0, 0, 1.0, 0.0, 1.0)
-    q = float(williams_q(n_a, n_b, a + b))
-    p = float(special.chdtrc(dof, g / q))
-    return GTest(g, dof, p, g / (2.0 * (n_a + n_b) * math.log(2.0)), q)
+        return HomogeneityTest(g, 0, 0.0, 1.0, js)
+    return HomogeneityTest(g, dof, stat, float(special.chdtrc(dof, stat)), js)
 
 
 def js_bias(n_a: Any, n_b: Any, k_nonempty: Any, base: float = 2.0) -> Any:
@@ -240,11 +284,11 @@ def window_tests(
 ) -> list[DriftTest]:
     """The drift tests of windows of one feature, in the order records and the policy use.
 
-    ``histogram``: ``(statistic G / q, p_value, effect)`` of the G-test (``None``: no histogram
-    test). ``t`` and ``dev``: ``(window, reference)`` moment tuples of the family's value and of
-    its absolute deviations from the reference centre (``None``: not available). ``bernoulli``
-    gets no dispersion test (for 0/1 values it is a function of the mean); ``categorical`` and
-    features without a family get only the histogram test.
+    ``histogram``: ``(statistic, p_value, effect)`` of the homogeneity test (``None``: no
+    histogram test). ``t`` and ``dev``: ``(window, reference)`` moment tuples of the family's
+    value and of its absolute deviations from the reference centre (``None``: not available).
+    ``bernoulli`` gets no dispersion test (for 0/1 values it is a function of the mean);
+    ``categorical`` and features without a family get only the histogram test.
     """
     tests: list[DriftTest] = []
     if histogram is not None:

@@ -15,6 +15,8 @@ from pipelines.check_job import run_check
 from pipelines.io import InputError
 from tests.beam.conftest import T0, assert_records_equal, make_current
 
+pytestmark = pytest.mark.beam
+
 
 def test_missing_feature_column_is_an_error_naming_file_and_feature(tmp_path, profile, rng):
     cur = make_current(rng, 500).drop_columns(["amount"])

@@ -21,6 +21,8 @@ from pipelines.options import make_pipeline_options
 from pipelines.reference_job import build_reference_pipeline
 from tests.beam.conftest import make_current, make_reference
 
+pytestmark = pytest.mark.beam
+
 PROJECT = "divmon-test-project"
 BUCKET = "gs://divmon-test-bucket"
 

@@ -19,6 +19,8 @@ from pipelines.check_job import load_mle_state, run_check
 from pipelines.reference_job import run_build_reference
 from tests.beam.conftest import assert_records_equal, make_current, make_reference
 
+pytestmark = pytest.mark.beam
+
 
 @pytest.fixture
 def files(tmp_path, rng):

@@ -21,6 +21,8 @@ from pipelines.io import (
 )
 from tests.beam.conftest import T0, local_pipeline, records_match
 
+pytestmark = pytest.mark.beam
+
 
 def _messages(rng, n):
     out = []

@@ -16,6 +16,8 @@ from divtransforms import compare
 from divtransforms.transforms import DriftMonitor
 from tests.beam.conftest import T0, assert_records_equal, records_match, table_rows
 
+pytestmark = pytest.mark.beam
+
 HOUR = 3600
 H = T0 - T0 % HOUR  # an hour boundary
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pytest
 from apache_beam.testing.util import assert_that
 
 from divtransforms import ReferenceProfile, compare
@@ -18,6 +19,8 @@ from tests.beam.conftest import (
     make_current,
     records_match,
 )
+
+pytestmark = pytest.mark.beam
 
 
 def test_global_window_records_equal_compare(profile, rng):

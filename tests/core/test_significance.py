@@ -1,4 +1,4 @@
-"""The tests that decide drift: G-test with Williams' correction, and the moment-based mean test.
+"""The tests that decide drift: the pooled homogeneity test, and the moment-based mean test.
 
 The mean test must hold its level whatever the shape (checked here on a few shapes at a 1% level;
 the full panel is ``benchmarks/bench_policy.py`` and ``tests/core/test_policy_panel.py``), keep its
@@ -13,17 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from divtransforms.bins import CategoricalBins
+from divtransforms.bins import CategoricalBins, NumericBins
 from divtransforms.moments import Moments
 from divtransforms.significance import (
     MAX_SKEW,
     g_statistics,
-    g_test,
+    homogeneity_test,
     js_bias,
     mean_test,
     pool_cells,
+    power_divergence,
     sparse_cells,
-    williams_q,
     window_tests,
 )
 
@@ -40,34 +40,60 @@ def _rows(x):
     )  # fmt: skip
 
 
-def test_g_test_matches_scipy_and_applies_williams():
+def test_homogeneity_test_matches_scipy():
     a, b = np.array([30, 50, 20, 7]), np.array([300, 400, 290, 10])
-    g = g_test(a, b, pool=False)
-    chi2, _, dof, _ = stats.chi2_contingency(np.stack([a, b]), lambda_="log-likelihood")
-    assert g.g_statistic == pytest.approx(chi2, rel=1e-12) and g.dof == dof == 3
-    assert g.williams_q > 1
-    assert g.p_value == pytest.approx(stats.chi2.sf(g.g_statistic / g.williams_q, 3), rel=1e-12)
-    # empty bins on both sides do not count, nor change G
-    g0 = g_test(np.append(a, 0), np.append(b, 0), pool=False)
-    assert (g0.g_statistic, g0.dof) == (g.g_statistic, g.dof)
+    h = homogeneity_test(a, b, pool=False)
+    table = np.stack([a, b])
+    g, _, dof, _ = stats.chi2_contingency(table, lambda_="log-likelihood", correction=False)
+    cr, p, _, _ = stats.chi2_contingency(table, lambda_="cressie-read", correction=False)
+    assert h.g_statistic == pytest.approx(g, rel=1e-12) and h.dof == dof == 3
+    assert h.statistic == pytest.approx(cr, rel=1e-12) and h.p_value == pytest.approx(p, rel=1e-9)
+    # empty cells on both sides do not count, nor change the statistics
+    h0 = homogeneity_test(np.append(a, 0), np.append(b, 0), pool=False)
+    assert (h0.g_statistic, h0.statistic, h0.dof) == (h.g_statistic, h.statistic, h.dof)
     rows, dofs = g_statistics(np.stack([a, a * 2]), b)
-    assert rows[0] == g.g_statistic and list(dofs) == [3, 3]
-    assert williams_q(a.sum(), b.sum(), a + b) == pytest.approx(g.williams_q)
+    assert rows[0] == h.g_statistic and list(dofs) == [3, 3]
+    pearson, _ = power_divergence(a, b, lam=1.0)
+    assert pearson == pytest.approx(stats.chi2_contingency(table, correction=False)[0], rel=1e-12)
 
 
-def test_g_test_pools_the_cells_a_window_expects_few_values_in():
+def test_cressie_read_holds_the_level_and_beats_g_on_a_growing_rare_category():
+    """[.5, .3, .15, .05] -> [.45, .3, .15, .1] at n = 300 against a 10,000-sample reference."""
+    rng = np.random.default_rng(5)
+    base, shifted = np.array([0.5, 0.3, 0.15, 0.05]), np.array([0.45, 0.3, 0.15, 0.1])
+    null_cr = power_cr = power_g = 0
+    for _ in range(20):
+        ref = rng.multinomial(10_000, base)
+        for probs, null in ((base, True), (shifted, False)):
+            wins = rng.multinomial(300, probs, size=500)
+            cr, dof = power_divergence(wins, ref)
+            g, _ = power_divergence(wins, ref, lam=0.0)
+            p_cr, p_g = stats.chi2.sf(cr, dof), stats.chi2.sf(g, dof)
+            if null:
+                null_cr += int(np.sum(p_cr <= 0.009))
+            else:
+                power_cr += int(np.sum(p_cr <= 0.009))
+                power_g += int(np.sum(p_g <= 0.009))
+    assert null_cr / 10_000 < 0.0125
+    assert power_cr / 10_000 > 0.68 and power_cr > power_g
+
+
+def test_homogeneity_test_pools_the_cells_a_window_expects_few_values_in():
     ref = np.array([500, 300, 150, 30, 12, 5, 3, 0])
     win = np.array([50, 30, 15, 3, 1, 1, 0, 2])  # n = 102: cells 3.. expect < 5
     sparse = sparse_cells(ref, win.sum())
     assert sparse.tolist() == [False, False, False, True, True, True, True, True]
-    pooled = g_test(win, ref)
-    direct = g_test(pool_cells(win, sparse), pool_cells(ref, sparse), pool=False)
-    assert pooled == direct and pooled.dof == 3
-    assert g_test(win, ref, pool=False).dof == 7
+    pooled = homogeneity_test(win, ref)
+    direct = homogeneity_test(pool_cells(win, sparse), pool_cells(ref, sparse), pool=False)
+    assert (pooled.statistic, pooled.p_value, pooled.dof) == (
+        direct.statistic, direct.p_value, direct.dof,
+    )  # fmt: skip
+    assert pooled.dof == 3 and homogeneity_test(win, ref, pool=False).dof == 7
+    assert pooled.g_statistic == homogeneity_test(win, ref, pool=False).g_statistic
 
 
 @pytest.mark.parametrize("n", [1000, 3000])
-def test_g_test_holds_its_level_with_a_truncated_vocabulary(n):
+def test_homogeneity_test_holds_its_level_with_a_truncated_vocabulary(n):
     """300 Zipf categories, top 50 kept: the reference overstates the values that only just made
     the cut. Without pooling them (and the sparse cells) G rejects 2.5 times too often."""
     rng = np.random.default_rng(n)
@@ -78,27 +104,52 @@ def test_g_test_holds_its_level_with_a_truncated_vocabulary(n):
         ref_values = rng.choice(300, 10_000, p=probs).astype(str)
         spec = CategoricalBins.from_sample(ref_values, top_n=50)
         ref = spec.count(ref_values).counts
-        boundary = spec.boundary_cells(ref)
-        assert boundary[50] and boundary[:50].sum() >= 5 and not boundary[:10].any()
+        cells = spec.test_cells(ref)
+        pooled_cell = cells[50]  # __other__
+        assert cells[51] == pooled_cell and (cells[:50] == pooled_cell).sum() >= 5
+        assert list(cells[:10]) == list(range(10))
         for _ in range(150):
             counts = spec.count(rng.choice(300, n, p=probs).astype(str)).counts
-            pooled.append(g_test(counts, ref, also_pool=boundary).p_value)
-            raw.append(g_test(counts, ref, pool=False).p_value)
+            pooled.append(homogeneity_test(counts, ref, cells=cells).p_value)
+            raw.append(homogeneity_test(counts, ref, pool=False).p_value)
     # 3,000 windows over 20 references: about 1.0% +- 0.2% pooled, 2.2-2.5% without pooling
     assert np.mean(np.array(pooled) <= 0.009) < 0.015
     assert np.mean(np.array(raw) <= 0.009) > np.mean(np.array(pooled) <= 0.009) + 0.005
 
 
-def test_boundary_cells_empty_for_a_complete_vocabulary():
+def test_test_cells_of_a_complete_vocabulary_and_of_numeric_bins():
     spec = CategoricalBins.from_sample(list("aabbbc"))
-    assert not spec.boundary_cells(spec.count(list("aabbbc")).counts).any()
+    assert spec.test_cells(spec.count(list("aabbbc")).counts).tolist() == [0, 1, 2, 3, 4]
+    numeric = NumericBins.from_edges([0.0, 1.0, 2.0, 3.0])  # under, 3 bins, over
+    assert numeric.test_cells(np.zeros(5)).tolist() == [0, 0, 1, 2, 2]
+    constant = NumericBins.from_edges([1.0])  # a constant reference: one cell, nothing to test
+    assert not constant.test_cells(np.zeros(constant.n_bins)).any()
 
 
-def test_g_test_edge_cases():
-    assert math.isnan(g_test([0, 0], [1, 2]).p_value)
-    assert g_test([5, 0], [7, 0]).p_value == 1.0
+def test_homogeneity_test_holds_its_level_on_quantile_bins():
+    """The reference's min and max are edges, so its tail bins are empty by construction; as
+    cells of their own they made 6 times too many rejections at n = 300 (0.11% for 0.018%)."""
+    rng = np.random.default_rng(3)
+    tiny = big = total = 0
+    for _ in range(10):
+        ref_values = rng.standard_normal(10_000)
+        spec = NumericBins.from_sample(ref_values, n_bins=32)
+        ref = spec.count(ref_values).counts
+        cells = spec.test_cells(ref)
+        for _ in range(400):
+            counts = spec.count(rng.standard_normal(300)).counts
+            p = homogeneity_test(counts, ref, cells=cells).p_value
+            tiny += p <= 0.002
+            big += p <= 0.009
+            total += 1
+    assert big / total < 0.0125 and tiny / total < 0.0045
+
+
+def test_homogeneity_test_edge_cases():
+    assert math.isnan(homogeneity_test([0, 0], [1, 2]).p_value)
+    assert homogeneity_test([5, 0], [7, 0]).p_value == 1.0
     with pytest.raises(ValueError, match="same length"):
-        g_test([1, 2], [1, 2, 3])
+        homogeneity_test([1, 2], [1, 2, 3])
 
 
 def test_js_bias_scalar_and_vector():
