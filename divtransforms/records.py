@@ -123,11 +123,6 @@ def records_to_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=DRIFT_RECORD_SCHEMA)
 
 
-def table_to_records(table: pa.Table) -> list[dict[str, Any]]:
-    """The inverse of :func:`records_to_table` (timestamps come back as aware datetimes)."""
-    return table.to_pylist()
-
-
 def sort_records(table: pa.Table) -> pa.Table:
     """Canonical order: feature, window start, pane."""
     if table.num_rows == 0:

@@ -37,16 +37,14 @@ are errors that name the key (``ConfigError``, a ``ValueError``).
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from divtransforms.columns import parse_duration
 from divtransforms.policy import Policy, PolicyError
-
-_WINDOW_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 
 
 class ConfigError(ValueError):
@@ -90,8 +88,8 @@ class WindowConfig(_Section):
     @field_validator("size")
     @classmethod
     def _check_size(cls, value: str | None) -> str | None:
-        if value is not None and not _WINDOW_RE.match(value):
-            raise ValueError('window size must look like "30s", "15m", "1h" or "1d"')
+        if value is not None:
+            parse_duration(value)  # the same parser the jobs and compare() use
         return value
 
 
@@ -136,7 +134,6 @@ class NotifyConfig(_Section):
 
 class RunnerConfig(_Section):
     pipeline_args: list[str] = Field(default_factory=lambda: ["--runner=FnApiRunner"])
-    jsonl: bool = False
 
 
 class HistoryConfig(_Section):
@@ -288,10 +285,11 @@ def load_config(path: str | os.PathLike[str]) -> MonitorConfig:
     return parse_config(data, base_dir=path.resolve().parent, origin=str(path))
 
 
-def window_seconds(size: str | None) -> int | None:
+def window_seconds(size: str | None) -> float | None:
+    """Seconds of a window size (``divtransforms.columns.parse_duration``); None: no window."""
     if size is None:
         return None
-    m = _WINDOW_RE.match(size)
-    if not m:
-        raise ConfigError(f"bad window size {size!r}")
-    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    try:
+        return parse_duration(size)
+    except ValueError as exc:
+        raise ConfigError(f"bad window size {size!r}: {exc}") from None

@@ -206,14 +206,17 @@ def emit_events(config: MonitorConfig, emit: Emitter, logger: logging.Logger) ->
     return count
 
 
-def load_reference(config: MonitorConfig) -> ReferenceProfile:
+def monitor_reference(config: MonitorConfig) -> ReferenceProfile:
+    """The monitor's current reference profile (``pipelines.check_job.load_reference``)."""
+    from pipelines.check_job import load_reference
+
     path = config.reference_path
     if not path.exists():
         raise FileNotFoundError(
             f"reference profile {path} does not exist; build it first "
             f"(divmon run --reference --config ...)"
         )
-    return ReferenceProfile.load(path)
+    return load_reference(str(path))
 
 
 def run_monitor(
@@ -228,7 +231,7 @@ def run_monitor(
     """One drift check: recover, discover, check, alert, deliver (see module docstring)."""
     logger = logger or log
     policy = config.build_policy()
-    profile = load_reference(config)
+    profile = monitor_reference(config)
     store = StateStore(config.state_dir)
     store.acquire(owner=f"run {run_id or 'drift_check'}")
     summary = RunSummary(reference_id=profile.reference_id)
