@@ -310,13 +310,26 @@ def record_evidence(record: Mapping[str, Any], fp: FeaturePolicy) -> Evidence:
     return Evidence(n=np.array([n]), tests=tests)
 
 
+def judged_values(columns: Mapping[str, Any], metric: str) -> np.ndarray:
+    """The value of the histogram ``metric`` the policy compares with ``warn``/``critical``, for
+    arrays of record columns (the dashboard plots the same values).
+
+    ``js_divergence`` is judged by its bias-corrected value ``js_corrected`` (falling back to
+    ``js_divergence - js_bias``), clipped at 0; every other metric by the record column itself.
+    """
+    if metric != "js_divergence":
+        return np.asarray(columns[metric], dtype=np.float64)
+    js = np.asarray(columns["js_divergence"], dtype=np.float64)
+    bias = np.nan_to_num(np.asarray(columns["js_bias"], dtype=np.float64), nan=0.0)
+    corrected = np.asarray(columns["js_corrected"], dtype=np.float64)
+    corrected = np.where(np.isnan(corrected), js - bias, corrected)
+    return np.where(np.isnan(corrected), np.nan, np.maximum(corrected, 0.0))
+
+
 def _histogram_effect(record: Mapping[str, Any], fp: FeaturePolicy) -> float:
-    if fp.metric == "js_divergence":
-        value = record.get("js_corrected")
-        if value is None:
-            value = _num(record.get("js_divergence"), 0.0) - _num(record.get("js_bias"), 0.0)
-        return max(_num(value, 0.0), 0.0)
-    return _num(record.get(fp.metric), 0.0)
+    keys = {fp.metric, "js_divergence", "js_corrected", "js_bias"}
+    columns = {k: [_num(record.get(k), math.nan)] for k in keys}
+    return float(judged_values(columns, fp.metric)[0])
 
 
 def _num(value: Any, default: float) -> float:

@@ -155,6 +155,7 @@ class _MergeStatsFn(beam.CombineFn):
         return acc
 
 
+@beam.typehints.with_output_types(ReferenceProfile)
 class BuildReference(beam.PTransform):
     """Batches -> a PCollection holding one :class:`ReferenceProfile`.
 
@@ -191,6 +192,15 @@ class BuildReference(beam.PTransform):
         self._n_bins, self._strategy, self._top_n = n_bins, strategy, top_n
         self._edges = {k: list(v) for k, v in (edges or {}).items()}
         self._exact, self._source = exact, source
+
+    def display_data(self) -> dict[str, Any]:
+        return {
+            "features": ", ".join(self._kinds),
+            "n_bins": self._n_bins,
+            "strategy": self._strategy,
+            "exact_quantiles": self._exact,
+            "source": self._source,
+        }
 
     def expand(self, batches):
         numeric = [n for n, k in self._kinds.items() if k == "numeric"]

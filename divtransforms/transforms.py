@@ -67,6 +67,14 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 
+def _profile_display(profile: ReferenceProfile) -> dict[str, Any]:
+    """What a pipeline's graph (Dataflow's UI) shows of the reference a transform uses."""
+    return {
+        "reference_id": profile.reference_id,
+        "features": ", ".join(profile.features),
+    }
+
+
 def _to_datetime(ts: Any) -> datetime:
     return when(int(ts.micros))
 
@@ -120,6 +128,13 @@ class AssignWindows(beam.PTransform):
         self._lateness = parse_duration(allowed_lateness) if allowed_lateness else 0.0
         self._early = early_firing
 
+    def display_data(self) -> dict[str, Any]:
+        return {
+            "window_seconds": self._seconds or 0.0,
+            "timestamp_column": self._column or "",
+            "allowed_lateness_seconds": self._lateness,
+        }
+
     def expand(self, batches):
         if self._seconds is None:
             return batches
@@ -154,6 +169,7 @@ class _AttachWindowFn(beam.DoFn):
             )
 
 
+@beam.typehints.with_output_types(WindowStats)
 class BinSamples(beam.PTransform):
     """Batches (windowed or not) -> one :class:`WindowStats` per window and pane: every
     feature's histogram on the reference's bins and its window MLE statistics.
@@ -165,6 +181,9 @@ class BinSamples(beam.PTransform):
     def __init__(self, profile: ReferenceProfile) -> None:
         super().__init__()
         self._profile = profile
+
+    def display_data(self) -> dict[str, Any]:
+        return _profile_display(self._profile)
 
     def expand(self, batches):
         combine = beam.CombineGlobally(FeatureStatsFn(self._profile))
@@ -213,6 +232,7 @@ class _CumulateStatefulFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(RunningMLE.STATE, cumulation.latest().to_state())
 
 
+@beam.typehints.with_input_types(WindowStats)
 class RunningMLE(beam.PTransform):
     """WindowStats -> ``(WindowStats, {feature: running accumulator})`` (main output) and the
     cumulative state ``{feature: accumulator dict}`` (output ``RunningMLE.STATE``).
@@ -238,6 +258,12 @@ class RunningMLE(beam.PTransform):
         self._lateness = timedelta(
             seconds=parse_duration(allowed_lateness) if allowed_lateness else 0.0
         )
+
+    def display_data(self) -> dict[str, Any]:
+        return {
+            "features": ", ".join(n for n, a in self._seed.accumulators.items() if a is not None),
+            "allowed_lateness_seconds": self._lateness.total_seconds(),
+        }
 
     def expand(self, window_stats):
         streaming = self._streaming
@@ -298,6 +324,7 @@ class _RecordsFn(beam.DoFn):
             )
 
 
+@beam.typehints.with_output_types(dict[str, Any])
 class ComputeDivergence(beam.PTransform):
     """``(WindowStats, running MLE)`` -> drift records (dicts with ``DRIFT_RECORD_SCHEMA``
     fields), one per feature, window and pane, made by ``compare.drift_record``."""
@@ -313,6 +340,9 @@ class ComputeDivergence(beam.PTransform):
     ) -> None:
         super().__init__()
         self._fn = _RecordsFn(profile, run_id or new_run_id(), alpha, base, policy)
+
+    def display_data(self) -> dict[str, Any]:
+        return {"run_id": self._fn._run_id, "reference_id": self._fn._reference_id}
 
     def expand(self, window_stats):
         return window_stats | "Records" >> beam.ParDo(self._fn)
@@ -354,6 +384,9 @@ class DriftMonitor(beam.PTransform):
             profile, run_id=run_id, alpha=alpha, base=base, policy=policy
         )
         self._with_state = with_mle_state
+
+    def display_data(self) -> dict[str, Any]:
+        return {**_profile_display(self._profile), **self._windows.display_data()}
 
     def expand(self, batches):
         from apache_beam.options.pipeline_options import StandardOptions

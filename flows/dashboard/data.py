@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from divtransforms.families import FIT_QUALITY
-from divtransforms.policy import FeaturePolicy, Policy
+from divtransforms.policy import FeaturePolicy, Policy, judged_values
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITIES, SEVERITY_RANK, read_records
 
 _POLICY_DEFAULT = FeaturePolicy()
@@ -472,19 +472,6 @@ def build_payload(
     }
 
 
-def judged_metric(numeric: Mapping[str, np.ndarray], metric: str) -> np.ndarray:
-    """The value the policy compares with the thresholds (as in ``divtransforms.policy``).
-
-    ``js_divergence`` is judged by its bias-corrected value ``js_corrected`` (falling back to
-    ``js_divergence - js_bias``), clipped at 0; every other metric by the record column itself.
-    """
-    if metric != "js_divergence":
-        return numeric[metric]
-    fallback = numeric["js_divergence"] - np.nan_to_num(numeric["js_bias"], nan=0.0)
-    corrected = np.where(np.isnan(numeric["js_corrected"]), fallback, numeric["js_corrected"])
-    return np.where(np.isnan(corrected), np.nan, np.maximum(corrected, 0.0))
-
-
 def judged_label(metric: str) -> str:
     return "js_divergence, bias-corrected" if metric == "js_divergence" else metric
 
@@ -508,7 +495,7 @@ def _feature_payload(
 ) -> dict[str, Any]:
     times = t[rows]
     series = _Series(times, full_windows, buckets)
-    metric = judged_metric(numeric, thr.metric)[rows]
+    metric = judged_values(numeric, thr.metric)[rows]
     raw = numeric[thr.metric][rows] if thr.metric == "js_divergence" else None
     last = int(rows[-1])
     kind = table["kind"][last].as_py()

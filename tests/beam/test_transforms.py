@@ -171,3 +171,16 @@ def test_records_from_beam_equal_records_from_core_table_conversion(profile, rng
         records = p | beam.Create(dicts) | DriftMonitor(profile, run_id="d")
         assert_that(records, records_match(expected))
     assert_records_equal(expected, expected)
+
+
+def test_transforms_show_their_reference_and_window_in_the_graph(profile):
+    from apache_beam.transforms.display import DisplayData
+
+    monitor = DriftMonitor(profile, window="1h", timestamp_column="ts", allowed_lateness="10m")
+    items = {i.key: i.value for i in DisplayData.create_from(monitor).items}
+    assert items["reference_id"] == profile.reference_id
+    assert items["features"] == ", ".join(profile.features)
+    assert (items["window_seconds"], items["allowed_lateness_seconds"]) == (3600.0, 600.0)
+    build = BuildReference({"x": "numeric"}, n_bins=16, source="ref.parquet")
+    items = {i.key: i.value for i in DisplayData.create_from(build).items}
+    assert (items["n_bins"], items["source"], items["features"]) == (16, "ref.parquet", "x")

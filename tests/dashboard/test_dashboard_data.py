@@ -17,12 +17,12 @@ from dash_histories import T0, alert, drifting_history, record, write_history
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from divtransforms.policy import Policy, judged_values
 from flows.dashboard import DashboardError, build_payload, render_dashboard, render_feature_chart
 from flows.dashboard import cli as dashboard_cli
 from flows.dashboard.data import (
     DEFAULT_CRITICAL,
     DEFAULT_WARN,
-    judged_metric,
     thresholds_from_policy,
 )
 from flows.dashboard.page import script_json
@@ -92,16 +92,20 @@ def test_latest_pane_wins_and_breaches_sort_first(tmp_path):
     assert p["n_records"] == 3 and p["n_breaches"] == 1
 
 
-def test_judged_metric_follows_the_policy():
+def test_judged_values_are_the_policys():
     numeric = {
         "js_divergence": np.array([0.01, 0.02, np.nan]),
         "js_corrected": np.array([0.008, np.nan, np.nan]),
         "js_bias": np.array([0.002, 0.025, 0.0]),
         "psi": np.array([1.0, 2.0, 3.0]),
     }
-    out = judged_metric(numeric, "js_divergence")
+    out = judged_values(numeric, "js_divergence")
     assert out[0] == pytest.approx(0.008) and out[1] == 0.0 and np.isnan(out[2])
-    assert judged_metric(numeric, "psi") is numeric["psi"]
+    assert judged_values(numeric, "psi").tolist() == numeric["psi"].tolist()
+    # the very values Policy.explain reports as the histogram effect
+    record = {k: float(v[0]) for k, v in numeric.items()}
+    record.update(feature="f", n=300, dof=3, tests=[{"name": "histogram", "kind": "histogram"}])
+    assert Policy().explain(record)["tests"][0]["effect"] == pytest.approx(out[0])
 
 
 def test_thresholds_default_to_the_policy_and_are_validated(tmp_path):
