@@ -42,6 +42,16 @@ from scipy import special
 
 from divtransforms.bins import CategoricalBins, bin_spec_from_dict, to_float_array
 from divtransforms.divergence import kl_divergence
+from divtransforms.families import (
+    FAMILIES,
+    NUMERIC_FAMILIES,
+    REGISTRY,
+    Estimate,
+    Family,
+    choose_family,
+    family,
+    gamma_shape,
+)
 from divtransforms.moments import Moments, ValueSummary
 
 __all__ = [
@@ -59,19 +69,7 @@ __all__ = [
     "model_kl",
 ]
 
-NUMERIC_FAMILIES = ("normal", "lognormal", "exponential", "poisson", "bernoulli", "gamma")
-FAMILIES = (*NUMERIC_FAMILIES, "categorical")
 STATE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Fitted parameters of one family with their standard errors, from ``n`` samples."""
-
-    family: str
-    n: int
-    params: dict[str, float]
-    se: dict[str, float]
 
 
 def _g(u: NDArray[np.float64] | float) -> Any:
@@ -104,29 +102,20 @@ class MomentMLE:
     n_invalid: int = 0
 
     def __post_init__(self) -> None:
-        if self.family not in NUMERIC_FAMILIES:
-            raise ValueError(
-                f"unknown numeric MLE family {self.family!r}; "
-                f"choose one of {', '.join(NUMERIC_FAMILIES)}"
-            )
+        family(self.family)  # a clear error for an unknown family
+
+    @property
+    def model(self) -> Family:
+        """The family's rules (``divtransforms.families.REGISTRY``)."""
+        return REGISTRY[self.family]
 
     # -- adding data ---------------------------------------------------------------------------
     def _valid(self, x: NDArray[np.float64]) -> NDArray[np.bool_]:
-        ok = np.isfinite(x)
-        f = self.family
-        if f in ("lognormal", "gamma"):
-            ok &= x > 0
-        elif f == "exponential":
-            ok &= x >= 0
-        elif f == "poisson":
-            ok &= (x >= 0) & (np.floor(x) == x)
-        elif f == "bernoulli":
-            ok &= (x == 0) | (x == 1)
-        return ok
+        return self.model.valid(x)
 
     def transform(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """The family's value ``t`` of valid samples ``x``."""
-        return np.log(x) if self.family == "lognormal" else x
+        return self.model.transform(x)
 
     def add(self, values: Any, feature: str | None = None) -> MomentMLE:
         """A new accumulator with one more batch (numpy/pyarrow/sequence; NaN = missing)."""
@@ -147,10 +136,9 @@ class MomentMLE:
         t = self.transform(x)
         mt = Moments.of(t)
         dev = Moments.of(np.abs(t - self.center)) if math.isfinite(self.center) else Moments()
-        s = 0.0
-        if self.family == "gamma":
-            s = float(np.sum(_g((t - mt.shift - mt.offset) / mt.mean)))
-        mean_lfact = float(special.gammaln(x + 1.0).mean()) if self.family == "poisson" else 0.0
+        model = self.model
+        s = float(np.sum(_g((t - mt.shift - mt.offset) / mt.mean))) if model.log_statistic else 0.0
+        mean_lfact = float(special.gammaln(x + 1.0).mean()) if model.log_factorial else 0.0
         return MomentMLE(self.family, mt, self.center, dev, s, mean_lfact, n_invalid)
 
     def merge(self, other: MomentMLE) -> MomentMLE:
@@ -173,7 +161,7 @@ class MomentMLE:
         t = self.t.merge(other.t)
         na, nb, n = self.n, other.n, t.n
         s = 0.0
-        if self.family == "gamma":
+        if self.model.log_statistic:
             m = t.mean
             off_b = (other.t.shift - self.t.shift) + other.t.offset  # both about self's shift
             s = (
@@ -201,51 +189,9 @@ class MomentMLE:
         return self.t.variance
 
     def estimate(self) -> Estimate:
-        """MLEs with robust (sandwich) standard errors where the family's own are not robust.
-
-        mu, rate and p are functions of the mean of ``t``, so their sandwich standard error
-        comes from the sample variance (delta method for ``rate = 1/mean``); sigma's uses the
-        sample kurtosis, ``sigma sqrt((kurt + 2) / 4n)``. Under the family itself these equal
-        the Fisher-information errors. Gamma keeps its Fisher-information errors.
-        """
-        f, n = self.family, self.n
-        nan = math.nan
-        if n == 0:
-            names = _PARAM_NAMES[f]
-            return Estimate(f, 0, {k: nan for k in names}, {k: nan for k in names})
-        m, var = self.mean, self.variance
-        sd_mean = math.sqrt(var / n)
-        if f in ("normal", "lognormal"):
-            sigma = math.sqrt(var)
-            kurt = self.t.kurtosis
-            return Estimate(
-                f,
-                n,
-                {"mu": m, "sigma": sigma},
-                {"mu": sd_mean, "sigma": sigma * math.sqrt(max(kurt + 2.0, 0.0) / (4 * n))},
-            )
-        if f == "exponential":
-            rate = 1.0 / m if m > 0 else math.inf
-            return Estimate(f, n, {"rate": rate}, {"rate": rate * rate * sd_mean})
-        if f == "poisson":
-            return Estimate(f, n, {"rate": m}, {"rate": sd_mean})
-        if f == "bernoulli":
-            return Estimate(f, n, {"p": m}, {"p": sd_mean})
-        # gamma
-        k = gamma_shape(self.s / n)
-        theta = m / k
-        tg = float(special.polygamma(1, k)) if k < 1e8 else 1.0 / k + 1.0 / (2 * k * k)
-        denom = k * tg - 1.0
-        if k >= 1e8 or denom <= 0:
-            denom = 1.0 / (2 * k)  # k*trigamma(k) - 1 ~ 1/(2k) for large k
-        var_k = k / (n * denom)
-        var_theta = tg * theta * theta / (n * denom)
-        return Estimate(
-            f,
-            n,
-            {"shape": k, "scale": theta},
-            {"shape": math.sqrt(var_k), "scale": math.sqrt(var_theta)},
-        )
+        """MLEs with robust (sandwich) standard errors where the family's own are not robust
+        (see ``divtransforms.families``); NaN for an empty accumulator."""
+        return self.model.estimate(self) if self.n else self.model.empty_estimate()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -259,43 +205,6 @@ class MomentMLE:
             "mean_lfact": self.mean_lfact,
             "n_invalid": self.n_invalid,
         }
-
-
-_PARAM_NAMES: dict[str, tuple[str, ...]] = {
-    "normal": ("mu", "sigma"),
-    "lognormal": ("mu", "sigma"),
-    "exponential": ("rate",),
-    "poisson": ("rate",),
-    "bernoulli": ("p",),
-    "gamma": ("shape", "scale"),
-}
-
-
-def gamma_shape(s: float) -> float:
-    """Solve ``ln k - digamma(k) = s`` for the gamma shape ``k`` (``s > 0``) by Newton's method.
-
-    Starts from Minka's approximation; for large ``k`` (tiny ``s``) uses the asymptotic series
-    ``ln k - digamma(k) = 1/(2k) + 1/(12k^2) - 1/(120k^4) + ...`` to avoid cancellation.
-    Returns ``inf`` for ``s == 0`` (all samples equal).
-    """
-    if not s > 0:
-        return math.inf if s == 0 else math.nan
-    k = (3.0 - s + math.sqrt((s - 3.0) ** 2 + 24.0 * s)) / (12.0 * s)
-    for _ in range(100):
-        if k > 1e6:
-            f = 1 / (2 * k) + 1 / (12 * k * k) - 1 / (120 * k**4) - s
-            fp = -1 / (2 * k * k) - 1 / (6 * k**3) + 1 / (30 * k**5)
-        else:
-            f = math.log(k) - float(special.digamma(k)) - s
-            fp = 1.0 / k - float(special.polygamma(1, k))
-        step = f / fp
-        k_new = k - step
-        if k_new <= 0:
-            k_new = k / 2
-        if abs(k_new - k) <= 1e-15 * k:
-            return k_new
-        k = k_new
-    return k
 
 
 @dataclass(frozen=True)
@@ -406,8 +315,6 @@ def accumulator_from_dict(d: Mapping[str, Any]) -> MLEAccumulator:
 
 def infer_family(values: Any) -> str:
     """The family :func:`divtransforms.families.choose_family` picks for a numeric sample."""
-    from divtransforms.families import choose_family
-
     x, _ = to_float_array(values)
     return choose_family(ValueSummary.of(x)).family
 
@@ -427,28 +334,8 @@ def mean_log_likelihood(acc: MLEAccumulator, ref: Estimate, alpha: float = 0.5) 
         p = np.asarray(list(ref.params.values())) * ref.n + alpha
         p = p / p.sum()
         return float(np.dot(acc._arr / acc.n, np.log(p)))
-    f, m, var = acc.family, acc.mean, acc.variance
-    rp = ref.params
     with np.errstate(divide="ignore", invalid="ignore"):
-        if f in ("normal", "lognormal"):
-            s0 = rp["sigma"]
-            if s0 == 0:
-                return math.inf if (var == 0 and m == rp["mu"]) else -math.inf
-            mse = var + (m - rp["mu"]) ** 2
-            ll = -0.5 * math.log(2 * math.pi * s0 * s0) - mse / (2 * s0 * s0)
-            return ll - m if f == "lognormal" else ll
-        if f == "exponential":
-            lam = rp["rate"]
-            return math.log(lam) - lam * m
-        if f == "poisson":
-            lam = rp["rate"]
-            return float(special.xlogy(m, lam)) - lam - acc.mean_lfact
-        if f == "bernoulli":
-            p = rp["p"]
-            return float(special.xlogy(m, p) + special.xlog1py(1 - m, -p))
-        k, theta = rp["shape"], rp["scale"]
-        mean_log = math.log(m) - acc.s / acc.n
-        return (k - 1) * mean_log - m / theta - k * math.log(theta) - float(special.gammaln(k))
+        return float(acc.model.mean_loglik(acc, ref.params))
 
 
 def model_kl(
@@ -456,50 +343,24 @@ def model_kl(
 ) -> float:
     """Closed-form ``KL(current fit || reference fit)`` in ``base`` units (NaN if undefined).
 
-    normal/lognormal: ``ln(s_r/s_c) + (s_c^2 + (m_c - m_r)^2) / (2 s_r^2) - 1/2``;
-    exponential: ``ln(l_c/l_r) + l_r/l_c - 1``; poisson: ``l_c ln(l_c/l_r) + l_r - l_c``;
-    bernoulli: ``p_c ln(p_c/p_r) + (1-p_c) ln((1-p_c)/(1-p_r))``; gamma (shape k, scale t):
-    ``(k_c - k_r) digamma(k_c) - lnG(k_c) + lnG(k_r) + k_r ln(t_r/t_c) + k_c (t_c - t_r)/t_r``;
-    categorical: the discrete KL of the probability vectors.
+    Each family's formula is in ``divtransforms.families``; categorical: the discrete KL of the
+    probability vectors.
     """
     vals = [*cur.values(), *ref.values()]
     if any(isinstance(v, float) and math.isnan(v) for v in vals):
         return math.nan
-    lb = math.log(base)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if family in ("normal", "lognormal"):
-            sc, sr, mc, mr = cur["sigma"], ref["sigma"], cur["mu"], ref["mu"]
-            if sr == 0 or sc == 0:
-                return 0.0 if (sc == sr and mc == mr) else math.inf
-            kl = math.log(sr / sc) + (sc * sc + (mc - mr) ** 2) / (2 * sr * sr) - 0.5
-        elif family == "exponential":
-            lc, lr = cur["rate"], ref["rate"]
-            kl = math.log(lc / lr) + lr / lc - 1
-        elif family == "poisson":
-            lc, lr = cur["rate"], ref["rate"]
-            kl = float(special.xlogy(lc, lc) - special.xlogy(lc, lr)) + lr - lc
-            if lr == 0 and lc > 0:
-                kl = math.inf
-        elif family == "bernoulli":
-            kl = float(
-                kl_divergence([cur["p"], 1 - cur["p"]], [ref["p"], 1 - ref["p"]], base=math.e)
-            )
-        elif family == "gamma":
-            kc, tc, kr, tr = cur["shape"], cur["scale"], ref["shape"], ref["scale"]
-            kl = float(
-                (kc - kr) * special.digamma(kc)
-                - special.gammaln(kc)
-                + special.gammaln(kr)
-                + kr * math.log(tr / tc)
-                + kc * (tc - tr) / tr
-            )
-        elif family == "categorical":
+        if family == "categorical":
             kl = float(kl_divergence(list(cur.values()), list(ref.values()), base=math.e))
         else:
-            raise ValueError(f"unknown family {family!r}")
-    if isinstance(kl, float) and math.isnan(kl):
+            kl = REGISTRY[family].kl(cur, ref) if family in REGISTRY else _unknown(family)
+    if math.isnan(kl):
         return math.nan
-    return max(float(kl), 0.0) / lb
+    return max(float(kl), 0.0) / math.log(base)
+
+
+def _unknown(name: str) -> float:
+    raise ValueError(f"unknown family {name!r}")
 
 
 def category_tests(cur: CategoricalMLE, ref: CategoricalMLE) -> dict[str, tuple[float, float]]:

@@ -1,6 +1,6 @@
 """The monitor configuration: one TOML file, validated with pydantic.
 
-Example (every key is documented in docs/readme-flows.md)::
+Example (every key is documented in docs/flows.md)::
 
     name = "orders"
 
@@ -44,6 +44,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from divtransforms.columns import parse_duration
+from divtransforms.families import FAMILIES
 from divtransforms.policy import Policy, PolicyError
 
 
@@ -72,12 +73,14 @@ class ReferenceConfig(_Section):
 
 class FeatureConfig(_Section):
     kind: Literal["numeric", "categorical"] | None = None
-    family: (
-        Literal[
-            "normal", "lognormal", "exponential", "poisson", "bernoulli", "gamma", "categorical"
-        ]
-        | None
-    ) = None
+    family: str | None = None
+
+    @field_validator("family")
+    @classmethod
+    def _check_family(cls, value: str | None) -> str | None:
+        if value is not None and value not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}")
+        return value
 
 
 class WindowConfig(_Section):
