@@ -14,7 +14,8 @@ The tests are the record's ``tests`` (computed once, by ``divtransforms.signific
 records, Beam and the benchmark alike), so an alert is explained by its record alone:
 
 ``histogram``
-    The two-sample G-test of homogeneity with Williams' correction (the record's ``p_value``);
+    The two-sample Cressie-Read test of homogeneity on the comparison table (the record's
+    ``p_value``; ``divtransforms.significance.homogeneity_test``);
     used only when the window has at least ``min_expected`` samples per non-empty bin (the
     chi-square approximation is liberal on sparse tables). Effect: the policy ``metric``; for
     ``js_divergence`` the bias-corrected value ``js_corrected`` (plug-in JS minus its expectation

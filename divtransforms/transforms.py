@@ -12,7 +12,7 @@ Records come from ``divtransforms.compare.drift_record``, so they equal ``divtra
 on the same data (counts exactly; floating-point sums up to rounding, as batches are merged in
 another order).
 
-Windowing and streaming (see docs/readme-beam.md):
+Windowing and streaming (see docs/beam.md):
 - Event-time fixed windows aligned to the epoch (as ``compare()``), from a timestamp column:
   each batch is split by window with vectorised numpy and each part is timestamped at its
   window's start; without a timestamp column the elements' own timestamps are used.

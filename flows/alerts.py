@@ -1,6 +1,6 @@
 """The alert log and outbox: each alert is logged once (by dedup key), delivered until it succeeds.
 
-``<history>/_alerts.json`` (format in docs/ARCHITECTURE.md) is both the log the dashboard reads and
+``<history>/_alerts.json`` (format in docs/architecture.md) is both the log the dashboard reads and
 the outbox: an entry stays ``pending``/``failed`` until every target it was addressed to has
 accepted it, and every later run tries again. Each target's success is written to the log (atomic
 rename) right after it happens, so a retried or re-run flow never sends it again. Only a crash

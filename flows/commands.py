@@ -13,7 +13,7 @@ log = logging.getLogger("divmon")
 
 
 def prefect_defaults() -> None:
-    """Settings the project uses for its own runs, unless the user set them (see README).
+    """Settings the project uses for its own runs, unless the user set them (see docs/flows.md).
 
     Also keeps httpx's INFO lines (one per request, with the full URL) out of the CLI's log:
     notification URLs are secrets.

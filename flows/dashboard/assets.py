@@ -130,7 +130,7 @@ The tables below work without it.</p></noscript>
         <div class="chart" data-chart="histogram"></div></figure>
       <figure><figcaption>Running MLE estimates ±1.96 SE, reference value
         </figcaption><div class="chart-group" data-chart="mle"></div></figure>
-      <figure><figcaption>p-value (G-test) and sample size per window
+      <figure><figcaption>p-value (histogram test) and sample size per window
         </figcaption><div class="chart" data-chart="significance"></div></figure>
     </div>
   </article>

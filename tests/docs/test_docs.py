@@ -1,9 +1,9 @@
 """The examples in README.md and docs/*.md run as doctests.
 
-Every Markdown file with a ``>>>`` example is one test case: ``doctest.testfile`` must report no
-failures, and at least one example, so a file whose examples stop being collected cannot pass
-by running nothing. The examples are cheap and deterministic (fixed seeds, no Beam pipeline, no
-Prefect, no network); ELLIPSIS and NORMALIZE_WHITESPACE are on for all of them.
+Every Markdown file with a ``>>>`` example line is one test case: ``doctest.testfile`` must
+report no failures, and at least one example, so a file whose examples stop being collected
+cannot pass by running nothing. The examples are cheap and deterministic (fixed seeds, no Beam
+pipeline, no Prefect, no network); ELLIPSIS and NORMALIZE_WHITESPACE are on for all of them.
 
 The ``toml`` blocks of the same files are monitor configurations: each one must pass
 ``flows.config.parse_config``, so the documented keys and values stay valid.
@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-DOCTEST_PAGES = [p for p in PAGES if ">>>" in p.read_text(encoding="utf-8")]
+EXAMPLE = re.compile(r"^\s*>>> ", re.MULTILINE)  # a line doctest reads as an example
+DOCTEST_PAGES = [p for p in PAGES if EXAMPLE.search(p.read_text(encoding="utf-8"))]
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 TOML_BLOCK = re.compile(r"^```toml\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
