@@ -102,21 +102,18 @@ def check_stage(
     logger: logging.Logger,
 ) -> tuple[pa.Table, int]:
     """Beam check of ``files`` -> history; commits ledger + MLE state + journal ``recorded``."""
-    from pipelines.check_job import run_check
+    from pipelines.check_job import CheckJob, Source, run_check
 
-    result = run_check(
+    job = CheckJob(
         profile,
-        files,
-        None,
+        Source(tuple(files), input_format=config.source.format),
         window=config.window.size,
         timestamp_column=config.source.timestamp_column,
-        input_format=config.source.format,
-        run_id=run_id,
-        mle_state=state.mle_state or None,
-        pipeline_args=list(config.runner.pipeline_args),
-        jsonl=False,
         policy=policy,  # records are assessed once, here, with the monitor's policy
+        mle_state=state.mle_state or None,
+        run_id=run_id,
     )
+    result = run_check(job, list(config.runner.pipeline_args))
     records = sort_records(result.records)
     append_records(config.history_dir, records, run_id)
     for path, (size, mtime) in list_files(files).items():
@@ -207,8 +204,8 @@ def emit_events(config: MonitorConfig, emit: Emitter, logger: logging.Logger) ->
 
 
 def monitor_reference(config: MonitorConfig) -> ReferenceProfile:
-    """The monitor's current reference profile (``pipelines.check_job.load_reference``)."""
-    from pipelines.check_job import load_reference
+    """The monitor's current reference profile (``pipelines.spec.load_reference``)."""
+    from pipelines.spec import load_reference
 
     path = config.reference_path
     if not path.exists():

@@ -4,13 +4,13 @@ profile -> drift records (Parquet, JSONL on request) and the running-MLE state.
     python -m pipelines.check_job --reference ref.json --input 'data/*.parquet' --output out/ \
         [--window 1h --timestamp_column ts] [--runner=FnApiRunner | DataflowRunner ...]
 
-Python API: :func:`run_check` (batch, returns a :class:`CheckResult`) and
-:func:`run_streaming_check` (Pub/Sub or a watched directory, runs until cancelled).
+Python API: a :class:`~pipelines.spec.CheckJob` says what to check; :func:`run_check` runs it in
+batch (returns a :class:`CheckResult`) and :func:`run_streaming_check` on Pub/Sub or a watched
+directory (runs until cancelled).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -27,9 +28,13 @@ from divtransforms.compare import new_run_id
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITIES, sort_records
 from divtransforms.window import mle_state_bytes, parse_mle_state
+from pipelines.spec import CheckJob, CheckJobError, Source, load_reference
 
 __all__ = [
+    "CheckJob",
+    "CheckJobError",
     "CheckResult",
+    "Source",
     "build_check_pipeline",
     "load_mle_state",
     "main",
@@ -57,17 +62,6 @@ class CheckResult:
     metrics: dict[str, int] = field(default_factory=dict)
 
 
-def load_reference(reference: ReferenceProfile | str) -> ReferenceProfile:
-    if isinstance(reference, ReferenceProfile):
-        return reference
-    path = str(reference)
-    if "://" in path:
-        from pipelines.sinks import read_bytes
-
-        return ReferenceProfile.from_dict(json.loads(read_bytes(path)), origin=path)
-    return ReferenceProfile.load(path)
-
-
 def load_mle_state(path: str) -> dict[str, dict[str, Any]]:
     """An MLE state file (written by ``--mle-state-out``), or ``{}`` if it does not exist yet."""
     import os
@@ -79,73 +73,54 @@ def load_mle_state(path: str) -> dict[str, dict[str, Any]]:
     return parse_mle_state(read_bytes(path), path)
 
 
-def _columns(profile: ReferenceProfile, timestamp_column: str | None) -> list[str]:
-    cols = list(profile.features)
-    if timestamp_column and timestamp_column not in cols:
-        cols.append(timestamp_column)
-    return cols
-
-
 def build_check_pipeline(
     pipeline,
+    job: CheckJob,
     profile: ReferenceProfile,
-    inputs: Sequence[str] | None,
     output_dir: str,
-    *,
     run_id: str,
-    window=None,
-    timestamp_column: str | None = None,
-    input_format: str | None = None,
-    mle_state: Mapping[str, Mapping[str, Any]] | None = None,
-    jsonl: bool = False,
-    policy="default",
-    allowed_lateness=None,
+    *,
     streaming: bool = False,
-    pubsub_subscription: str | None = None,
-    pubsub_topic: str | None = None,
-    event_time_field: str | None = None,
-    state_path: str | None = None,
 ):
     """Add read -> DriftMonitor -> write to ``pipeline``; returns the records PCollection."""
     from divtransforms.transforms import DriftMonitor
     from pipelines import io as pio
     from pipelines.sinks import WriteRecords, WriteState, join
 
-    numeric = [n for n, fp in profile.features.items() if fp.kind == "numeric"]
-    if pubsub_subscription or pubsub_topic:
-        if window is None:
-            raise ValueError("a Pub/Sub check needs --window (event-time windows)")
+    source = job.source
+    timestamp_column = job.timestamp_column
+    if source.pubsub:
         batches = pipeline | "ReadPubSub" >> pio.ReadPubSubBatches(
-            subscription=pubsub_subscription,
-            topic=pubsub_topic,
-            event_time_field=event_time_field,
+            subscription=source.pubsub_subscription,
+            topic=source.pubsub_topic,
+            event_time_field=source.event_time_field,
             columns=list(profile.features),
         )
         timestamp_column = pio.EVENT_TIME_COLUMN
     else:
-        if not inputs:
-            raise ValueError("no input given (--input PATH_OR_GLOB)")
+        if not source.inputs:
+            raise CheckJobError("no input given (--input PATH_OR_GLOB)")
         batches = pipeline | "Read" >> pio.ReadBatches(
-            inputs,
-            input_format=input_format,
-            columns=_columns(profile, timestamp_column),
-            numeric=numeric,
+            list(source.inputs),
+            input_format=source.input_format,
+            columns=job.columns(profile),
+            numeric=[n for n, fp in profile.features.items() if fp.kind == "numeric"],
         )
     out = batches | "DriftMonitor" >> DriftMonitor(
         profile,
-        window=window,
+        window=job.window,
         timestamp_column=timestamp_column,
-        allowed_lateness=allowed_lateness,
-        initial_state=mle_state,
+        allowed_lateness=job.allowed_lateness,
+        initial_state=job.mle_state,
         run_id=run_id,
-        policy=policy,
+        policy=job.policy,
         streaming=streaming,
         with_mle_state=True,
     )
     out["records"] | "WriteRecords" >> WriteRecords(
-        output_dir, run_id, jsonl=jsonl, streaming=streaming
+        output_dir, run_id, jsonl=job.jsonl, streaming=streaming
     )
-    state_path = state_path or join(output_dir, "_state", f"mle-{run_id}.json")
+    state_path = join(output_dir, "_state", f"mle-{run_id}.json")
     out["mle_state"] | "WriteState" >> WriteState(state_path)
     return out["records"]
 
@@ -166,72 +141,43 @@ def _metric_totals(result) -> dict[str, int]:
     return totals
 
 
-def run_check(
-    reference: ReferenceProfile | str,
-    inputs: Sequence[str] | str,
-    output_dir: str | None = None,
-    *,
-    window=None,
-    timestamp_column: str | None = None,
-    input_format: str | None = None,
-    run_id: str | None = None,
-    mle_state: Mapping[str, Mapping[str, Any]] | None = None,
-    pipeline_args: Sequence[str] | None = None,
-    jsonl: bool = False,
-    policy="default",
-    allowed_lateness=None,
-) -> CheckResult:
-    """Check files against a reference with a batch Beam pipeline (see module docstring)."""
+def run_check(job: CheckJob, pipeline_args: Sequence[str] | None = None) -> CheckResult:
+    """Run a batch check (files) with Beam and return its records, state and summary."""
     import apache_beam as beam
+    import pyarrow.parquet as pq
+    from apache_beam.options.pipeline_options import StandardOptions
 
     from pipelines.options import make_pipeline_options
     from pipelines.sinks import join, read_bytes
 
-    profile = load_reference(reference)
-    run_id = run_id or new_run_id()
+    if job.source.streaming:
+        raise CheckJobError("run_check is a batch job; use run_streaming_check for this source")
+    profile = load_reference(job.reference)
+    run_id = job.run_id or new_run_id()
     options = make_pipeline_options(pipeline_args)
-    from apache_beam.options.pipeline_options import StandardOptions
-
     if options.view_as(StandardOptions).streaming:
-        raise ValueError("run_check is a batch job; use run_streaming_check for --streaming")
-    tmp = None
-    if output_dir is None:
-        tmp = tempfile.mkdtemp(prefix="divmon-check-")
-    work_dir = str(output_dir) if output_dir is not None else tmp
-    inputs = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs]
+        raise CheckJobError("run_check is a batch job; use run_streaming_check for --streaming")
+    tmp = tempfile.mkdtemp(prefix="divmon-check-") if job.output is None else None
+    work_dir = str(job.output) if job.output is not None else str(tmp)
     t0 = time.perf_counter()
     try:
         pipeline = beam.Pipeline(options=options)
-        build_check_pipeline(
-            pipeline,
-            profile,
-            inputs,
-            work_dir,
-            run_id=run_id,
-            window=window,
-            timestamp_column=timestamp_column,
-            input_format=input_format,
-            mle_state=mle_state,
-            jsonl=jsonl,
-            policy=policy,
-            allowed_lateness=allowed_lateness,
-        )
+        build_check_pipeline(pipeline, job, profile, work_dir, run_id)
         result = pipeline.run()
         result.wait_until_finish()
         records_path = join(work_dir, f"records-{run_id}.parquet")
-        import pyarrow.parquet as pq
-
         records = pq.read_table(pa.BufferReader(read_bytes(records_path)))
         records = sort_records(records.cast(DRIFT_RECORD_SCHEMA))
-        state_doc = json.loads(read_bytes(join(work_dir, "_state", f"mle-{run_id}.json")))
+        state_path = join(work_dir, "_state", f"mle-{run_id}.json")
+        state = parse_mle_state(read_bytes(state_path), state_path)
         metrics = _metric_totals(result)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     outputs = (
         []
-        if output_dir is None
-        else [records_path] + ([records_path[: -len(".parquet")] + ".jsonl"] if jsonl else [])
+        if job.output is None
+        else [records_path] + ([records_path[: -len(".parquet")] + ".jsonl"] if job.jsonl else [])
     )
     n_rows = metrics.get("rows_read", 0)
     elapsed = time.perf_counter() - t0
@@ -245,7 +191,7 @@ def run_check(
     )
     return CheckResult(
         records,
-        dict(state_doc["features"]),
+        state,
         outputs,
         n_rows,
         summarize(records),
@@ -256,76 +202,27 @@ def run_check(
 
 
 def run_streaming_check(
-    reference: ReferenceProfile | str,
-    output_dir: str,
-    *,
-    window,
-    run_id: str | None = None,
-    timestamp_column: str | None = None,
-    pubsub_subscription: str | None = None,
-    pubsub_topic: str | None = None,
-    event_time_field: str | None = None,
-    watch_directory: str | None = None,
-    watch_interval: float = 5.0,
-    watch_stop_after: float | None = None,
-    input_format: str | None = None,
-    allowed_lateness=None,
-    mle_state: Mapping[str, Mapping[str, Any]] | None = None,
-    jsonl: bool = False,
-    policy="default",
-    pipeline_args: Sequence[str] | None = None,
-    wait: bool = True,
+    job: CheckJob, pipeline_args: Sequence[str] | None = None, *, wait: bool = True
 ):
-    """A streaming check; records go to one file per (feature, window, pane).
+    """A streaming check; records go to one file per (feature, window, pane) in ``job.output``.
 
     Pub/Sub JSON messages: a streaming Beam pipeline (returns its ``PipelineResult``). A watched
     directory: the local watcher of :mod:`pipelines.watch` (returns the ``DirectoryWatcher``).
     """
-    if watch_directory:
-        from pipelines.watch import watch_directory as watch
+    if not job.output:
+        raise CheckJobError("a streaming check needs --output")
+    if job.source.watch_directory:
+        from pipelines.watch import watch_directory
 
-        if window is None or timestamp_column is None:
-            raise ValueError("watching a directory needs a window and a timestamp column")
-        return watch(
-            reference,
-            watch_directory,
-            str(output_dir),
-            window=window,
-            timestamp_column=timestamp_column,
-            allowed_lateness=allowed_lateness,
-            interval=watch_interval,
-            stop_after=watch_stop_after,
-            run_id=run_id,
-            input_format=input_format,
-            mle_state=mle_state,
-            policy=policy,
-        )
+        return watch_directory(job)
     import apache_beam as beam
 
     from pipelines.options import make_pipeline_options
 
-    profile = load_reference(reference)
-    run_id = run_id or new_run_id()
-    options = make_pipeline_options(pipeline_args, streaming=True)
-    pipeline = beam.Pipeline(options=options)
-    build_check_pipeline(
-        pipeline,
-        profile,
-        None,
-        str(output_dir),
-        run_id=run_id,
-        window=window,
-        timestamp_column=timestamp_column,
-        input_format=input_format,
-        mle_state=mle_state,
-        jsonl=jsonl,
-        policy=policy,
-        allowed_lateness=allowed_lateness,
-        streaming=True,
-        pubsub_subscription=pubsub_subscription,
-        pubsub_topic=pubsub_topic,
-        event_time_field=event_time_field,
-    )
+    profile = load_reference(job.reference)
+    run_id = job.run_id or new_run_id()
+    pipeline = beam.Pipeline(options=make_pipeline_options(pipeline_args, streaming=True))
+    build_check_pipeline(pipeline, job, profile, str(job.output), run_id, streaming=True)
     result = pipeline.run()
     if wait:
         result.wait_until_finish()
@@ -419,80 +316,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     freeze_heap()
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    from pipelines.options import CheckOptions, InputOptions
+    import pipelines.options  # noqa: F401  (registers CheckOptions and InputOptions with Beam)
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    opts = PipelineOptions(argv).view_as(CheckOptions)
-    src = opts.view_as(InputOptions)
-    if not opts.reference:
-        raise SystemExit("--reference is required")
-    streaming = PipelineOptions(argv).view_as(StandardOptions).streaming
-    run_check_command(opts, src, argv, streaming=streaming, usage_error=SystemExit)
+    options = PipelineOptions(argv)
+    merged = SimpleNamespace(**options.get_all_options())  # check + input options, one namespace
+    try:
+        job = job_with_state(CheckJob.from_options(merged), merged)
+        streaming = options.view_as(StandardOptions).streaming
+        run_check_command(job, argv, streaming=streaming)
+    except CheckJobError as exc:
+        raise SystemExit(str(exc)) from None
     return 0
 
 
+def job_with_state(job: CheckJob, options: Any) -> CheckJob:
+    """``job`` seeded from ``--mle-state-in`` (when given)."""
+    from dataclasses import replace
+
+    path = getattr(options, "mle_state_in", None)
+    return replace(job, mle_state=load_mle_state(path)) if path else job
+
+
 def run_check_command(
-    job,
-    source,
+    job: CheckJob,
     pipeline_args: Sequence[str],
     *,
     streaming: bool = False,
-    policy="default",
     wait: bool = True,
-    usage_error: type[BaseException] = ValueError,
     require_inputs: bool = False,
 ) -> CheckResult | None:
     """The check command of ``python -m pipelines.check_job`` and ``divmon check``.
 
-    ``job`` has the check's options as attributes (reference, window, timestamp_column,
-    allowed_lateness, run_id, jsonl, mle_state_in, mle_state_out), ``source`` the input options
-    (inputs, output, input_format, pubsub_*, event_time_field, watch_*); one argparse namespace
-    can be both. With ``streaming`` or a streaming source, starts :func:`run_streaming_check` and
-    returns None. Otherwise runs :func:`run_check`, writes the MLE state to ``mle_state_out``,
-    prints the summary and returns the result. Usage errors are raised as ``usage_error``;
-    ``require_inputs`` makes a batch check without ``--input`` one.
+    With ``streaming`` or a streaming source, starts :func:`run_streaming_check` and returns
+    None. Otherwise runs :func:`run_check`, writes the MLE state to ``job.mle_state_out``, prints
+    the summary and returns the result. ``require_inputs`` makes a batch check without
+    ``--input`` a usage error (:class:`CheckJobError`).
     """
-    mle_state = load_mle_state(job.mle_state_in) if job.mle_state_in else None
-    if streaming or source.pubsub_subscription or source.pubsub_topic or source.watch_directory:
-        if not source.output:
-            raise usage_error("a streaming check needs --output")
-        run_streaming_check(
-            job.reference,
-            source.output,
-            window=job.window,
-            run_id=job.run_id,
-            timestamp_column=job.timestamp_column,
-            pubsub_subscription=source.pubsub_subscription,
-            pubsub_topic=source.pubsub_topic,
-            event_time_field=source.event_time_field,
-            watch_directory=source.watch_directory,
-            watch_interval=source.watch_interval,
-            watch_stop_after=source.watch_stop_after,
-            input_format=source.input_format,
-            allowed_lateness=job.allowed_lateness,
-            mle_state=mle_state,
-            jsonl=job.jsonl,
-            policy=policy,
-            pipeline_args=list(pipeline_args),
-            wait=wait,
-        )
+    if streaming or job.source.streaming:
+        run_streaming_check(job, list(pipeline_args), wait=wait)
         return None
-    if require_inputs and not source.inputs:
-        raise usage_error("give --input PATH_OR_GLOB (or a streaming source)")
-    result = run_check(
-        job.reference,
-        source.inputs or [],
-        source.output,
-        window=job.window,
-        timestamp_column=job.timestamp_column,
-        input_format=source.input_format,
-        run_id=job.run_id,
-        mle_state=mle_state,
-        pipeline_args=list(pipeline_args),
-        jsonl=job.jsonl,
-        policy=policy,
-        allowed_lateness=job.allowed_lateness,
-    )
+    if require_inputs and not job.source.inputs:
+        raise CheckJobError("give --input PATH_OR_GLOB (or a streaming source)")
+    result = run_check(job, list(pipeline_args))
     if job.mle_state_out:
         write_state_file(job.mle_state_out, result.mle_state)
     print(format_summary(result.per_feature))

@@ -143,15 +143,13 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     import_beam()
     freeze_heap()
-    from pipelines.check_job import run_check_command
+    from pipelines.check_job import CheckJob, job_with_state, run_check_command
 
-    policy = _load_policy(args.policy)
+    job = job_with_state(CheckJob.from_options(args, policy=_load_policy(args.policy)), args)
     result = run_check_command(
-        args,
-        args,
+        job,
         extra,
         streaming="--streaming" in extra,
-        policy=policy,
         # on Dataflow the job keeps running after submission; locally, run until stopped
         wait=not any("DataflowRunner" in a for a in extra),
         require_inputs=True,

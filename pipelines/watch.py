@@ -39,6 +39,7 @@ from divtransforms.window import (
     split_by_window,
     when,
 )
+from pipelines.spec import CheckJob, CheckJobError, load_reference
 
 __all__ = ["DirectoryWatcher", "watch_directory"]
 
@@ -69,6 +70,25 @@ class DirectoryWatcher:
     windows: dict[int, _Window] = field(default_factory=dict)
     watermark: int | None = None
     dropped_late: int = 0
+
+    @classmethod
+    def for_job(cls, job: CheckJob) -> DirectoryWatcher:
+        """The watcher of a check job whose source is a watched directory."""
+        if not job.source.watch_directory or job.window is None or not job.timestamp_column:
+            raise CheckJobError("watching a directory needs a directory, a window and a timestamp")
+        lateness = job.allowed_lateness
+        return cls(
+            load_reference(job.reference),
+            str(job.source.watch_directory),
+            str(job.output),
+            round(parse_duration(job.window) * 1e6),
+            job.timestamp_column,
+            round(parse_duration(lateness) * 1e6) if lateness else 0,
+            job.run_id or new_run_id(),
+            job.source.input_format,
+            job.mle_state,
+            job.policy,
+        )
 
     def __post_init__(self) -> None:
         self._cumulation = WindowCumulation(
@@ -193,36 +213,12 @@ class DirectoryWatcher:
         )
 
 
-def watch_directory(
-    reference,
-    directory: str,
-    output_dir: str,
-    *,
-    window,
-    timestamp_column: str,
-    allowed_lateness=None,
-    interval: float = 5.0,
-    stop_after: float | None = None,
-    run_id: str | None = None,
-    input_format: str | None = None,
-    mle_state: Mapping[str, Mapping[str, Any]] | None = None,
-    policy="default",
-) -> DirectoryWatcher:
-    """Poll ``directory`` every ``interval`` seconds (until ``stop_after`` seconds, or Ctrl-C)."""
-    from pipelines.check_job import load_reference
-
-    watcher = DirectoryWatcher(
-        load_reference(reference),
-        str(directory),
-        str(output_dir),
-        round(parse_duration(window) * 1e6),
-        timestamp_column,
-        round(parse_duration(allowed_lateness) * 1e6) if allowed_lateness else 0,
-        run_id or new_run_id(),
-        input_format,
-        mle_state,
-        policy,
-    )
+def watch_directory(job: CheckJob) -> DirectoryWatcher:
+    """Poll ``job.source.watch_directory`` every ``watch_interval`` seconds (until
+    ``watch_stop_after`` seconds, or Ctrl-C), writing records to ``job.output``."""
+    source, output_dir = job.source, str(job.output)
+    interval, stop_after = source.watch_interval, source.watch_stop_after
+    watcher = DirectoryWatcher.for_job(job)
     os.makedirs(output_dir, exist_ok=True)
     deadline = None if stop_after is None else time.monotonic() + stop_after
     try:

@@ -114,3 +114,11 @@ def records_match(expected, rtol: float = 1e-9):
         assert_records_equal(list(actual), expected, rtol)
 
     return _match
+
+
+def check(reference, inputs, output=None, *, pipeline_args=None, input_format=None, **job):
+    """``run_check`` of a ``CheckJob`` on ``inputs`` (the job's other fields as keywords)."""
+    from pipelines.check_job import CheckJob, Source, run_check
+
+    source = Source(tuple(str(i) for i in inputs), input_format=input_format)
+    return run_check(CheckJob(reference, source, output=output, **job), pipeline_args)

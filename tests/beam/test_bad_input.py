@@ -11,9 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from divtransforms import compare
-from pipelines.check_job import run_check
 from pipelines.io import InputError
-from tests.beam.conftest import T0, assert_records_equal, make_current
+from tests.beam.conftest import T0, assert_records_equal, check, make_current
 
 pytestmark = pytest.mark.beam
 
@@ -22,14 +21,14 @@ def test_missing_feature_column_is_an_error_naming_file_and_feature(tmp_path, pr
     cur = make_current(rng, 500).drop_columns(["amount"])
     pq.write_table(cur, tmp_path / "no_amount.parquet")
     with pytest.raises(InputError, match=r"no_amount\.parquet.*'amount'"):
-        run_check(profile, [str(tmp_path / "no_amount.parquet")])
+        check(profile, [str(tmp_path / "no_amount.parquet")])
 
 
 def test_wrong_types_are_counted_as_invalid(tmp_path, profile):
     (tmp_path / "bad.csv").write_text(
         "x,amount,color\n1.5,2.0,red\nabc,3.0,blue\n,-1.0,red\n0.2,oops,\n"
     )
-    result = run_check(profile, [str(tmp_path / "bad.csv")], run_id="t")
+    result = check(profile, [str(tmp_path / "bad.csv")], run_id="t")
     rec = {r["feature"]: r for r in result.records.to_pylist()}
     assert (rec["x"]["n"], rec["x"]["n_missing"], rec["x"]["n_invalid"]) == (2, 1, 1)
     assert (rec["amount"]["n"], rec["amount"]["n_invalid"]) == (3, 1)
@@ -45,7 +44,7 @@ def test_all_nan_window_gives_a_record_with_n_missing(tmp_path, profile, rng):
     x[first] = np.nan
     cur = cur.set_column(0, "x", pa.array(x))
     pq.write_table(cur, tmp_path / "nan.parquet")
-    result = run_check(
+    result = check(
         profile, [str(tmp_path / "nan.parquet")], window="1h", timestamp_column="ts", run_id="n"
     )
     expected = compare(profile, cur, window="1h", timestamp_column="ts", run_id="n")
@@ -58,10 +57,10 @@ def test_all_nan_window_gives_a_record_with_n_missing(tmp_path, profile, rng):
 def test_empty_input_gives_n_zero_records_or_no_windows(tmp_path, profile, rng):
     empty = make_current(rng, 10).slice(0, 0)
     pq.write_table(empty, tmp_path / "empty.parquet")
-    result = run_check(profile, [str(tmp_path / "empty.parquet")], run_id="e")
+    result = check(profile, [str(tmp_path / "empty.parquet")], run_id="e")
     assert_records_equal(result.records, compare(profile, empty, run_id="e"))
     assert result.records.num_rows == 3 and set(result.records.column("n").to_pylist()) == {0}
-    windowed = run_check(
+    windowed = check(
         profile, [str(tmp_path / "empty.parquet")], window="1h", timestamp_column="ts", run_id="e"
     )
     assert windowed.records.num_rows == 0  # no event, no window
@@ -72,7 +71,7 @@ def test_corrupt_parquet_footer_names_the_file(tmp_path, profile, rng):
     data = (tmp_path / "ok.parquet").read_bytes()
     (tmp_path / "broken.parquet").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match=r"broken\.parquet: not a readable Parquet file"):
-        run_check(profile, [str(tmp_path / "broken.parquet")])
+        check(profile, [str(tmp_path / "broken.parquet")])
 
 
 def test_corrupt_parquet_data_names_the_file_and_row_groups(tmp_path, profile, rng):
@@ -85,12 +84,12 @@ def test_corrupt_parquet_data_names_the_file_and_row_groups(tmp_path, profile, r
     data[start + 8 : start + 200] = b"\xff" * 192  # smash a data page of row group 1
     (tmp_path / "pages.parquet").write_bytes(bytes(data))
     with pytest.raises(Exception, match=r"pages\.parquet: corrupt Parquet data in row groups"):
-        run_check(profile, [str(tmp_path / "pages.parquet")])
+        check(profile, [str(tmp_path / "pages.parquet")])
 
 
 def test_no_matching_files_and_missing_timestamps(tmp_path, profile, rng):
     with pytest.raises(InputError, match="no input files match"):
-        run_check(profile, [str(tmp_path / "nothing-*.parquet")])
+        check(profile, [str(tmp_path / "nothing-*.parquet")])
     cur = make_current(rng, 50)
     ts = cur.column("ts").to_pylist()
     ts[7] = None
@@ -99,7 +98,7 @@ def test_no_matching_files_and_missing_timestamps(tmp_path, profile, rng):
         tmp_path / "nots.parquet",
     )
     with pytest.raises(Exception, match="timestamp column 'ts' has 1 missing values"):
-        run_check(profile, [str(tmp_path / "nots.parquet")], window="1h", timestamp_column="ts")
+        check(profile, [str(tmp_path / "nots.parquet")], window="1h", timestamp_column="ts")
 
 
 def test_csv_with_inconsistent_blocks_still_counts_every_value(tmp_path, profile):
@@ -114,6 +113,6 @@ def test_csv_with_inconsistent_blocks_still_counts_every_value(tmp_path, profile
         }
     )
     pcsv.write_csv(table, tmp_path / "late_bad.csv")
-    result = run_check(profile, [str(tmp_path / "late_bad.csv")], run_id="c")
+    result = check(profile, [str(tmp_path / "late_bad.csv")], run_id="c")
     rec = {r["feature"]: r for r in result.records.to_pylist()}
     assert rec["x"]["n"] == n - 1 and rec["x"]["n_invalid"] == 1

@@ -16,7 +16,7 @@ import tarfile
 import apache_beam as beam
 import pytest
 
-from pipelines.check_job import build_check_pipeline
+from pipelines.check_job import CheckJob, Source, build_check_pipeline
 from pipelines.options import make_pipeline_options
 from pipelines.reference_job import build_reference_pipeline
 from tests.beam.conftest import make_current, make_reference
@@ -99,15 +99,10 @@ def test_batch_check_translates_to_a_dataflow_job(offline, package, tmp_path, pr
 
     pq.write_table(make_current(rng, 500), tmp_path / "cur.parquet", row_group_size=100)
     p = beam.Pipeline(options=_options(package))
-    build_check_pipeline(
-        p,
-        profile,
-        [str(tmp_path / "cur.parquet")],
-        f"{BUCKET}/out",
-        run_id="df",
-        window="1h",
-        timestamp_column="ts",
+    job = CheckJob(
+        profile, Source((str(tmp_path / "cur.parquet"),)), window="1h", timestamp_column="ts"
     )
+    build_check_pipeline(p, job, profile, f"{BUCKET}/out", "df")
     job = p.run().job
     desc = _describe(job)
     assert desc["type"] == "JOB_TYPE_BATCH"
@@ -125,18 +120,11 @@ def test_batch_check_translates_to_a_dataflow_job(offline, package, tmp_path, pr
 
 def test_pubsub_streaming_check_translates_to_a_streaming_job(offline, package, profile):
     p = beam.Pipeline(options=_options(package, "--streaming"))
-    build_check_pipeline(
-        p,
-        profile,
-        None,
-        f"{BUCKET}/out",
-        run_id="df",
-        window="1h",
-        allowed_lateness="1h",
-        streaming=True,
-        event_time_field="ts",
-        pubsub_subscription=f"projects/{PROJECT}/subscriptions/events",
+    source = Source(
+        event_time_field="ts", pubsub_subscription=f"projects/{PROJECT}/subscriptions/events"
     )
+    job = CheckJob(profile, source, window="1h", allowed_lateness="1h")
+    build_check_pipeline(p, job, profile, f"{BUCKET}/out", "df", streaming=True)
     job = p.run().job
     desc = _describe(job)
     assert desc["type"] == "JOB_TYPE_STREAMING"

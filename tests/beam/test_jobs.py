@@ -15,9 +15,9 @@ import pytest
 from divtransforms import ReferenceProfile, compare
 from divtransforms.records import read_records
 from pipelines import cli
-from pipelines.check_job import load_mle_state, run_check
+from pipelines.check_job import load_mle_state
 from pipelines.reference_job import run_build_reference
-from tests.beam.conftest import assert_records_equal, make_current, make_reference
+from tests.beam.conftest import assert_records_equal, check, make_current, make_reference
 
 pytestmark = pytest.mark.beam
 
@@ -34,7 +34,7 @@ def files(tmp_path, rng):
 def test_batch_job_equals_core_on_parquet_with_row_groups(files, profile):
     tmp, _, cur = files
     assert pq.ParquetFile(tmp / "cur.parquet").num_row_groups == 9
-    result = run_check(
+    result = check(
         profile,
         [str(tmp / "cur.parquet")],
         str(tmp / "out"),
@@ -73,7 +73,7 @@ def test_csv_and_jsonl_inputs_give_the_same_records(files, profile):
             fh.write(json.dumps(row) + "\n")
     expected = compare(profile, plain, window="1h", timestamp_column="ts", run_id="f")
     for name in ("cur.csv", "cur.jsonl"):
-        result = run_check(
+        result = check(
             profile, [str(tmp / name)], None, window="1h", timestamp_column="ts", run_id="f"
         )
         assert_records_equal(result.records, expected)
@@ -86,10 +86,10 @@ def pc_seconds(table: pa.Table) -> pa.Array:
 @pytest.mark.slow
 def test_two_worker_processes_give_identical_records(files, profile):
     tmp, _, cur = files
-    one = run_check(
+    one = check(
         profile, [str(tmp / "cur.parquet")], None, window="1h", timestamp_column="ts", run_id="mp"
     )
-    two = run_check(
+    two = check(
         profile,
         [str(tmp / "cur.parquet")],
         None,

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from divtransforms import compare
 from divtransforms.records import read_records
+from pipelines.spec import CheckJob, Source
 from pipelines.watch import DirectoryWatcher, watch_directory
 from tests.beam.conftest import T0
 
@@ -88,15 +89,11 @@ def test_watch_directory_loop_stops_and_writes(tmp_path, profile, rng):
     inbox = tmp_path / "in"
     inbox.mkdir()
     _drop(inbox / "a.parquet", _rows(rng, 50, H))
-    watcher = watch_directory(
-        profile,
-        str(inbox),
-        str(tmp_path / "out"),
-        window="1h",
-        timestamp_column="ts",
-        interval=0.05,
-        stop_after=0.2,
+    source = Source(watch_directory=str(inbox), watch_interval=0.05, watch_stop_after=0.2)
+    job = CheckJob(
+        profile, source, output=str(tmp_path / "out"), window="1h", timestamp_column="ts",
         run_id="loop",
-    )
+    )  # fmt: skip
+    watcher = watch_directory(job)
     assert watcher.seen == {"a.parquet"}
     assert read_records(tmp_path / "out").num_rows == 3

@@ -1,0 +1,150 @@
+"""What a check is: one frozen :class:`CheckJob` (reference, source, window, lateness, policy, MLE
+state, output), built once by ``divmon check``, ``python -m pipelines.check_job`` or the Prefect
+flow, and handed whole to :func:`pipelines.check_job.run_check` / ``run_streaming_check`` and the
+directory watcher. Beam-free, so building and validating a job costs no Beam import.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from divtransforms.columns import parse_duration
+from divtransforms.profile import ReferenceProfile
+
+__all__ = ["CheckJob", "CheckJobError", "Source", "load_reference"]
+
+
+class CheckJobError(ValueError):
+    """A check job's settings do not go together (the message says how to fix them)."""
+
+
+def load_reference(reference: ReferenceProfile | str) -> ReferenceProfile:
+    """A profile as given, or read from a local path or any Beam filesystem URL."""
+    if isinstance(reference, ReferenceProfile):
+        return reference
+    path = str(reference)
+    if "://" in path:
+        from pipelines.sinks import read_bytes
+
+        return ReferenceProfile.from_dict(json.loads(read_bytes(path)), origin=path)
+    return ReferenceProfile.load(path)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the data comes from: files (batch), Pub/Sub JSON messages or a watched directory."""
+
+    inputs: tuple[str, ...] = ()
+    input_format: str | None = None
+    pubsub_subscription: str | None = None
+    pubsub_topic: str | None = None
+    event_time_field: str | None = None
+    watch_directory: str | None = None
+    watch_interval: float = 5.0
+    watch_stop_after: float | None = None
+
+    @property
+    def pubsub(self) -> bool:
+        return bool(self.pubsub_subscription or self.pubsub_topic)
+
+    @property
+    def streaming(self) -> bool:
+        """A source without an end: Pub/Sub or a watched directory."""
+        return self.pubsub or bool(self.watch_directory)
+
+    @classmethod
+    def from_options(cls, options: Any) -> Source:
+        """From an argparse namespace or Beam ``InputOptions`` (the same attribute names)."""
+        inputs = getattr(options, "inputs", None) or ()
+        return cls(
+            tuple([inputs] if isinstance(inputs, str) else (str(i) for i in inputs)),
+            getattr(options, "input_format", None),
+            getattr(options, "pubsub_subscription", None),
+            getattr(options, "pubsub_topic", None),
+            getattr(options, "event_time_field", None),
+            getattr(options, "watch_directory", None),
+            float(getattr(options, "watch_interval", None) or 5.0),
+            getattr(options, "watch_stop_after", None),
+        )
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    """One check: its data, its reference, how it windows and judges, and where results go.
+
+    ``output`` is a directory (local or a Beam filesystem URL) for the records; ``None`` keeps
+    them only in the returned result (batch). ``mle_state`` seeds the running estimates;
+    ``mle_state_out`` is where the command writes the updated state. ``policy`` assesses every
+    record once (``"default"``, a ``Policy``, or None for no severities).
+    """
+
+    reference: ReferenceProfile | str
+    source: Source = field(default_factory=Source)
+    output: str | None = None
+    window: str | float | None = None
+    timestamp_column: str | None = None
+    allowed_lateness: str | float | None = None
+    policy: Any = "default"
+    mle_state: Mapping[str, Mapping[str, Any]] | None = None
+    mle_state_out: str | None = None
+    run_id: str | None = None
+    jsonl: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("window", "allowed_lateness"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    parse_duration(value)
+                except ValueError as exc:
+                    raise CheckJobError(f"--{name.replace('_', '-')}: {exc}") from None
+        if self.source.watch_directory and (self.window is None or not self.timestamp_column):
+            raise CheckJobError(
+                "watching a directory needs --window and --timestamp-column (event-time windows)"
+            )
+        if self.source.pubsub and self.window is None:
+            raise CheckJobError("a Pub/Sub check needs --window (event-time windows)")
+        if self.window is not None and not (self.timestamp_column or self.source.pubsub):
+            raise CheckJobError("--window needs --timestamp-column (the event time of each row)")
+
+    @classmethod
+    def from_options(
+        cls,
+        options: Any,
+        *,
+        policy: Any = "default",
+        mle_state: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> CheckJob:
+        """From an argparse namespace (``divmon check``) or Beam ``CheckOptions`` +
+        ``InputOptions`` (``python -m pipelines.check_job``): both use these attribute names."""
+        if not getattr(options, "reference", None):
+            raise CheckJobError("--reference is required")
+        return cls(
+            reference=options.reference,
+            source=Source.from_options(options),
+            output=getattr(options, "output", None),
+            window=getattr(options, "window", None),
+            timestamp_column=getattr(options, "timestamp_column", None),
+            allowed_lateness=getattr(options, "allowed_lateness", None),
+            policy=policy,
+            mle_state=mle_state,
+            mle_state_out=getattr(options, "mle_state_out", None),
+            run_id=getattr(options, "run_id", None),
+            jsonl=bool(getattr(options, "jsonl", False)),
+        )
+
+    def columns(self, profile: ReferenceProfile) -> list[str]:
+        """The columns a file source must read: the features and the event time."""
+        cols = list(profile.features)
+        if self.timestamp_column and self.timestamp_column not in cols:
+            cols.append(self.timestamp_column)
+        return cols
+
+    def with_inputs(self, inputs: Sequence[str]) -> CheckJob:
+        """The same job on other files."""
+        from dataclasses import replace
+
+        return replace(self, source=replace(self.source, inputs=tuple(str(i) for i in inputs)))
