@@ -158,46 +158,9 @@ def drift_record(
     if n == 0 or n_ref == 0:
         rec.update(_nan_divergences())
     else:
-        js = float(js_divergence(counts, ref_counts, base))
-        gt = homogeneity_test(counts, ref_counts, cells=fp.bins.test_cells(ref_counts))
-        bias = js_bias(n, n_ref, int(np.count_nonzero(counts + ref_counts)), base)
-        js_corrected = max(js - bias, 0.0)
-        rec.update(
-            entropy_current=float(entropy(counts, base)),
-            cross_entropy=float(cross_entropy(counts, ref_counts, base, alpha)),
-            kl_divergence=float(kl_divergence(counts, ref_counts, base, alpha)),
-            kl_reverse=float(kl_divergence(ref_counts, counts, base, alpha)),
-            js_divergence=js,
-            js_distance=math.sqrt(js),
-            js_bias=bias,
-            js_corrected=js_corrected,
-            psi=float(psi(counts, ref_counts, base, alpha)),
-            hellinger=float(hellinger(counts, ref_counts)),
-            g_statistic=gt.g_statistic,
-            dof=gt.dof,
-            p_value=gt.p_value,
-        )
-        histogram_test = (gt.statistic, gt.p_value, js_corrected)
-    ref_mle = fp.mle if isinstance(fp.mle, MomentMLE) else None
-    win_mle = mle_window if isinstance(mle_window, MomentMLE) else None
-    tests = window_tests(
-        fp.family,
-        histogram_test,
-        (moment_columns(win_mle.t), moment_columns(ref_mle.t)) if ref_mle and win_mle else None,
-        (moment_columns(win_mle.dev), moment_columns(ref_mle.dev))
-        if ref_mle and win_mle and win_mle.dev.n and ref_mle.dev.n
-        else None,
-    )
-    rec["tests"] = [
-        {
-            "name": t.name,
-            "kind": t.kind,
-            "statistic": float(t.statistic),
-            "p_value": float(t.p_value),
-            "effect": float(t.effect),
-        }
-        for t in tests
-    ]
+        fields, histogram_test = _divergence_fields(fp, counts, n, alpha, base)
+        rec.update(fields)
+    rec["tests"] = _test_fields(fp, histogram_test, mle_window)
     rec.update(_mle_fields(fp, mle_window, mle_running, rec["tests"], alpha, base))
     assessor = resolve_policy(policy)
     if assessor is None:
@@ -207,6 +170,61 @@ def drift_record(
         rec["severity"], rec["severity_reason"] = verdict["severity"], verdict["reason"]
     rec["created_at"] = created_at or datetime.now(UTC)
     return rec
+
+
+def _divergence_fields(
+    fp: FeatureProfile, counts: np.ndarray, n: int, alpha: float, base: float
+) -> tuple[dict[str, Any], tuple[float, float, float]]:
+    """Divergences of a non-empty window from the reference, and its histogram test as
+    ``(statistic, p_value, effect)`` for ``significance.window_tests``."""
+    ref_counts = fp.histogram.counts
+    js = float(js_divergence(counts, ref_counts, base))
+    gt = homogeneity_test(counts, ref_counts, cells=fp.bins.test_cells(ref_counts))
+    bias = js_bias(n, fp.histogram.n, int(np.count_nonzero(counts + ref_counts)), base)
+    js_corrected = max(js - bias, 0.0)
+    fields = {
+        "entropy_current": float(entropy(counts, base)),
+        "cross_entropy": float(cross_entropy(counts, ref_counts, base, alpha)),
+        "kl_divergence": float(kl_divergence(counts, ref_counts, base, alpha)),
+        "kl_reverse": float(kl_divergence(ref_counts, counts, base, alpha)),
+        "js_divergence": js,
+        "js_distance": math.sqrt(js),
+        "js_bias": bias,
+        "js_corrected": js_corrected,
+        "psi": float(psi(counts, ref_counts, base, alpha)),
+        "hellinger": float(hellinger(counts, ref_counts)),
+        "g_statistic": gt.g_statistic,
+        "dof": gt.dof,
+        "p_value": gt.p_value,
+    }
+    return fields, (gt.statistic, gt.p_value, js_corrected)
+
+
+def _test_fields(
+    fp: FeatureProfile, histogram_test: tuple | None, mle_window: MLEAccumulator | None
+) -> list[dict[str, Any]]:
+    """The record's ``tests``: ``significance.window_tests`` on the window and the reference."""
+    ref_mle = fp.mle if isinstance(fp.mle, MomentMLE) else None
+    win_mle = mle_window if isinstance(mle_window, MomentMLE) else None
+    both = ref_mle is not None and win_mle is not None
+    tests = window_tests(
+        fp.family,
+        histogram_test,
+        (moment_columns(win_mle.t), moment_columns(ref_mle.t)) if both else None,
+        (moment_columns(win_mle.dev), moment_columns(ref_mle.dev))
+        if both and win_mle.dev.n and ref_mle.dev.n
+        else None,
+    )
+    return [
+        {
+            "name": t.name,
+            "kind": t.kind,
+            "statistic": float(t.statistic),
+            "p_value": float(t.p_value),
+            "effect": float(t.effect),
+        }
+        for t in tests
+    ]
 
 
 def _mle_fields(
