@@ -160,19 +160,32 @@ class NumericBins:
             raise ValueError(f"{_where(feature)}n_bins must be >= 1, got {n_bins}")
         if x.size == 0:
             raise ValueError(f"{_where(feature)}no finite values to place bin edges on")
-        lo, hi = float(x.min()), float(x.max())
+        if strategy == "quantile":
+            q = np.quantile(x, np.linspace(0.0, 1.0, n_bins + 1), method="inverted_cdf")
+            return cls.from_quantile_values(q)
+        if strategy == "uniform":
+            return cls.from_range(float(x.min()), float(x.max()), n_bins)
+        raise ValueError(
+            f"{_where(feature)}unknown bin strategy {strategy!r} "
+            "(use 'quantile', 'uniform' or explicit edges)"
+        )
+
+    @classmethod
+    def from_range(cls, lo: float, hi: float, n_bins: int) -> NumericBins:
+        """``n_bins`` equal bins from ``lo`` to ``hi``; a constant sample (``lo == hi``) gets one
+        bin ``[v, nextafter(v, +inf)]``."""
         if lo == hi:
             return cls(np.array([lo, np.nextafter(lo, math.inf)]))
-        if strategy == "quantile":
-            edges = np.quantile(x, np.linspace(0.0, 1.0, n_bins + 1), method="inverted_cdf")
-        elif strategy == "uniform":
-            edges = np.linspace(lo, hi, n_bins + 1)
-        else:
-            raise ValueError(
-                f"{_where(feature)}unknown bin strategy {strategy!r} "
-                "(use 'quantile', 'uniform' or explicit edges)"
-            )
-        return cls.from_edges(edges)
+        return cls.from_edges(np.linspace(lo, hi, n_bins + 1))
+
+    @classmethod
+    def from_quantile_values(cls, quantiles: Sequence[float] | NDArray[np.float64]) -> NumericBins:
+        """Edges at a sample's quantiles (exact or approximate, from its minimum to its maximum;
+        ties collapse); a constant sample gets one bin, as :meth:`from_range`."""
+        q = np.asarray(quantiles, dtype=np.float64)
+        if q.size and q[0] == q[-1]:
+            return cls.from_range(float(q[0]), float(q[0]), 1)
+        return cls.from_edges(q)
 
     @classmethod
     def from_edges(cls, edges: Sequence[float] | NDArray[np.float64]) -> NumericBins:

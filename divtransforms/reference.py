@@ -85,15 +85,11 @@ def _make_specs(_, *, kinds, n_bins, strategy, top_n, edges, exact, approx, voca
             s = summary.get(name)
             if s is None or s.n == 0:
                 raise ValueError(f"feature {name!r}: no finite values to place bin edges on")
-            specs[name] = (
-                NumericBins.from_edges([s.lo])
-                if s.lo == s.hi
-                else NumericBins.from_edges(np.linspace(s.lo, s.hi, n_bins + 1))
-            )
+            specs[name] = NumericBins.from_range(s.lo, s.hi, n_bins)  # as from_finite
         else:
             if name not in approx:
                 raise ValueError(f"feature {name!r}: no finite values to place bin edges on")
-            specs[name] = NumericBins.from_edges(approx[name])
+            specs[name] = NumericBins.from_quantile_values(approx[name])  # as from_finite
     return specs
 
 

@@ -184,3 +184,25 @@ def test_transforms_show_their_reference_and_window_in_the_graph(profile):
     build = BuildReference({"x": "numeric"}, n_bins=16, source="ref.parquet")
     items = {i.key: i.value for i in DisplayData.create_from(build).items}
     assert (items["n_bins"], items["source"], items["features"]) == (16, "ref.parquet", "x")
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_build_reference_bins_a_constant_feature_like_the_core(strategy):
+    """Beam's range and approximate-quantile paths make the same one-bin spec as the core."""
+    import builtins
+
+    table = pa.table({"c": np.full(5000, 2.5), "x": np.linspace(0, 1, 5000)})
+    expected = ReferenceProfile.build(table, strategy=strategy, n_bins=8)
+    builtins._divtransforms_profiles = []
+    with local_pipeline() as p:
+        (
+            p
+            | beam.Create(table.to_batches(max_chunksize=1000))
+            | BuildReference({"c": "numeric", "x": "numeric"}, n_bins=8, strategy=strategy)
+            | beam.Map(lambda prof: __import__("builtins")._divtransforms_profiles.append(prof))
+        )
+    (got,) = builtins._divtransforms_profiles
+    assert got.features["c"].bins == expected.features["c"].bins
+    assert got.features["c"].histogram == expected.features["c"].histogram
+    if strategy == "uniform":
+        assert got.features["x"].bins == expected.features["x"].bins
