@@ -64,17 +64,28 @@ class Moments:
 
     @classmethod
     def of(cls, t: NDArray[np.float64]) -> Moments:
+        """Moments of an array of finite values: two passes around a shift (the first value).
+
+        The mean uses numpy's pairwise summation, plus one correction by the residuals' mean;
+        the power sums use ``einsum``, which forms no temporaries (no BLAS either), and are
+        corrected to the refined mean algebraically.
+        """
         n = int(t.shape[0])
         if n == 0:
             return cls()
         shift = float(t[0])
-        d = t - shift
-        off = float(d.mean())
-        r = d - off
-        off += float(r.mean())  # one refinement step: the residual mean is ~ulp-level
-        r = d - off
-        r2 = r * r  # no BLAS: pairwise summation, no thread start-up
-        return cls(n, shift, off, float(r2.sum()), float((r2 * r).sum()), float((r2 * r2).sum()))
+        r = t - shift
+        off = float(r.mean())
+        np.subtract(r, off, out=r)
+        delta = float(r.mean())  # ~ulp-level: the residuals' own mean
+        s2 = float(np.einsum("i,i->", r, r))
+        s3 = float(np.einsum("i,i,i->", r, r, r))
+        s4 = float(np.einsum("i,i,i,i->", r, r, r, r))
+        d2 = delta * delta
+        m2 = s2 - n * d2
+        m3 = s3 - 3.0 * delta * s2 + 2.0 * n * d2 * delta
+        m4 = s4 - 4.0 * delta * s3 + 6.0 * d2 * s2 - 3.0 * n * d2 * d2
+        return cls(n, shift, off + delta, max(m2, 0.0), m3, max(m4, 0.0))
 
     def add(self, t: NDArray[np.float64]) -> Moments:
         return self.merge(Moments.of(t))
