@@ -46,6 +46,8 @@ from divtransforms.significance import (
     DriftTest,
     comparison_table,
     js_bias,
+    mean_test,
+    moment_columns,
     power_divergence,
     window_tests,
 )
@@ -182,10 +184,6 @@ def row_moments(t: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, ...]:
     return n, mean, d2.sum(axis=1), (d2 * d).sum(axis=1), (d2 * d2).sum(axis=1)
 
 
-def _columns(m) -> tuple[float, ...]:
-    return m.n, m.mean, m.m2, m.m3, m.m4
-
-
 def histogram_evidence(
     counts: np.ndarray, ref: np.ndarray, cells: np.ndarray
 ) -> tuple[np.ndarray, ...]:
@@ -223,9 +221,9 @@ def judge(fp: FeatureProfile, window: np.ndarray, policy: FeaturePolicy) -> np.n
         ok = valid & mle._valid(np.where(valid, window, 0.0))
         with np.errstate(invalid="ignore", divide="ignore"):
             t = mle.transform(np.where(ok, window, 1.0))
-        t_pair = (row_moments(t, ok), _columns(mle.t))
+        t_pair = (row_moments(t, ok), moment_columns(mle.t))
         if mle.dev.n:
-            dev_pair = (row_moments(np.abs(t - mle.center), ok), _columns(mle.dev))
+            dev_pair = (row_moments(np.abs(t - mle.center), ok), moment_columns(mle.dev))
     tests: list[DriftTest] = window_tests(fp.family, (stat, p, effect), t_pair, dev_pair)
     return decide(policy, Evidence(n, tests))
 
@@ -404,9 +402,7 @@ def cross_check(n_windows: int = 6, seed: int = 7) -> tuple[int, int, float]:
                 vals = tt if t["kind"] == "location" else np.abs(tt - mle.center)
                 pair = (row_moments(vals[None, :], np.ones((1, vals.size), bool)), None)
                 ref_m = mle.t if t["kind"] == "location" else mle.dev
-                from divtransforms.significance import mean_test
-
-                _, p, _ = mean_test(pair[0], _columns(ref_m))
+                _, p, _ = mean_test(pair[0], moment_columns(ref_m))
                 if math.isfinite(t["p_value"]) or math.isfinite(float(p[0])):
                     worst = max(worst, abs(float(p[0]) - t["p_value"]))
     return agree, total, worst

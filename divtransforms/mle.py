@@ -48,10 +48,10 @@ from divtransforms.families import (
     REGISTRY,
     Estimate,
     Family,
-    choose_family,
     family,
     gamma_shape,
 )
+from divtransforms.inference import choose_family
 from divtransforms.moments import Moments, ValueSummary
 
 __all__ = [
@@ -314,7 +314,7 @@ def accumulator_from_dict(d: Mapping[str, Any]) -> MLEAccumulator:
 
 
 def infer_family(values: Any) -> str:
-    """The family :func:`divtransforms.families.choose_family` picks for a numeric sample."""
+    """The family :func:`divtransforms.inference.choose_family` picks for a numeric sample."""
     x, _ = to_float_array(values)
     return choose_family(ValueSummary.of(x)).family
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from divtransforms.bins import BinSpec, CategoricalBins, NumericBins, to_float_array
 from divtransforms.columns import as_columns, column_kind
-from divtransforms.families import choose_family, family_center, family_fit
 from divtransforms.histogram import Histogram
+from divtransforms.inference import choose_family, family_center, family_fit
 from divtransforms.mle import (
     FAMILIES,
     MLEAccumulator,
@@ -51,7 +51,7 @@ class FeatureProfile:
     family: str | None = None
     mle: MLEAccumulator | None = None
     reason: str | None = None  # why this family (inferred) or "set by the user"
-    fit: Mapping[str, Any] | None = None  # families.family_fit of the reference
+    fit: Mapping[str, Any] | None = None  # inference.family_fit of the reference
 
     def __post_init__(self) -> None:
         if self.kind not in ("numeric", "categorical"):

@@ -2,7 +2,7 @@
 
 The same rules as ``ReferenceProfile.build`` (one process): bins from the reference values
 (quantile edges exact or from Beam's ``ApproximateQuantiles``), vocabularies from exact value
-counts, the family from ``divtransforms.families.choose_family`` on mergeable value summaries, and
+counts, the family from ``divtransforms.inference.choose_family`` on mergeable value summaries, and
 the profile's histograms and MLE statistics from the core's ``feature_stats_of_batch``, finished
 by ``profile.finish_feature`` (the family's fit to the reference).
 """
@@ -19,8 +19,8 @@ import pyarrow as pa
 from divtransforms.bins import CategoricalBins, NumericBins, to_float_array
 from divtransforms.columns import column_kind, column_of
 from divtransforms.combiners import ExactValuesFn, NumericSummaryFn, VocabularyFn
-from divtransforms.families import choose_family, family_center
 from divtransforms.histogram import Histogram
+from divtransforms.inference import choose_family, family_center
 from divtransforms.mle import FAMILIES, accumulator_for
 from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile, finish_feature

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from divtransforms.families import FIT_QUALITY
+from divtransforms.inference import FIT_QUALITY
 from divtransforms.policy import FeaturePolicy, Policy, judged_values
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITIES, SEVERITY_RANK, read_records
 
@@ -77,7 +77,7 @@ _COLUMNS = [
 
 
 def fit_quality(kl_bits: float | None) -> str | None:
-    """The label of a family's fit to its reference (``divtransforms.families.FIT_QUALITY``)."""
+    """The label of a family's fit to its reference (``divtransforms.inference.FIT_QUALITY``)."""
     if kl_bits is None or not math.isfinite(kl_bits):
         return None
     return next(label for label, bound in FIT_QUALITY if kl_bits <= bound)

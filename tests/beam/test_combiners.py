@@ -18,7 +18,7 @@ from divtransforms.combiners import (
     NumericSummaryFn,
     VocabularyFn,
 )
-from divtransforms.families import choose_family
+from divtransforms.inference import choose_family
 from divtransforms.mle import infer_family
 
 

@@ -8,7 +8,7 @@ from scipy import stats
 
 from divtransforms import ReferenceProfile
 from divtransforms.bins import NumericBins
-from divtransforms.families import choose_family, family_fit
+from divtransforms.inference import choose_family, family_fit
 from divtransforms.mle import accumulator_for
 from divtransforms.moments import ValueSummary
 
