@@ -100,6 +100,7 @@ class Family:
     aic_candidate: ClassVar[bool] = False  # compared by AIC for positive values
     log_statistic: ClassVar[bool] = False  # keeps S = sum(x/m - 1 - log(x/m)) (gamma)
     log_factorial: ClassVar[bool] = False  # keeps the mean of log(x!) (poisson)
+    dispersion: ClassVar[bool] = True  # has a dispersion test (|t - c| moments are kept)
 
     def valid(self, x: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Which values the family accepts (finite ones, in its support)."""
@@ -267,6 +268,7 @@ class Bernoulli(Family):
 
     name = "bernoulli"
     params = ("p",)
+    dispersion = False  # for 0/1 values |x - c| is a function of the mean
 
     def valid(self, x: NDArray[np.float64]) -> NDArray[np.bool_]:
         return (x == 0) | (x == 1)

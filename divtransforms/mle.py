@@ -135,8 +135,9 @@ class MomentMLE:
             return MomentMLE(self.family, center=self.center, n_invalid=n_invalid)
         t = self.transform(x)
         mt = Moments.of(t)
-        dev = Moments.of(np.abs(t - self.center)) if math.isfinite(self.center) else Moments()
         model = self.model
+        keep_dev = model.dispersion and math.isfinite(self.center)
+        dev = Moments.of(np.abs(t - self.center)) if keep_dev else Moments()
         s = float(np.sum(_g((t - mt.shift - mt.offset) / mt.mean))) if model.log_statistic else 0.0
         mean_lfact = float(special.gammaln(x + 1.0).mean()) if model.log_factorial else 0.0
         return MomentMLE(self.family, mt, self.center, dev, s, mean_lfact, n_invalid)

@@ -47,6 +47,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
+from divtransforms.families import REGISTRY
 from divtransforms.moments import merge_moments
 
 __all__ = [
@@ -287,7 +288,8 @@ def window_tests(
     ``histogram``: ``(statistic, p_value, effect)`` of the homogeneity test (``None``: no
     histogram test). ``t`` and ``dev``: ``(window, reference)`` moment tuples of the family's
     value and of its absolute deviations from the reference centre (``None``: not available).
-    ``bernoulli`` gets no dispersion test (for 0/1 values it is a function of the mean);
+    A family without ``dispersion`` (bernoulli: for 0/1 values it is a function of the mean)
+    gets no dispersion test;
     ``categorical`` and features without a family get only the histogram test.
     """
     tests: list[DriftTest] = []
@@ -298,6 +300,6 @@ def window_tests(
         return tests
     if t is not None:
         tests.append(DriftTest("mean", "location", *mean_test(*t)))
-    if dev is not None and family != "bernoulli":
+    if dev is not None and REGISTRY[family].dispersion:
         tests.append(DriftTest("dispersion", "dispersion", *mean_test(*dev)))
     return tests

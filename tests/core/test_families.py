@@ -92,3 +92,6 @@ def test_profile_records_the_reason_and_the_fit():
     again = ReferenceProfile.from_dict(profile.to_dict())
     assert again.features["x"].fit == x.fit and again.features["k"].reason == k.reason
     assert math.isfinite(x.mle.center) and x.mle.dev.n == 5000
+    # bernoulli has no dispersion test, so its accumulators keep no |x - c| moments
+    flag = ReferenceProfile.build({"f": (RNG.random(1000) < 0.2).astype(float)}).features["f"]
+    assert flag.family == "bernoulli" and flag.mle.dev.n == 0
