@@ -7,7 +7,7 @@ directory watcher. Beam-free, so building and validating a job costs no Beam imp
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,9 +142,3 @@ class CheckJob:
         if self.timestamp_column and self.timestamp_column not in cols:
             cols.append(self.timestamp_column)
         return cols
-
-    def with_inputs(self, inputs: Sequence[str]) -> CheckJob:
-        """The same job on other files."""
-        from dataclasses import replace
-
-        return replace(self, source=replace(self.source, inputs=tuple(str(i) for i in inputs)))

@@ -57,4 +57,3 @@ def test_pubsub_jobs_take_event_times_from_the_messages():
     assert job.source.streaming and job.source.pubsub
     with pytest.raises(CheckJobError, match="--reference is required"):
         CheckJob.from_options(argparse.Namespace(reference=None))
-    assert job.with_inputs(["x.csv"]).source.inputs == ("x.csv",)
