@@ -29,6 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from divtransforms.sketch import DEFAULT_FPR, BloomFilter
+
 __all__ = [
     "OTHER_LABEL",
     "UNSEEN_LABEL",
@@ -331,6 +333,15 @@ def _to_string_array(values: Any, feature: str | None) -> pa.Array:
     return values
 
 
+def value_counts(values: Any, feature: str | None = None) -> dict[str, int]:
+    """``{value: count}`` of the non-missing values, as the categorical bins read them."""
+    arr = _to_string_array(values, feature).drop_null()
+    if len(arr) == 0:
+        return {}
+    vc = pc.value_counts(arr)
+    return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+
+
 def _canonical(v: Any) -> str | None:
     """One value as the string a typed Arrow array of its type would cast it to."""
     if v is None or isinstance(v, str):
@@ -346,13 +357,17 @@ class CategoricalBins:
     """Top-N reference vocabulary + pooled rest (``__other__``) + never-seen (``__unseen__``).
 
     ``other_values`` are the reference's values beyond the top N (kept up to ``max_other``
-    distinct values); when the reference had more, ``track_unseen`` is False and new values are
-    pooled in ``__other__`` too, since they cannot be told apart from the untracked rest.
+    distinct values); when the reference had more, ``track_unseen`` is False and a ``membership``
+    sketch (:class:`divtransforms.sketch.BloomFilter`) of every reference value tells new values
+    from the untracked rest (without one, from an old profile, new values pool in ``__other__``).
     """
 
     vocabulary: tuple[str, ...]
     other_values: tuple[str, ...] = ()
     track_unseen: bool = True
+    # Every distinct reference value, when there were too many to keep by name: values outside
+    # it count as ``__unseen__`` (a new value is taken for a reference one with its ``fpr``).
+    membership: BloomFilter | None = None
     kind: str = field(default="categorical", init=False)
 
     def __post_init__(self) -> None:
@@ -368,20 +383,18 @@ class CategoricalBins:
         cls, values: Any, top_n: int = 50, max_other: int = 10_000, feature: str | None = None
     ) -> CategoricalBins:
         """Vocabulary = the ``top_n`` most frequent values (ties broken by value)."""
-        arr = _to_string_array(values, feature)
-        arr = arr.drop_null()
-        if len(arr) == 0:
+        counts = value_counts(values, feature)
+        if not counts:
             raise ValueError(f"{_where(feature)}no non-missing values to build a vocabulary from")
-        vc = pc.value_counts(arr)
-        return cls.from_value_counts(
-            dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)),
-            top_n=top_n,
-            max_other=max_other,
-        )
+        return cls.from_value_counts(counts, top_n=top_n, max_other=max_other)
 
     @classmethod
     def from_value_counts(
-        cls, counts: Mapping[str, int], top_n: int = 50, max_other: int = 10_000
+        cls,
+        counts: Mapping[str, int],
+        top_n: int = 50,
+        max_other: int = 10_000,
+        sketch_fpr: float = DEFAULT_FPR,
     ) -> CategoricalBins:
         if top_n < 1:
             raise ValueError(f"top_n must be >= 1, got {top_n}")
@@ -389,7 +402,8 @@ class CategoricalBins:
         vocab = tuple(k for k, _ in ranked[:top_n])
         rest = sorted(k for k, _ in ranked[top_n:])
         if len(rest) > max_other:
-            return cls(vocab, (), track_unseen=False)
+            sketch = BloomFilter.of(pa.array(list(counts), type=pa.string()), sketch_fpr)
+            return cls(vocab, (), track_unseen=False, membership=sketch)
         return cls(vocab, tuple(rest), track_unseen=True)
 
     @property
@@ -421,6 +435,10 @@ class CategoricalBins:
                     ).as_py()
                     or 0
                 )
+                counts[-2] = pooled
+                counts[-1] = n_unknown - pooled
+            elif self.membership is not None:
+                pooled = int(np.count_nonzero(self.membership.contains(unknown)))
                 counts[-2] = pooled
                 counts[-1] = n_unknown - pooled
             else:
@@ -458,12 +476,15 @@ class CategoricalBins:
         return cells
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "type": "categorical",
             "vocabulary": list(self.vocabulary),
             "other_values": list(self.other_values),
             "track_unseen": self.track_unseen,
         }
+        if self.membership is not None:
+            d["membership"] = self.membership.to_dict()
+        return d
 
 
 BinSpec = NumericBins | CategoricalBins
@@ -475,9 +496,11 @@ def bin_spec_from_dict(d: Mapping[str, Any]) -> BinSpec:
     if kind == "numeric":
         return NumericBins(np.asarray(d["edges"], dtype=np.float64))
     if kind == "categorical":
+        sketch = d.get("membership")
         return CategoricalBins(
             tuple(d["vocabulary"]),
             tuple(d.get("other_values", ())),
             bool(d.get("track_unseen", True)),
+            BloomFilter.from_dict(sketch) if sketch else None,
         )
     raise ValueError(f"unknown bin spec type {kind!r}")

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 __all__ = [
@@ -30,8 +29,6 @@ __all__ = [
 ]
 
 Columns = dict[str, Any]
-# Seconds since the epoch of 9999-12-31 (and, negated, near year 1): what datetime can hold.
-_MAX_EPOCH_SECONDS = 253_402_300_800.0
 
 
 def as_columns(data: Any) -> Columns:
@@ -117,62 +114,22 @@ def parse_duration(value: str | float | timedelta) -> float:
     return seconds
 
 
-def event_time_micros(col: Any, name: str = "timestamp") -> NDArray[np.int64]:
-    """Event times as int64 microseconds since the epoch (UTC).
+def event_time_micros(
+    col: Any, name: str = "timestamp", fmt: str | None = None
+) -> NDArray[np.int64]:
+    """Event times as int64 microseconds since the epoch (UTC), every row required.
 
-    Accepts Arrow timestamps (any unit; naive means UTC), numpy datetime64, numbers (seconds since
-    the epoch) or ISO-8601 strings. A missing or unparsable timestamp is an error naming the column
-    and the first bad row: an event without a time cannot be put in a window.
+    Parsing is :func:`divtransforms.eventtime.parse_event_times` (Arrow and numpy times, ISO
+    8601, ``YYYY/MM/DD``, epoch numbers, ``fmt``); a row without a usable time is an error naming
+    the column, the row and the value. (Windowing uses the tolerant form, which counts such rows
+    and goes on.)
     """
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if not isinstance(col, pa.Array):
-        arr = np.asarray(col)
-        if arr.dtype.kind == "M":
-            col = pa.array(arr.astype("datetime64[us]"))
-        elif arr.dtype.kind in "iuf":
-            col = pa.array(arr.astype(np.float64), from_pandas=True)
-        else:
-            col = pa.array(arr.tolist())
-    t = col.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        try:
-            col = pc.cast(
-                pc.strptime(col, format="%Y-%m-%dT%H:%M:%S", unit="us", error_is_null=False),
-                pa.timestamp("us"),
-            )
-        except pa.ArrowInvalid:
-            col = pa.array(np.array(col.to_pylist(), dtype="datetime64[us]"))
-        t = col.type
-    if col.null_count:
-        first = int(np.flatnonzero(~np.asarray(pc.is_valid(col)))[0])
-        raise ValueError(
-            f"timestamp column {name!r} has {col.null_count} missing values "
-            f"(first at row {first}): every sample needs an event time"
-        )
-    if pa.types.is_timestamp(t):
-        return np.asarray(
-            pc.cast(col, pa.timestamp("us", tz=t.tz))
-            .cast(pa.int64())
-            .to_numpy(zero_copy_only=False),
-            dtype=np.int64,
-        )
-    if pa.types.is_date(t):
-        return np.asarray(pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64()), dtype=np.int64)
-    if pa.types.is_integer(t) or pa.types.is_floating(t):
-        secs = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-        if not np.all(np.isfinite(secs)):
-            first = int(np.flatnonzero(~np.isfinite(secs))[0])
-            raise ValueError(f"timestamp column {name!r} has a non-finite value at row {first}")
-        out_of_range = np.abs(secs) >= _MAX_EPOCH_SECONDS
-        if out_of_range.any():
-            first = int(np.flatnonzero(out_of_range)[0])
-            raise ValueError(
-                f"timestamp column {name!r}: {secs[first]:.6g} at row {first} is not a time in "
-                "seconds since the epoch (numbers are read as seconds; years 1 to 9999)"
-            )
-        return np.round(secs * 1e6).astype(np.int64)
-    raise ValueError(f"timestamp column {name!r} has type {t}, not a time")
+    from divtransforms.eventtime import parse_event_times
+
+    micros, _, bad = parse_event_times(col, name, fmt)
+    if bad is not None:
+        raise ValueError(bad.message())
+    return micros
 
 
 class MissingFeatureError(ValueError):

@@ -16,7 +16,7 @@ Beam metrics (namespace ``divtransforms``): ``rows``, ``samples`` (binned), ``mi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -57,10 +57,15 @@ def _slices(batch: Any, size: int) -> Iterable[Any]:
 class FeatureStatsFn(beam.CombineFn):
     """Batches -> :class:`FeatureStats` (histograms + MLE statistics of every feature)."""
 
-    def __init__(self, profile: ReferenceProfile | Mapping[str, FeatureProfile]) -> None:
+    def __init__(
+        self,
+        profile: ReferenceProfile | Mapping[str, FeatureProfile],
+        known: Collection[str] | None = None,
+    ) -> None:
         self._features = dict(
             profile.features if isinstance(profile, ReferenceProfile) else profile
         )
+        self._known = frozenset(known) if known is not None else None
         self._rows = Metrics.counter(NAMESPACE, "rows")
         self._samples = Metrics.counter(NAMESPACE, "samples")
         self._missing = Metrics.counter(NAMESPACE, "missing")
@@ -78,7 +83,7 @@ class FeatureStatsFn(beam.CombineFn):
 
     def add_input(self, accumulator: FeatureStats, batch: Any) -> FeatureStats:
         for part in _slices(batch, CHUNK_ROWS):
-            stats = feature_stats_of_batch(self._features, part)
+            stats = feature_stats_of_batch(self._features, part, self._known)
             self._count(stats)
             accumulator = accumulator.merge(stats)
         return accumulator

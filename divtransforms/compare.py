@@ -7,6 +7,8 @@ record (DESIGN.md section 6); the Beam transforms call it too, so both paths giv
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import math
 import uuid
 from collections.abc import Iterable, Mapping
@@ -34,10 +36,13 @@ from divtransforms.mle import (
     mean_log_likelihood,
     model_kl,
 )
+from divtransforms.policy import UNPROFILED
 from divtransforms.profile import FeatureProfile, ReferenceProfile
+from divtransforms.quality import quality_fields, quality_test_fields
 from divtransforms.records import records_to_table, sort_records
 from divtransforms.significance import homogeneity_test, js_bias, moment_columns, window_tests
 from divtransforms.window import (
+    FeatureStats,
     RunningEstimates,
     WindowCumulation,
     feature_stats_of_batch,
@@ -50,10 +55,13 @@ __all__ = [
     "Assessor",
     "compare",
     "drift_record",
+    "new_column_record",
     "new_run_id",
     "resolve_policy",
+    "window_records",
 ]
 
+_log = logging.getLogger(__name__)
 DEFAULT_ALPHA = 0.5
 # The decisive test (its kind) behind each parameter row of a record.
 _TESTED_BY = {"mu": "location", "rate": "location", "p": "location", "sigma": "dispersion"}
@@ -119,8 +127,12 @@ def drift_record(
     base: float = 2.0,
     policy: Assessor | str | None = "default",
     created_at: datetime | None = None,
+    columns: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The drift record of one feature and window (see ``records.DRIFT_RECORD_SCHEMA``).
+
+    ``columns``: the window's rows per type label of the column (``FeatureStats.columns``), for
+    the schema checks (``divtransforms.quality``).
 
     Divergences compare the window (``current``) with the reference: ``kl_divergence`` is
     ``KL(current || reference)`` and ``kl_reverse`` is ``KL(reference || current)``, both with
@@ -145,6 +157,7 @@ def drift_record(
         "n_missing": hist.n_missing,
         "n_invalid": hist.n_invalid,
         "missing_rate": hist.n_missing / n_total if n_total else math.nan,
+        **quality_fields(fp, hist, columns or {}),
         "n_reference": n_ref,
         "base": float(base),
         "alpha": float(alpha),
@@ -162,14 +175,75 @@ def drift_record(
         rec.update(fields)
     rec["tests"] = _test_fields(fp, histogram_test, mle_window)
     rec.update(_mle_fields(fp, mle_window, mle_running, rec["tests"], alpha, base))
+    rec["tests"] += [_test_dict(t) for t in quality_test_fields(fp, hist)]
+    return _assessed(rec, policy, created_at)
+
+
+def _assessed(
+    rec: dict[str, Any], policy: Assessor | str | None, created_at: datetime | None
+) -> dict[str, Any]:
     assessor = resolve_policy(policy)
     if assessor is None:
         rec["severity"], rec["severity_reason"] = None, None
+        rec["quality_severity"], rec["quality_reason"] = None, None
     else:
         verdict = assessor.explain(rec)
         rec["severity"], rec["severity_reason"] = verdict["severity"], verdict["reason"]
+        rec["quality_severity"] = verdict.get("quality_severity")
+        rec["quality_reason"] = verdict.get("quality_reason")
     rec["created_at"] = created_at or datetime.now(UTC)
     return rec
+
+
+def _test_dict(t: Any) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "kind": t.kind,
+        "statistic": float(np.asarray(t.statistic).reshape(-1)[0]),
+        "p_value": float(np.asarray(t.p_value).reshape(-1)[0]),
+        "effect": float(np.asarray(t.effect).reshape(-1)[0]),
+    }
+
+
+def new_column_record(
+    name: str,
+    types: Mapping[str, int],
+    *,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    pane: int = 0,
+    run_id: str = "",
+    reference_id: str = "",
+    policy: Assessor | str | None = "default",
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The record of a column the reference does not know (kind ``unprofiled``): its rows and
+    types, and a ``new_column`` schema issue (severity: the policy's ``new_column``)."""
+    rows = int(sum(types.values()))
+    seen = ", ".join(sorted(types))
+    rec: dict[str, Any] = {
+        "run_id": run_id,
+        "reference_id": reference_id,
+        "feature": name,
+        "kind": UNPROFILED,
+        "window_start": window_start,
+        "window_end": window_end,
+        "pane": int(pane),
+        "n": 0,
+        "n_missing": 0,
+        "n_invalid": 0,
+        "n_reference": 0,
+        "column_types": [{"type": t, "rows": int(c)} for t, c in sorted(types.items())],
+        "schema_issues": [
+            {
+                "code": "new_column",
+                "detail": f"new column ({rows} rows, {seen}): not in the reference",
+            }
+        ],
+        "tests": [],
+        **_nan_divergences(),
+    }
+    return _assessed(rec, policy, created_at)
 
 
 def _divergence_fields(
@@ -215,16 +289,7 @@ def _test_fields(
         if both and win_mle.dev.n and ref_mle.dev.n
         else None,
     )
-    return [
-        {
-            "name": t.name,
-            "kind": t.kind,
-            "statistic": float(t.statistic),
-            "p_value": float(t.p_value),
-            "effect": float(t.effect),
-        }
-        for t in tests
-    ]
+    return [_test_dict(t) for t in tests]
 
 
 def _mle_fields(
@@ -274,7 +339,7 @@ def _mle_fields(
                 "p_value": p,
             }
         )
-    pvals = [t["p_value"] for t in tests if t["kind"] != "histogram"]
+    pvals = [t["p_value"] for t in tests if t["kind"] in ("location", "dispersion")]
     pvals = [p for p in pvals if math.isfinite(p)]
     return {
         "mle_family": fp.family,
@@ -289,6 +354,54 @@ def _mle_fields(
     }
 
 
+def window_records(
+    features: Mapping[str, FeatureProfile],
+    stats: FeatureStats,
+    running: RunningEstimates,
+    *,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    pane: int = 0,
+    run_id: str = "",
+    reference_id: str = "",
+    alpha: float = DEFAULT_ALPHA,
+    base: float = 2.0,
+    policy: Assessor | str | None = "default",
+    created_at: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The records of one window (pane): one per feature, and one per column the reference does
+    not know (``stats.columns`` beyond the features; see ``feature_stats_of_batch``'s ``known``).
+    ``compare()``, the Beam transforms and the directory watcher all make records here."""
+    where: dict[str, Any] = {
+        "window_start": window_start,
+        "window_end": window_end,
+        "pane": pane,
+        "run_id": run_id,
+        "reference_id": reference_id,
+        "policy": policy,
+        "created_at": created_at,
+    }
+    out = [
+        drift_record(
+            fp,
+            stats.histograms[name],
+            stats.mle.get(name),
+            running.get(name),
+            alpha=alpha,
+            base=base,
+            columns=stats.columns.get(name),
+            **where,
+        )
+        for name, fp in features.items()
+    ]
+    out += [
+        new_column_record(name, types, **where)
+        for name, types in sorted(stats.columns.items())
+        if name not in features
+    ]
+    return out
+
+
 def compare(
     reference: ReferenceProfile | Any,
     current: Any,
@@ -296,6 +409,7 @@ def compare(
     features: Iterable[str] | None = None,
     timestamp_column: str | None = None,
     window: str | float | timedelta | None = None,
+    timestamp_format: str | None = None,
     policy: Assessor | str | None = "default",
     run_id: str | None = None,
     alpha: float = DEFAULT_ALPHA,
@@ -308,10 +422,15 @@ def compare(
     DataFrame, dict of arrays); ``current`` is data of the same kinds. With ``window`` (``"1h"``,
     seconds, a timedelta) and ``timestamp_column``, rows go to event-time fixed windows aligned to
     the epoch, and the running MLE accumulates over the windows in time order, starting from
-    ``mle_state`` (``{feature: accumulator dict}``) when given. Each record's ``severity`` comes
-    from ``policy`` (the default :class:`divtransforms.policy.Policy` unless given; ``None``
-    leaves it empty). Returns a ``pyarrow.Table`` with ``records.DRIFT_RECORD_SCHEMA``
-    (``.to_pandas()`` for a DataFrame).
+    ``mle_state`` (``{feature: accumulator dict}``) when given. Event times are parsed as
+    ``divtransforms.eventtime.parse_event_times`` does (``timestamp_format`` for other layouts);
+    rows without a usable one are left out, counted in the table's metadata
+    (``divtransforms.excluded_rows``) and logged. Each record's ``severity`` comes from ``policy``
+    (the default :class:`divtransforms.policy.Policy` unless given; ``None`` leaves it empty).
+
+    A feature the data lacks gets a record with a ``missing_column`` schema issue; a column the
+    reference does not know gets a record of kind ``unprofiled`` (``new_column``). Returns a
+    ``pyarrow.Table`` with ``records.DRIFT_RECORD_SCHEMA`` (``.to_pandas()`` for a DataFrame).
     """
     cols = as_columns(current)
     if not isinstance(reference, ReferenceProfile):
@@ -323,17 +442,13 @@ def compare(
         raise ValueError(
             f"features {unknown} are not in the reference profile {reference.reference_id}"
         )
-    absent = [n for n in names if n not in cols]
-    if absent:
-        raise ValueError(
-            f"features {absent} of the reference are missing from the current data "
-            f"(columns: {list(cols)})"
-        )
     if window is not None and timestamp_column is None:
         raise ValueError("a window needs a timestamp_column to read event times from")
     run_id = run_id or new_run_id()
     created = datetime.now(UTC)
+    known = {*reference.known_columns, *([timestamp_column] if timestamp_column else [])}
     features = {name: reference.features[name] for name in names}
+    bad = None
     if window is None:
         parts: list[tuple[Any, Any]] = [(None, cols)]
         size = 0
@@ -343,30 +458,35 @@ def compare(
                 f"timestamp column {timestamp_column!r} is not in the data (columns: {list(cols)})"
             )
         size = round(parse_duration(window) * 1e6)
-        parts = list(split_by_window(cols, timestamp_column or "", size))
+        parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format)
+        if bad is not None:
+            _log.warning("%s", bad.message())
     cumulation = WindowCumulation(RunningEstimates.seed(features, mle_state))
     records = []
     for start, part in parts:
         ws, we = (None, None) if start is None else (when(start), when(start + size))
-        stats = feature_stats_of_batch(features, part)
+        stats = feature_stats_of_batch(features, part, known=known)
         if start is not None:
             cumulation.fold(before=start)  # earlier windows are complete: one pane each
         running = cumulation.observe(start, we, 0, stats)
-        for name, fp in features.items():
-            records.append(
-                drift_record(
-                    fp,
-                    stats.histograms[name],
-                    stats.mle[name],
-                    running.get(name),
-                    window_start=ws,
-                    window_end=we,
-                    run_id=run_id,
-                    reference_id=reference.reference_id,
-                    alpha=alpha,
-                    base=base,
-                    policy=policy,
-                    created_at=created,
-                )
-            )
-    return sort_records(records_to_table(records))
+        records += window_records(
+            features,
+            stats,
+            running,
+            window_start=ws,
+            window_end=we,
+            run_id=run_id,
+            reference_id=reference.reference_id,
+            alpha=alpha,
+            base=base,
+            policy=policy,
+            created_at=created,
+        )
+    table = sort_records(records_to_table(records))
+    if bad is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[b"divtransforms.excluded_rows"] = json.dumps(
+            {"count": bad.count, "reason": bad.message()}
+        ).encode()
+        table = table.replace_schema_metadata(meta)
+    return table

@@ -40,6 +40,19 @@ decision is the Holm decision too.
 ``parameter_critical`` for the location and dispersion effects). The calibration of this rule on
 realistic no-drift shapes is in ``docs/policy.md`` (``benchmarks/bench_policy.py``).
 
+**Data quality and schema** (``divtransforms.quality``) have a severity of their own,
+``quality_severity``, and the record's ``severity`` is the worse of the two:
+
+* the record's ``quality`` tests (missing, invalid and unseen rates against the reference's,
+  Fisher's exact test, one-sided) breach when significant at ``quality_significance`` (split
+  evenly over them; a budget apart from ``significance``) with the rate up by at least
+  ``quality_warn`` (``quality_critical``), a fraction: 0.05 is 5 rate points, whatever n;
+* a window whose values are *all* missing or invalid (and whose reference had values) is
+  ``critical``, never ``insufficient``;
+* a schema issue takes the severity the policy gives its code: ``missing_column``
+  (default ``critical``), ``type_change`` (``warning``) and ``new_column`` (``ok``: reported,
+  not alerted, unless asked).
+
 ``divtransforms.alerting.AlertTracker`` turns the per-window severities of a stream into alerts.
 """
 
@@ -52,8 +65,11 @@ from typing import Any
 
 import numpy as np
 
+from divtransforms.records import SEVERITY_RANK
 from divtransforms.significance import DriftTest
 
+SCHEMA_CODES = ("missing_column", "type_change", "new_column")
+UNPROFILED = "unprofiled"  # a record's kind for a column the reference does not know
 METRICS = ("js_divergence", "js_distance", "hellinger", "psi", "kl_divergence", "kl_reverse")
 
 
@@ -82,6 +98,11 @@ class FeaturePolicy:
             feature (an escalation to critical is still sent).
         recovery: windows back at ``ok`` before a single ``recovered`` alert.
         enabled: ``False`` silences the feature (severity is still computed).
+        quality_warn, quality_critical: floors on a quality rate's rise (a fraction; 0.05 is
+            5 rate points) for a warning / critical breach.
+        quality_significance: false-alarm level per window of the quality tests together.
+        missing_column, type_change, new_column: the severity (``ok``, ``warning`` or
+            ``critical``) of each schema issue.
     """
 
     metric: str = "js_divergence"
@@ -99,6 +120,12 @@ class FeaturePolicy:
     cooldown: int = 4
     recovery: int = 1
     enabled: bool = True
+    quality_warn: float = 0.05
+    quality_critical: float = 0.25
+    quality_significance: float = 0.001
+    missing_column: str = "critical"
+    type_change: str = "warning"
+    new_column: str = "ok"
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -125,6 +152,24 @@ class FeaturePolicy:
                 raise PolicyError(f"{name} must be an integer >= 0, got {value!r}")
         if self.consecutive < 1 or self.recovery < 1:
             raise PolicyError("consecutive and recovery must be >= 1")
+        for name in ("quality_warn", "quality_critical"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value <= 1):
+                raise PolicyError(f"{name} must be a rate in [0, 1], got {value!r}")
+        if self.quality_critical < self.quality_warn:
+            raise PolicyError(
+                f"quality_critical ({self.quality_critical}) must be >= "
+                f"quality_warn ({self.quality_warn})"
+            )
+        if not 0 < self.quality_significance < 1:
+            raise PolicyError(
+                f"quality_significance must be in (0, 1), got {self.quality_significance!r}"
+            )
+        for name in SCHEMA_CODES:
+            if getattr(self, name) not in ("ok", "warning", "critical"):
+                raise PolicyError(
+                    f"{name} must be ok, warning or critical, got {getattr(self, name)!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,14 +213,26 @@ class Policy:
 
     def explain(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Severity plus the tests behind it: ``{"severity", "tests": [{name, p_value, level,
-        effect, floor}], "reason"}``."""
+        effect, floor}], "reason", "quality_severity", "quality_reason"}``."""
         fp = self.for_feature(_require(record, "feature"))
-        evidence = record_evidence(record, fp)
-        severity = decide(fp, evidence)[0]
+        quality, quality_reasons, quality_described = quality_verdict(record, fp)
+        if record.get("kind") == UNPROFILED:
+            severity, described, reason = "ok", [], ""
+        else:
+            evidence = record_evidence(record, fp)
+            severity = str(decide(fp, evidence)[0])
+            described, reason = evidence.describe(fp), evidence.reason(fp, severity)
+        worst = max(severity, quality, key=SEVERITY_RANK.__getitem__)
+        if quality != "ok":
+            reason = "; ".join(quality_reasons) + (
+                f"; distribution: {reason}" if severity in ("warning", "critical") else ""
+            )
         return {
-            "severity": str(severity),
-            "tests": evidence.describe(fp),
-            "reason": evidence.reason(fp, str(severity)),
+            "severity": worst,
+            "tests": described + quality_described,
+            "reason": reason,
+            "quality_severity": quality,
+            "quality_reason": "; ".join(quality_reasons) if quality_reasons else "no quality issue",
         }
 
     def assess_table(self, table: Any) -> list[str]:
@@ -285,6 +342,52 @@ def dense_enough(n: Any, dof: Any, min_expected: float) -> np.ndarray:
         return (dof >= 1) & (n / (dof + 1) >= min_expected)
 
 
+def quality_verdict(
+    record: Mapping[str, Any], fp: FeaturePolicy
+) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """``(severity, reasons, tests described)`` of a record's data quality and schema."""
+    severity, reasons, described = "ok", [], []
+
+    def worsen(level: str, why: str) -> None:
+        nonlocal severity
+        if level != "ok":
+            reasons.append(why)
+        severity = max(severity, level, key=SEVERITY_RANK.__getitem__)
+
+    tests = [t for t in record.get("tests") or [] if t.get("kind") == "quality"]
+    for t in tests:
+        level = fp.quality_significance / len(tests)
+        p, effect = _num(t.get("p_value"), math.nan), _num(t.get("effect"), math.nan)
+        described.append(
+            {
+                "name": t.get("name"),
+                "p_value": p,
+                "level": level,
+                "effect": effect,
+                "floor": fp.quality_warn,
+            }
+        )
+        if p <= level and effect >= fp.quality_warn:
+            worsen(
+                "critical" if effect >= fp.quality_critical else "warning",
+                f"{t.get('name')} up {effect * 100:.3g} points: p={p:.2g} <= {level:.2g}",
+            )
+    n = _num(record.get("n"), 0.0)
+    missing, invalid = _num(record.get("n_missing"), 0.0), _num(record.get("n_invalid"), 0.0)
+    if record.get("kind") != UNPROFILED and n == 0 and missing + invalid > 0:
+        if _num(record.get("n_reference"), 0.0) > 0:
+            worsen(
+                "critical",
+                f"all {int(missing + invalid)} values missing ({int(missing)}) or invalid "
+                f"({int(invalid)})",
+            )
+    for issue in record.get("schema_issues") or []:
+        code = str(issue.get("code"))
+        if code in SCHEMA_CODES:
+            worsen(getattr(fp, code), f"{code}: {issue.get('detail')}")
+    return severity, reasons, described
+
+
 def record_evidence(record: Mapping[str, Any], fp: FeaturePolicy) -> Evidence:
     """The evidence of one record (``DRIFT_RECORD_SCHEMA`` dict): its ``tests``, as computed by
     ``divtransforms.significance``; the policy only adds the histogram's density rule and its
@@ -293,6 +396,8 @@ def record_evidence(record: Mapping[str, Any], fp: FeaturePolicy) -> Evidence:
     tests: list[DriftTest] = []
     for t in record.get("tests") or []:
         kind = str(t.get("kind"))
+        if kind == "quality":
+            continue
         p_value = _num(t.get("p_value"), math.nan)
         effect = _num(t.get("effect"), math.nan)
         if kind == "histogram":

@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from divtransforms.bins import BinSpec, CategoricalBins, NumericBins, to_float_array
+from divtransforms.bins import (
+    BinSpec,
+    CategoricalBins,
+    NumericBins,
+    to_float_array,
+    value_counts,
+)
 from divtransforms.columns import as_columns, column_kind
 from divtransforms.histogram import Histogram
 from divtransforms.inference import choose_family, family_center, family_fit
@@ -29,11 +35,17 @@ from divtransforms.mle import (
     accumulator_from_dict,
 )
 from divtransforms.moments import ValueSummary
+from divtransforms.quality import column_role, type_label
 from divtransforms.records import atomic_write_bytes
 
 __all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ProfileError", "ReferenceProfile"]
 
-PROFILE_SCHEMA_VERSION = 2
+PROFILE_SCHEMA_VERSION = 3
+# Versions this divtransforms reads. Version 3 adds, per feature, the column's type label and
+# (categorical) the number of values seen once, a vocabulary's membership sketch, and the
+# columns the reference left out; a version-2 profile reads as it was written (same hash, same
+# reference_id), without those.
+READABLE_VERSIONS = (2, 3)
 _log = logging.getLogger(__name__)
 
 
@@ -52,6 +64,8 @@ class FeatureProfile:
     mle: MLEAccumulator | None = None
     reason: str | None = None  # why this family (inferred) or "set by the user"
     fit: Mapping[str, Any] | None = None  # inference.family_fit of the reference
+    column_type: str | None = None  # quality.type_label of the reference column
+    n_singletons: int | None = None  # categorical: distinct values seen once (unseen-rate test)
 
     def __post_init__(self) -> None:
         if self.kind not in ("numeric", "categorical"):
@@ -88,6 +102,8 @@ class FeatureProfile:
             "mle": self.mle.to_dict() if self.mle is not None else None,
             "family_reason": self.reason,
             "fit": dict(self.fit) if self.fit is not None else None,
+            **({"column_type": self.column_type} if self.column_type is not None else {}),
+            **({"n_singletons": self.n_singletons} if self.n_singletons is not None else {}),
         }
 
     @classmethod
@@ -103,8 +119,17 @@ class FeatureProfile:
         if "n" in d and int(d["n"]) != hist.n:
             raise ValueError(f"feature {name!r}: n = {d['n']} but the counts sum to {hist.n}")
         mle = accumulator_from_dict(d["mle"]) if d.get("mle") else None
+        singletons = d.get("n_singletons")
         return cls(
-            name, d["kind"], hist, d.get("family"), mle, d.get("family_reason"), d.get("fit")
+            name,
+            d["kind"],
+            hist,
+            d.get("family"),
+            mle,
+            d.get("family_reason"),
+            d.get("fit"),
+            d.get("column_type"),
+            int(singletons) if singletons is not None else None,
         )
 
 
@@ -119,16 +144,28 @@ class ReferenceProfile:
     features: dict[str, FeatureProfile]
     source: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # Columns of the reference data that are not features (event times, identifiers, excluded):
+    # a check does not report them as new columns.
+    ignored_columns: tuple[str, ...] = ()
+    schema_version: int = PROFILE_SCHEMA_VERSION
 
     # -- identity --------------------------------------------------------------------------------
     def _body(self) -> dict[str, Any]:
-        return {
-            "schema_version": PROFILE_SCHEMA_VERSION,
+        body = {
+            "schema_version": self.schema_version,
             "kind": "divtransforms.reference_profile",
             "created_at": self.created_at,
             "source": self.source,
             "features": {name: fp.to_dict() for name, fp in sorted(self.features.items())},
         }
+        if self.schema_version >= 3:
+            body["ignored_columns"] = sorted(self.ignored_columns)
+        return body
+
+    @property
+    def known_columns(self) -> frozenset[str]:
+        """The columns a check expects: the features and the columns the reference ignored."""
+        return frozenset({*self.features, *self.ignored_columns})
 
     @property
     def content_hash(self) -> str:
@@ -171,11 +208,11 @@ class ReferenceProfile:
         if not isinstance(doc, dict) or doc.get("kind") != "divtransforms.reference_profile":
             raise ProfileError(f"reference profile {origin}: not a divtransforms reference profile")
         version = doc.get("schema_version")
-        if version != PROFILE_SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ProfileError(
                 f"reference profile {origin}: schema version {version!r} is not "
-                f"supported (this divtransforms reads version "
-                f"{PROFILE_SCHEMA_VERSION}); rebuild it with `divmon reference "
+                f"supported (this divtransforms reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}); rebuild it with `divmon reference "
                 "build`"
             )
         stored = doc.get("content_hash")
@@ -184,7 +221,11 @@ class ReferenceProfile:
                 name: FeatureProfile.from_dict(name, fd) for name, fd in doc["features"].items()
             }
             profile = cls(
-                features, source=str(doc.get("source", "")), created_at=str(doc["created_at"])
+                features,
+                source=str(doc.get("source", "")),
+                created_at=str(doc["created_at"]),
+                ignored_columns=tuple(doc.get("ignored_columns", ())),
+                schema_version=int(version),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"reference profile {origin}: malformed contents: {exc}") from None
@@ -228,11 +269,18 @@ class ReferenceProfile:
         cols = as_columns(data)
         kinds, families, edges = dict(kinds or {}), dict(families or {}), dict(edges or {})
         excluded = set(exclude)
-        names = (
-            list(features)
-            if features is not None
-            else [n for n, c in cols.items() if n not in excluded and column_kind(c) != "temporal"]
-        )
+        if features is not None:
+            names = list(features)
+        else:
+            names = []
+            for n, c in cols.items():
+                if n in excluded or column_kind(c) == "temporal":
+                    continue
+                role = None if n in kinds else column_role(c)
+                if role:
+                    _log.info("reference: column %r skipped: %s (name it to profile it)", n, role)
+                    continue
+                names.append(n)
         missing = [n for n in names if n not in cols]
         if missing:
             raise ValueError(f"features {missing} are not in the data (columns: {list(cols)})")
@@ -253,7 +301,7 @@ class ReferenceProfile:
                 edges=edges.get(name),
                 top_n=top_n,
             )
-        return cls(out, source=source)
+        return cls(out, source=source, ignored_columns=tuple(n for n in cols if n not in out))
 
 
 def build_feature(
@@ -271,6 +319,7 @@ def build_feature(
     spec: BinSpec
     reason = None if family is None else "set by the user"
     summary = None
+    singletons = None
     if kind == "numeric":
         if edges is not None:
             spec = NumericBins.from_edges(edges)
@@ -281,7 +330,11 @@ def build_feature(
             choice = choose_family(summary)
             family, reason = choice.family, choice.reason
     elif kind == "categorical":
-        spec = CategoricalBins.from_sample(values, top_n=top_n, feature=name)
+        counts = value_counts(values, name)
+        if not counts:
+            raise ValueError(f"feature {name!r}: no non-missing values to build a vocabulary from")
+        spec = CategoricalBins.from_value_counts(counts, top_n=top_n)
+        singletons = sum(1 for c in counts.values() if c == 1)
         if family == "auto":
             family, reason = "categorical", "categorical feature"
     else:
@@ -305,7 +358,16 @@ def build_feature(
                 mle.n_invalid,
                 family,
             )
-    return finish_feature(name, kind, hist, family, mle, reason)
+    return finish_feature(
+        name,
+        kind,
+        hist,
+        family,
+        mle,
+        reason,
+        column_type=type_label(values),
+        n_singletons=singletons,
+    )
 
 
 def check_family(name: str, kind: str, family: str | None) -> None:
@@ -327,9 +389,12 @@ def finish_feature(
     family: str | None,
     mle: MLEAccumulator | None,
     reason: str | None,
+    *,
+    column_type: str | None = None,
+    n_singletons: int | None = None,
 ) -> FeatureProfile:
     """The feature's profile with the fit of its numeric family to the reference histogram."""
     fit = None
     if isinstance(mle, MomentMLE) and isinstance(hist.spec, NumericBins):
         fit = family_fit(hist.spec.edges, hist.counts, mle.estimate())
-    return FeatureProfile(name, kind, hist, family, mle, reason, fit)
+    return FeatureProfile(name, kind, hist, family, mle, reason, fit, column_type, n_singletons)

@@ -17,7 +17,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-RECORD_SCHEMA_VERSION = 2
+RECORD_SCHEMA_VERSION = 3
+# Version 3 adds the data-quality and schema fields (rates, unseen values, column types, schema
+# issues, quality severity); files of versions 1 and 2 read with those fields null.
 SEVERITIES = ("ok", "insufficient", "warning", "critical")
 # Order of concern (escalation, sorting): ok < insufficient < warning < critical.
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -48,6 +50,12 @@ TEST_TYPE = pa.struct(
     ]
 )
 
+# The window's column as seen: rows per type label (``divtransforms.quality.type_label``;
+# ``absent``: rows from inputs without the column).
+COLUMN_TYPE_TYPE = pa.struct([("type", pa.string()), ("rows", pa.int64())])
+# A schema problem: ``missing_column``, ``type_change`` or ``new_column``, and what was seen.
+SCHEMA_ISSUE_TYPE = pa.struct([("code", pa.string()), ("detail", pa.string())])
+
 _TS = pa.timestamp("us", tz="UTC")
 
 DRIFT_RECORD_SCHEMA = pa.schema(
@@ -63,6 +71,15 @@ DRIFT_RECORD_SCHEMA = pa.schema(
         ("n_missing", pa.int64()),
         ("n_invalid", pa.int64()),
         ("missing_rate", pa.float64()),
+        ("invalid_rate", pa.float64()),
+        ("n_absent", pa.int64()),
+        ("n_unseen", pa.int64()),
+        ("unseen_rate", pa.float64()),
+        ("reference_missing_rate", pa.float64()),
+        ("reference_invalid_rate", pa.float64()),
+        ("reference_unseen_rate", pa.float64()),
+        ("column_types", pa.list_(COLUMN_TYPE_TYPE)),
+        ("schema_issues", pa.list_(SCHEMA_ISSUE_TYPE)),
         ("n_reference", pa.int64()),
         ("base", pa.float64()),
         ("alpha", pa.float64()),
@@ -95,6 +112,8 @@ DRIFT_RECORD_SCHEMA = pa.schema(
         ("tests", pa.list_(TEST_TYPE)),
         ("severity", pa.string()),
         ("severity_reason", pa.string()),
+        ("quality_severity", pa.string()),
+        ("quality_reason", pa.string()),
         ("created_at", _TS),
     ],
     metadata={b"divtransforms.record_schema_version": str(RECORD_SCHEMA_VERSION).encode()},

@@ -24,6 +24,7 @@ from divtransforms.inference import choose_family, family_center
 from divtransforms.mle import FAMILIES, accumulator_for
 from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile, finish_feature
+from divtransforms.quality import ABSENT
 from divtransforms.window import FeatureStats, feature_stats_of_batch
 
 __all__ = ["BuildReference", "infer_kinds"]
@@ -93,7 +94,7 @@ def _make_specs(_, *, kinds, n_bins, strategy, top_n, edges, exact, approx, voca
     return specs
 
 
-def _make_profile(stats_list, *, specs, kinds, families, summary, exact, source):
+def _make_profile(stats_list, *, specs, kinds, families, summary, exact, source, vocab):
     features: dict[str, FeatureProfile] = {}
     for name, kind in kinds.items():
         fam = families.get(name, "auto")
@@ -113,7 +114,12 @@ def _make_profile(stats_list, *, specs, kinds, families, summary, exact, source)
             acc = accumulator_for(fam, specs[name])
         elif fam is not None:
             acc = accumulator_for(fam).with_center(family_center(fam, s))
-        features[name] = FeatureProfile(name, kind, Histogram.empty(specs[name]), fam, acc, reason)
+        singletons = None
+        if kind == "categorical":
+            singletons = sum(1 for c in (vocab.get(name) or {}).values() if c == 1)
+        features[name] = FeatureProfile(
+            name, kind, Histogram.empty(specs[name]), fam, acc, reason, n_singletons=singletons
+        )
     return features
 
 
@@ -124,13 +130,23 @@ class _StatsWithSpecsFn(beam.DoFn):
         yield feature_stats_of_batch(features, batch)
 
 
-def _finish_profile(stats: FeatureStats, features, source: str) -> ReferenceProfile:
+def _finish_profile(
+    stats: FeatureStats, features, source: str, ignored: Sequence[str] = ()
+) -> ReferenceProfile:
     out = {}
     for name, fp in features.items():
+        types = {t: c for t, c in stats.columns.get(name, {}).items() if t != ABSENT}
         out[name] = finish_feature(
-            name, fp.kind, stats.histograms[name], fp.family, stats.mle.get(name), fp.reason
+            name,
+            fp.kind,
+            stats.histograms[name],
+            fp.family,
+            stats.mle.get(name),
+            fp.reason,
+            column_type=max(types, key=types.__getitem__) if types else None,
+            n_singletons=fp.n_singletons,
         )
-    return ReferenceProfile(out, source=source)
+    return ReferenceProfile(out, source=source, ignored_columns=tuple(ignored))
 
 
 class _MergeStatsFn(beam.CombineFn):
@@ -173,6 +189,7 @@ class BuildReference(beam.PTransform):
         edges: Mapping[str, Sequence[float]] | None = None,
         exact: bool = False,
         source: str = "",
+        ignored_columns: Sequence[str] = (),
     ) -> None:
         super().__init__()
         bad = {n: k for n, k in kinds.items() if k not in ("numeric", "categorical")}
@@ -188,6 +205,7 @@ class BuildReference(beam.PTransform):
         self._n_bins, self._strategy, self._top_n = n_bins, strategy, top_n
         self._edges = {k: list(v) for k, v in (edges or {}).items()}
         self._exact, self._source = exact, source
+        self._ignored = tuple(ignored_columns)
 
     def display_data(self) -> dict[str, Any]:
         return {
@@ -250,17 +268,20 @@ class BuildReference(beam.PTransform):
                 summary=summary,
                 exact=exact,
                 source=self._source,
+                vocab=vocab,
             )
         )
         return (
             batches
             | "Stats" >> beam.ParDo(_StatsWithSpecsFn(), features)
             | "Merge" >> beam.CombineGlobally(_MergeStatsFn())
-            | "Profile" >> beam.Map(_empty_if_none, features, self._source)
+            | "Profile" >> beam.Map(_empty_if_none, features, self._source, self._ignored)
         )
 
 
-def _empty_if_none(stats: FeatureStats | None, features, source: str) -> ReferenceProfile:
+def _empty_if_none(
+    stats: FeatureStats | None, features, source: str, ignored: Sequence[str] = ()
+) -> ReferenceProfile:
     if stats is None:
         stats = FeatureStats.empty(features)
-    return _finish_profile(stats, features, source)
+    return _finish_profile(stats, features, source, ignored)

@@ -30,21 +30,23 @@ Windowing and streaming (see docs/beam.md):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger as beam_trigger
 from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from divtransforms.columns import parse_duration
-from divtransforms.combiners import FeatureStatsFn
-from divtransforms.compare import DEFAULT_ALPHA, Assessor, drift_record, new_run_id
+from divtransforms.combiners import NAMESPACE, FeatureStatsFn
+from divtransforms.compare import DEFAULT_ALPHA, Assessor, new_run_id, window_records
+from divtransforms.eventtime import EVENT_TIME_COLUMN
 from divtransforms.profile import ReferenceProfile
 from divtransforms.window import (
     EPOCH,
@@ -98,13 +100,21 @@ class WindowStats:
 
 
 class _SplitByWindowFn(beam.DoFn):
-    def __init__(self, timestamp_column: str, size_micros: int) -> None:
-        self._column, self._size = timestamp_column, size_micros
+    """Rows -> their event-time windows; rows without a usable event time are counted (Beam
+    metric ``divtransforms/no_event_time``) and logged once per batch, naming file and row."""
+
+    def __init__(self, timestamp_column: str, size_micros: int, fmt: str | None = None) -> None:
+        self._column, self._size, self._fmt = timestamp_column, size_micros, fmt
+        self._bad = Metrics.counter(NAMESPACE, "no_event_time")
 
     def process(self, batch: Any) -> Iterator[beam_window.TimestampedValue]:
         from apache_beam.utils.timestamp import Timestamp
 
-        for start, part in split_by_window(batch, self._column, self._size):
+        parts, bad = split_by_window(batch, self._column, self._size, self._fmt)
+        if bad is not None:
+            self._bad.inc(bad.count)
+            _LOG.warning("%s", bad.message())
+        for start, part in parts:
             yield beam_window.TimestampedValue(part, Timestamp(micros=start))
 
 
@@ -121,10 +131,12 @@ class AssignWindows(beam.PTransform):
         *,
         allowed_lateness: str | float | timedelta | None = None,
         early_firing: float | None = None,
+        timestamp_format: str | None = None,
     ) -> None:
         super().__init__()
         self._seconds = parse_duration(window) if window is not None else None
         self._column = timestamp_column
+        self._fmt = timestamp_format
         self._lateness = parse_duration(allowed_lateness) if allowed_lateness else 0.0
         self._early = early_firing
 
@@ -140,7 +152,9 @@ class AssignWindows(beam.PTransform):
             return batches
         size = round(self._seconds * 1e6)
         if self._column:
-            batches = batches | "SplitByWindow" >> beam.ParDo(_SplitByWindowFn(self._column, size))
+            batches = batches | "SplitByWindow" >> beam.ParDo(
+                _SplitByWindowFn(self._column, size, self._fmt)
+            )
         early = beam_trigger.AfterProcessingTime(self._early) if self._early else None
         return batches | "Window" >> beam.WindowInto(
             beam_window.FixedWindows(size / 1e6),
@@ -178,15 +192,16 @@ class BinSamples(beam.PTransform):
     record saying ``n = 0``.
     """
 
-    def __init__(self, profile: ReferenceProfile) -> None:
+    def __init__(self, profile: ReferenceProfile, known: Collection[str] | None = None) -> None:
         super().__init__()
         self._profile = profile
+        self._known = known
 
     def display_data(self) -> dict[str, Any]:
         return _profile_display(self._profile)
 
     def expand(self, batches):
-        combine = beam.CombineGlobally(FeatureStatsFn(self._profile))
+        combine = beam.CombineGlobally(FeatureStatsFn(self._profile, self._known))
         if not isinstance(batches.windowing.windowfn, beam_window.GlobalWindows):
             combine = combine.without_defaults()
         return batches | "Combine" >> combine | "AttachWindow" >> beam.ParDo(_AttachWindowFn())
@@ -307,21 +322,19 @@ class _RecordsFn(beam.DoFn):
 
     def process(self, element: tuple[WindowStats, RunningEstimates]):
         ws, running = element
-        for name, fp in self._features.items():
-            yield drift_record(
-                fp,
-                ws.stats.histograms[name],
-                ws.stats.mle.get(name),
-                running.get(name),
-                window_start=ws.window_start,
-                window_end=ws.window_end,
-                pane=ws.pane,
-                run_id=self._run_id,
-                reference_id=self._reference_id,
-                alpha=self._alpha,
-                base=self._base,
-                policy=self._policy,
-            )
+        yield from window_records(
+            self._features,
+            ws.stats,
+            running,
+            window_start=ws.window_start,
+            window_end=ws.window_end,
+            pane=ws.pane,
+            run_id=self._run_id,
+            reference_id=self._reference_id,
+            alpha=self._alpha,
+            base=self._base,
+            policy=self._policy,
+        )
 
 
 @beam.typehints.with_output_types(dict[str, Any])
@@ -371,12 +384,23 @@ class DriftMonitor(beam.PTransform):
         policy: Assessor | str | None = "default",
         streaming: bool | None = None,
         with_mle_state: bool = False,
+        timestamp_format: str | None = None,
     ) -> None:
         super().__init__()
         self._profile = profile
         self._windows = AssignWindows(
-            window, timestamp_column, allowed_lateness=allowed_lateness, early_firing=early_firing
+            window,
+            timestamp_column,
+            allowed_lateness=allowed_lateness,
+            early_firing=early_firing,
+            timestamp_format=timestamp_format,
         )
+        # Columns a check expects besides the features (not reported as new columns).
+        self._known = {
+            *profile.known_columns,
+            EVENT_TIME_COLUMN,
+            *([timestamp_column] if timestamp_column else []),
+        }
         self._running = RunningMLE(
             profile, initial_state, streaming=streaming, allowed_lateness=allowed_lateness
         )
@@ -404,7 +428,7 @@ class DriftMonitor(beam.PTransform):
         running = (
             batches
             | "AssignWindows" >> self._windows
-            | "BinSamples" >> BinSamples(self._profile)
+            | "BinSamples" >> BinSamples(self._profile, self._known)
             | "RunningMLE" >> self._running
         )
         records = running.windows | "ComputeDivergence" >> self._records

@@ -20,7 +20,7 @@ directory watcher), as TFDV runs the same generators in memory and on Beam:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,10 +29,12 @@ import numpy as np
 import pyarrow as pa
 
 from divtransforms.bins import to_float_array
-from divtransforms.columns import column_of, event_time_micros, num_rows
+from divtransforms.columns import batch_columns, column_of, num_rows
+from divtransforms.eventtime import BadEventTimes, parse_event_times
 from divtransforms.histogram import Histogram
 from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_from_dict
 from divtransforms.profile import FeatureProfile
+from divtransforms.quality import ABSENT, merge_type_counts, type_label
 
 __all__ = [
     "EPOCH",
@@ -75,23 +77,35 @@ def take_column(col: Any, idx: np.ndarray) -> Any:
 
 
 def split_by_window(
-    batch: Any, timestamp_column: str, size_micros: int
-) -> Iterator[tuple[int, Any]]:
-    """``(window_start_micros, rows)`` for each fixed window the batch's rows fall in, in time
-    order (windows aligned to the epoch; vectorised)."""
-    micros = event_time_micros(column_of(batch, timestamp_column), timestamp_column)
+    batch: Any, timestamp_column: str, size_micros: int, fmt: str | None = None
+) -> tuple[list[tuple[int, Any]], BadEventTimes | None]:
+    """``[(window_start_micros, rows)]`` for each fixed window the batch's rows fall in, in time
+    order (windows aligned to the epoch; vectorised), and the rows left out because they have no
+    usable event time (``divtransforms.eventtime.parse_event_times``; None when there are none).
+    """
+    micros, ok, bad = parse_event_times(
+        column_of(batch, timestamp_column),
+        timestamp_column,
+        fmt,
+        window_micros=size_micros,
+        batch=batch,
+    )
+    if bad is not None:
+        keep = np.flatnonzero(ok)
+        batch, micros = take_rows(batch, keep), micros[keep]
     if micros.size == 0:
-        return
+        return [], bad
     starts = np.floor_divide(micros, size_micros) * size_micros
     first = starts[0]
     if np.all(starts == first):
-        yield int(first), batch
-        return
+        return [(int(first), batch)], bad
     order = np.argsort(starts, kind="stable")
     uniq, idx = np.unique(starts[order], return_index=True)
     bounds = [*idx.tolist(), len(order)]
-    for i, start in enumerate(uniq.tolist()):
-        yield int(start), take_rows(batch, order[bounds[i] : bounds[i + 1]])
+    return [
+        (int(start), take_rows(batch, order[bounds[i] : bounds[i + 1]]))
+        for i, start in enumerate(uniq.tolist())
+    ], bad
 
 
 # -- one window's statistics --------------------------------------------------------------------
@@ -99,11 +113,17 @@ def split_by_window(
 
 @dataclass
 class FeatureStats:
-    """Rows read and, per feature, a ``Histogram`` and an MLE accumulator (None: no family)."""
+    """Rows read and, per feature, a ``Histogram`` and an MLE accumulator (None: no family).
+
+    ``columns`` is the window's schema as seen: ``{column: {type label: rows}}``
+    (:func:`divtransforms.quality.type_label`; ``absent`` for a feature's rows read from inputs
+    without it) for the features and for any column the reference does not know.
+    """
 
     rows: int = 0
     histograms: dict[str, Histogram] = field(default_factory=dict)
     mle: dict[str, MLEAccumulator | None] = field(default_factory=dict)
+    columns: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, features: Mapping[str, FeatureProfile]) -> FeatureStats:
@@ -114,6 +134,9 @@ class FeatureStats:
         )
 
     def merge(self, other: FeatureStats) -> FeatureStats:
+        columns = dict(self.columns)
+        for name, types in other.columns.items():
+            columns[name] = merge_type_counts(columns.get(name, {}), types)
         return FeatureStats(
             self.rows + other.rows,
             {n: h.merge(other.histograms[n]) for n, h in self.histograms.items()},
@@ -121,6 +144,7 @@ class FeatureStats:
                 n: (m.merge(other.mle[n]) if m is not None else None)  # type: ignore[arg-type]
                 for n, m in self.mle.items()
             },
+            columns,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,19 +153,53 @@ class FeatureStats:
             "rows": self.rows,
             "histograms": {n: h.to_dict() for n, h in self.histograms.items()},
             "mle": {n: (m.to_dict() if m is not None else None) for n, m in self.mle.items()},
+            "columns": {n: dict(t) for n, t in self.columns.items()},
         }
 
 
-def feature_stats_of_batch(features: Mapping[str, FeatureProfile], batch: Any) -> FeatureStats:
+# Batch schema metadata a reader sets: the input's columns it did not read (JSON list).
+UNREAD_COLUMNS_KEY = b"divtransforms.unread_columns"
+
+
+def _other_columns(batch: Any, known: Collection[str]) -> dict[str, dict[str, int]]:
+    """``{column: {type label: rows}}`` of the batch's columns outside ``known``."""
+    rows = num_rows(batch)
+    out = {
+        name: {type_label(column_of(batch, name)): rows}
+        for name in batch_columns(batch)
+        if name not in known
+    }
+    meta = batch.schema.metadata if isinstance(batch, pa.RecordBatch | pa.Table) else None
+    if meta and UNREAD_COLUMNS_KEY in meta:
+        for name in json.loads(meta[UNREAD_COLUMNS_KEY]):
+            if name not in known:
+                out.setdefault(name, {"unread": rows})
+    return out
+
+
+def feature_stats_of_batch(
+    features: Mapping[str, FeatureProfile], batch: Any, known: Collection[str] | None = None
+) -> FeatureStats:
     """Histograms and MLE statistics of one batch, all features, each column converted once.
 
     Equal to ``Histogram.of(spec, column)`` and ``accumulator.add(column)`` (categorical MLE:
-    ``add_counts`` of the histogram) on every feature.
+    ``add_counts`` of the histogram) on every feature. A feature the batch lacks gets nothing
+    binned and its rows counted as ``absent``. With ``known`` (the columns the reference knows
+    of: its features, the event time, the columns it ignored), other columns are counted too.
     """
     hists: dict[str, Histogram] = {}
     mles: dict[str, MLEAccumulator | None] = {}
+    rows = num_rows(batch)
+    columns: dict[str, dict[str, int]] = {}
+    present = set(batch_columns(batch))
     for name, fp in features.items():
+        if name not in present:
+            hists[name] = Histogram.empty(fp.bins)
+            mles[name] = fp.empty_mle()
+            columns[name] = {ABSENT: rows}
+            continue
         col = column_of(batch, name)
+        columns[name] = {type_label(col): rows}
         spec = fp.bins
         mle = fp.empty_mle()
         if fp.kind == "numeric":
@@ -158,7 +216,9 @@ def feature_stats_of_batch(features: Mapping[str, FeatureProfile], batch: Any) -
             if isinstance(mle, CategoricalMLE):
                 mle = mle.add_counts(hist.counts)
         mles[name] = mle
-    return FeatureStats(num_rows(batch), hists, mles)
+    if known is not None:
+        columns.update(_other_columns(batch, {*known, *features}))
+    return FeatureStats(rows, hists, mles, columns)
 
 
 # -- running estimates --------------------------------------------------------------------------

@@ -105,12 +105,14 @@ def build_check_pipeline(
             input_format=source.input_format,
             columns=job.columns(profile),
             numeric=[n for n, fp in profile.features.items() if fp.kind == "numeric"],
+            require_columns=False,
         )
     out = batches | "DriftMonitor" >> DriftMonitor(
         profile,
         window=job.window,
         timestamp_column=timestamp_column,
         allowed_lateness=job.allowed_lateness,
+        timestamp_format=job.timestamp_format,
         initial_state=job.mle_state,
         run_id=run_id,
         policy=job.policy,

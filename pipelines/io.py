@@ -21,6 +21,9 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
+from divtransforms.eventtime import EVENT_TIME_COLUMN, SOURCE_KEY
+from divtransforms.window import UNREAD_COLUMNS_KEY
+
 __all__ = [
     "DEFAULT_BATCH_ROWS",
     "EVENT_TIME_COLUMN",
@@ -38,7 +41,6 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 1 << 20
-EVENT_TIME_COLUMN = "_event_time"  # added to Pub/Sub rows: their event time (UTC, microseconds)
 ROW_GROUPS_PER_TASK = 4
 _SUFFIXES = {
     ".parquet": "parquet",
@@ -89,7 +91,13 @@ def expand_inputs(inputs: str | Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class ReadTask:
-    """One unit of reading: a file (CSV/JSONL) or a few row groups of a Parquet file."""
+    """One unit of reading: a file (CSV/JSONL) or a few row groups of a Parquet file.
+
+    ``columns``: the columns to read (None: all). With ``require_columns`` False (a check), a
+    file may lack some of them: they are absent from its batches (and counted as such), and the
+    file's other columns are named in each batch's metadata so a check can report them as new.
+    Batches also carry the file and the file row of their first row (``eventtime.SOURCE_KEY``).
+    """
 
     path: str
     fmt: str
@@ -97,6 +105,8 @@ class ReadTask:
     row_groups: tuple[int, ...] | None = None
     batch_rows: int = DEFAULT_BATCH_ROWS
     numeric: tuple[str, ...] = ()
+    require_columns: bool = True
+    first_row: int = 0  # file row of the task's first row (Parquet row groups)
 
 
 def _open(path: str):
@@ -116,16 +126,35 @@ def _parquet_file(path: str):
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
-def _check_columns(path: str, names: Iterable[str], columns: Sequence[str] | None) -> None:
+def _check_columns(
+    path: str, names: Iterable[str], columns: Sequence[str] | None, require: bool = True
+) -> tuple[list[str] | None, list[str]]:
+    """``(columns to read, the file's other columns)``; a missing column is an error only when
+    ``require`` (building a reference), else it is left to be counted as absent."""
+    have = list(names)
     if not columns:
-        return
-    have = set(names)
+        return None, []
     missing = [c for c in columns if c not in have]
-    if missing:
+    if missing and require:
         raise InputError(
             f"{path}: feature column(s) {', '.join(map(repr, missing))} not in "
             f"the file (it has {', '.join(sorted(have))})"
         )
+    if missing:
+        _LOG.warning(
+            "%s: column(s) %s missing: checked as absent", path, ", ".join(map(repr, missing))
+        )
+    wanted = set(columns)
+    return [c for c in columns if c in have], [c for c in have if c not in wanted]
+
+
+def _annotate(batch: pa.RecordBatch, path: str, row: int, unread: Sequence[str]) -> pa.RecordBatch:
+    """The batch with its file, first row and the file's unread columns in its metadata."""
+    meta = dict(batch.schema.metadata or {})
+    meta[SOURCE_KEY] = json.dumps({"path": path, "row": row}).encode()
+    if unread:
+        meta[UNREAD_COLUMNS_KEY] = json.dumps(list(unread)).encode()
+    return batch.replace_schema_metadata(meta)
 
 
 def plan_reads(
@@ -135,21 +164,31 @@ def plan_reads(
     columns: Sequence[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     numeric: Sequence[str] = (),
+    require_columns: bool = True,
 ) -> list[ReadTask]:
-    """Read tasks for ``files``; Parquet footers are read and feature columns checked here."""
+    """Read tasks for ``files``; Parquet footers are read and feature columns checked here
+    (a missing one is an error with ``require_columns``, else counted as absent)."""
     tasks: list[ReadTask] = []
     cols = tuple(dict.fromkeys(columns)) if columns else None
     for path in files:
         fmt = detect_format(path, input_format)
         if fmt == "parquet":
             pf = _parquet_file(path)
-            _check_columns(path, pf.schema_arrow.names, cols)
+            _check_columns(path, pf.schema_arrow.names, cols, require_columns)
             n = pf.num_row_groups
+            first = 0
             for start in range(0, n, ROW_GROUPS_PER_TASK):
                 groups = tuple(range(start, min(n, start + ROW_GROUPS_PER_TASK)))
-                tasks.append(ReadTask(path, fmt, cols, groups, batch_rows, tuple(numeric)))
+                tasks.append(
+                    ReadTask(
+                        path, fmt, cols, groups, batch_rows, tuple(numeric), require_columns, first
+                    )
+                )
+                first += sum(pf.metadata.row_group(g).num_rows for g in groups)
         else:
-            tasks.append(ReadTask(path, fmt, cols, None, batch_rows, tuple(numeric)))
+            tasks.append(
+                ReadTask(path, fmt, cols, None, batch_rows, tuple(numeric), require_columns)
+            )
     return tasks
 
 
@@ -169,8 +208,11 @@ def _read_parquet(task: ReadTask) -> Iterator[pa.RecordBatch]:
     """One row group at a time (decoding whole column chunks is ~4x faster than
     ``iter_batches``' re-slicing), handed on in slices of at most ``batch_rows`` rows."""
     pf = _parquet_file(task.path)
-    columns = list(task.columns) if task.columns else None
+    columns, unread = _check_columns(
+        task.path, pf.schema_arrow.names, task.columns, task.require_columns
+    )
     groups = task.row_groups if task.row_groups is not None else range(pf.num_row_groups)
+    row = task.first_row
     for group in groups:
         try:
             table = pf.read_row_group(group, columns=columns, use_threads=False)
@@ -178,26 +220,44 @@ def _read_parquet(task: ReadTask) -> Iterator[pa.RecordBatch]:
             raise InputError(
                 f"{task.path}: corrupt Parquet data in row groups [{group}] ({exc})"
             ) from exc
-        yield from table.to_batches(max_chunksize=task.batch_rows)
+        for batch in table.to_batches(max_chunksize=task.batch_rows):
+            yield _annotate(batch, task.path, row, unread)
+            row += batch.num_rows
 
 
 def _read_csv(task: ReadTask) -> Iterator[pa.RecordBatch]:
     import pyarrow.csv as pcsv
 
-    # Feature columns are read as text and converted by the bins: a stray "abc" in a numeric
-    # column then counts as invalid instead of failing type inference half-way through the file.
-    convert = pcsv.ConvertOptions(
-        include_columns=list(task.columns) if task.columns else None,
-        column_types={c: pa.string() for c in task.numeric},
-        strings_can_be_null=True,
-    )
     read = pcsv.ReadOptions(block_size=1 << 22)
     try:
+        header = _csv_header(task.path)
+        columns, unread = _check_columns(task.path, header, task.columns, task.require_columns)
+        # Feature columns are read as text and converted by the bins: a stray "abc" in a numeric
+        # column then counts as invalid instead of failing type inference half-way through.
+        convert = pcsv.ConvertOptions(
+            include_columns=columns,
+            column_types={c: pa.string() for c in task.numeric if c in header},
+            strings_can_be_null=True,
+        )
+        row = 0
         with pcsv.open_csv(_open(task.path), read_options=read, convert_options=convert) as rd:
             for batch in rd:
-                yield _numeric_text_to_float(batch, task.numeric)
+                yield _annotate(_numeric_text_to_float(batch, task.numeric), task.path, row, unread)
+                row += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{task.path}: cannot read CSV ({exc})") from exc
+
+
+def _csv_header(path: str) -> list[str]:
+    """The column names of a CSV file (its first line, parsed as the reader parses it)."""
+    import pyarrow.csv as pcsv
+
+    with pcsv.open_csv(
+        _open(path),
+        read_options=pcsv.ReadOptions(block_size=1 << 16),
+        convert_options=pcsv.ConvertOptions(column_types={}, strings_can_be_null=True),
+    ) as rd:
+        return list(rd.schema.names)
 
 
 def _numeric_text_to_float(batch: pa.RecordBatch, numeric: Sequence[str]) -> pa.RecordBatch:
@@ -229,16 +289,22 @@ def _read_jsonl(task: ReadTask) -> Iterator[pa.RecordBatch]:
         return
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{task.path}: cannot read JSON Lines ({exc})") from exc
-    _check_columns(task.path, table.schema.names, task.columns)
-    if task.columns:
-        table = table.select(list(task.columns))
-    yield from table.to_batches(max_chunksize=task.batch_rows)
+    columns, unread = _check_columns(
+        task.path, table.schema.names, task.columns, task.require_columns
+    )
+    if columns is not None:
+        table = table.select(columns)
+    row = 0
+    for batch in table.to_batches(max_chunksize=task.batch_rows):
+        yield _annotate(batch, task.path, row, unread)
+        row += batch.num_rows
 
 
 def _read_jsonl_lines(task: ReadTask) -> Iterator[pa.RecordBatch]:
     opener = open if "://" not in task.path else None
     fh = opener(task.path, "rb") if opener else _open(task.path)
     rows: list[dict[str, Any]] = []
+    done = 0  # rows already handed on
     with fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -248,10 +314,19 @@ def _read_jsonl_lines(task: ReadTask) -> Iterator[pa.RecordBatch]:
             except json.JSONDecodeError as exc:
                 raise InputError(f"{task.path}: line {lineno} is not JSON ({exc})") from exc
             if len(rows) >= task.batch_rows:
-                yield messages_to_batch(rows, task.columns)
+                yield _rows_to_batch(rows, task, done)
+                done += len(rows)
                 rows = []
     if rows:
-        yield messages_to_batch(rows, task.columns)
+        yield _rows_to_batch(rows, task, done)
+
+
+def _rows_to_batch(rows: list[dict[str, Any]], task: ReadTask, first: int) -> pa.RecordBatch:
+    """Parsed JSON lines -> a batch of the task's columns that occur in them (a field that no
+    row has is absent, as in a file read whole)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    columns, unread = _check_columns(task.path, keys, task.columns, task.require_columns)
+    return _annotate(messages_to_batch(rows, columns or keys), task.path, first, unread)
 
 
 def messages_to_batch(
@@ -306,6 +381,7 @@ class ReadBatches(beam.PTransform):
         columns: Sequence[str] | None = None,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         numeric: Sequence[str] = (),
+        require_columns: bool = True,
     ) -> None:
         super().__init__()
         self._tasks = plan_reads(
@@ -314,6 +390,7 @@ class ReadBatches(beam.PTransform):
             columns=columns,
             batch_rows=batch_rows,
             numeric=numeric,
+            require_columns=require_columns,
         )
         _LOG.info(
             "reading %d file(s) in %d task(s)", len({t.path for t in self._tasks}), len(self._tasks)

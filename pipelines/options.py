@@ -120,6 +120,12 @@ class CheckOptions(PipelineOptions):
         parser.add_argument("--window", default=None, help="event-time window: 30s, 15m, 1h, 1d")
         parser.add_argument("--timestamp_column", default=None)
         parser.add_argument(
+            "--timestamp_format",
+            default=None,
+            help="event-time layout when not ISO 8601, YYYY/MM/DD or epoch numbers: a strptime "
+            "format (%%d/%%m/%%Y %%H:%%M) or epoch_s, epoch_ms, epoch_us, epoch_ns",
+        )
+        parser.add_argument(
             "--allowed_lateness",
             default=None,
             help="how late data may arrive and still update its window",

@@ -87,6 +87,7 @@ class CheckJob:
     window: str | float | None = None
     timestamp_column: str | None = None
     allowed_lateness: str | float | None = None
+    timestamp_format: str | None = None
     policy: Any = "default"
     mle_state: Mapping[str, Mapping[str, Any]] | None = None
     mle_state_out: str | None = None
@@ -129,6 +130,7 @@ class CheckJob:
             window=getattr(options, "window", None),
             timestamp_column=getattr(options, "timestamp_column", None),
             allowed_lateness=getattr(options, "allowed_lateness", None),
+            timestamp_format=getattr(options, "timestamp_format", None),
             policy=policy,
             mle_state=mle_state,
             mle_state_out=getattr(options, "mle_state_out", None),

@@ -28,7 +28,8 @@ from datetime import timedelta
 from typing import Any
 
 from divtransforms.columns import parse_duration
-from divtransforms.compare import drift_record, new_run_id
+from divtransforms.compare import new_run_id, window_records
+from divtransforms.eventtime import parse_event_times
 from divtransforms.records import atomic_write_bytes, records_to_table, write_records_parquet
 from divtransforms.window import (
     FeatureStats,
@@ -70,6 +71,8 @@ class DirectoryWatcher:
     windows: dict[int, _Window] = field(default_factory=dict)
     watermark: int | None = None
     dropped_late: int = 0
+    no_event_time: int = 0
+    timestamp_format: str | None = None
 
     @classmethod
     def for_job(cls, job: CheckJob) -> DirectoryWatcher:
@@ -88,7 +91,12 @@ class DirectoryWatcher:
             job.source.input_format,
             job.mle_state,
             job.policy,
+            timestamp_format=job.timestamp_format,
         )
+
+    @property
+    def known_columns(self) -> frozenset[str]:
+        return frozenset({*self.profile.known_columns, self.timestamp_column})
 
     def __post_init__(self) -> None:
         self._cumulation = WindowCumulation(
@@ -117,7 +125,11 @@ class DirectoryWatcher:
         for path in self.new_files():
             self.seen.add(os.path.basename(path))
             tasks = pio.plan_reads(
-                [path], input_format=self.input_format, columns=columns, numeric=numeric
+                [path],
+                input_format=self.input_format,
+                columns=columns,
+                numeric=numeric,
+                require_columns=False,
             )
             for task in tasks:
                 for batch in pio.read_task(task):
@@ -129,7 +141,13 @@ class DirectoryWatcher:
 
     def _add(self, batch) -> set[int]:
         touched = set()
-        for start, part in split_by_window(batch, self.timestamp_column, self.window_micros):
+        parts, bad = split_by_window(
+            batch, self.timestamp_column, self.window_micros, self.timestamp_format
+        )
+        if bad is not None:
+            self.no_event_time += bad.count
+            _LOG.warning("watch: %s", bad.message())
+        for start, part in parts:
             if self._closed(start):
                 self.dropped_late += part.num_rows
                 _LOG.warning(
@@ -140,7 +158,7 @@ class DirectoryWatcher:
                     timedelta(microseconds=self.lateness_micros),
                 )
                 continue
-            stats = feature_stats_of_batch(self.profile.features, part)
+            stats = feature_stats_of_batch(self.profile.features, part, self.known_columns)
             win = self.windows.get(start)
             if win is None:
                 self.windows[start] = _Window(stats)
@@ -148,14 +166,13 @@ class DirectoryWatcher:
                 win.stats = win.stats.merge(stats)
             touched.add(start)
         if touched:
-            from divtransforms.columns import event_time_micros
-
-            latest = int(
-                event_time_micros(
-                    batch.column(batch.schema.get_field_index(self.timestamp_column)),
-                    self.timestamp_column,
-                ).max()
+            micros, ok, _ = parse_event_times(
+                batch.column(batch.schema.get_field_index(self.timestamp_column)),
+                self.timestamp_column,
+                self.timestamp_format,
+                window_micros=self.window_micros,
             )
+            latest = int(micros[ok].max())
             self.watermark = latest if self.watermark is None else max(self.watermark, latest)
         return touched
 
@@ -174,20 +191,19 @@ class DirectoryWatcher:
             win.pane += 1
             end = start + self.window_micros
             running = self._cumulation.observe(start, end, win.pane, win.stats)
-            for name, fp in self.profile.features.items():
-                rec = drift_record(
-                    fp,
-                    win.stats.histograms[name],
-                    win.stats.mle.get(name),
-                    running.get(name),
-                    window_start=when(start),
-                    window_end=when(start + self.window_micros),
-                    pane=win.pane,
-                    run_id=self.run_id,
-                    reference_id=self.profile.reference_id,
-                    policy=self.policy,
-                )
+            for rec in window_records(
+                self.profile.features,
+                win.stats,
+                running,
+                window_start=when(start),
+                window_end=when(end),
+                pane=win.pane,
+                run_id=self.run_id,
+                reference_id=self.profile.reference_id,
+                policy=self.policy,
+            ):
                 out.append(rec)
+                name = rec["feature"]
                 stamp = when(start).strftime("%Y%m%dT%H%M%S")
                 path = join(
                     self.output_dir, f"records-{self.run_id}-{name}-{stamp}-p{win.pane}.parquet"
@@ -208,6 +224,7 @@ class DirectoryWatcher:
                 self.state(),
                 files_seen=sorted(self.seen),
                 dropped_late=self.dropped_late,
+                no_event_time=self.no_event_time,
                 watermark=when(self.watermark).isoformat() if self.watermark is not None else None,
             ),
         )

@@ -11,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from divtransforms import CategoricalBins, Histogram, NumericBins, bin_spec_from_dict
 from divtransforms.bins import OTHER_LABEL, UNSEEN_LABEL
+from divtransforms.sketch import BloomFilter, hash_strings
 
 EDGES = np.array([-1.0, 0.0, 0.5, 2.0])
 SPEC = NumericBins(EDGES)
@@ -117,13 +118,31 @@ def test_categorical_non_string_values_compare_as_strings():
     assert b.count(np.array([True, True])).counts.tolist()[:2] == [2, 0]
 
 
-def test_untracked_rest_pools_unseen_values():
+def test_untracked_rest_is_told_from_unseen_values_by_the_membership_sketch():
     spec = CategoricalBins.from_value_counts(
         {f"v{i}": 100 - i for i in range(30)}, top_n=5, max_other=10
     )
-    assert not spec.track_unseen
-    c = spec.count(["v0", "v20", "never"])
+    assert not spec.track_unseen and spec.membership is not None
+    c = spec.count(["v0", "v20", "never", "new"])
+    assert c.counts[0] == 1 and c.counts[-2] == 1 and c.counts[-1] == 2
+    assert bin_spec_from_dict(spec.to_dict()) == spec  # the sketch travels with the profile
+    # A profile written before sketches existed pools new values with the untracked rest.
+    old = CategoricalBins(spec.vocabulary, (), track_unseen=False)
+    c = old.count(["v0", "v20", "never"])
     assert c.counts[-2] == 2 and c.counts[-1] == 0
+
+
+def test_membership_sketch_false_positive_rate_is_as_stated():
+    ids = pa.array([f"id-{i}" for i in range(50_000)])
+    sketch = BloomFilter.of(ids, fpr=0.01)
+    assert sketch.contains(ids).all()  # never a false negative
+    fresh = sketch.contains(pa.array([f"new-{i}" for i in range(50_000)])).mean()
+    assert 0.005 < fresh < 0.015
+    # Stable across processes: the same hashes whatever the chunking.
+    assert (
+        hash_strings(ids.slice(7, 3)).tolist()
+        == hash_strings(pa.array(["id-7", "id-8", "id-9"])).tolist()
+    )
 
 
 @pytest.mark.parametrize("spec", [SPEC, CategoricalBins(("x", "y"), ("z",))])

@@ -84,12 +84,47 @@ def test_event_time_micros_of_every_kind():
 
 
 def test_event_time_micros_errors_name_the_column_and_row():
-    with pytest.raises(ValueError, match=r"'ts' has 1 missing values \(first at row 1\)"):
+    with pytest.raises(ValueError, match=r"'ts': 1 row\(s\) without.*first at row 1: missing"):
         event_time_micros(pa.array([datetime(2026, 1, 1), None]), "ts")
-    with pytest.raises(ValueError, match="'ts' has a non-finite value at row 2"):
+    with pytest.raises(ValueError, match=r"'ts': 1 row\(s\) without.*first at row 2: inf"):
         event_time_micros(np.array([1.0, 2.0, np.inf]), "ts")
-    # microseconds passed as seconds, and 1e13 s (year ~318,000): an error, not an overflow
-    for bad in (1.7e15, 1e13):
-        with pytest.raises(ValueError, match="'ts'.* at row 1 is not a time in seconds"):
-            event_time_micros(np.array([0.0, bad]), "ts")
-    assert event_time_micros(np.array([253_402_300_799.0]))[0] == 253_402_300_799_000_000
+    # 1e13 among epoch seconds is year ~318,000: counted as bad, never an overflow
+    with pytest.raises(ValueError, match=r"first at row 2: 10000000000000.0"):
+        event_time_micros(np.array([1.7e9, 1.7e9, 1e13]), "ts")
+    last = event_time_micros(np.array([253_402_300_799.0]), fmt="epoch_s")
+    assert last[0] == 253_402_300_799_000_000
+
+
+def test_event_times_as_real_files_hold_them():
+    from divtransforms.eventtime import parse_event_times
+
+    t = datetime(2014, 1, 31, tzinfo=UTC)
+    us = int(t.timestamp() * 1e6)
+    cases = {
+        "slashes": pa.array(["2014/01/31", "2014/1/31 00:00", "2014/01/31 00:00:00"]),
+        "iso": pa.array(["2014-01-31", "2014-01-31T00:00:00", "2014-01-31 01:00:00+01:00"]),
+        "zulu": pa.array(["2014-01-31T00:00:00Z", "2014-01-31T00:00:00.000Z", "2014-01-31 00:00Z"]),
+        "seconds": pa.array([t.timestamp()] * 3),
+        "millis": pa.array([int(t.timestamp() * 1e3)] * 3),
+        "nanos": pa.array([int(t.timestamp() * 1e9)] * 3),
+        "text seconds": pa.array([str(int(t.timestamp()))] * 3),
+        "date32": pa.array([t.date()] * 3),
+        "timestamp ns": pa.array([t.replace(tzinfo=None)] * 3, pa.timestamp("ns")),
+    }
+    for name, col in cases.items():
+        micros, ok, bad = parse_event_times(col, name)
+        assert bad is None and ok.all(), name
+        assert micros.tolist() == [us] * 3, name
+    micros, ok, bad = parse_event_times(pa.array(["31.01.2014 00:00"]), "d", "%d.%m.%Y %H:%M")
+    assert micros.tolist() == [us] and bad is None
+    micros, ok, bad = parse_event_times(pa.array([1390003200000, 5]), "d", "epoch_ms")
+    assert micros.tolist()[0] == 1390003200000 * 1000
+    # What cannot be parsed is counted and named; the rest still parses.
+    micros, ok, bad = parse_event_times(
+        pa.array(["2014/01/31", "soon", None, "9999-12-31", "2014-02-30"]),
+        "date",
+        window_micros=86_400 * 10**6,
+    )
+    assert ok.tolist() == [True, False, False, False, False]
+    assert (bad.count, bad.row, bad.value) == (4, 1, "'soon'")
+    assert "'date'" in bad.message() and "row 1" in bad.message()

@@ -83,7 +83,13 @@ def test_record_carries_the_p_values_the_policy_decided_on(profile):
     rec = window_record(profile, "x", rng.normal(0.4, 1.0, 500))
     explained = Policy().explain(rec)
     by_name = {t["name"]: t for t in rec["tests"]}
-    assert [t["name"] for t in explained["tests"]] == ["histogram", "mean", "dispersion"]
+    assert [t["name"] for t in explained["tests"]] == [
+        "histogram",
+        "mean",
+        "dispersion",
+        "missing_rate",
+        "invalid_rate",
+    ]
     for t in explained["tests"]:
         assert t["p_value"] == by_name[t["name"]]["p_value"]
     mu = next(p for p in rec["mle_params"] if p["name"] == "mu")

@@ -33,11 +33,12 @@ def test_split_by_window_aligns_to_the_epoch_and_keeps_every_row():
     t0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1e6)
     ts = np.array([t0 + 2 * hour + 5, t0 + 1, t0 + hour, t0 + 2, t0 + 2 * hour], dtype=np.int64)
     batch = pa.record_batch({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "v": range(5)})
-    parts = list(split_by_window(batch, "ts", hour))
+    parts, bad = split_by_window(batch, "ts", hour)
+    assert bad is None
     assert [s for s, _ in parts] == [t0, t0 + hour, t0 + 2 * hour]
     assert [p.column(1).to_pylist() for _, p in parts] == [[1, 3], [2], [0, 4]]
     assert when(t0) == datetime(2026, 11, 1, tzinfo=UTC)
-    single = list(split_by_window({"ts": ts[:1] / 1e6, "v": np.zeros(1)}, "ts", hour))
+    single, _ = split_by_window({"ts": ts[:1] / 1e6, "v": np.zeros(1)}, "ts", hour)
     assert len(single) == 1 and single[0][1]["v"].shape == (1,)
 
 
