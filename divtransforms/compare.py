@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from divtransforms.columns import as_columns, parse_duration
+from divtransforms.columns import as_columns, batch_columns, parse_duration
 from divtransforms.divergence import (
     cross_entropy,
     entropy,
@@ -432,7 +432,8 @@ def compare(
     reference does not know gets a record of kind ``unprofiled`` (``new_column``). Returns a
     ``pyarrow.Table`` with ``records.DRIFT_RECORD_SCHEMA`` (``.to_pandas()`` for a DataFrame).
     """
-    cols = as_columns(current)
+    # Arrow data stays Arrow (its schema metadata may name columns a reader left unread).
+    cols = current if isinstance(current, pa.Table | pa.RecordBatch) else as_columns(current)
     if not isinstance(reference, ReferenceProfile):
         exclude = [timestamp_column] if timestamp_column else []
         reference = ReferenceProfile.build(reference, exclude=exclude)
@@ -453,9 +454,10 @@ def compare(
         parts: list[tuple[Any, Any]] = [(None, cols)]
         size = 0
     else:
-        if timestamp_column not in cols:
+        if timestamp_column not in batch_columns(cols):
             raise ValueError(
-                f"timestamp column {timestamp_column!r} is not in the data (columns: {list(cols)})"
+                f"timestamp column {timestamp_column!r} is not in the data "
+                f"(columns: {batch_columns(cols)})"
             )
         size = round(parse_duration(window) * 1e6)
         parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format)

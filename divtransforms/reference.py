@@ -9,6 +9,7 @@ by ``profile.finish_feature`` (the family's fit to the reference).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -24,10 +25,12 @@ from divtransforms.inference import choose_family, family_center
 from divtransforms.mle import FAMILIES, accumulator_for
 from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile, finish_feature
-from divtransforms.quality import ABSENT
+from divtransforms.quality import ABSENT, column_role
 from divtransforms.window import FeatureStats, feature_stats_of_batch
 
 __all__ = ["BuildReference", "infer_kinds"]
+
+_LOG = logging.getLogger(__name__)
 
 
 def infer_kinds(
@@ -35,8 +38,14 @@ def infer_kinds(
     features: Sequence[str] | None = None,
     kinds: Mapping[str, str] | None = None,
     exclude: Sequence[str] = (),
+    sample: pa.Table | None = None,
 ) -> dict[str, str]:
-    """``{feature: numeric|categorical}`` from an Arrow schema (timestamps are skipped)."""
+    """``{feature: numeric|categorical}`` from an Arrow schema.
+
+    Without ``features``, timestamp columns are skipped, and so are (with a ``sample`` of the
+    data) columns whose values are dates or times or unique per row (``quality.column_role``),
+    each with a log line saying why; naming a column in ``features`` or ``kinds`` keeps it.
+    """
     kinds = dict(kinds or {})
     names = list(features) if features else [n for n in schema.names if n not in set(exclude)]
     out = {}
@@ -53,7 +62,18 @@ def infer_kinds(
         if kind == "temporal":
             if features:
                 raise ValueError(f"feature {name!r} holds timestamps: exclude it or give its kind")
+            _LOG.info("reference: column %r skipped: it holds timestamps", name)
             continue
+        if not features and sample is not None and name in sample.schema.names:
+            role = column_role(sample.column(name))
+            if role:
+                _LOG.info(
+                    "reference: column %r skipped: %s (give --features or --categorical to "
+                    "profile it)",
+                    name,
+                    role,
+                )
+                continue
         out[name] = kind
     return out
 

@@ -157,13 +157,17 @@ class FeatureStats:
         }
 
 
-# Batch schema metadata a reader sets: the input's columns it did not read (JSON list).
+# Batch schema metadata a reader sets: the input's columns it did not read, as a JSON object
+# ``{column: type label}`` (``unread`` where the reader does not know the type).
 UNREAD_COLUMNS_KEY = b"divtransforms.unread_columns"
 
 
 def _other_columns(batch: Any, known: Collection[str]) -> dict[str, dict[str, int]]:
-    """``{column: {type label: rows}}`` of the batch's columns outside ``known``."""
+    """``{column: {type label: rows}}`` of the batch's columns outside ``known`` (none for an
+    empty batch: nothing was seen of them)."""
     rows = num_rows(batch)
+    if rows == 0:
+        return {}
     out = {
         name: {type_label(column_of(batch, name)): rows}
         for name in batch_columns(batch)
@@ -171,9 +175,9 @@ def _other_columns(batch: Any, known: Collection[str]) -> dict[str, dict[str, in
     }
     meta = batch.schema.metadata if isinstance(batch, pa.RecordBatch | pa.Table) else None
     if meta and UNREAD_COLUMNS_KEY in meta:
-        for name in json.loads(meta[UNREAD_COLUMNS_KEY]):
+        for name, label in json.loads(meta[UNREAD_COLUMNS_KEY]).items():
             if name not in known:
-                out.setdefault(name, {"unread": rows})
+                out.setdefault(name, {label: rows})
     return out
 
 
@@ -196,10 +200,12 @@ def feature_stats_of_batch(
         if name not in present:
             hists[name] = Histogram.empty(fp.bins)
             mles[name] = fp.empty_mle()
-            columns[name] = {ABSENT: rows}
+            if rows:
+                columns[name] = {ABSENT: rows}
             continue
         col = column_of(batch, name)
-        columns[name] = {type_label(col): rows}
+        if rows:
+            columns[name] = {type_label(col): rows}
         spec = fp.bins
         mle = fp.empty_mle()
         if fp.kind == "numeric":

@@ -7,13 +7,57 @@ import logging
 import sys
 from collections.abc import Sequence
 
+EXIT_CODES = """exit codes:
+  0  done; no breach at the --fail-on severity (divmon check)
+  1  divmon check --fail-on: a breach at or above that severity was found
+  2  an error in the command line, the configuration or the input (one line on stderr)
+  130 interrupted (Ctrl-C)"""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("divtransforms")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        from divtransforms import __version__
+
+        return __version__
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    out = [o for a in parser._actions for o in a.option_strings]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _option_strings(sub)
+    return out
+
+
+def _check_pipeline_args(parser: argparse.ArgumentParser, extra: Sequence[str]) -> None:
+    """Options divmon does not know must be Beam pipeline options: a typo is an error."""
+    import difflib
+
+    from pipelines.options import unknown_pipeline_args
+
+    for option in unknown_pipeline_args(extra):
+        close = difflib.get_close_matches(option, _option_strings(parser), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        parser.error(
+            f"unknown option {option}{hint}; options divmon does not know must be Beam "
+            "pipeline options (--runner, --project, ...)"
+        )
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="divmon",
         description="divtransforms drift monitoring: build references, check data, run flows.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"divmon {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from pipelines import cli as pipeline_cli
@@ -43,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"no handler for {args.command}")
     if extra and not getattr(args, "accepts_pipeline_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        _check_pipeline_args(parser, extra)
     try:
         return int(handler(args, extra) or 0)
     except KeyboardInterrupt:

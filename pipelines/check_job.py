@@ -236,10 +236,11 @@ _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 def summarize(records: pa.Table) -> list[dict[str, Any]]:
     """Per feature: windows, samples (last pane per window), missing, invalid, worst JS,
-    smallest p-value and worst severity."""
+    smallest p-value, worst severity, worst quality severity and the schema issues' codes."""
     rows = records.select(
         [
             "feature",
+            "kind",
             "window_start",
             "pane",
             "n",
@@ -248,6 +249,8 @@ def summarize(records: pa.Table) -> list[dict[str, Any]]:
             "js_divergence",
             "p_value",
             "severity",
+            "quality_severity",
+            "schema_issues",
         ]
     ).to_pylist()
     last: dict[tuple[str, Any], dict[str, Any]] = {}
@@ -268,6 +271,9 @@ def summarize(records: pa.Table) -> list[dict[str, Any]]:
                 "max_js": math.nan,
                 "min_p_value": math.nan,
                 "severity": None,
+                "quality": None,
+                "issues": [],
+                "kind": r["kind"],
             },
         )
         s["windows"] += 1
@@ -280,23 +286,39 @@ def summarize(records: pa.Table) -> list[dict[str, Any]]:
         ):
             if value is not None and not math.isnan(value):
                 s[key] = value if math.isnan(s[key]) else better(s[key], value)
-        sev = r["severity"]
-        if sev is not None and (s["severity"] is None or _RANK[sev] > _RANK[s["severity"]]):
-            s["severity"] = sev
+        for key, sev in (("severity", r["severity"]), ("quality", r["quality_severity"])):
+            if sev is not None and (s[key] is None or _RANK[sev] > _RANK[s[key]]):
+                s[key] = sev
+        for issue in r["schema_issues"] or []:
+            if issue["code"] not in s["issues"]:
+                s["issues"].append(issue["code"])
     return list(out.values())
 
 
 def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
-    header = ["feature", "windows", "n", "missing", "invalid", "max JS", "min p", "severity"]
+    header = [
+        "feature",
+        "windows",
+        "n",
+        "missing",
+        "invalid",
+        "max JS",
+        "min p",
+        "quality",
+        "schema",
+        "severity",
+    ]
     body = [
         [
-            s["feature"],
+            s["feature"] + (" (new)" if s.get("kind") == "unprofiled" else ""),
             str(s["windows"]),
             str(s["n"]),
             str(s["n_missing"]),
             str(s["n_invalid"]),
             f"{s['max_js']:.4g}",
             f"{s['min_p_value']:.3g}",
+            s.get("quality") or "-",
+            ",".join(s.get("issues") or []) or "-",
             s["severity"] or "-",
         ]
         for s in summary
@@ -364,6 +386,12 @@ def run_check_command(
     if job.mle_state_out:
         write_state_file(job.mle_state_out, result.mle_state)
     print(format_summary(result.per_feature))
+    excluded = result.metrics.get("no_event_time", 0)
+    if excluded:
+        print(
+            f"{excluded} row(s) had no usable event time in {job.timestamp_column!r} and are in "
+            "no window (the log names the first per file; see --timestamp-format)"
+        )
     return result
 
 

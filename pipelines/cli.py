@@ -67,6 +67,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--output", "-o", help="directory for records-<run_id>.parquet")
     check.add_argument("--window", help="event-time window, e.g. 15m, 1h, 1d")
     check.add_argument("--timestamp-column", help="column with the event time")
+    check.add_argument(
+        "--timestamp-format",
+        help="event-time layout when not ISO 8601, YYYY/MM/DD or epoch numbers: a strptime "
+        "format such as '%%d/%%m/%%Y %%H:%%M', or epoch_s, epoch_ms, epoch_us, epoch_ns",
+    )
+    check.add_argument(
+        "--fail-on",
+        choices=["warning", "critical"],
+        help="exit 1 when a window's severity is at least this (gate CI jobs and scripts)",
+    )
     check.add_argument("--allowed-lateness", help="streaming: how late data may still count")
     check.add_argument("--input-format", choices=["parquet", "csv", "jsonl"])
     check.add_argument("--run-id")
@@ -161,4 +171,18 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
         + (f" -> {', '.join(result.output_paths)}" if result.output_paths else "")
     )
     freeze_heap()
+    return _exit_code(result.records, args.fail_on)
+
+
+def _exit_code(records, fail_on: str | None) -> int:
+    """1 when a record's severity reaches ``fail_on`` (``--fail-on``), else 0."""
+    from divtransforms.records import SEVERITY_RANK
+
+    if not fail_on:
+        return 0
+    worst = [s for s in records.column("severity").to_pylist() if s is not None]
+    breached = [s for s in worst if SEVERITY_RANK[s] >= SEVERITY_RANK[fail_on]]
+    if breached:
+        print(f"--fail-on {fail_on}: {len(breached)} window record(s) at or above {fail_on}")
+        return 1
     return 0

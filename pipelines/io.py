@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,11 +127,15 @@ def _parquet_file(path: str):
 
 
 def _check_columns(
-    path: str, names: Iterable[str], columns: Sequence[str] | None, require: bool = True
-) -> tuple[list[str] | None, list[str]]:
-    """``(columns to read, the file's other columns)``; a missing column is an error only when
-    ``require`` (building a reference), else it is left to be counted as absent."""
-    have = list(names)
+    path: str, names: Iterable[str] | pa.Schema, columns: Sequence[str] | None, require: bool = True
+) -> tuple[list[str] | None, dict[str, str]]:
+    """``(columns to read, {the file's other columns: type label})``; a missing column is an
+    error only when ``require`` (building a reference), else it is left to be counted as absent.
+    ``names`` is the file's schema where known (the other columns' types), else its names."""
+    from divtransforms.quality import type_label
+
+    schema = names if isinstance(names, pa.Schema) else None
+    have = list(schema.names if schema is not None else names)
     if not columns:
         return None, []
     missing = [c for c in columns if c not in have]
@@ -145,15 +149,21 @@ def _check_columns(
             "%s: column(s) %s missing: checked as absent", path, ", ".join(map(repr, missing))
         )
     wanted = set(columns)
-    return [c for c in columns if c in have], [c for c in have if c not in wanted]
+    return [c for c in columns if c in have], {
+        c: type_label(pa.array([], type=schema.field(c).type)) if schema is not None else "unread"
+        for c in have
+        if c not in wanted
+    }
 
 
-def _annotate(batch: pa.RecordBatch, path: str, row: int, unread: Sequence[str]) -> pa.RecordBatch:
+def _annotate(
+    batch: pa.RecordBatch, path: str, row: int, unread: Mapping[str, str]
+) -> pa.RecordBatch:
     """The batch with its file, first row and the file's unread columns in its metadata."""
     meta = dict(batch.schema.metadata or {})
     meta[SOURCE_KEY] = json.dumps({"path": path, "row": row}).encode()
     if unread:
-        meta[UNREAD_COLUMNS_KEY] = json.dumps(list(unread)).encode()
+        meta[UNREAD_COLUMNS_KEY] = json.dumps(dict(unread)).encode()
     return batch.replace_schema_metadata(meta)
 
 
@@ -174,7 +184,7 @@ def plan_reads(
         fmt = detect_format(path, input_format)
         if fmt == "parquet":
             pf = _parquet_file(path)
-            _check_columns(path, pf.schema_arrow.names, cols, require_columns)
+            _check_columns(path, pf.schema_arrow, cols, require_columns)
             n = pf.num_row_groups
             first = 0
             for start in range(0, n, ROW_GROUPS_PER_TASK):
@@ -208,9 +218,7 @@ def _read_parquet(task: ReadTask) -> Iterator[pa.RecordBatch]:
     """One row group at a time (decoding whole column chunks is ~4x faster than
     ``iter_batches``' re-slicing), handed on in slices of at most ``batch_rows`` rows."""
     pf = _parquet_file(task.path)
-    columns, unread = _check_columns(
-        task.path, pf.schema_arrow.names, task.columns, task.require_columns
-    )
+    columns, unread = _check_columns(task.path, pf.schema_arrow, task.columns, task.require_columns)
     groups = task.row_groups if task.row_groups is not None else range(pf.num_row_groups)
     row = task.first_row
     for group in groups:
@@ -289,9 +297,7 @@ def _read_jsonl(task: ReadTask) -> Iterator[pa.RecordBatch]:
         return
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{task.path}: cannot read JSON Lines ({exc})") from exc
-    columns, unread = _check_columns(
-        task.path, table.schema.names, task.columns, task.require_columns
-    )
+    columns, unread = _check_columns(task.path, table.schema, task.columns, task.require_columns)
     if columns is not None:
         table = table.select(columns)
     row = 0

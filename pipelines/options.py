@@ -148,3 +148,19 @@ def make_pipeline_options(
     if not std.runner:
         std.runner = DEFAULT_STREAMING_RUNNER if std.streaming else DEFAULT_BATCH_RUNNER
     return options
+
+
+def unknown_pipeline_args(args: Sequence[str]) -> list[str]:
+    """The options in ``args`` that no Beam ``PipelineOptions`` class knows (as Beam parses
+    them, without abbreviations); Beam itself would only log and drop them."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    classes: dict[str, type] = {}
+    for cls in PipelineOptions.__subclasses__():
+        if not cls.__module__.startswith("pipelines."):  # ours are not options of divmon's
+            classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(list(args))
+    return [a.split("=", 1)[0] for a in unknown if a.startswith("-")]

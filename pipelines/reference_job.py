@@ -33,17 +33,25 @@ _LOG = logging.getLogger(__name__)
 EXACT_MAX_ROWS = 1_000_000
 
 
-def input_schema(path: str, input_format: str | None = None) -> pa.Schema:
-    """The Arrow schema of one input file (Parquet footer, or the first batch of CSV/JSONL)."""
+def input_sample(path: str, input_format: str | None = None, rows: int = 1 << 16) -> pa.Table:
+    """The first ``rows`` rows of one input file, with its whole schema (Parquet: the footer's)."""
     from pipelines import io as pio
 
     fmt = pio.detect_format(path, input_format)
     if fmt == "parquet":
-        return pio._parquet_file(path).schema_arrow
-    task = pio.ReadTask(path, fmt, None, None, 1 << 16)
+        pf = pio._parquet_file(path)
+        for batch in pf.iter_batches(batch_size=rows):
+            return pa.Table.from_batches([batch])
+        return pf.schema_arrow.empty_table()
+    task = pio.ReadTask(path, fmt, None, None, rows)
     for batch in pio.read_task(task):
-        return batch.schema
+        return pa.Table.from_batches([batch])
     raise pio.InputError(f"{path}: empty file, cannot tell its columns")
+
+
+def input_schema(path: str, input_format: str | None = None) -> pa.Schema:
+    """The Arrow schema of one input file (Parquet footer, or the first batch of CSV/JSONL)."""
+    return input_sample(path, input_format).schema
 
 
 def _known_rows(files: Sequence[str], input_format: str | None) -> int | None:
@@ -70,6 +78,7 @@ def build_reference_pipeline(
     input_format: str | None = None,
     exact: bool = False,
     source: str = "",
+    ignored_columns: Sequence[str] = (),
 ):
     import apache_beam as beam
 
@@ -91,6 +100,7 @@ def build_reference_pipeline(
             top_n=top_n,
             exact=exact,
             source=source,
+            ignored_columns=ignored_columns,
         )
     )
 
@@ -129,7 +139,8 @@ def run_build_reference(
 
     patterns = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs]
     files = pio.expand_inputs(patterns)
-    resolved = infer_kinds(input_schema(files[0], input_format), features, kinds, exclude)
+    sample = input_sample(files[0], input_format)
+    resolved = infer_kinds(sample.schema, features, kinds, exclude, sample=sample)
     if exact is None:
         rows = _known_rows(files, input_format)
         exact = rows is not None and rows <= EXACT_MAX_ROWS
@@ -151,6 +162,7 @@ def run_build_reference(
             input_format=input_format,
             exact=exact,
             source=", ".join(patterns),
+            ignored_columns=[n for n in sample.schema.names if n not in resolved],
         )
         pipeline.run().wait_until_finish()
         profile = ReferenceProfile.from_dict(

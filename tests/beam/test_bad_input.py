@@ -17,11 +17,14 @@ from tests.beam.conftest import T0, assert_records_equal, check, make_current
 pytestmark = pytest.mark.beam
 
 
-def test_missing_feature_column_is_an_error_naming_file_and_feature(tmp_path, profile, rng):
+def test_missing_feature_column_is_recorded_and_the_rest_checked(tmp_path, profile, rng, caplog):
     cur = make_current(rng, 500).drop_columns(["amount"])
     pq.write_table(cur, tmp_path / "no_amount.parquet")
-    with pytest.raises(InputError, match=r"no_amount\.parquet.*'amount'"):
-        check(profile, [str(tmp_path / "no_amount.parquet")])
+    result = check(profile, [str(tmp_path / "no_amount.parquet")])
+    rec = {r["feature"]: r for r in result.records.to_pylist()}
+    assert rec["amount"]["n_absent"] == 500 and rec["amount"]["severity"] == "critical"
+    assert rec["x"]["n"] + rec["x"]["n_missing"] == 500
+    assert "no_amount.parquet: column(s) 'amount' missing" in caplog.text
 
 
 def test_wrong_types_are_counted_as_invalid(tmp_path, profile):
@@ -97,8 +100,11 @@ def test_no_matching_files_and_missing_timestamps(tmp_path, profile, rng):
         cur.set_column(3, "ts", pa.array(ts, type=cur.schema.field("ts").type)),
         tmp_path / "nots.parquet",
     )
-    with pytest.raises(Exception, match="timestamp column 'ts' has 1 missing values"):
-        check(profile, [str(tmp_path / "nots.parquet")], window="1h", timestamp_column="ts")
+    # A row without an event time is in no window: counted (and logged with file and row).
+    result = check(profile, [str(tmp_path / "nots.parquet")], window="1h", timestamp_column="ts")
+    assert result.metrics["no_event_time"] == 1
+    x = [r for r in result.records.to_pylist() if r["feature"] == "x"]
+    assert sum(r["n"] + r["n_missing"] + r["n_invalid"] for r in x) == 49
 
 
 def test_csv_with_inconsistent_blocks_still_counts_every_value(tmp_path, profile):
