@@ -163,6 +163,22 @@ class ScheduleConfig(_Section):
         return self
 
 
+class FreshnessConfig(_Section):
+    stale_after_runs: int = Field(
+        3, ge=1, description="runs in a row without new data before a stale alert"
+    )
+    stale_after: str | None = Field(
+        None, description='also stale after this long without new data, e.g. "6h"'
+    )
+
+    @field_validator("stale_after")
+    @classmethod
+    def _check_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
 class MonitorConfig(_Section):
     name: str = Field("divtransforms", pattern=r"^[A-Za-z0-9_.-]+$")
     source: SourceConfig
@@ -176,6 +192,7 @@ class MonitorConfig(_Section):
     state: StateConfig = Field(default_factory=StateConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    freshness: FreshnessConfig = Field(default_factory=FreshnessConfig)
     base_dir: str = Field(".", description="set by load_config: the TOML file's directory")
 
     @field_validator("policy")

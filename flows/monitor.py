@@ -33,6 +33,7 @@ from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, sort_records
 from flows.alerts import AlertLog, DeliverySummary, Notifier, deliver_outstanding
 from flows.config import MonitorConfig
+from flows.freshness import freshness_stage
 from flows.history import append_records, read_history
 from flows.state import FileEntry, MonitorState, StateStore, fingerprint
 
@@ -285,6 +286,15 @@ def run_monitor(
             )
         else:
             logger.info("no new files under %s", ", ".join(config.source.paths))
+        summary.new_alerts += freshness_stage(
+            config,
+            state,
+            store,
+            found_data=bool(new),
+            reference_id=profile.reference_id,
+            run_id=summary.run_ids[-1] if summary.run_ids else run_id or new_run_id(),
+            logger=logger,
+        )
         if emit is not None:
             emit_events(config, emit, logger)
         if notifiers is not None:

@@ -46,6 +46,7 @@ class MonitorState:
     tracker: dict[str, Any] | None = None
     pending: dict[str, Any] | None = None  # {"run_id", "files", "stage"}
     runs: list[dict[str, Any]] = field(default_factory=list)  # completed runs, newest last
+    freshness: dict[str, Any] | None = None  # flows.freshness: last data, idle runs, stale since
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class MonitorState:
             "tracker": self.tracker,
             "pending": self.pending,
             "runs": self.runs[-200:],
+            "freshness": self.freshness,
         }
 
     @classmethod
@@ -74,6 +76,7 @@ class MonitorState:
             tracker=doc.get("tracker"),
             pending=doc.get("pending"),
             runs=list(doc.get("runs") or []),
+            freshness=doc.get("freshness"),
         )
 
 

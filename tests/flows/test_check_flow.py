@@ -287,3 +287,42 @@ def test_recovery_is_sent_once(monitor_dir: Path, receiver: AlertReceiver):
         ("country", "recovered", "2026-01-05T02:00:00+00:00"),
         ("country", "warning", "2026-01-05T01:00:00+00:00"),
     ]
+
+
+def test_schema_and_stale_alerts_are_delivered_exactly_once(
+    monitor_dir: Path, receiver: AlertReceiver
+):
+    root = monitor_dir
+    demo.write_stream_file(root / "landing", 0, n=N_PER_FILE, drifted=False)
+    _check(root)
+    # An upstream change drops a column: the other features are still checked, and the missing
+    # column is a critical alert of its own.
+    path = demo.write_stream_file(root / "landing", 1, n=N_PER_FILE, drifted=False)
+    pq.write_table(pq.read_table(path).drop_columns(["country"]), path)
+    second = _check(root)
+    assert second["records"] == 2
+    rec = {
+        r["feature"]: r
+        for r in read_history(root / "history").to_pylist()
+        if r["window_start"].hour == 1
+    }
+    assert rec["country"]["n_absent"] == N_PER_FILE and rec["country"]["severity"] == "critical"
+    assert rec["amount"]["severity"] == "ok" and rec["amount"]["n"] == N_PER_FILE
+    # Then the feed stops: the third idle run raises one stale alert; more idle runs add none.
+    for _ in range(4):
+        _check(root)
+    stale = [e for e in AlertLog.open(root / "history").entries if e["severity"] == "stale"]
+    assert len(stale) == 1 and stale[0]["feature"] == "__feed__"
+    # Data returns: one recovery for the feed.
+    demo.write_stream_file(root / "landing", 2, n=N_PER_FILE, drifted=False)
+    _check(root)
+    _check(root)
+    got = sorted((a["feature"], a["severity"]) for a in receiver.alerts())
+    assert got == [
+        ("__feed__", "recovered"),
+        ("__feed__", "stale"),
+        ("country", "critical"),
+        ("country", "recovered"),
+    ]
+    keys = [a["dedup_key"] for a in receiver.alerts()]
+    assert len(keys) == len(set(keys))
