@@ -39,7 +39,7 @@ from divtransforms.mle import (
 from divtransforms.policy import UNPROFILED
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.quality import quality_fields, quality_test_fields
-from divtransforms.records import records_to_table, sort_records
+from divtransforms.records import RECORD_FIELDS, records_to_table, sort_records
 from divtransforms.significance import homogeneity_test, js_bias, moment_columns, window_tests
 from divtransforms.window import (
     FeatureStats,
@@ -222,6 +222,7 @@ def new_column_record(
     rows = int(sum(types.values()))
     seen = ", ".join(sorted(types))
     rec: dict[str, Any] = {
+        **dict.fromkeys(RECORD_FIELDS),
         "run_id": run_id,
         "reference_id": reference_id,
         "feature": name,

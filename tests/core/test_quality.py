@@ -1,0 +1,127 @@
+"""Data-quality tests: exact against scipy, calibrated at every n, and the policy's verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy import stats
+
+from divtransforms import ReferenceProfile, compare
+from divtransforms.policy import FeaturePolicy, Policy
+from divtransforms.quality import rate_test, schema_issues, type_label
+
+
+def test_rate_test_is_fishers_exact_test_one_sided():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n, n_ref = int(rng.integers(1, 400)), int(rng.integers(1, 4000))
+        x, x_ref = int(rng.integers(0, n + 1)), int(rng.integers(0, n_ref + 1))
+        _, p, effect = rate_test(x, n, x_ref, n_ref)
+        table = [[x, n - x], [x_ref, n_ref - x_ref]]
+        expected = stats.fisher_exact(table, alternative="greater").pvalue
+        assert float(p) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+        assert float(effect) == pytest.approx(x / n - x_ref / n_ref)
+    _, p, effect = rate_test(0, 0, 5, 100)
+    assert math.isnan(float(p)) and math.isnan(float(effect))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.001, 0.02, 0.2, 0.5])
+def test_quality_breaches_stay_rare_without_drift_at_every_n(rate):
+    """Missing values at a steady rate (window rates over-dispersed by up to 3 points, as real
+    feeds are): the policy's quality rule alerts on at most 1% of windows, at every n."""
+    fp = FeaturePolicy()
+    level = fp.quality_significance / 2  # missing and invalid rates are tested together
+    rng = np.random.default_rng(7)
+    n_ref, windows = 20_000, 4_000
+    ref_missing = rng.binomial(n_ref, rate)
+    for n in (1, 5, 30, 300, 3_000, 30_000, 300_000):
+        sd = min(0.1 * rate, 0.03)
+        if rate > 0 and sd > 0:
+            k = rate * (1 - rate) / sd**2 - 1  # Beta with this mean and sd
+            true = rng.beta(rate * k, (1 - rate) * k, windows)
+        else:
+            true = np.full(windows, rate)
+        x = rng.binomial(n, true)
+        _, p, effect = rate_test(x, n, ref_missing, n_ref)
+        alarms = np.mean((p <= level) & (effect >= fp.quality_warn))
+        upper = _wilson_upper(alarms, windows)
+        assert alarms <= 0.01 or upper <= 0.012, (rate, n, alarms)
+
+
+def _wilson_upper(phat: float, n: int, z: float = 1.96) -> float:
+    centre = phat + z * z / (2 * n)
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n))
+    return (centre + half) / (1 + z * z / n)
+
+
+def test_quality_catches_a_join_that_starts_producing_nulls():
+    rng = np.random.default_rng(3)
+    profile = ReferenceProfile.build({"x": rng.normal(size=10_000)})
+    for n, share in ((30, 0.6), (300, 0.2), (30_000, 0.12)):
+        x = rng.normal(size=n)
+        x[: int(n * share)] = np.nan
+        rec = compare(profile, {"x": x}).to_pylist()[0]
+        expected = "critical" if share >= 0.3 else "warning"
+        assert rec["quality_severity"] == expected, (n, share, rec["quality_reason"])
+        assert rec["severity"] == expected
+    x = rng.normal(size=300)
+    x[:15] = np.nan  # 5 points: below the floor, whatever its p-value
+    assert compare(profile, {"x": x}).to_pylist()[0]["quality_severity"] == "ok"
+
+
+def test_all_missing_is_a_breach_never_insufficient():
+    profile = ReferenceProfile.build({"x": np.arange(1000.0), "c": ["a", "b"] * 500})
+    rec = {
+        r["feature"]: r
+        for r in compare(profile, {"x": np.full(5, np.nan), "c": [None] * 5}).to_pylist()
+    }
+    for name in ("x", "c"):
+        assert rec[name]["severity"] == "critical", rec[name]["severity_reason"]
+        assert "all 5 values missing" in rec[name]["quality_reason"]
+
+
+def test_schema_issues_and_their_policy_severities():
+    assert type_label(pa.array([1, 2])) == "numeric"
+    assert type_label(pa.array(["a"])) == "string"
+    assert type_label(pa.array([None, None])) == "null"
+    assert type_label(np.array(["x"], dtype=object)) == "string"
+    assert schema_issues("numeric", "numeric", {"numeric": 10}) == []
+    assert schema_issues("numeric", "numeric", {"string": 10}, n_valid=9, n_invalid=1) == []
+    codes = [c for c, _ in schema_issues("numeric", "numeric", {"string": 10}, n_invalid=10)]
+    assert codes == ["type_change"]
+    assert [c for c, _ in schema_issues("categorical", "string", {"numeric": 3})] == ["type_change"]
+    assert [c for c, _ in schema_issues("categorical", "numeric", {"numeric": 3})] == []
+    codes = [c for c, _ in schema_issues("numeric", None, {"absent": 5, "numeric": 5})]
+    assert codes == ["missing_column"]
+
+    profile = ReferenceProfile.build({"x": np.arange(100.0), "c": ["a", "b"] * 50})
+    table = compare(profile, {"x": np.arange(100.0), "extra": np.ones(100)})
+    rec = {r["feature"]: r for r in table.to_pylist()}
+    assert rec["c"]["severity"] == "critical" and rec["c"]["n_absent"] == 100
+    assert rec["extra"]["kind"] == "unprofiled" and rec["extra"]["severity"] == "ok"
+    # The policy decides what a schema issue is worth.
+    quiet = Policy.from_dict({"default": {"missing_column": "warning", "new_column": "warning"}})
+    table = compare(profile, {"x": np.arange(100.0), "extra": np.ones(100)}, policy=quiet)
+    rec = {r["feature"]: r for r in table.to_pylist()}
+    assert rec["c"]["severity"] == "warning" and rec["extra"]["severity"] == "warning"
+
+
+def test_unseen_values_are_a_calibrated_quality_signal():
+    """A Zipf feature: new draws bring values the reference never held, at the Good-Turing rate;
+    the unseen-rate test stays quiet on them and alerts when every value is new."""
+    rng = np.random.default_rng(11)
+    for draw in (lambda n: rng.zipf(1.3, n), lambda n: rng.integers(0, 40_000, n)):
+        profile = ReferenceProfile.build({"c": [f"v{v}" for v in draw(30_000)]})
+        fp = profile.features["c"]
+        assert fp.n_singletons
+        quiet = 0
+        for _ in range(30):
+            rec = compare(profile, {"c": [f"v{v}" for v in draw(2_000)]}).to_pylist()[0]
+            quiet += rec["quality_severity"] == "ok"
+        assert quiet == 30
+        rec = compare(profile, {"c": [f"new{i}" for i in range(2_000)]}).to_pylist()[0]
+        assert rec["unseen_rate"] > 0.99 and rec["quality_severity"] == "critical"
+    assert fp.bins.membership is not None  # 40,000 values: past what is kept by name
