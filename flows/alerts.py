@@ -83,7 +83,12 @@ def record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
         "n",
         "n_missing",
         "n_invalid",
+        "n_absent",
         "missing_rate",
+        "invalid_rate",
+        "unseen_rate",
+        "quality_severity",
+        "quality_reason",
         "js_divergence",
         "js_corrected",
         "js_distance",
@@ -112,6 +117,10 @@ def record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
             }
         )
     out["mle_params"] = params
+    out["schema_issues"] = [
+        {"code": i.get("code"), "detail": i.get("detail")}
+        for i in record.get("schema_issues") or []
+    ]
     return out
 
 

@@ -40,13 +40,15 @@ The tables below work without it.</p></noscript>
 <main>
 <section id="overview" aria-labelledby="overview-h">
   <h2 id="overview-h">Features <small>breaches first</small></h2>
+  {% for s in p.stale %}{% if s.end is none %}<p class="note stale" id="feed-stale">The feed is
+    stale: no new data since {{ s.start|ts }}.</p>{% endif %}{% endfor %}
   {% if not p.features %}
   <p id="empty-history" class="note">No drift records yet in this history. Run a check
     (<code>divmon check</code> or the monitoring flow) and reload.</p>
   {% else %}
   <table id="overview-table" class="grid">
-    <thead><tr><th>Feature</th><th>Severity</th><th>Judged value</th><th>JS divergence</th>
-      <th>p-value</th><th>Samples</th><th>Missing</th><th>Windows</th>
+    <thead><tr><th>Feature</th><th>Severity</th><th>Quality</th><th>Judged value</th>
+      <th>JS divergence</th><th>p-value</th><th>Samples</th><th>Missing</th><th>Windows</th>
       <th>Metric over time</th><th>Last window end</th></tr></thead>
     <tbody>
     {% for f in p.features %}
@@ -54,6 +56,8 @@ The tables below work without it.</p></noscript>
       <td class="name"><a href="#f-{{ loop.index0 }}">{{ f.name }}</a>
         <span class="kind">{{ f.kind or '' }}</span></td>
       <td><span class="badge sev-{{ f.latest.severity }}">{{ f.latest.severity }}</span></td>
+      <td><span class="badge sev-{{ f.quality.latest.severity }}"
+        title="{{ f.quality.latest.reason or '' }}">{{ f.quality.latest.severity }}</span></td>
       <td class="num" title="{{ f.judged }} (warn {{ f.threshold.warn }},
  critical {{ f.threshold.critical }})">{{ f.latest.metric|num }}</td>
       <td class="num">{{ f.latest.js_divergence|num }}</td>
@@ -118,6 +122,10 @@ The tables below work without it.</p></noscript>
       reference {{ f.latest.reference_id or '?' }}</p>
     {% if f.latest.reason %}<p class="meta reason">Why {{ f.latest.severity }}:
       {{ f.latest.reason }}</p>{% endif %}
+    {% if f.quality.latest.severity not in ('ok', 'unassessed') %}<p class="meta reason quality">
+      Data quality {{ f.quality.latest.severity }}: {{ f.quality.latest.reason }}</p>{% endif %}
+    {% if f.quality.latest.issues %}<ul class="meta issues">{% for i in f.quality.latest.issues %}
+      <li>{{ i }}</li>{% endfor %}</ul>{% endif %}
     {% if f.n_buckets %}<p class="note downsampled">{{ "{:,}".format(f.n_windows) }} windows:
       the oldest {{ "{:,}".format(f.n_bucketed_windows) }} are shown as {{ f.n_buckets }}
       buckets (mean line, min–max band); the last
@@ -132,6 +140,9 @@ The tables below work without it.</p></noscript>
         </figcaption><div class="chart-group" data-chart="mle"></div></figure>
       <figure><figcaption>p-value (histogram test) and sample size per window
         </figcaption><div class="chart" data-chart="significance"></div></figure>
+      <figure><figcaption>Data quality: missing, invalid and unseen rates, quality breaches
+        and stale periods of the feed</figcaption>
+        <div class="chart" data-chart="quality"></div></figure>
     </div>
   </article>
   {% endfor %}
@@ -188,6 +199,9 @@ table.grid { border-collapse: collapse; width: 100%; background: #fff;
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 11.5px;
   font-weight: 600; color: #fff; background: var(--ins); }
 .badge.sev-ok, .badge.sev-recovered { background: var(--ok); }
+.badge.sev-stale { background: #6a1b9a; }
+.badge.sev-unassessed { background: #9aa3b2; }
+ul.issues { margin: 2px 0 6px 18px; padding: 0; }
 .badge.sev-warning { background: var(--warn); }
 .badge.sev-critical { background: var(--crit); }
 tr.sev-critical td:first-child { box-shadow: inset 4px 0 var(--crit); }
@@ -219,7 +233,15 @@ APP_JS = r"""
   var data = JSON.parse(document.getElementById("dashboard-data").textContent);
   var SEV = ["ok", "insufficient", "warning", "critical"];
   var COLOR = {ok: "#2e7d32", insufficient: "#6d6d6d", warning: "#ef8a00", critical: "#c62828",
-               recovered: "#2e7d32"};
+               recovered: "#2e7d32", stale: "#6a1b9a"};
+  // The periods the feed was stale (alert log): shaded on every time chart.
+  function staleShapes() {
+    return (data.stale || []).map(function (p) {
+      return {type: "rect", xref: "x", yref: "paper", x0: p.start,
+              x1: p.end === null ? Date.now() : p.end, y0: 0, y1: 1, layer: "below",
+              fillcolor: "rgba(106,27,154,0.10)", line: {width: 0}};
+    });
+  }
   // No mode bar: drag to zoom, double-click to reset (Plotly defaults); static images come from
   // `divmon dashboard --chart`.
   var CONFIG = {displaylogo: false, responsive: true, displayModeBar: false};
@@ -290,7 +312,8 @@ APP_JS = r"""
     }
     Plotly.newPlot(div, traces, layout({
       xaxis: {type: "date"}, yaxis: {title: {text: name}, rangemode: "tozero"},
-      shapes: [hline(thr.warn, COLOR.warning, "dash"), hline(thr.critical, COLOR.critical, "dash")],
+      shapes: [hline(thr.warn, COLOR.warning, "dash"),
+               hline(thr.critical, COLOR.critical, "dash")].concat(staleShapes()),
       annotations: [
         {xref: "paper", x: 1, y: thr.warn, text: "warn", showarrow: false, xanchor: "right",
          yanchor: "bottom", font: {color: COLOR.warning, size: 10}},
@@ -395,6 +418,32 @@ APP_JS = r"""
     }), CONFIG);
   }
 
+  function qualityChart(div, f) {
+    var s = f.series, q = f.quality.series, traces = [];
+    [["missing_rate", "missing", "#1f5fbf"], ["invalid_rate", "invalid", "#c62828"],
+     ["unseen_rate", "unseen", "#ef8a00"]].forEach(function (r) {
+      if (q[r[0]].some(function (v) { return v !== null; })) {
+        traces.push({x: s.t, y: q[r[0]], mode: s.t.length > 120 ? "lines" : "lines+markers",
+                     name: r[1], line: {color: r[2], width: 1.4}, marker: {size: 4},
+                     hovertemplate: r[1] + " %{y:.1%}<extra></extra>"});
+      }
+    });
+    ["warning", "critical"].forEach(function (sev) {
+      var code = SEV.indexOf(sev), xs = [];
+      for (var i = 0; i < s.t.length; i++) { if (q.severity[i] === code) xs.push(s.t[i]); }
+      if (xs.length) {
+        traces.push({x: xs, y: xs.map(function () { return 1; }), mode: "markers",
+                     name: "quality " + sev, marker: {color: COLOR[sev], size: 7,
+                     symbol: "triangle-down"}, hoverinfo: "x+name"});
+      }
+    });
+    if (!traces.length) { empty(div, "No quality rates recorded (histories before v3)."); return; }
+    Plotly.newPlot(div, traces, layout({
+      xaxis: {type: "date"}, yaxis: {title: {text: "rate"}, range: [0, 1.05], tickformat: ".0%"},
+      shapes: staleShapes()
+    }), CONFIG);
+  }
+
   function sparkline(td, f) {
     var v = f.spark, w = 130, h = 26, ns = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(ns, "svg");
@@ -435,7 +484,7 @@ APP_JS = r"""
     article.setAttribute("data-rendered", "1");
     var f = data.features[Number(article.getAttribute("data-feature-index"))];
     var draw = {metric: metricChart, histogram: histogramChart, mle: mleCharts,
-                significance: significanceChart};
+                significance: significanceChart, quality: qualityChart};
     article.querySelectorAll("[data-chart]").forEach(function (div) {
       try { draw[div.getAttribute("data-chart")](div, f); }
       catch (e) { state.errors.push(String(e)); throw e; }

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from divtransforms.inference import FIT_QUALITY
 from divtransforms.policy import FeaturePolicy, Policy, judged_values
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITIES, SEVERITY_RANK, read_records
+from flows.dashboard.quality import FEED, QUALITY_COLUMNS, quality_payload, stale_periods
 
 _POLICY_DEFAULT = FeaturePolicy()
 
@@ -73,6 +74,7 @@ _COLUMNS = [
     "mle_fit",
     "severity",
     "severity_reason",
+    *QUALITY_COLUMNS,
 ]
 
 
@@ -157,6 +159,8 @@ def load_alerts(path: Path) -> list[dict[str, Any]]:
                     i,
                 ),
                 "created_at": _epoch_ms(alert.get("created_at"), path, i),
+                "window_start": _epoch_ms(alert.get("window_start"), path, i),
+                "window_end": _epoch_ms(alert.get("window_end"), path, i),
                 "feature": str(alert.get("feature", "")),
                 "severity": str(alert.get("severity", "")),
                 "metric": str(alert.get("metric", "")),
@@ -422,7 +426,8 @@ def build_payload(
         bounds = np.flatnonzero(np.r_[True, feat_sorted[1:] != feat_sorted[:-1], True])
         alerts_by_feature: dict[str, list[dict[str, Any]]] = {}
         for a in alerts:
-            alerts_by_feature.setdefault(a["feature"], []).append(a)
+            if a["feature"] != FEED:
+                alerts_by_feature.setdefault(a["feature"], []).append(a)
         for lo, hi in itertools.pairwise(bounds):
             rows = order[lo:hi]
             name = str(feat_sorted[lo])
@@ -468,6 +473,7 @@ def build_payload(
         "features": out_features,
         "alerts": alerts[:MAX_ALERT_ROWS],
         "n_alerts": n_alert_rows,
+        "stale": stale_periods(alerts),
         "n_alerts_pending": sum(a["status"] != "delivered" for a in alerts),
     }
 
@@ -552,6 +558,7 @@ def _feature_payload(
             "tail": _tail_bins(kind, labels),
         },
         "mle": _mle_series(table, rows, series),
+        "quality": quality_payload(table, rows, series),
         "alerts": [
             {
                 "time": a["time"],

@@ -370,3 +370,48 @@ def test_alert_markers_sit_at_their_windows_judged_value(tmp_path):
     (marker,) = f["alerts"]
     # window 3's judged (bias-corrected) value, as plotted, not the logged plain value
     assert marker["value"] == pytest.approx(0.04 - 0.002)
+
+
+def test_quality_lane_and_stale_periods(tmp_path):
+    import numpy as np
+
+    from divtransforms import ReferenceProfile, compare
+    from divtransforms.records import write_records_parquet
+
+    rng = np.random.default_rng(2)
+    profile = ReferenceProfile.build({"x": rng.normal(size=2000)})
+    x = rng.normal(size=600)
+    x[400:] = np.nan  # the last window loses two thirds of its values
+    ts = 1_700_000_000 + np.arange(600) * 36.0  # 600 rows over 6 hours
+    table = compare(profile, {"x": x, "ts": ts}, timestamp_column="ts", window="2h", run_id="q")
+    history = tmp_path / "h"
+    write_records_parquet(table, history / "part-q.parquet")
+    alerts = [
+        {
+            "feature": "__feed__",
+            "severity": "stale",
+            "window_start": "2023-11-15T00:00:00+00:00",
+            "window_end": None,
+            "created_at": "2023-11-15T03:00:00+00:00",
+            "status": "delivered",
+        },
+        {
+            "feature": "__feed__",
+            "severity": "recovered",
+            "window_start": "2023-11-15T00:00:00+00:00",
+            "window_end": "2023-11-15T06:00:00+00:00",
+            "created_at": "2023-11-15T06:00:00+00:00",
+            "status": "delivered",
+        },
+    ]
+    (history / "_alerts.json").write_text(json.dumps({"schema_version": 1, "alerts": alerts}))
+    p = build_payload(history)
+    (f,) = p["features"]
+    q = f["quality"]
+    assert q["series"]["missing_rate"][-1] == pytest.approx(1.0)
+    assert q["series"]["severity"][-1] == 3 and q["latest"]["severity"] == "critical"
+    assert "values missing" in q["latest"]["reason"]
+    assert p["stale"] == [{"start": 1700006400000, "end": 1700028000000}]
+    assert f["alerts"] == []  # the feed's alerts are not a feature's
+    html = render_dashboard(history, tmp_path / "d.html").read_text(encoding="utf-8")
+    assert 'data-chart="quality"' in html
