@@ -137,3 +137,46 @@ def test_a_column_missing_from_one_file_of_two(tmp_path, profile):
     assert rec["color"]["severity"] == "critical"
     assert "2000 of 4000 rows" in rec["color"]["schema_issues"][0]["detail"]
     assert rec["x"]["severity"] == "ok" and rec["x"]["n"] == 4000
+
+
+def test_the_command_line_of_a_broken_feed(tmp_path, capsys, caplog):
+    """As a new user would: build on a clean CSV whose dates have slashes, check a broken one."""
+    from flows.cli import main
+
+    rng = np.random.default_rng(8)
+    ref = _reference(rng, 4000).append_column("uid", pa.array([f"u{i}" for i in range(4000)]))
+    pcsv.write_csv(ref, tmp_path / "ref.csv")
+    profile_path = tmp_path / "ref.json"
+    caplog.set_level("INFO")
+    assert (
+        main(["reference", "build", "-i", str(tmp_path / "ref.csv"), "-o", str(profile_path)]) == 0
+    )
+    # The date and the identifier are skipped, and the log says why.
+    assert "column 'date' skipped: its values are dates or times" in caplog.text
+    assert "column 'uid' skipped: every one of its 4000 values is distinct" in caplog.text
+    profile = ReferenceProfile.load(profile_path)
+    assert set(profile.features) == {"x", "amount", "color", "ids"}
+    assert set(profile.ignored_columns) == {"date", "uid"}
+
+    _write(_broken(np.random.default_rng(4)), tmp_path / "cur.csv", "csv")
+    args = ["check", "-r", str(profile_path), "-i", str(tmp_path / "cur.csv")]
+    window = ["--timestamp-column", "date", "--window", "1d"]
+    capsys.readouterr()
+    assert main([*args, *window]) == 0  # without --fail-on a breach is reported, not an exit
+    out = capsys.readouterr().out
+    assert "quality" in out and "missing_column" in out and "new_col (new)" in out
+    assert "3 row(s) had no usable event time in 'date'" in out
+    assert main([*args, *window, "--fail-on", "critical"]) == 1
+    # A typo is an error naming the option, not a silent run without a window.
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--windw", "1d"])
+    assert exc.value.code == 2
+    assert "unknown option --windw (did you mean --window?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("divmon ")
+    # A clean file passes the gate.
+    clean = _reference(np.random.default_rng(6), 3000)
+    pcsv.write_csv(clean, tmp_path / "clean.csv")
+    clean_args = ["check", "-r", str(profile_path), "-i", str(tmp_path / "clean.csv")]
+    assert main([*clean_args, *window, "--fail-on", "warning"]) == 0
