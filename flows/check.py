@@ -74,18 +74,24 @@ def publish_artifacts(config: MonitorConfig, summary: RunSummary, dashboard: Pat
         lines.append(
             f"- {len(summary.changed_files)} file(s) changed after being checked (not re-checked)"
         )
+    stale = [a for a in summary.new_alerts if a.get("severity") == "stale"]
+    if stale:
+        lines.append(f"- the feed is stale: {stale[0].get('reason', '')}")
     breaches = summary.breaches()
     if breaches:
         lines += [
             "",
-            "| feature | window | severity | JS (bits) | corrected | p |",
-            "|---|---|---|---|---|---|",
+            "| feature | window | severity | JS (bits) | corrected | p | quality |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in breaches:
+            quality = r.get("quality_severity") or "-"
+            if quality not in ("ok", "-"):
+                quality += ": " + (r.get("quality_reason") or "").replace("|", "/")
             lines.append(
                 f"| {r['feature']} | {_fmt(r['window_start'])} | {r['severity']} | "
                 f"{_num(r['js_divergence'], '.4g')} | {_num(r['js_corrected'], '.4g')} | "
-                f"{_num(r['p_value'], '.2g')} |"
+                f"{_num(r['p_value'], '.2g')} | {quality} |"
             )
     else:
         lines += ["", "No breaches in this run."]
