@@ -60,6 +60,9 @@ class SourceConfig(_Section):
     paths: list[str] = Field(min_length=1, description="files or glob patterns of new data")
     format: Literal["parquet", "csv", "jsonl"] | None = None
     timestamp_column: str | None = None
+    timestamp_format: str | None = Field(
+        None, description="event-time layout: a strptime format or epoch_s/ms/us/ns"
+    )
 
 
 class ReferenceConfig(_Section):

@@ -110,6 +110,7 @@ def check_stage(
         Source(tuple(files), input_format=config.source.format),
         window=config.window.size,
         timestamp_column=config.source.timestamp_column,
+        timestamp_format=config.source.timestamp_format,
         policy=policy,  # records are assessed once, here, with the monitor's policy
         mle_state=state.mle_state or None,
         run_id=run_id,
