@@ -125,3 +125,35 @@ def test_unseen_values_are_a_calibrated_quality_signal():
         rec = compare(profile, {"c": [f"new{i}" for i in range(2_000)]}).to_pylist()[0]
         assert rec["unseen_rate"] > 0.99 and rec["quality_severity"] == "critical"
     assert fp.bins.membership is not None  # 40,000 values: past what is kept by name
+
+
+def test_histories_written_before_the_quality_fields_still_load(tmp_path):
+    import pyarrow.parquet as pq
+
+    from divtransforms.records import read_records
+
+    profile = ReferenceProfile.build({"x": np.arange(500.0)})
+    table = compare(profile, {"x": np.arange(100.0)}, run_id="old")
+    new = {
+        "invalid_rate",
+        "n_absent",
+        "n_unseen",
+        "unseen_rate",
+        "reference_missing_rate",
+        "reference_invalid_rate",
+        "reference_unseen_rate",
+        "column_types",
+        "schema_issues",
+        "quality_severity",
+        "quality_reason",
+    }
+    old = table.drop_columns(sorted(new)).replace_schema_metadata(
+        {b"divtransforms.record_schema_version": b"2"}
+    )
+    (tmp_path / "h").mkdir()
+    pq.write_table(old, tmp_path / "h" / "part-old.parquet")
+    back = read_records(tmp_path / "h").to_pylist()[0]
+    assert all(back[k] is None for k in new)
+    assert back["js_divergence"] == table.column("js_divergence")[0].as_py()
+    verdict = Policy().explain(back)  # no quality tests, no schema issues: the old verdict
+    assert verdict["severity"] == back["severity"] and verdict["quality_severity"] == "ok"
