@@ -28,6 +28,7 @@ def test_rate_test_is_fishers_exact_test_one_sided():
     assert math.isnan(float(p)) and math.isnan(float(effect))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate", [0.0, 0.001, 0.02, 0.2, 0.5])
 def test_quality_breaches_stay_rare_without_drift_at_every_n(rate):
     """Missing values at a steady rate (window rates over-dispersed by up to 3 points, as real
