@@ -136,13 +136,19 @@ class FeaturePolicy:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise PolicyError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.critical < self.warn:
-            raise PolicyError(f"critical ({self.critical}) must be >= warn ({self.warn})")
-        if self.parameter_critical < self.parameter_warn:
-            raise PolicyError(
-                f"parameter_critical ({self.parameter_critical}) must be >= "
-                f"parameter_warn ({self.parameter_warn})"
-            )
+        for name in ("quality_warn", "quality_critical"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value <= 1):
+                raise PolicyError(f"{name} must be a rate in [0, 1], got {value!r}")
+        for low, high in (
+            ("warn", "critical"),
+            ("parameter_warn", "parameter_critical"),
+            ("quality_warn", "quality_critical"),
+        ):
+            if getattr(self, high) < getattr(self, low):
+                raise PolicyError(
+                    f"{high} ({getattr(self, high)}) must be >= {low} ({getattr(self, low)})"
+                )
         if not 0 < self.significance < 1:
             raise PolicyError(f"significance must be in (0, 1), got {self.significance!r}")
         weights = (self.weight_location, self.weight_other_parameters, self.weight_histogram)
@@ -154,15 +160,6 @@ class FeaturePolicy:
                 raise PolicyError(f"{name} must be an integer >= 0, got {value!r}")
         if self.consecutive < 1 or self.recovery < 1:
             raise PolicyError("consecutive and recovery must be >= 1")
-        for name in ("quality_warn", "quality_critical"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 <= value <= 1):
-                raise PolicyError(f"{name} must be a rate in [0, 1], got {value!r}")
-        if self.quality_critical < self.quality_warn:
-            raise PolicyError(
-                f"quality_critical ({self.quality_critical}) must be >= "
-                f"quality_warn ({self.quality_warn})"
-            )
         if not 0 < self.quality_significance < 1:
             raise PolicyError(
                 f"quality_significance must be in (0, 1), got {self.quality_significance!r}"
