@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from divtransforms import Histogram
-from divtransforms.columns import MissingFeatureError
 from divtransforms.combiners import (
     ExactValuesFn,
     FeatureStatsFn,
@@ -86,11 +85,12 @@ def test_wrong_types_are_counted_invalid_not_dropped(profile):
     assert (hc.n, hc.n_missing) == (4, 1)
 
 
-def test_missing_feature_column_names_the_feature(profile):
-    batch = pa.record_batch({"x": [1.0], "color": ["red"]})
-    fn = FeatureStatsFn(profile)
-    with pytest.raises(MissingFeatureError, match="'amount'.*columns: x, color"):
-        fn.add_input(fn.create_accumulator(), batch)
+def test_missing_feature_column_is_counted_as_absent(profile):
+    batch = pa.record_batch({"x": [1.0], "color": ["red"], "extra": [2]})
+    fn = FeatureStatsFn(profile, known=set(profile.features))
+    stats = fn.add_input(fn.create_accumulator(), batch)
+    assert stats.columns["amount"] == {"absent": 1} and stats.histograms["amount"].n == 0
+    assert stats.columns["x"] == {"numeric": 1} and stats.columns["extra"] == {"numeric": 1}
 
 
 def test_vocabulary_fn_merges_counts():
