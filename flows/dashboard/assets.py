@@ -439,7 +439,7 @@ APP_JS = r"""
     });
     if (!traces.length) { empty(div, "No quality rates recorded (histories before v3)."); return; }
     Plotly.newPlot(div, traces, layout({
-      xaxis: {type: "date"}, yaxis: {title: {text: "rate"}, range: [0, 1.05], tickformat: ".0%"},
+      xaxis: {type: "date"}, yaxis: {title: {text: "rate"}, rangemode: "tozero", tickformat: ".1%"},
       shapes: staleShapes()
     }), CONFIG);
   }
