@@ -122,6 +122,9 @@ def drift_check(config_path: str) -> dict[str, Any]:
     if config.dashboard_path is not None:
         dashboard = render_dashboard(config, logger)
     publish_artifacts(config, summary, dashboard)
+    from flows.metrics import publish_metrics
+
+    publish_metrics(config, logger)  # node-exporter textfile / Pushgateway, when configured
     return {
         "run_ids": summary.run_ids,
         "files": len(summary.files),

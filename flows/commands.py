@@ -63,6 +63,13 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         raise ValueError("serve needs a schedule: --cron, --interval, or [schedule] in the config")
     prefect_defaults()
     name = args.name or config.name
+    metrics_port = args.metrics_port if args.metrics_port is not None else config.metrics.port
+    if metrics_port is not None:  # before the Prefect server: scrapes work while it starts
+        from flows.metrics import start_metrics_server
+
+        host = args.metrics_host or config.metrics.host
+        bound = start_metrics_server(config, metrics_port, host)
+        print(f"divmon serve: metrics at http://{host}:{bound}/metrics", flush=True)
 
     def serve() -> None:
         from prefect.deployments.runner import EntrypointType
@@ -149,6 +156,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=120.0,
         help="seconds to wait for the local server's health endpoint",
     )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on this port (default: [metrics] port; 0: a free port)",
+    )
+    serve.add_argument("--metrics-host", help="address of /metrics (default: [metrics] host)")
     serve.set_defaults(handler=cmd_serve)
 
     alerts = subparsers.add_parser("alerts", help="server-side alert routing")

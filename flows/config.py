@@ -101,9 +101,22 @@ class WindowConfig(_Section):
 
 class NotifyConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    type: Literal["webhook", "slack", "email", "block"]
+    type: Literal["webhook", "slack", "email", "block", "pagerduty", "alertmanager"]
     url_env: str | None = Field(None, description="environment variable holding the URL")
     url_secret: str | None = Field(None, description="Prefect Secret block holding the URL")
+    api_url: str | None = Field(
+        None,
+        description="pagerduty/email: API endpoint (default: the vendor's); alertmanager: "
+        "its base URL (or url_env / url_secret)",
+    )
+    routing_key_env: str | None = Field(None, description="pagerduty: env var of the key")
+    routing_key_secret: str | None = Field(None, description="pagerduty: Secret block of the key")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="alertmanager: extra labels (e.g. team, service)"
+    )
+    ttl_hours: float = Field(
+        168.0, gt=0, description="alertmanager: a firing alert's endsAt, if never resolved"
+    )
     block: str | None = Field(None, description='saved notification block, "type-slug/name"')
     api_key_env: str | None = None
     api_key_secret: str | None = None
@@ -129,6 +142,18 @@ class NotifyConfig(_Section):
                 )
             if not self.sender or not self.to:
                 raise ValueError(f"notify {self.name!r} (email): sender and to are required")
+        elif self.type == "pagerduty":
+            if (self.routing_key_env is None) == (self.routing_key_secret is None):
+                raise ValueError(
+                    f"notify {self.name!r} (pagerduty): set exactly one of routing_key_env "
+                    "or routing_key_secret (the integration key is a secret)"
+                )
+        elif self.type == "alertmanager":
+            if (self.api_url is None) + (self.url_env is None) + (self.url_secret is None) != 2:
+                raise ValueError(
+                    f"notify {self.name!r} (alertmanager): set one of api_url, url_env or "
+                    "url_secret"
+                )
         elif self.type == "block":
             if not self.block or "/" not in self.block:
                 raise ValueError(
@@ -153,6 +178,64 @@ class StateConfig(_Section):
 class DashboardConfig(_Section):
     path: str | None = Field(None, description="HTML file rendered after each run")
     title: str = "Drift dashboard"
+    base_url: str | None = Field(
+        None,
+        description="where users open the dashboard (http/https), for links in alert messages",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http:// or https:// URL another machine opens")
+        return value
+
+
+class MetricsConfig(_Section):
+    """Prometheus metrics: ``/metrics`` of ``divmon serve``; textfile / Pushgateway after a run."""
+
+    port: int | None = Field(
+        None, ge=0, le=65535, description="divmon serve: /metrics port (None: no endpoint)"
+    )
+    host: str = Field("127.0.0.1", description="divmon serve: address /metrics listens on")
+    textfile: str | None = Field(
+        None, description="after each run: node-exporter textfile (*.prom), written atomically"
+    )
+    pushgateway: str | None = Field(None, description="after each run: Pushgateway URL")
+    pushgateway_env: str | None = Field(None, description="env var holding the Pushgateway URL")
+
+    @field_validator("textfile")
+    @classmethod
+    def _check_textfile(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".prom"):
+            raise ValueError("the node-exporter textfile collector reads only *.prom files")
+        return value
+
+
+class ExportConfig(_Section):
+    """A copy of the drift history in a database: ``kind = "sql"`` or ``"bigquery"``."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["sql", "bigquery"]
+    url: str | None = Field(None, description='sql: SQLAlchemy URL, e.g. "sqlite:///drift.db"')
+    url_env: str | None = Field(None, description="sql: env var holding the URL (passwords)")
+    url_secret: str | None = Field(None, description="sql: Secret block holding the URL")
+    table: str = Field("drift_records", description='sql: table; bigquery: "project.dataset.t"')
+    db_schema: str | None = Field(None, description="sql: database schema (Postgres)")
+    location: str | None = Field(None, description="bigquery: dataset location")
+
+    @model_validator(mode="after")
+    def _check(self) -> ExportConfig:
+        if self.kind == "sql":
+            if (self.url is None) + (self.url_env is None) + (self.url_secret is None) != 2:
+                raise ValueError("export (sql): set one of url, url_env or url_secret")
+        elif self.table.count(".") != 2:
+            raise ValueError('export (bigquery): table = "project.dataset.table" is required')
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.name or f"{self.kind}-{self.table}"
 
 
 class ScheduleConfig(_Section):
@@ -194,6 +277,8 @@ class MonitorConfig(_Section):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    export: list[ExportConfig] = Field(default_factory=list)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     freshness: FreshnessConfig = Field(default_factory=FreshnessConfig)
     base_dir: str = Field(".", description="set by load_config: the TOML file's directory")
@@ -213,6 +298,10 @@ class MonitorConfig(_Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"notify: target names must be unique, repeated: {dupes}")
+        keys = [e.key for e in self.export]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"export: names must be unique (set name =), repeated: {dupes}")
         return self
 
     # ----------------------------------------------------------------- resolved helpers

@@ -55,6 +55,7 @@ class RunSummary:
     delivery: DeliverySummary = field(default_factory=DeliverySummary)
     recovered: bool = False
     reference_id: str = ""
+    exports: Any = None  # flows.exports.ExportSummary when [[export]] targets are configured
 
     def breaches(self) -> list[dict[str, Any]]:
         return [r for r in self.records.to_pylist() if r["severity"] in ("warning", "critical")]
@@ -310,6 +311,10 @@ def run_monitor(
                     summary.delivery.failed,
                     " (kept in the outbox for the next run)" if summary.delivery.failed else "",
                 )
+        if config.export:
+            from flows.exports import export_pending
+
+            summary.exports = export_pending(config, logger)
     finally:
         store.release()
     if tables:

@@ -1,8 +1,10 @@
 """Notification targets as Prefect notification blocks; secrets from env vars or Secret blocks.
 
 ``webhook`` -> ``CustomWebhookNotificationBlock`` (JSON POST ``{"subject", "body"}`` with the
-dedup key in the ``X-Divtransforms-Dedup-Key`` header), ``slack`` -> ``SlackWebhook``, ``email`` ->
-``SendgridEmail``, ``block`` -> any saved notification block (``Block.load("type-slug/name")``).
+dedup key in the ``X-Divtransforms-Dedup-Key`` header), ``block`` -> any saved notification block
+(``Block.load("type-slug/name")``); ``slack`` (Block Kit), ``email`` (SendGrid, HTML + text),
+``pagerduty`` (Events v2) and ``alertmanager`` messages are rendered from templates by
+``flows.targets``.
 URLs and keys are resolved when a message is sent and are never logged (``alerts.safe_error``).
 """
 
@@ -51,28 +53,6 @@ def _webhook(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
     block.notify(body, subject)
 
 
-def _slack(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
-    from prefect.blocks.notifications import SlackWebhook
-
-    subject, body = message(entry)
-    block = SlackWebhook(url=resolve_secret(cfg.name, cfg.url_env, cfg.url_secret))
-    with block.raise_on_failure():
-        block.notify(body, subject)
-
-
-def _email(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
-    from prefect.blocks.notifications import SendgridEmail
-
-    subject, body = message(entry)
-    block = SendgridEmail(
-        api_key=resolve_secret(cfg.name, cfg.api_key_env, cfg.api_key_secret),
-        sender_email=cfg.sender,
-        to_emails=list(cfg.to),
-    )
-    with block.raise_on_failure():
-        block.notify(body, subject)
-
-
 def _saved_block(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
     from prefect.blocks.core import Block
 
@@ -85,13 +65,25 @@ def _saved_block(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
         block.notify(body, subject)
 
 
-_SENDERS = {"webhook": _webhook, "slack": _slack, "email": _email, "block": _saved_block}
+_SENDERS = {"webhook": _webhook, "block": _saved_block}
 
 
-def build_notifiers(config: MonitorConfig) -> dict[str, Notifier]:
-    """``{target name: send(entry)}`` for the configured targets."""
+def build_notifiers(config: MonitorConfig, *, test: bool = False) -> dict[str, Notifier]:
+    """``{target name: send(entry)}`` for the configured targets.
+
+    Slack, email, PagerDuty and Alertmanager messages are rendered from templates
+    (``flows.targets``); ``test`` marks them as a test (``divmon alerts test``).
+    """
+    from flows.targets import SENDERS as RENDERED
+
     out: dict[str, Notifier] = {}
     for cfg in config.notify:
+        if cfg.type in RENDERED:
+            send = RENDERED[cfg.type]
+            out[cfg.name] = lambda entry, _cfg=cfg, _send=send: _send(
+                config, _cfg, entry, test=test
+            )
+            continue
         send = _SENDERS[cfg.type]
         out[cfg.name] = lambda entry, _cfg=cfg, _send=send: _send(_cfg, entry)
     return out

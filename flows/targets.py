@@ -1,0 +1,307 @@
+"""Per-target payloads of an alert, and their delivery: Slack, e-mail, PagerDuty, Alertmanager.
+
+Each ``*_payload`` function builds exactly the JSON the target's API documents, from the rendered
+:class:`flows.messages.Message`; each ``send_*`` posts it (:func:`post_json`) and raises on an
+error status so that the alert stays in the outbox (``flows.alerts.deliver_outstanding``).
+
+- Slack incoming webhook: ``{"text", "blocks"}`` (Block Kit), ``text`` as the notification
+  fallback.
+- E-mail through SendGrid's v3 ``mail/send``: a ``text/plain`` and a ``text/html`` part.
+- PagerDuty Events API v2 (``/v2/enqueue``): ``trigger`` for warning/critical, ``resolve`` for
+  recovered, with the *incident key* as ``dedup_key``.
+- Prometheus Alertmanager (``POST /api/v2/alerts``): a firing alert (``endsAt`` =
+  ``ttl_hours`` ahead, so an incident that is never resolved still expires) and, for recovered,
+  the same label set with ``endsAt`` now, which resolves it.
+
+The incident key (:func:`incident_key`) is the dedup key of the alert that opened the incident:
+an escalation from warning to critical updates the same PagerDuty incident, and the ``recovered``
+alert that closes it carries the same key, so it resolves exactly what it opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flows.config import MonitorConfig, NotifyConfig
+from flows.messages import Message
+
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+SENDGRID_URL = "https://api.sendgrid.com/v3/mail/send"
+ALERTNAME = "DataDrift"
+_PD_SEVERITY = {"critical": "critical", "warning": "warning", "recovered": "info"}
+_OPENING = ("warning", "critical")
+
+
+def incident_key(entries: Sequence[Mapping[str, Any]], entry: Mapping[str, Any]) -> str:
+    """The dedup key of the warning/critical alert that opened ``entry``'s incident.
+
+    ``entries`` is the alert log in order. An opening alert with no incident open is its own
+    incident; a later escalation and the ``recovered`` alert belong to the open one.
+    """
+    opened: str | None = None
+    for e in entries:
+        if e.get("dedup_key") == entry.get("dedup_key"):
+            break
+        if e.get("feature") != entry.get("feature"):
+            continue
+        if e.get("severity") in _OPENING:
+            opened = opened or e.get("dedup_key")
+        elif e.get("severity") == "recovered":
+            opened = None
+    return opened or str(entry["dedup_key"])
+
+
+def incident_severities(
+    entries: Sequence[Mapping[str, Any]], entry: Mapping[str, Any], key: str
+) -> list[str]:
+    """The severities the incident ``key`` has fired with, up to ``entry`` (in log order)."""
+    seen: list[str] = []
+    for e in entries:
+        if e.get("dedup_key") == entry.get("dedup_key"):
+            break
+        if e.get("feature") == entry.get("feature") and e.get("severity") in _OPENING:
+            if incident_key(entries, e) == key and e["severity"] not in seen:
+                seen.append(e["severity"])
+    return seen
+
+
+def pagerduty_dedup_key(key: str) -> str:
+    """PagerDuty accepts at most 255 characters: longer keys become a stable digest."""
+    if len(key) <= 255:
+        return key
+    return "divtransforms-sha256-" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------- payloads
+
+
+def slack_payload(message: Message) -> dict[str, Any]:
+    return message.slack()
+
+
+def sendgrid_payload(message: Message, sender: str, to: Sequence[str]) -> dict[str, Any]:
+    return {
+        "personalizations": [{"to": [{"email": addr} for addr in to]}],
+        "from": {"email": sender, "name": "divtransforms"},
+        "subject": message.subject,
+        "content": [
+            {"type": "text/plain", "value": message.text()},
+            {"type": "text/html", "value": message.html()},
+        ],
+        "custom_args": {"divtransforms_dedup_key": str(message.context["dedup_key"])[:512]},
+    }
+
+
+def pagerduty_payload(message: Message, routing_key: str, key: str) -> dict[str, Any]:
+    ctx = message.context
+    event: dict[str, Any] = {
+        "routing_key": routing_key,
+        "dedup_key": pagerduty_dedup_key(key),
+    }
+    if ctx["is_recovery"]:
+        event["event_action"] = "resolve"
+        return event
+    event["event_action"] = "trigger"
+    event["payload"] = {
+        "summary": message.summary[:1024],
+        "source": f"divtransforms/{ctx['monitor']}",
+        "severity": _PD_SEVERITY.get(ctx["severity"], "warning"),
+        "timestamp": ctx.get("created_at") or _iso_now(),
+        "component": ctx["feature"],
+        "group": ctx["monitor"],
+        "class": "data drift",
+        "custom_details": {
+            k: ctx[k]
+            for k in (
+                "metric",
+                "value",
+                "warn",
+                "critical",
+                "p_value",
+                "n",
+                "window",
+                "reference_id",
+                "run_id",
+                "reason",
+                "dedup_key",
+            )
+        },
+    }
+    event["client"] = "divtransforms"
+    if ctx["dashboard_url"]:
+        event["client_url"] = ctx["dashboard_url"]
+        event["links"] = [{"href": ctx["dashboard_url"], "text": "Drift dashboard"}]
+    return event
+
+
+def alertmanager_payload(
+    message: Message,
+    key: str,
+    *,
+    resolve_severities: Sequence[str] = (),
+    extra_labels: Mapping[str, str] | None = None,
+    ttl: timedelta = timedelta(hours=168),
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """``postableAlerts``: the firing alert and/or the resolutions of ``resolve_severities``."""
+    ctx = message.context
+    now = now or datetime.now(UTC)
+    base_labels = {
+        **(extra_labels or {}),
+        "alertname": ALERTNAME,
+        "monitor": ctx["monitor"],
+        "feature": ctx["feature"],
+        "dedup_key": key,
+    }
+    annotations = {
+        "summary": message.summary,
+        "description": message.text(),
+        "metric": str(ctx["metric"]),
+        "value": str(ctx["value"]),
+        "p_value": str(ctx["p_value"]),
+        "n": str(ctx["n"]),
+        "window": ctx["window"],
+        "reference": str(ctx["reference_id"]),
+    }
+    if ctx["dashboard_url"]:
+        annotations["dashboard"] = ctx["dashboard_url"]
+    started = ctx.get("created_at") or now.isoformat()
+    out = []
+    for sev in resolve_severities:
+        out.append(
+            {
+                "labels": {**base_labels, "severity": sev},
+                "annotations": annotations,
+                "startsAt": started,
+                "endsAt": now.isoformat(),
+                **({"generatorURL": ctx["dashboard_url"]} if ctx["dashboard_url"] else {}),
+            }
+        )
+    if not ctx["is_recovery"]:
+        out.append(
+            {
+                "labels": {**base_labels, "severity": ctx["severity"]},
+                "annotations": annotations,
+                "startsAt": started,
+                "endsAt": (now + ttl).isoformat(),
+                **({"generatorURL": ctx["dashboard_url"]} if ctx["dashboard_url"] else {}),
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- delivery
+
+
+def post_json(
+    url: str,
+    payload: Any,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """POST JSON; raises ``httpx.HTTPStatusError`` (it names the status, never the URL in our
+    logs: ``flows.alerts.safe_error``) on a 4xx/5xx answer."""
+    import httpx
+
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        resp = client.post(url, json=payload, headers=dict(headers or {}))
+        resp.raise_for_status()
+
+
+def _headers(entry: Mapping[str, Any]) -> dict[str, str]:
+    return {"X-Divtransforms-Dedup-Key": str(entry["dedup_key"])}
+
+
+def _log_entries(config: MonitorConfig) -> list[dict[str, Any]]:
+    from flows.alerts import AlertLog
+
+    return AlertLog.open(config.history_dir).entries
+
+
+def send_slack(
+    config: MonitorConfig, cfg: NotifyConfig, entry: Mapping[str, Any], *, test: bool = False
+) -> None:
+    from flows.notify import resolve_secret
+
+    url = resolve_secret(cfg.name, cfg.url_env, cfg.url_secret)
+    post_json(
+        url,
+        slack_payload(Message.of(entry, config, test=test)),
+        timeout=cfg.timeout,
+        headers=_headers(entry),
+    )
+
+
+def send_email(
+    config: MonitorConfig, cfg: NotifyConfig, entry: Mapping[str, Any], *, test: bool = False
+) -> None:
+    from flows.notify import resolve_secret
+
+    key = resolve_secret(cfg.name, cfg.api_key_env, cfg.api_key_secret)
+    payload = sendgrid_payload(Message.of(entry, config, test=test), cfg.sender or "", cfg.to)
+    post_json(
+        cfg.api_url or SENDGRID_URL,
+        payload,
+        timeout=cfg.timeout,
+        headers={**_headers(entry), "Authorization": f"Bearer {key}"},
+    )
+
+
+def send_pagerduty(
+    config: MonitorConfig,
+    cfg: NotifyConfig,
+    entry: Mapping[str, Any],
+    *,
+    test: bool = False,
+    entries: Sequence[Mapping[str, Any]] | None = None,
+) -> None:
+    from flows.notify import resolve_secret
+
+    routing_key = resolve_secret(cfg.name, cfg.routing_key_env, cfg.routing_key_secret)
+    key = incident_key(_log_entries(config) if entries is None else entries, entry)
+    payload = pagerduty_payload(Message.of(entry, config, test=test), routing_key, key)
+    post_json(cfg.api_url or PAGERDUTY_URL, payload, timeout=cfg.timeout, headers=_headers(entry))
+
+
+def send_alertmanager(
+    config: MonitorConfig,
+    cfg: NotifyConfig,
+    entry: Mapping[str, Any],
+    *,
+    test: bool = False,
+    entries: Sequence[Mapping[str, Any]] | None = None,
+) -> None:
+    from flows.notify import resolve_secret
+
+    base = cfg.api_url or resolve_secret(cfg.name, cfg.url_env, cfg.url_secret)
+    log_entries = _log_entries(config) if entries is None else entries
+    key = incident_key(log_entries, entry)
+    earlier = incident_severities(log_entries, entry, key)
+    if entry["severity"] == "recovered":
+        resolve = earlier or list(_OPENING)
+    else:  # an escalation resolves the lower severity's alert of the same incident
+        resolve = [s for s in earlier if s != entry["severity"]]
+    payload = alertmanager_payload(
+        Message.of(entry, config, test=test),
+        key,
+        resolve_severities=resolve,
+        extra_labels=cfg.labels,
+        ttl=timedelta(hours=cfg.ttl_hours),
+    )
+    post_json(base.rstrip("/") + "/api/v2/alerts", payload, timeout=cfg.timeout)
+
+
+SENDERS = {
+    "slack": send_slack,
+    "email": send_email,
+    "pagerduty": send_pagerduty,
+    "alertmanager": send_alertmanager,
+}
