@@ -261,7 +261,7 @@ class MonitorCollector:
             threshold.add_metric([mon, feature, fp.metric, "warning"], fp.warn)
             threshold.add_metric([mon, feature, fp.metric, "critical"], fp.critical)
             p_value.add_metric([mon, feature, "histogram"], _f(r.get("p_value")))
-            if r.get("mle_p_value") is not None:
+            if not math.isnan(_f(r.get("mle_p_value"))):  # features with a fitted family
                 p_value.add_metric([mon, feature, "mle"], _f(r.get("mle_p_value")))
             severity.add_metric(
                 [mon, feature], float(SEVERITY_RANK.get(str(r.get("severity")), math.nan))

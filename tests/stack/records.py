@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -12,17 +13,19 @@ from divtransforms.compare import compare
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def drift_table(run_id: str = "run-1", hours: int = 4, seed: int = 7) -> pa.Table:
-    """Records of ``amount`` (normal, shifted from hour 2 on) and ``country`` (categorical)."""
+def drift_table(run_id: str = "run-1", hours: int = 4, seed: int = 7, start: int = 0) -> pa.Table:
+    """Records of ``amount`` (normal, shifted in hours 2 and 3) and ``country`` (categorical),
+    for the hours ``start`` .. ``start + hours`` after ``T0``."""
     rng = np.random.default_rng(seed)
     reference = {
         "amount": rng.normal(100, 10, 5_000),
         "country": rng.choice(["de", "fr", "it", "es"], 5_000, p=[0.4, 0.3, 0.2, 0.1]),
     }
-    n = 600
-    ts = [T0 + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, hours * 3600, n))]
-    hour = np.array([(t - T0).total_seconds() // 3600 for t in ts])
-    amount = rng.normal(100, 10, n) + np.where(hour >= 2, 8.0, 0.0)
+    n = 150 * hours
+    offsets = np.sort(rng.uniform(start * 3600, (start + hours) * 3600, n))
+    ts = [T0 + timedelta(seconds=float(s)) for s in offsets]
+    hour = offsets // 3600
+    amount = rng.normal(100, 10, n) + np.where((hour >= 2) & (hour < 4), 8.0, 0.0)
     amount[::50] = np.nan  # some missing values
     current = {
         "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
@@ -30,3 +33,66 @@ def drift_table(run_id: str = "run-1", hours: int = 4, seed: int = 7) -> pa.Tabl
         "country": rng.choice(["de", "fr", "it", "es"], n, p=[0.4, 0.3, 0.2, 0.1]),
     }
     return compare(reference, current, timestamp_column="ts", window="1h", run_id=run_id)
+
+
+BASE_TOML = """\
+name = "orders"
+
+[source]
+paths = ["landing/*.parquet"]
+timestamp_column = "ts"
+
+[reference]
+path = "reference/reference.json"
+
+[window]
+size = "1h"
+
+[[notify]]
+name = "pd"
+type = "pagerduty"
+routing_key_env = "DIVMON_TEST_PD_KEY"
+"""
+
+
+def populated_monitor(base_dir: Path, extra_toml: str = "", runs: int = 2):
+    """A monitor (``base_dir/monitor.toml``) whose history, state and alert log hold ``runs``
+    realistic runs (3 hours each: ok, then a critical shift, then recovery), written the way
+    ``run_monitor`` writes them (without Beam)."""
+    from divtransforms.alerting import AlertTracker
+    from flows.alerts import AlertLog
+    from flows.config import load_config
+    from flows.history import append_records
+    from flows.state import MonitorState, StateStore
+
+    path = base_dir / "monitor.toml"
+    path.write_text(BASE_TOML + "\n" + extra_toml, encoding="utf-8")
+    config = load_config(path)
+    policy = config.build_policy()
+    state = MonitorState()
+    for i in range(runs):
+        run_id = f"run-{i + 1}"
+        table = drift_table(run_id, hours=3, start=3 * i)
+        append_records(config.history_dir, table, run_id)
+        tracker = AlertTracker(policy, state.tracker)
+        decisions = tracker.run(table.to_pylist())
+        log = AlertLog.open(config.history_dir)
+        log.add(
+            decisions,
+            reference_id=table.column("reference_id")[0].as_py(),
+            metric_for=lambda f: policy.for_feature(f).metric,
+            targets=[t.name for t in config.notify],
+            run_id=run_id,
+        )
+        log.save()
+        state.tracker = tracker.to_dict()
+        state.runs.append(
+            {
+                "run_id": run_id,
+                "finished_at": (T0 + timedelta(hours=3 * (i + 1), minutes=5)).isoformat(),
+                "records": table.num_rows,
+                "alerts": len(decisions),
+            }
+        )
+    StateStore(config.state_dir).save(state)
+    return config
