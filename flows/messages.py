@@ -21,6 +21,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from divtransforms.policy import judged_values
 from flows.config import MonitorConfig
 
 TEMPLATES = ("subject.txt.j2", "summary.txt.j2", "body.txt.j2", "body.html.j2", "slack.json.j2")
@@ -112,6 +113,23 @@ def dashboard_link(base_url: str | None, feature: str) -> str | None:
     return base_url.split("#", 1)[0] + "#alerts"
 
 
+def judged_value(entry: Mapping[str, Any], metric: str) -> float | None:
+    """The value the policy compared with the thresholds (``js_divergence``: bias-corrected)."""
+    record = entry.get("record") or {}
+    if metric == "js_divergence" and record.get("js_divergence") is not None:
+        cols = {k: [_float(record.get(k))] for k in ("js_divergence", "js_bias", "js_corrected")}
+        value = float(judged_values(cols, metric)[0])
+        return None if math.isnan(value) else value
+    return entry.get("value")
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def alert_context(
     entry: Mapping[str, Any], config: MonitorConfig, *, test: bool = False
 ) -> dict[str, Any]:
@@ -121,6 +139,7 @@ def alert_context(
     record = entry.get("record") or {}
     fp = config.build_policy().for_feature(feature)
     critical = severity == "critical"
+    metric = entry.get("metric") or fp.metric
     return {
         "monitor": config.name,
         "feature": feature,
@@ -130,8 +149,8 @@ def alert_context(
         "test": test,
         "colour": _COLOURS.get(severity, "#59636e"),
         "emoji": _EMOJI.get(severity, ":grey_question:"),
-        "metric": entry.get("metric") or fp.metric,
-        "value": entry.get("value"),
+        "metric": metric,
+        "value": judged_value(entry, metric),
         "warn": fp.warn,
         "critical": fp.critical,
         "threshold": fp.critical if critical else fp.warn,

@@ -47,7 +47,9 @@ path = "reference/reference.json"
 
 [window]
 size = "1h"
+"""
 
+DEFAULT_NOTIFY = """\
 [[notify]]
 name = "pd"
 type = "pagerduty"
@@ -55,44 +57,54 @@ routing_key_env = "DIVMON_TEST_PD_KEY"
 """
 
 
-def populated_monitor(base_dir: Path, extra_toml: str = "", runs: int = 2):
+def populated_monitor(
+    base_dir: Path, extra_toml: str = "", runs: int = 2, notify_toml: str = DEFAULT_NOTIFY
+):
     """A monitor (``base_dir/monitor.toml``) whose history, state and alert log hold ``runs``
     realistic runs (3 hours each: ok, then a critical shift, then recovery), written the way
     ``run_monitor`` writes them (without Beam)."""
-    from divtransforms.alerting import AlertTracker
-    from flows.alerts import AlertLog
     from flows.config import load_config
-    from flows.history import append_records
-    from flows.state import MonitorState, StateStore
 
     path = base_dir / "monitor.toml"
-    path.write_text(BASE_TOML + "\n" + extra_toml, encoding="utf-8")
+    path.write_text(BASE_TOML + "\n" + notify_toml + "\n" + extra_toml, encoding="utf-8")
     config = load_config(path)
-    policy = config.build_policy()
-    state = MonitorState()
     for i in range(runs):
-        run_id = f"run-{i + 1}"
-        table = drift_table(run_id, hours=3, start=3 * i)
-        append_records(config.history_dir, table, run_id)
-        tracker = AlertTracker(policy, state.tracker)
-        decisions = tracker.run(table.to_pylist())
-        log = AlertLog.open(config.history_dir)
-        log.add(
-            decisions,
-            reference_id=table.column("reference_id")[0].as_py(),
-            metric_for=lambda f: policy.for_feature(f).metric,
-            targets=[t.name for t in config.notify],
-            run_id=run_id,
-        )
-        log.save()
-        state.tracker = tracker.to_dict()
-        state.runs.append(
-            {
-                "run_id": run_id,
-                "finished_at": (T0 + timedelta(hours=3 * (i + 1), minutes=5)).isoformat(),
-                "records": table.num_rows,
-                "alerts": len(decisions),
-            }
-        )
-    StateStore(config.state_dir).save(state)
+        add_run(config, i)
     return config
+
+
+def add_run(config, i: int) -> list:
+    """Run ``i`` (hours 3i .. 3i+3): history, tracker, alert log and state; returns the alerts."""
+    from divtransforms.alerting import AlertTracker
+    from flows.alerts import AlertLog
+    from flows.history import append_records
+    from flows.state import StateStore
+
+    store = StateStore(config.state_dir)
+    state = store.load()
+    policy = config.build_policy()
+    run_id = f"run-{i + 1}"
+    table = drift_table(run_id, hours=3, start=3 * i)
+    append_records(config.history_dir, table, run_id)
+    tracker = AlertTracker(policy, state.tracker)
+    decisions = tracker.run(table.to_pylist())
+    log = AlertLog.open(config.history_dir)
+    new = log.add(
+        decisions,
+        reference_id=table.column("reference_id")[0].as_py(),
+        metric_for=lambda f: policy.for_feature(f).metric,
+        targets=[t.name for t in config.notify],
+        run_id=run_id,
+    )
+    log.save()
+    state.tracker = tracker.to_dict()
+    state.runs.append(
+        {
+            "run_id": run_id,
+            "finished_at": (T0 + timedelta(hours=3 * (i + 1), minutes=5)).isoformat(),
+            "records": table.num_rows,
+            "alerts": len(decisions),
+        }
+    )
+    store.save(state)
+    return new
