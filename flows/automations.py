@@ -19,13 +19,14 @@ from flows.events import EVENT_PREFIX
 from flows.notify import resolve_secret
 
 log = logging.getLogger(__name__)
+INSTALLED_BLOCK_PREFIX = "divtransforms-"
 
 
 def _block_document_id(config: MonitorConfig, target: NotifyConfig):
     from prefect.blocks.core import Block
     from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
 
-    name = f"divtransforms-{config.name}-{target.name}".lower().replace("_", "-").replace(".", "-")
+    name = block_name(config, target)
     if target.type == "block":
         block = Block.load(target.block)
         return block._block_document_id, target.block
@@ -51,8 +52,59 @@ def _block_document_id(config: MonitorConfig, target: NotifyConfig):
     return block._block_document_id, f"{block.get_block_type_slug()}/{name}"
 
 
+def block_name(config: MonitorConfig, target: NotifyConfig) -> str:
+    """The block ``install`` saves for a webhook/Slack target (never a user's own block)."""
+    raw = f"{INSTALLED_BLOCK_PREFIX}{config.name}-{target.name}"
+    return raw.lower().replace("_", "-").replace(".", "-")
+
+
 def automation_name(config: MonitorConfig, target: NotifyConfig) -> str:
-    return f"divtransforms {config.name}: drift -> {target.name}"
+    return f"{automation_prefix(config)}{target.name}"
+
+
+def automation_prefix(config: MonitorConfig) -> str:
+    """Every automation ``install`` made for this monitor starts with this (names have no ':')."""
+    return f"divtransforms {config.name}: drift -> "
+
+
+def installed_automations(config: MonitorConfig) -> list[Any]:
+    """The automations ``install`` created for this monitor (also for targets removed since)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return sorted(
+            (a for a in client.read_automations() if a.name.startswith(automation_prefix(config))),
+            key=lambda a: a.name,
+        )
+
+
+def uninstall_automations(config: MonitorConfig) -> list[dict[str, Any]]:
+    """Delete this monitor's automations and the blocks ``install`` saved for them.
+
+    Blocks a ``block`` target names are the user's and stay. Returns ``[{name, id, block}]``.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    out = []
+    with get_client(sync_client=True) as client:
+        for automation in installed_automations(config):
+            removed_block = None
+            for action in automation.actions:
+                block_id = getattr(action, "block_document_id", None)
+                if block_id is None:
+                    continue
+                try:
+                    doc = client.read_block_document(block_id)
+                except ObjectNotFound:
+                    continue
+                if doc.name and doc.name.startswith(INSTALLED_BLOCK_PREFIX):
+                    client.delete_block_document(block_id)
+                    removed_block = doc.name
+            client.delete_automation(automation.id)
+            log.info("automation %r removed", automation.name)
+            out.append({"name": automation.name, "id": str(automation.id), "block": removed_block})
+    return out
 
 
 def install_automations(

@@ -179,3 +179,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="suppression window per feature (trigger 'within')",
     )
     install.set_defaults(handler=cmd_alerts_install)
+    from flows import alert_commands
+
+    alert_commands.register(alerts_sub)  # test, list, uninstall
