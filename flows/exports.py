@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,13 +54,35 @@ def bigquery_job_id(table: str, run_id: str) -> str:
 
 
 def bigquery_rows(records: pa.Table | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flat rows as BigQuery JSON (timestamps ISO 8601, ``details`` a JSON object string)."""
+    """Flat rows as load-job JSON: timestamps ISO 8601, ``details`` a JSON object (a load job
+    stores a JSON column's value as it is; the streaming job sends it as a string instead, as
+    ``tabledata.insertAll`` requires)."""
     rows = records.to_pylist() if isinstance(records, pa.Table) else list(records)
     out = []
     for r in rows:
-        flat = flatten_record(r)
+        flat = flatten_record(r, details_as_text=False)
         out.append({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in flat.items()})
     return out
+
+
+def bigquery_client(table: str, location: str | None = None) -> Any:
+    """A client for the table's project (Application Default Credentials). With
+    ``DIVMON_BIGQUERY_API_ENDPOINT`` set (an emulator, or a private endpoint), that endpoint is
+    used, with anonymous credentials when it is a plain-http one."""
+    from google.cloud import bigquery
+
+    project = table.split(".", 1)[0]
+    endpoint = os.environ.get("DIVMON_BIGQUERY_API_ENDPOINT")
+    if not endpoint:
+        return bigquery.Client(project=project, location=location)
+    from google.auth.credentials import AnonymousCredentials
+
+    return bigquery.Client(
+        project=project,
+        location=location,
+        client_options={"api_endpoint": endpoint},
+        credentials=AnonymousCredentials() if endpoint.startswith("http://") else None,
+    )
 
 
 def load_bigquery(
@@ -74,8 +97,7 @@ def load_bigquery(
     from google.api_core.exceptions import Conflict
     from google.cloud import bigquery
 
-    project = table.split(".", 1)[0]
-    client = client or bigquery.Client(project=project, location=location)
+    client = client or bigquery_client(table, location)
     schema = [bigquery.SchemaField(f["name"], f["type"], mode=f["mode"]) for f in bigquery_schema()]
     job_config = bigquery.LoadJobConfig(
         schema=schema,
