@@ -34,6 +34,7 @@ from divtransforms.records import DRIFT_RECORD_SCHEMA, RECORD_SCHEMA_VERSION
 __all__ = [
     "DETAILS_COLUMN",
     "KEY_COLUMNS",
+    "bigquery_row",
     "bigquery_schema",
     "flat_columns",
     "flatten_record",
@@ -152,6 +153,13 @@ def flatten_record(
         json.dumps(details, sort_keys=True, allow_nan=False) if details_as_text else details
     )
     return row
+
+
+def bigquery_row(record: Mapping[str, Any], *, details_as_text: bool = False) -> dict[str, Any]:
+    """A flat row as BigQuery JSON: timestamps ISO 8601; ``details`` an object (load jobs) or a
+    JSON string (``tabledata.insertAll``, which takes JSON columns as strings)."""
+    flat = flatten_record(record, details_as_text=details_as_text)
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in flat.items()}
 
 
 def bigquery_schema(schema: pa.Schema = DRIFT_RECORD_SCHEMA) -> list[dict[str, str]]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from divtransforms.flat_records import bigquery_schema, flatten_record
+from divtransforms.flat_records import bigquery_row, bigquery_schema
 from divtransforms.records import atomic_write_json
 from flows.config import ExportConfig, MonitorConfig
 from flows.history import read_history
@@ -58,11 +58,7 @@ def bigquery_rows(records: pa.Table | Iterable[Mapping[str, Any]]) -> list[dict[
     stores a JSON column's value as it is; the streaming job sends it as a string instead, as
     ``tabledata.insertAll`` requires)."""
     rows = records.to_pylist() if isinstance(records, pa.Table) else list(records)
-    out = []
-    for r in rows:
-        flat = flatten_record(r, details_as_text=False)
-        out.append({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in flat.items()})
-    return out
+    return [bigquery_row(r) for r in rows]
 
 
 def bigquery_client(table: str, location: str | None = None) -> Any:

@@ -122,6 +122,12 @@ def build_check_pipeline(
     out["records"] | "WriteRecords" >> WriteRecords(
         output_dir, run_id, jsonl=job.jsonl, streaming=streaming
     )
+    if job.bigquery_table:
+        from pipelines.sinks import WriteRecordsToBigQuery
+
+        out["records"] | "WriteToBigQuery" >> WriteRecordsToBigQuery(
+            job.bigquery_table, streaming=streaming
+        )
     state_path = join(output_dir, "_state", f"mle-{run_id}.json")
     out["mle_state"] | "WriteState" >> WriteState(state_path)
     return out["records"]

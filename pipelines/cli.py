@@ -81,6 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--input-format", choices=["parquet", "csv", "jsonl"])
     check.add_argument("--run-id")
     check.add_argument("--jsonl", action="store_true", help="also write JSON Lines")
+    check.add_argument(
+        "--bigquery-table",
+        help='also write the records to BigQuery, "project.dataset.table" (the flat history '
+        "table of docs/monitoring-stack.md; streaming inserts when streaming, load jobs in batch)",
+    )
     check.add_argument("--policy", help="policy JSON ({'default': {...}, 'features': {...}})")
     check.add_argument("--mle-state-in", help="running-MLE state from an earlier run (JSON)")
     check.add_argument("--mle-state-out", help="where to write the updated running-MLE state")

@@ -132,6 +132,7 @@ class CheckOptions(PipelineOptions):
         )
         parser.add_argument("--run_id", default=None)
         parser.add_argument("--jsonl", action="store_true", default=False)
+        parser.add_argument("--bigquery_table", default=None, help="project.dataset.table")
         parser.add_argument("--mle_state_in", default=None)
         parser.add_argument("--mle_state_out", default=None)
 

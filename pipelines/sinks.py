@@ -24,7 +24,14 @@ from divtransforms.records import (
     write_records_parquet,
 )
 
-__all__ = ["WriteRecords", "WriteState", "join", "read_bytes", "write_bytes"]
+__all__ = [
+    "WriteRecords",
+    "WriteRecordsToBigQuery",
+    "WriteState",
+    "join",
+    "read_bytes",
+    "write_bytes",
+]
 
 
 def _remote(path: str) -> bool:
@@ -160,3 +167,46 @@ class WriteState(beam.PTransform):
 
     def expand(self, state):
         return state | "WriteState" >> beam.ParDo(_WriteStateFn(self._path))
+
+
+class WriteRecordsToBigQuery(beam.PTransform):
+    """Drift records -> the flat BigQuery history table (``divtransforms.flat_records``), the
+    same table ``[[export]] kind = "bigquery"`` loads.
+
+    Streaming: ``tabledata.insertAll`` (``STREAMING_INSERTS``; Beam's insert ids make a retried
+    bundle insert nothing twice; every pane is its own row, keyed by (run, feature, window,
+    pane)); ``details`` is sent as a JSON string, as insertAll requires for JSON columns. Batch:
+    load jobs (``FILE_LOADS``), ``details`` as a JSON object. The table is created if needed.
+    """
+
+    def __init__(self, table: str, *, streaming: bool = False, test_client: Any = None) -> None:
+        super().__init__()
+        if ":" not in table and table.count(".") == 2:  # Beam spells it PROJECT:DATASET.TABLE
+            table = table.replace(".", ":", 1)
+        self._table, self._streaming, self._test_client = table, streaming, test_client
+
+    def expand(self, records):
+        from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
+        from apache_beam.io.gcp.bigquery_tools import RetryStrategy
+
+        from divtransforms.flat_records import bigquery_row, bigquery_schema
+
+        method = (
+            WriteToBigQuery.Method.STREAMING_INSERTS
+            if self._streaming
+            else WriteToBigQuery.Method.FILE_LOADS
+        )
+        return (
+            records
+            | "ToFlatRows" >> beam.Map(bigquery_row, details_as_text=self._streaming)
+            | "WriteToBigQuery"
+            >> WriteToBigQuery(
+                self._table,
+                schema={"fields": bigquery_schema()},
+                method=method,
+                create_disposition=BigQueryDisposition.CREATE_IF_NEEDED,
+                write_disposition=BigQueryDisposition.WRITE_APPEND,
+                insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
+                test_client=self._test_client,
+            )
+        )

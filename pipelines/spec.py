@@ -93,6 +93,7 @@ class CheckJob:
     mle_state_out: str | None = None
     run_id: str | None = None
     jsonl: bool = False
+    bigquery_table: str | None = None  # "project.dataset.table": records also go to BigQuery
 
     def __post_init__(self) -> None:
         for name in ("window", "allowed_lateness"):
@@ -108,6 +109,8 @@ class CheckJob:
             )
         if self.source.pubsub and self.window is None:
             raise CheckJobError("a Pub/Sub check needs --window (event-time windows)")
+        if self.bigquery_table is not None and self.bigquery_table.count(".") != 2:
+            raise CheckJobError('--bigquery-table must be "project.dataset.table"')
         if self.window is not None and not (self.timestamp_column or self.source.pubsub):
             raise CheckJobError("--window needs --timestamp-column (the event time of each row)")
 
@@ -136,6 +139,7 @@ class CheckJob:
             mle_state_out=getattr(options, "mle_state_out", None),
             run_id=getattr(options, "run_id", None),
             jsonl=bool(getattr(options, "jsonl", False)),
+            bigquery_table=getattr(options, "bigquery_table", None),
         )
 
     def columns(self, profile: ReferenceProfile) -> list[str]:
