@@ -6,7 +6,8 @@ timestamp) becomes a column of its own; every nested field (lists such as ``coun
 ``bin_labels``, the ``mle_params`` and ``tests`` structs) goes into one JSON column, ``details``.
 Two key columns make a row's identity explicit and non-null: ``window_key`` (the window start in
 ISO 8601 UTC, ``"-"`` for an unwindowed record) and ``pane``; with ``run_id`` and ``feature``
-they form the primary key, so writing a run twice writes nothing twice.
+they form the primary key, so writing a run twice writes nothing twice. ``monitor`` names the
+monitor that wrote the row (several monitors can share one table; dashboards filter on it).
 
 Non-finite floats (NaN, infinities) are stored as NULL in the flat columns (SQLite and BigQuery's
 JSON loads cannot hold them portably); inside ``details`` they are the strings ``"NaN"``,
@@ -71,12 +72,13 @@ def _kind(dtype: pa.DataType) -> str | None:
 def flat_columns(schema: pa.Schema = DRIFT_RECORD_SCHEMA) -> list[tuple[str, str]]:
     """``[(column, kind)]`` of the flat table, kind in string/int/float/timestamp/json.
 
-    The record's scalar fields in schema order, then ``window_key``, ``record_schema_version``
-    and the ``details`` JSON column.
+    The record's scalar fields in schema order, then ``monitor``, ``window_key``,
+    ``record_schema_version`` and the ``details`` JSON column.
     """
     cols = [(f.name, k) for f in schema if (k := _kind(f.type)) is not None]
     return [
         *cols,
+        ("monitor", "string"),
         ("window_key", "string"),
         (SCHEMA_VERSION_COLUMN, "int"),
         (DETAILS_COLUMN, "json"),
@@ -125,13 +127,14 @@ def flatten_record(
     schema: pa.Schema = DRIFT_RECORD_SCHEMA,
     *,
     details_as_text: bool = True,
+    monitor: str | None = None,
 ) -> dict[str, Any]:
     """One flat row of ``record`` (a drift-record dict); missing fields are NULL.
 
     ``details`` is a JSON string (``details_as_text``) or the JSON-safe mapping itself.
     """
     row: dict[str, Any] = {}
-    for name, kind in flat_columns(schema)[:-3]:
+    for name, kind in flat_columns(schema)[:-4]:
         value = record.get(name)
         if value is None:
             row[name] = None
@@ -146,6 +149,7 @@ def flatten_record(
             row[name] = str(value)
     if row.get("pane") is None:
         row["pane"] = 0
+    row["monitor"] = monitor
     row["window_key"] = window_key(record.get("window_start"))
     row[SCHEMA_VERSION_COLUMN] = RECORD_SCHEMA_VERSION
     details = {name: _json_safe(record.get(name)) for name in nested_fields(schema)}
@@ -155,10 +159,12 @@ def flatten_record(
     return row
 
 
-def bigquery_row(record: Mapping[str, Any], *, details_as_text: bool = False) -> dict[str, Any]:
+def bigquery_row(
+    record: Mapping[str, Any], *, details_as_text: bool = False, monitor: str | None = None
+) -> dict[str, Any]:
     """A flat row as BigQuery JSON: timestamps ISO 8601; ``details`` an object (load jobs) or a
     JSON string (``tabledata.insertAll``, which takes JSON columns as strings)."""
-    flat = flatten_record(record, details_as_text=details_as_text)
+    flat = flatten_record(record, details_as_text=details_as_text, monitor=monitor)
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in flat.items()}
 
 

@@ -53,12 +53,14 @@ def bigquery_job_id(table: str, run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", raw)[:1024]
 
 
-def bigquery_rows(records: pa.Table | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def bigquery_rows(
+    records: pa.Table | Iterable[Mapping[str, Any]], monitor: str | None = None
+) -> list[dict[str, Any]]:
     """Flat rows as load-job JSON: timestamps ISO 8601, ``details`` a JSON object (a load job
     stores a JSON column's value as it is; the streaming job sends it as a string instead, as
     ``tabledata.insertAll`` requires)."""
     rows = records.to_pylist() if isinstance(records, pa.Table) else list(records)
-    return [bigquery_row(r) for r in rows]
+    return [bigquery_row(r, monitor=monitor) for r in rows]
 
 
 def bigquery_client(table: str, location: str | None = None) -> Any:
@@ -88,6 +90,7 @@ def load_bigquery(
     *,
     client: Any = None,
     location: str | None = None,
+    monitor: str | None = None,
 ) -> int:
     """Append one run's records with a load job; 0 when that run's job already ran (Conflict)."""
     from google.api_core.exceptions import Conflict
@@ -103,7 +106,7 @@ def load_bigquery(
         # New record fields become new nullable columns (the table's schema migration).
         schema_update_options=[bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION],
     )
-    rows = bigquery_rows(records)
+    rows = bigquery_rows(records, monitor)
     try:
         job = client.load_table_from_json(
             rows,
@@ -152,13 +155,14 @@ def _save_ledger(config: MonitorConfig, ledger: Mapping[str, list[str]]) -> None
     )
 
 
-def _write(cfg: ExportConfig, records: pa.Table, run_id: str) -> int:
+def _write(cfg: ExportConfig, records: pa.Table, run_id: str, monitor: str) -> int:
     if cfg.kind == "sql":
         from flows.sql_history import SqlHistory
 
-        with SqlHistory(export_url(cfg), cfg.table, db_schema=cfg.db_schema) as sql:
+        url = export_url(cfg)
+        with SqlHistory(url, cfg.table, db_schema=cfg.db_schema, monitor=monitor) as sql:
             return sql.write(records)
-    return load_bigquery(records, cfg.table, run_id, location=cfg.location)
+    return load_bigquery(records, cfg.table, run_id, location=cfg.location, monitor=monitor)
 
 
 def export_runs(
@@ -178,7 +182,7 @@ def export_runs(
         for run_id in todo:
             records = read_history(config.history_dir, run_id)
             try:
-                rows += _write(cfg, records, run_id) if records.num_rows else 0
+                rows += _write(cfg, records, run_id, config.name) if records.num_rows else 0
             except Exception as exc:  # a target that is down keeps its runs for the next run
                 summary.failed[cfg.key] = f"{type(exc).__name__}: {exc}"
                 logger.warning(

@@ -65,7 +65,14 @@ def redact_url(url: str) -> str:
 class SqlHistory:
     """A drift-record table in a SQL database; ``with SqlHistory(url) as h: h.write(table)``."""
 
-    def __init__(self, url: str, table: str = "drift_records", *, db_schema: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        table: str = "drift_records",
+        *,
+        db_schema: str | None = None,
+        monitor: str | None = None,
+    ):
         import sqlalchemy as sa
 
         if not table.replace("_", "").isalnum():
@@ -76,6 +83,7 @@ class SqlHistory:
             raise SqlHistoryError(f"sql export: cannot use {redact_url(url)}: {exc}") from None
         self.url = redact_url(url)
         self.name = table
+        self.monitor = monitor
         self.db_schema = db_schema
         self.metadata = sa.MetaData(schema=db_schema)
         dialect = self.engine.dialect.name
@@ -92,7 +100,7 @@ class SqlHistory:
             self.metadata,
             *columns,
             sa.PrimaryKeyConstraint(*KEY_COLUMNS, name=f"pk_{table}"),
-            sa.Index(f"ix_{table}_feature_window_end", "feature", "window_end"),
+            sa.Index(f"ix_{table}_monitor_feature_window", "monitor", "feature", "window_end"),
         )
         self.meta = sa.Table(
             META_TABLE,
@@ -197,7 +205,7 @@ class SqlHistory:
         if not self._migrated:
             self.migrate()
         rows = [
-            flatten_record(r, details_as_text=False)
+            flatten_record(r, details_as_text=False, monitor=self.monitor)
             for r in (records.to_pylist() if isinstance(records, pa.Table) else records)
         ]
         if not rows:

@@ -56,6 +56,7 @@ def test_sql_export_catches_up_and_writes_each_run_once(
         assert sql.run_ids() == {"run-1", "run-2", "run-3"}
     history = read_history(config.history_dir)
     assert len(rows) == history.num_rows
+    assert {r["monitor"] for r in rows} == {"orders"}
     assert sorted((r["run_id"], r["feature"], r["window_start"]) for r in rows) == sorted(
         (r["run_id"], r["feature"], r["window_start"]) for r in history.to_pylist()
     )
@@ -101,7 +102,7 @@ def test_bigquery_rejected_rows_fail_the_export_and_are_retried(tmp_path, monkey
         config = populated_monitor(tmp_path, extra, runs=1)
         real = exports.bigquery_rows
         monkeypatch.setattr(
-            exports, "bigquery_rows", lambda t: [{**r, "n": "many"} for r in real(t)]
+            exports, "bigquery_rows", lambda t, m=None: [{**r, "n": "many"} for r in real(t, m)]
         )
         summary = export_pending(config)
         assert "is not a valid INT64" in summary.failed["bigquery-acme-data.drift.records"]

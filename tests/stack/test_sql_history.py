@@ -22,7 +22,7 @@ def _check_round_trip(rows: list[dict], table: pa.Table) -> None:
     by_key = {(r["feature"], r["window_start"], r["pane"]): r for r in rows}
     for rec in table.to_pylist():
         row = by_key[(rec["feature"], rec["window_start"], rec["pane"])]
-        for name, kind in flat_columns()[:-3]:
+        for name, kind in flat_columns()[:-4]:
             want = rec[name]
             if kind == "float" and want is not None and not math.isfinite(want):
                 assert row[name] is None, name
