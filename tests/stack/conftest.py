@@ -167,9 +167,24 @@ def _pg_user() -> tuple[int, int]:
     return pw.pw_uid, pw.pw_gid
 
 
+@pytest.fixture()
+def postgres_url(postgres_cluster: str) -> str:
+    """A new, empty database in the session's PostgreSQL cluster (SQLAlchemy URL)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(f"{postgres_cluster}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return f"{postgres_cluster}/{name}"
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster (temp folder, non-root user); yields a SQLAlchemy URL."""
+def postgres_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (temp folder, non-root user); yields its base URL."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     root = Path(tempfile.mkdtemp(prefix="divtransforms-pg-"))
     run_as: list[str] = []
@@ -193,14 +208,7 @@ def postgres_url() -> Iterator[str]:
         env=env,
     )
     try:
-        import sqlalchemy as sa
-
-        url = f"postgresql+psycopg://divtransforms@127.0.0.1:{port}/postgres"
-        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sa.text("CREATE DATABASE drift"))
-        engine.dispose()
-        yield f"postgresql+psycopg://divtransforms@127.0.0.1:{port}/drift"
+        yield f"postgresql+psycopg://divtransforms@127.0.0.1:{port}"
     finally:
         subprocess.run(
             [*run_as, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"],

@@ -240,6 +240,18 @@ def test_prometheus_scrapes_divmon_serve(tmp_path: Path) -> None:
                     series["value"][1]
                 )
         _check_values(samples)
+        # every PromQL query of the Grafana dashboard parses and finds series in Prometheus
+        from .test_grafana import interpolate_promql, targets
+
+        deadline = time.monotonic() + 60  # increase() needs two scrapes
+        while not _query(prom.url, "count_over_time(divtransforms_alerts_total[1h]) >= 2"):
+            assert time.monotonic() < deadline, "Prometheus did not scrape twice in 60 s"
+            time.sleep(0.5)
+        for where, t in targets("prometheus"):
+            expr = interpolate_promql(t["expr"])
+            if expr.startswith("label_values("):  # a Grafana function: ask for the series
+                expr = expr.removeprefix("label_values(").rsplit(",", 1)[0]
+            assert _query(prom.url, expr), f"{where}: {expr} found nothing"
         up = _query(prom.url, 'up{job="divmon"}')
         assert [float(s["value"][1]) for s in up] == [1.0]
         assert all(not math.isnan(v) for k, v in samples.items() if "p_value" not in k[0])
