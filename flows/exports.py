@@ -36,12 +36,20 @@ EXPORTS_VERSION = 1
 _KEEP_RUNS = 1000
 
 
-def export_url(cfg: ExportConfig) -> str:
+def export_url(cfg: ExportConfig, config: MonitorConfig | None = None) -> str:
+    """The SQLAlchemy URL; a relative SQLite path is relative to the config file's folder."""
     if cfg.url is not None:
-        return cfg.url
-    from flows.notify import resolve_secret
+        url = cfg.url
+    else:
+        from flows.notify import resolve_secret
 
-    return resolve_secret(f"export {cfg.key}", cfg.url_env, cfg.url_secret)
+        url = resolve_secret(f"export {cfg.key}", cfg.url_env, cfg.url_secret)
+    prefix = "sqlite:///"
+    if config is not None and url.startswith(prefix) and not url.startswith(prefix + "/"):
+        path = url[len(prefix) :]
+        if path and not path.startswith(":memory:"):
+            return prefix + str(config.resolve(path))
+    return url
 
 
 # ---------------------------------------------------------------------- BigQuery
@@ -155,14 +163,14 @@ def _save_ledger(config: MonitorConfig, ledger: Mapping[str, list[str]]) -> None
     )
 
 
-def _write(cfg: ExportConfig, records: pa.Table, run_id: str, monitor: str) -> int:
+def _write(cfg: ExportConfig, config: MonitorConfig, records: pa.Table, run_id: str) -> int:
     if cfg.kind == "sql":
         from flows.sql_history import SqlHistory
 
-        url = export_url(cfg)
-        with SqlHistory(url, cfg.table, db_schema=cfg.db_schema, monitor=monitor) as sql:
+        url = export_url(cfg, config)
+        with SqlHistory(url, cfg.table, db_schema=cfg.db_schema, monitor=config.name) as sql:
             return sql.write(records)
-    return load_bigquery(records, cfg.table, run_id, location=cfg.location, monitor=monitor)
+    return load_bigquery(records, cfg.table, run_id, location=cfg.location, monitor=config.name)
 
 
 def export_runs(
@@ -182,7 +190,7 @@ def export_runs(
         for run_id in todo:
             records = read_history(config.history_dir, run_id)
             try:
-                rows += _write(cfg, records, run_id, config.name) if records.num_rows else 0
+                rows += _write(cfg, config, records, run_id) if records.num_rows else 0
             except Exception as exc:  # a target that is down keeps its runs for the next run
                 summary.failed[cfg.key] = f"{type(exc).__name__}: {exc}"
                 logger.warning(
