@@ -23,6 +23,10 @@ metric                                                  type     labels
 ``divtransforms_window_samples``                        gauge    monitor, feature
 ``divtransforms_window_missing_ratio``                  gauge    monitor, feature
 ``divtransforms_window_invalid_ratio``                  gauge    monitor, feature
+``divtransforms_window_unseen_ratio``                   gauge    monitor, feature (categorical:
+                                                                 values not in the reference)
+``divtransforms_quality_severity``                      gauge    monitor, feature (data-quality
+                                                                 verdict, codes as above)
 ``divtransforms_window_end_timestamp_seconds``          gauge    monitor, feature
 ``divtransforms_last_success_timestamp_seconds``        gauge    monitor
 ``divtransforms_alerts_outstanding``                    gauge    monitor, feature
@@ -59,6 +63,8 @@ METRIC_NAMES = (
     "divtransforms_window_samples",
     "divtransforms_window_missing_ratio",
     "divtransforms_window_invalid_ratio",
+    "divtransforms_window_unseen_ratio",
+    "divtransforms_quality_severity",
     "divtransforms_window_end_timestamp_seconds",
     "divtransforms_last_success_timestamp_seconds",
     "divtransforms_alerts_outstanding",
@@ -76,9 +82,12 @@ _LATEST_COLUMNS = (
     "n_missing",
     "n_invalid",
     "missing_rate",
+    "invalid_rate",
+    "unseen_rate",
     "p_value",
     "mle_p_value",
     "severity",
+    "quality_severity",
     "js_divergence",
     "js_corrected",
     "js_bias",
@@ -248,6 +257,17 @@ class MonitorCollector:
         invalid = gauge(
             "window_invalid_ratio", "Invalid values / values read, latest window", ["feature"]
         )
+        unseen = gauge(
+            "window_unseen_ratio",
+            "Values absent from the reference / values read, latest window (categorical)",
+            ["feature"],
+        )
+        quality = gauge(
+            "quality_severity",
+            "Data-quality severity of the latest window (missing/invalid/unseen rates, schema): "
+            "0 ok, 1 insufficient, 2 warning, 3 critical",
+            ["feature"],
+        )
         window_end = gauge(
             "window_end_timestamp_seconds",
             "End of the latest checked window (creation time for unwindowed checks)",
@@ -281,10 +301,15 @@ class MonitorCollector:
                 if r.get("invalid_rate") is not None
                 else (n_invalid / total if total else math.nan),
             )
+            if not math.isnan(_f(r.get("unseen_rate"))):  # categorical features
+                unseen.add_metric([mon, feature], _f(r["unseen_rate"]))
+            if r.get("quality_severity") in SEVERITY_RANK:
+                quality.add_metric([mon, feature], float(SEVERITY_RANK[r["quality_severity"]]))
             end = _ts(r.get("window_end")) or _ts(r.get("created_at"))
             if end is not None:
                 window_end.add_metric([mon, feature], end)
-        yield from (value, threshold, p_value, severity, samples, missing, invalid, window_end)
+        yield from (value, threshold, p_value, severity, samples, missing, invalid, unseen)
+        yield from (quality, window_end)
 
         last = gauge("last_success_timestamp_seconds", "When the last run finished", [])
         if snap.last_success is not None:

@@ -68,6 +68,10 @@ def _check_values(samples: dict, monitor: str = "orders") -> None:
             r["missing_rate"]
         )
         assert get("divtransforms_window_invalid_ratio", feature=feature) == 0.0
+        assert (
+            get("divtransforms_quality_severity", feature=feature)
+            == (SEVERITY_RANK[r["quality_severity"]])
+        )
         assert get("divtransforms_window_end_timestamp_seconds", feature=feature) == (
             r["window_end"].timestamp()
         )
