@@ -150,6 +150,7 @@ def alert_context(
         "colour": _COLOURS.get(severity, "#59636e"),
         "emoji": _EMOJI.get(severity, ":grey_question:"),
         "metric": metric,
+        "metric_label": f"{metric} (bias-corrected)" if metric == "js_divergence" else metric,
         "value": judged_value(entry, metric),
         "warn": fp.warn,
         "critical": fp.critical,

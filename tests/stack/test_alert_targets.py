@@ -77,9 +77,9 @@ def test_message_says_what_on_call_needs(tmp_path: Path) -> None:
     for body in (text, html):
         assert "amount" in body and "orders" in body
         judged = max(rec["js_corrected"], 0.0)  # js_divergence is judged bias-corrected
-        assert f"js_divergence = {judged:.4g}" in body.replace("<strong>", "").replace(
-            "</strong>", ""
-        )  # the judged value ...
+        assert f"js_divergence (bias-corrected) = {judged:.4g}" in body.replace(
+            "<strong>", ""
+        ).replace("</strong>", "")  # the judged value ...
         assert "0.03" in body and "0.002" in body  # ... against its thresholds
         assert f"{rec['p_value']:.2g}" in body
         assert f"{int(rec['n']):,}" in body
