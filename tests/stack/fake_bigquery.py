@@ -13,10 +13,11 @@ import email
 import email.policy
 import json
 import re
-import threading
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .receivers import LocalServer
 
 _UPLOAD = re.compile(r"^/upload/bigquery/v2/projects/([^/]+)/jobs\?uploadType=multipart")
 _JOB = re.compile(r"^/bigquery/v2/projects/([^/]+)/jobs/([^/?]+)")
@@ -39,7 +40,7 @@ def _check_value(name: str, kind: str, value: Any) -> str | None:
     return None if ok else f"{name}: {value!r} is not a valid {kind}"
 
 
-class FakeBigQuery:
+class FakeBigQuery(LocalServer):
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, Any]] = {}  # "project.dataset.table" -> schema, rows
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -79,8 +80,7 @@ class FakeBigQuery:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.serve(Handler)
 
     def load(self, project: str, job: dict, data: str) -> tuple[int, dict]:
         job_id = job["jobReference"]["jobId"]
@@ -139,17 +139,3 @@ class FakeBigQuery:
             resource["statistics"]["load"] = {"outputRows": str(len(rows))}
         self.jobs[job_id] = resource
         return 200, resource
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeBigQuery:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

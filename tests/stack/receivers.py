@@ -40,7 +40,29 @@ def validator(name: str):
     return cls(schema, format_checker=checker)
 
 
-class ApiReceiver:
+class LocalServer:
+    """An HTTP server on 127.0.0.1 (free port) in a thread: ``with server: ... server.url``."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class ApiReceiver(LocalServer):
     """``with ApiReceiver("pagerduty_events_v2", status=202) as rx: ... rx.url, rx.requests``."""
 
     def __init__(self, schema: str, *, status: int = 200, answer: Any = None):
@@ -81,22 +103,7 @@ class ApiReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> ApiReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self.serve(Handler)
 
     def bodies(self) -> list[Any]:
         return [r["json"] for r in self.requests]
