@@ -20,6 +20,7 @@ from flows.notify import resolve_secret
 
 log = logging.getLogger(__name__)
 INSTALLED_BLOCK_PREFIX = "divtransforms-"
+FLOW_ONLY_TYPES = ("pagerduty", "alertmanager")
 
 
 def _block_document_id(config: MonitorConfig, target: NotifyConfig):
@@ -119,6 +120,14 @@ def install_automations(
         raise ValueError("no [[notify]] targets in the config: nothing to route events to")
     out = []
     for target in config.notify:
+        if target.type in FLOW_ONLY_TYPES:
+            log.warning(
+                "notify %r (%s): delivered by the flow only (it resolves incidents by their "
+                "key, which an automation's notification cannot); no automation installed",
+                target.name,
+                target.type,
+            )
+            continue
         block_id, block_ref = _block_document_id(config, target)
         name = automation_name(config, target)
         try:
