@@ -15,7 +15,9 @@ error status so that the alert stays in the outbox (``flows.alerts.deliver_outst
 
 The incident key (:func:`incident_key`) is the dedup key of the alert that opened the incident:
 an escalation from warning to critical updates the same PagerDuty incident, and the ``recovered``
-alert that closes it carries the same key, so it resolves exactly what it opened.
+alert that closes it carries the same key, so it resolves exactly what it opened. An alert is
+never sent to these two targets before the earlier alerts of its incident reached them
+(:func:`require_in_order`): a resolve that overtook its trigger would leave the incident open.
 """
 
 from __future__ import annotations
@@ -66,6 +68,29 @@ def incident_severities(
             if incident_key(entries, e) == key and e["severity"] not in seen:
                 seen.append(e["severity"])
     return seen
+
+
+class IncidentNotOpenedYet(RuntimeError):
+    """An earlier alert of the same incident has not reached this target yet: sending this one
+    first would resolve (or update) nothing and leave the incident open when the earlier one
+    arrives. The alert stays in the outbox and follows it."""
+
+
+def require_in_order(
+    entries: Sequence[Mapping[str, Any]], entry: Mapping[str, Any], key: str, target: str
+) -> None:
+    """Raise :class:`IncidentNotOpenedYet` if an earlier alert of incident ``key`` is still
+    undelivered to ``target``."""
+    for e in entries:
+        if e.get("dedup_key") == entry.get("dedup_key"):
+            return
+        if e.get("feature") != entry.get("feature") or incident_key(entries, e) != key:
+            continue
+        state = (e.get("deliveries") or {}).get(target)
+        if state is not None and state.get("status") != "delivered":
+            raise IncidentNotOpenedYet(
+                f"{entry.get('dedup_key')} waits for {e.get('dedup_key')} to reach {target}"
+            )
 
 
 def pagerduty_dedup_key(key: str) -> str:
@@ -266,7 +291,9 @@ def send_pagerduty(
     from flows.notify import resolve_secret
 
     routing_key = resolve_secret(cfg.name, cfg.routing_key_env, cfg.routing_key_secret)
-    key = incident_key(_log_entries(config) if entries is None else entries, entry)
+    log_entries = _log_entries(config) if entries is None else entries
+    key = incident_key(log_entries, entry)
+    require_in_order(log_entries, entry, key, cfg.name)
     payload = pagerduty_payload(Message.of(entry, config, test=test), routing_key, key)
     post_json(cfg.api_url or PAGERDUTY_URL, payload, timeout=cfg.timeout, headers=_headers(entry))
 
@@ -284,6 +311,7 @@ def send_alertmanager(
     base = cfg.api_url or resolve_secret(cfg.name, cfg.url_env, cfg.url_secret)
     log_entries = _log_entries(config) if entries is None else entries
     key = incident_key(log_entries, entry)
+    require_in_order(log_entries, entry, key, cfg.name)
     earlier = incident_severities(log_entries, entry, key)
     if entry["severity"] == "recovered":
         resolve = earlier or list(_OPENING)

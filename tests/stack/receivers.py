@@ -68,12 +68,18 @@ class ApiReceiver(LocalServer):
     def __init__(self, schema: str, *, status: int = 200, answer: Any = None):
         self.validator = validator(schema)
         self.requests: list[dict[str, Any]] = []
+        self.fail_status: int | None = None  # answer this (e.g. 503) to every request
         self.rejected: list[list[str]] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.fail_status is not None:
+                    self.send_response(receiver.fail_status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 try:
                     body = json.loads(raw)
                 except json.JSONDecodeError as exc:

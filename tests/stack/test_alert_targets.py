@@ -199,21 +199,27 @@ def test_escalation_keeps_one_incident_and_recovery_resolves_both(
         notify = _notify("http://unused", "http://unused", pagerduty.url, alertmanager.url)
         config = populated_monitor(tmp_path, runs=1, notify_toml=notify)
         base = AlertLog.open(config.history_dir).entries[0]
-        full = [{**base, **e} for e in entries]
+        full = [{**base, **e, "deliveries": {**base["deliveries"]}} for e in entries]
         log = AlertLog(config.history_dir / "_alerts.json", full)
         log.save()
         from flows.targets import send_alertmanager, send_pagerduty
 
         pd_cfg, am_cfg = config.notify[2], config.notify[3]
+
+        def send(e: dict) -> None:  # as deliver_outstanding does: send, then log the success
+            for cfg, sender in ((pd_cfg, send_pagerduty), (am_cfg, send_alertmanager)):
+                sender(config, cfg, e)
+                e["deliveries"][cfg.name] = {"status": "delivered", "attempts": 1}
+                log.save()
+
+        full = log.entries
         for e in full[:3]:
-            send_pagerduty(config, pd_cfg, e)
-            send_alertmanager(config, am_cfg, e)
+            send(e)
         active = {
             (a["labels"]["feature"], a["labels"]["severity"]) for a in _am_alerts(alertmanager.url)
         }
         assert active == {("amount", "critical"), ("country", "critical")}  # warning resolved
-        send_pagerduty(config, pd_cfg, full[3])
-        send_alertmanager(config, am_cfg, full[3])
+        send(full[3])
         assert {a["labels"]["feature"] for a in _am_alerts(alertmanager.url)} == {"country"}
         actions = [(b["event_action"], b["dedup_key"]) for b in pagerduty.bodies()]
         assert actions == [
@@ -240,3 +246,26 @@ def test_rejected_payload_stays_in_the_outbox_without_secrets(tmp_path: Path, mo
     assert entry["status"] == "failed"
     assert entry["deliveries"]["pager"]["last_error"] == "HTTPStatusError: HTTP 400"
     assert "too-short-key" not in json.dumps(entry)
+
+
+def test_a_resolve_never_overtakes_its_trigger(tmp_path: Path, secrets) -> None:
+    """PagerDuty is down when the incident opens; the recovery arrives before it is back: the
+    resolve waits in the outbox until the trigger got through, then follows it."""
+    with ApiReceiver("pagerduty_events_v2", status=202) as pagerduty:
+        notify = (
+            '[[notify]]\nname = "pager"\ntype = "pagerduty"\n'
+            f'routing_key_env = "DIVMON_TEST_PD_KEY"\napi_url = "{pagerduty.url}/v2/enqueue"\n'
+        )
+        config = populated_monitor(tmp_path, runs=1, notify_toml=notify)
+        pagerduty.fail_status = 503
+        summary = deliver_outstanding(AlertLog.open(config.history_dir), build_notifiers(config))
+        assert (summary.delivered, summary.failed) == (0, 1)
+        add_run(config, 1)  # the recovery, while PagerDuty is still down
+        summary = deliver_outstanding(AlertLog.open(config.history_dir), build_notifiers(config))
+        assert (summary.delivered, summary.failed) == (0, 2)
+        waiting = AlertLog.open(config.history_dir).entries[1]["deliveries"]["pager"]
+        assert waiting["last_error"] == "IncidentNotOpenedYet"
+        pagerduty.fail_status = None
+        summary = deliver_outstanding(AlertLog.open(config.history_dir), build_notifiers(config))
+        assert (summary.delivered, summary.failed) == (2, 0)
+        assert [b["event_action"] for b in pagerduty.bodies()] == ["trigger", "resolve"]
