@@ -23,12 +23,26 @@ from typing import Any
 
 from divtransforms.policy import judged_values
 from flows.config import MonitorConfig
+from flows.freshness import FEED
 
-TEMPLATES = ("subject.txt.j2", "summary.txt.j2", "body.txt.j2", "body.html.j2", "slack.json.j2")
-_COLOURS = {"critical": "#cf222e", "warning": "#bf8700", "recovered": "#1a7f37"}
+TEMPLATES = (
+    "_headline.j2",
+    "subject.txt.j2",
+    "summary.txt.j2",
+    "body.txt.j2",
+    "body.html.j2",
+    "slack.json.j2",
+)
+_COLOURS = {
+    "critical": "#cf222e",
+    "warning": "#bf8700",
+    "stale": "#8250df",
+    "recovered": "#1a7f37",
+}
 _EMOJI = {
     "critical": ":red_circle:",
     "warning": ":large_orange_circle:",
+    "stale": ":hourglass:",
     "recovered": ":white_check_mark:",
 }
 
@@ -140,12 +154,21 @@ def alert_context(
     fp = config.build_policy().for_feature(feature)
     critical = severity == "critical"
     metric = entry.get("metric") or fp.metric
+    is_feed = feature == FEED
+    window = format_window(entry.get("window_start"), entry.get("window_end"))
+    if is_feed:  # a stale feed: the window is the time without data
+        since = _when(entry.get("window_start"))
+        window = "no new data since " + (since.strftime("%Y-%m-%d %H:%M UTC") if since else "-")
+        if entry.get("window_end"):
+            back = _when(entry.get("window_end"))
+            window += ", until " + (back.strftime("%Y-%m-%d %H:%M UTC") if back else "-")
     return {
         "monitor": config.name,
         "feature": feature,
         "severity": severity,
         "severity_label": severity.upper(),
         "is_recovery": severity == "recovered",
+        "is_feed": is_feed,
         "test": test,
         "colour": _COLOURS.get(severity, "#59636e"),
         "emoji": _EMOJI.get(severity, ":grey_question:"),
@@ -164,7 +187,7 @@ def alert_context(
         "missing_rate": record.get("missing_rate"),
         "window_start": entry.get("window_start"),
         "window_end": entry.get("window_end"),
-        "window": format_window(entry.get("window_start"), entry.get("window_end")),
+        "window": window,
         "reference_id": entry.get("reference_id") or "-",
         "run_id": entry.get("run_id") or record.get("run_id"),
         "reason": entry.get("reason") or "",

@@ -33,8 +33,10 @@ from flows.messages import Message
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 SENDGRID_URL = "https://api.sendgrid.com/v3/mail/send"
 ALERTNAME = "DataDrift"
-_PD_SEVERITY = {"critical": "critical", "warning": "warning", "recovered": "info"}
-_OPENING = ("warning", "critical")
+_PD_SEVERITY = {"critical": "critical", "warning": "warning", "stale": "error"}
+# Alerts that open (or escalate) an incident; ``recovered`` closes it. ``stale`` is the feed's
+# (flows.freshness), on its own pseudo-feature, so it never mixes with a feature's drift.
+_OPENING = ("warning", "critical", "stale")
 
 
 def incident_key(entries: Sequence[Mapping[str, Any]], entry: Mapping[str, Any]) -> str:

@@ -73,7 +73,7 @@ def test_message_says_what_on_call_needs(tmp_path: Path) -> None:
     msg = Message.of(entry, config)
     rec = entry["record"]
     text, html = msg.text(), msg.html()
-    assert msg.subject.startswith("[divtransforms] CRITICAL: amount drifted in orders")
+    assert msg.subject.startswith("[divtransforms] CRITICAL: amount in orders drifted")
     for body in (text, html):
         assert "amount" in body and "orders" in body
         judged = max(rec["js_corrected"], 0.0)  # js_divergence is judged bias-corrected
@@ -269,3 +269,81 @@ def test_a_resolve_never_overtakes_its_trigger(tmp_path: Path, secrets) -> None:
         summary = deliver_outstanding(AlertLog.open(config.history_dir), build_notifiers(config))
         assert (summary.delivered, summary.failed) == (2, 0)
         assert [b["event_action"] for b in pagerduty.bodies()] == ["trigger", "resolve"]
+
+
+def test_a_stale_feed_is_an_incident_of_its_own(tmp_path: Path, secrets, alertmanager) -> None:
+    """flows.freshness logs ``stale`` / ``recovered`` on the pseudo-feature ``__feed__``: the
+    messages say what happened (no drift numbers), and the recovery resolves the incident."""
+    from flows.freshness import FEED
+
+    with (
+        ApiReceiver("slack_incoming_webhook", answer="ok") as slack,
+        ApiReceiver("pagerduty_events_v2", status=202) as pagerduty,
+    ):
+        import os
+
+        os.environ["DIVMON_TEST_SLACK_URL"] = slack.url
+        try:
+            notify = _notify(slack.url, "http://unused", pagerduty.url, alertmanager.url)
+            config = populated_monitor(tmp_path, _dashboard(), runs=0, notify_toml=notify)
+            targets = [t.name for t in config.notify if t.name != "mail"]
+            base = {
+                "feature": FEED,
+                "metric": "idle_runs",
+                "value": 3.0,
+                "reference_id": "ref-1",
+                "record": {"idle_runs": 3, "n": 0},
+                "targets": targets,
+                "status": "pending",
+                "deliveries": {
+                    t: {"status": "pending", "attempts": 0, "delivered_at": None} for t in targets
+                },
+            }
+            stale = {
+                **base,
+                "dedup_key": f"{FEED}|2026-03-01T06:00:00+00:00|-|stale|ref-1",
+                "severity": "stale",
+                "window_start": "2026-03-01T06:00:00+00:00",
+                "window_end": None,
+                "reason": "no new data for 3 run(s) since 2026-03-01 06:00:00+00:00",
+            }
+            log = AlertLog(config.history_dir / "_alerts.json", [stale])
+            log.save()
+            msg = Message.of(stale, config)
+            assert msg.subject.startswith("[divtransforms] STALE: no new data for orders")
+            text = msg.text()
+            assert "no new data since 2026-03-01 06:00 UTC" in text
+            assert "Judged value" not in text and "Judged value" not in msg.html()
+            summary = deliver_outstanding(log, build_notifiers(config))
+            assert (summary.delivered, summary.failed) == (3, 0), summary.errors
+            firing = [a["labels"] for a in _am_alerts(alertmanager.url)]
+            assert [(a["feature"], a["severity"]) for a in firing] == [(FEED, "stale")]
+            recovered = {
+                **base,
+                "deliveries": {
+                    t: {"status": "pending", "attempts": 0, "delivered_at": None} for t in targets
+                },
+                "dedup_key": f"{FEED}|2026-03-01T06:00:00+00:00|2026-03-01T09:00:00+00:00|"
+                "recovered|ref-1",
+                "severity": "recovered",
+                "window_start": "2026-03-01T06:00:00+00:00",
+                "window_end": "2026-03-01T09:00:00+00:00",
+                "reason": "data arrived again after 3 idle run(s)",
+            }
+            log = AlertLog.open(config.history_dir)
+            log.entries.append(recovered)
+            log.save()
+            summary = deliver_outstanding(log, build_notifiers(config))
+            assert (summary.delivered, summary.failed) == (3, 0), summary.errors
+        finally:
+            os.environ.pop("DIVMON_TEST_SLACK_URL")
+    assert _am_alerts(alertmanager.url) == []
+    events = pagerduty.bodies()
+    assert [(e["event_action"], e["dedup_key"]) for e in events] == [
+        ("trigger", stale["dedup_key"]),
+        ("resolve", stale["dedup_key"]),
+    ]
+    assert events[0]["payload"]["severity"] == "error"
+    assert slack.rejected == [] and pagerduty.rejected == []
+    assert "stale" in slack.bodies()[0]["blocks"][1]["text"]["text"]
+    assert "arrives again" in slack.bodies()[1]["blocks"][1]["text"]["text"]
