@@ -122,8 +122,9 @@ def drift_check(config_path: str) -> dict[str, Any]:
     if config.dashboard_path is not None:
         dashboard = render_dashboard(config, logger)
     publish_artifacts(config, summary, dashboard)
-    from flows.metrics import publish_metrics
+    from flows.metrics import publish_metrics, record_success
 
+    record_success(config)  # also a run that found no new data: the schedule is alive
     publish_metrics(config, logger)  # node-exporter textfile / Pushgateway, when configured
     return {
         "run_ids": summary.run_ids,

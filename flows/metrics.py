@@ -150,6 +150,30 @@ def latest_records(history_dir: Path) -> dict[str, dict[str, Any]]:
     return latest
 
 
+SUCCESS_FILE = "last_success.json"
+
+
+def record_success(config: MonitorConfig, when: datetime | None = None) -> None:
+    """Note that a run finished without error (also a run that found no new data)."""
+    from divtransforms.records import atomic_write_json
+
+    when = when or datetime.now(UTC)
+    atomic_write_json(
+        config.state_dir / SUCCESS_FILE, {"schema_version": 1, "finished_at": when.isoformat()}
+    )
+
+
+def _last_success(config: MonitorConfig, runs: list[dict[str, Any]]) -> float | None:
+    import json
+
+    stamps = [_ts(runs[-1].get("finished_at"))] if runs else []
+    path = config.state_dir / SUCCESS_FILE
+    if path.exists():
+        stamps.append(_ts(json.loads(path.read_text(encoding="utf-8")).get("finished_at")))
+    stamps = [s for s in stamps if s is not None]
+    return max(stamps) if stamps else None
+
+
 def read_snapshot(config: MonitorConfig) -> Snapshot:
     from flows.alerts import AlertLog
     from flows.state import StateStore
@@ -162,8 +186,7 @@ def read_snapshot(config: MonitorConfig) -> Snapshot:
         snap.readable = False
     try:
         state = StateStore(config.state_dir).load()
-        if state.runs:
-            snap.last_success = _ts(state.runs[-1].get("finished_at"))
+        snap.last_success = _last_success(config, state.runs)
     except Exception as exc:
         log.warning("metrics: cannot read the monitor state: %s", exc)
         snap.readable = False
@@ -190,6 +213,7 @@ def _fingerprint(config: MonitorConfig) -> tuple:
     for path in (
         config.history_dir / "_alerts.json",
         config.state_dir / "state.json",
+        config.state_dir / SUCCESS_FILE,
     ):
         try:
             st = path.stat()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,15 @@ from flows import demo
 from flows.config import load_config
 from flows.history import read_history
 from flows.receiver import AlertReceiver
+
+
+def _value(text: str, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return next(
+        s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name
+    )
+
 
 pytestmark = [pytest.mark.prefect, pytest.mark.beam, pytest.mark.usefixtures("prefect_harness")]
 
@@ -34,6 +44,13 @@ def test_drift_check_exports_to_sql_and_writes_the_textfile(monitor_dir: Path, m
             for h in hours:
                 demo.write_stream_file(monitor_dir / "landing", h, n=1_000, drifted=h >= 2)
             drift_check(str(path))
+        text = (monitor_dir / "metrics" / "divmon.prom").read_text()
+        before = _value(text, "divtransforms_last_success_timestamp_seconds")
+        time.sleep(1.1)
+        drift_check(str(path))  # no new data: still a successful run
+        after = (monitor_dir / "metrics" / "divmon.prom").read_text()
+        assert _value(after, "divtransforms_last_success_timestamp_seconds") > before
+        assert abs(_value(after, "divtransforms_last_success_timestamp_seconds") - time.time()) < 60
     history = read_history(config.history_dir)
     with SqlHistory(f"sqlite:///{monitor_dir / 'drift.db'}") as sql:
         rows = sql.read()
