@@ -184,6 +184,13 @@ def alert_context(
         "n": record.get("n"),
         "n_missing": record.get("n_missing"),
         "n_invalid": record.get("n_invalid"),
+        "quality_severity": record.get("quality_severity"),
+        "quality_reason": record.get("quality_reason"),
+        "quality_alert": record.get("quality_severity") in ("warning", "critical"),
+        "schema_issues": [
+            {"code": str(i.get("code") or ""), "detail": str(i.get("detail") or "")}
+            for i in record.get("schema_issues") or []
+        ],
         "missing_rate": record.get("missing_rate"),
         "window_start": entry.get("window_start"),
         "window_end": entry.get("window_end"),

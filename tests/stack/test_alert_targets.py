@@ -347,3 +347,27 @@ def test_a_stale_feed_is_an_incident_of_its_own(tmp_path: Path, secrets, alertma
     assert slack.rejected == [] and pagerduty.rejected == []
     assert "stale" in slack.bodies()[0]["blocks"][1]["text"]["text"]
     assert "arrives again" in slack.bodies()[1]["blocks"][1]["text"]["text"]
+
+
+def test_quality_and_schema_findings_are_in_the_message(tmp_path: Path) -> None:
+    config = populated_monitor(tmp_path, _dashboard())
+    entry = dict(AlertLog.open(config.history_dir).entries[0])
+    entry["record"] = {
+        **entry["record"],
+        "quality_severity": "critical",
+        "quality_reason": "missing_rate 0.4 vs reference 0.01 (p=1e-30)",
+        "schema_issues": [{"code": "type_change", "detail": "amount: <float> -> <string>"}],
+    }
+    msg = Message.of(entry, config)
+    text, html, slack = msg.text(), msg.html(), msg.slack()
+    assert "its data quality changed (critical)" in text
+    assert "Data quality : critical: missing_rate 0.4 vs reference 0.01" in text
+    assert "Schema       : type_change: amount: <float> -> <string>" in text
+    assert "type_change: amount: &lt;float&gt; -&gt; &lt;string&gt;" in html
+    assert "<float>" not in html
+    fields = [f["text"] for f in slack["blocks"][1]["fields"]]
+    assert any(f.startswith("*Data quality*") for f in fields)
+    assert any("&lt;float&gt;" in f for f in fields if f.startswith("*Schema*"))
+    from .receivers import validator
+
+    assert list(validator("slack_incoming_webhook").iter_errors(slack)) == []
