@@ -15,67 +15,22 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 
 from divtransforms.bins import CategoricalBins, NumericBins, to_float_array
-from divtransforms.columns import column_kind, column_of
+from divtransforms.columns import column_of
 from divtransforms.combiners import ExactValuesFn, NumericSummaryFn, VocabularyFn
 from divtransforms.histogram import Histogram
 from divtransforms.inference import choose_family, family_center
+from divtransforms.kinds import infer_kinds
 from divtransforms.mle import FAMILIES, accumulator_for
 from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile, finish_feature
-from divtransforms.quality import ABSENT, column_role
+from divtransforms.quality import ABSENT
 from divtransforms.window import FeatureStats, feature_stats_of_batch
 
 __all__ = ["BuildReference", "infer_kinds"]
 
 _LOG = logging.getLogger(__name__)
-
-
-def infer_kinds(
-    schema: pa.Schema,
-    features: Sequence[str] | None = None,
-    kinds: Mapping[str, str] | None = None,
-    exclude: Sequence[str] = (),
-    sample: pa.Table | None = None,
-) -> dict[str, str]:
-    """``{feature: numeric|categorical}`` from an Arrow schema.
-
-    Without ``features``, timestamp columns are skipped, and so are (with a ``sample`` of the
-    data) columns whose values are dates or times or unique per row (``quality.column_role``),
-    each with a log line saying why; naming a column in ``features`` or ``kinds`` keeps it.
-    """
-    kinds = dict(kinds or {})
-    names = list(features) if features else [n for n in schema.names if n not in set(exclude)]
-    out = {}
-    for name in names:
-        if name in kinds:
-            out[name] = kinds[name]
-            continue
-        idx = schema.get_field_index(name)
-        if idx < 0:
-            raise ValueError(
-                f"feature {name!r} is not in the data (columns: {', '.join(schema.names)})"
-            )
-        kind = column_kind(pa.array([], type=schema.field(idx).type))
-        if kind == "temporal":
-            if features:
-                raise ValueError(f"feature {name!r} holds timestamps: exclude it or give its kind")
-            _LOG.info("reference: column %r skipped: it holds timestamps", name)
-            continue
-        if not features and sample is not None and name in sample.schema.names:
-            role = column_role(sample.column(name))
-            if role:
-                _LOG.info(
-                    "reference: column %r skipped: %s (give --features or --categorical to "
-                    "profile it)",
-                    name,
-                    role,
-                )
-                continue
-        out[name] = kind
-    return out
 
 
 def _numeric_values(batch: Any, names: Sequence[str]) -> Iterator[tuple[str, list[float]]]:

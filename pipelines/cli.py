@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="Beam ApproximateQuantiles even for small inputs",
     )
+    build.add_argument(
+        "--cache-mb",
+        type=int,
+        default=None,
+        help="in-process build: MiB of batches kept between passes (default 384)",
+    )
     build.set_defaults(handler=_reference_build, accepts_pipeline_args=True)
 
     check = subparsers.add_parser(
@@ -105,30 +111,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from pipelines.startup import freeze_heap, import_beam
 
-    import_beam()
     freeze_heap()
     from pipelines.reference_job import (
         categorical_kinds,
         exact_from_flags,
         parse_families,
-        run_build_reference,
         split_names,
     )
 
-    profile = run_build_reference(
-        args.inputs,
-        args.output,
-        features=split_names(args.features),
-        kinds=categorical_kinds(args.categorical),
-        families=parse_families(args.families),
-        n_bins=args.bins,
-        strategy=args.strategy,
-        top_n=args.top_n,
-        input_format=args.input_format,
-        pipeline_args=list(extra),
-        exact=exact_from_flags(args.exact_quantiles, args.approximate_quantiles),
-        exclude=split_names(args.exclude) or (),
-    )
+    options = {
+        "features": split_names(args.features),
+        "kinds": categorical_kinds(args.categorical),
+        "families": parse_families(args.families),
+        "n_bins": args.bins,
+        "strategy": args.strategy,
+        "top_n": args.top_n,
+        "input_format": args.input_format,
+        "exclude": split_names(args.exclude) or (),
+    }
+    from pipelines.local import is_local
+
+    if not extra and not args.approximate_quantiles and is_local(args.inputs):
+        # No Beam runner asked for: build in this process (exact quantiles, bounded memory).
+        from pipelines.local import run_build_local
+
+        profile = run_build_local(args.inputs, args.output, cache_mb=args.cache_mb, **options)
+    else:
+        import_beam()
+        freeze_heap()
+        from pipelines.reference_job import run_build_reference
+
+        profile = run_build_reference(
+            args.inputs,
+            args.output,
+            pipeline_args=list(extra),
+            exact=exact_from_flags(args.exact_quantiles, args.approximate_quantiles),
+            **options,
+        )
     print(f"wrote {args.output}: {profile.reference_id}, {len(profile.features)} features")
     for name, fp in sorted(profile.features.items()):
         print(

@@ -1,0 +1,237 @@
+"""Building a reference profile in passes over re-readable batches, in bounded memory (no Beam).
+
+The same rules as Beam's ``BuildReference`` (``divtransforms.reference``): vocabularies from exact
+value counts, ranges and family hints from mergeable value summaries, the family from
+``inference.choose_family``, histograms and MLE statistics as ``window.feature_stats_of_batch``
+computes them, the family's fit by ``profile.finish_feature``. Quantile edges are exact (the
+values ``numpy.quantile(x, q, method="inverted_cdf")`` gives on the whole column) and found by
+``divtransforms.quantiles.ExactQuantiles`` from counts, so no column is ever held whole:
+
+- pass 1: value summaries (numeric) and value counts (categorical), every column;
+- pass 2: histograms and MLE statistics of every feature whose bins are known (categorical,
+  uniform or explicit edges), MLE statistics and quantile counts of the others;
+- pass 3 (and rarely more): only the columns whose quantiles are not resolved yet.
+
+The caller owns the reading: ``for each pass: add(batch) for every batch; end_pass()`` while
+``columns()`` is not empty, then ``profile()``. Memory is the summaries, counts and a few small
+slices of values per feature, whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from divtransforms.bins import (
+    BinSpec,
+    CategoricalBins,
+    NumericBins,
+    _to_string_array,
+    to_float_array,
+)
+from divtransforms.columns import column_of
+from divtransforms.histogram import Histogram
+from divtransforms.inference import choose_family, family_center
+from divtransforms.mle import FAMILIES, MLEAccumulator, MomentMLE, accumulator_for
+from divtransforms.moments import ValueSummary
+from divtransforms.profile import FeatureProfile, ReferenceProfile, check_family, finish_feature
+from divtransforms.quantiles import ExactQuantiles, inverted_cdf_ranks
+from divtransforms.window import feature_stats_of_batch
+
+__all__ = ["ProfileBuilder"]
+
+
+class ProfileBuilder:
+    """A reference profile from passes over batches (see the module docstring).
+
+    ``kinds``: ``{feature: numeric|categorical}``; ``families``: ``{feature: family|None}``
+    (default inferred); ``edges``: explicit numeric edges per feature.
+    """
+
+    def __init__(
+        self,
+        kinds: Mapping[str, str],
+        *,
+        families: Mapping[str, str | None] | None = None,
+        n_bins: int = 32,
+        strategy: str = "quantile",
+        top_n: int = 50,
+        edges: Mapping[str, Sequence[float]] | None = None,
+        source: str = "",
+    ) -> None:
+        bad = {n: k for n, k in kinds.items() if k not in ("numeric", "categorical")}
+        if bad:
+            raise ValueError(f"unknown feature kinds {bad} (numeric or categorical)")
+        if strategy not in ("quantile", "uniform"):
+            raise ValueError(f"unknown bin strategy {strategy!r} (quantile or uniform)")
+        if n_bins < 1:
+            raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+        for name, fam in (families or {}).items():
+            if fam not in (*FAMILIES, None, "auto"):
+                raise ValueError(f"feature {name!r}: unknown MLE family {fam!r}")
+        self._kinds = dict(kinds)
+        self._families = dict(families or {})
+        self._n_bins, self._strategy, self._top_n = n_bins, strategy, top_n
+        self._edges = {k: list(v) for k, v in (edges or {}).items()}
+        self._source = source
+        self._pass = 1
+        self._numeric = [n for n, k in self._kinds.items() if k == "numeric"]
+        self._categorical = [n for n, k in self._kinds.items() if k == "categorical"]
+        self._summary = {n: ValueSummary() for n in self._numeric}
+        self._vocab: dict[str, dict[str, int]] = {n: {} for n in self._categorical}
+        self._known: dict[str, FeatureProfile] = {}  # features whose bins are known
+        self._pending: dict[str, tuple[str | None, str | None, MLEAccumulator | None]] = {}
+        self._quantiles: dict[str, ExactQuantiles] = {}
+        self._hists: dict[str, Histogram] = {}
+        self._mle: dict[str, MLEAccumulator | None] = {}
+        self._missing: dict[str, tuple[int, int]] = {}
+
+    # -- the caller's loop ---------------------------------------------------------------------
+    def columns(self) -> list[str]:
+        """The columns the next pass reads (empty: the profile is ready)."""
+        if self._pass <= 2:
+            return list(self._kinds)
+        return [n for n, q in self._quantiles.items() if not q.done]
+
+    def add(self, batch: Any) -> None:
+        """One batch of the current pass (an Arrow RecordBatch/Table or a dict of columns)."""
+        if self._pass == 1:
+            self._add_summaries(batch)
+        elif self._pass == 2:
+            self._add_stats(batch)
+            self._add_quantiles(batch)
+        else:
+            self._add_quantiles(batch)
+
+    def end_pass(self) -> None:
+        if self._pass == 1:
+            self._plan()
+        else:
+            for q in self._quantiles.values():
+                if not q.done:
+                    q.end_pass()
+        self._pass += 1
+
+    # -- pass 1 --------------------------------------------------------------------------------
+    def _add_summaries(self, batch: Any) -> None:
+        for name in self._numeric:
+            x, _ = to_float_array(column_of(batch, name), name)
+            self._summary[name] = self._summary[name].merge(ValueSummary.of(x))
+        for name in self._categorical:
+            arr = _to_string_array(column_of(batch, name), name).drop_null()
+            if len(arr) == 0:
+                continue
+            vc = pc.value_counts(arr)
+            counts = self._vocab[name]
+            for v, c in zip(
+                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+            ):
+                counts[v] = counts.get(v, 0) + c
+
+    def _plan(self) -> None:
+        """Bins where the first pass decides them, families, and the quantile searches."""
+        for name, kind in self._kinds.items():
+            fam = self._families.get(name, "auto")
+            reason = None if fam is None else "set by the user"
+            spec: BinSpec | None = None
+            if kind == "categorical":
+                counts = self._vocab[name]
+                if not counts:
+                    raise ValueError(
+                        f"feature {name!r}: no non-missing values to build a vocabulary from"
+                    )
+                spec = CategoricalBins.from_value_counts(counts, top_n=self._top_n)
+                if fam == "auto":
+                    fam, reason = "categorical", "categorical feature"
+                check_family(name, kind, fam)
+                acc = accumulator_for(fam, spec) if fam == "categorical" else None
+            else:
+                s = self._summary[name]
+                if name in self._edges:
+                    spec = NumericBins.from_edges(self._edges[name])
+                elif s.n == 0:
+                    raise ValueError(f"feature {name!r}: no finite values to place bin edges on")
+                elif self._strategy == "uniform":
+                    spec = NumericBins.from_range(s.lo, s.hi, self._n_bins)
+                else:
+                    q = np.linspace(0.0, 1.0, self._n_bins + 1)
+                    ranks = inverted_cdf_ranks(s.n, q)
+                    self._quantiles[name] = ExactQuantiles(s.n, s.lo, s.hi, ranks)
+                if fam == "auto":
+                    choice = choose_family(s)
+                    fam, reason = choice.family, choice.reason
+                check_family(name, kind, fam)
+                acc = None
+                if fam is not None:
+                    acc = accumulator_for(fam).with_center(family_center(fam, s))  # type: ignore[union-attr]
+            if spec is not None:
+                self._known[name] = FeatureProfile(
+                    name, kind, Histogram.empty(spec), fam, acc, reason
+                )
+            else:
+                self._pending[name] = (fam, reason, acc)
+                self._missing[name] = (0, 0)
+                self._mle[name] = None
+
+    # -- pass 2 and later ----------------------------------------------------------------------
+    def _add_stats(self, batch: Any) -> None:
+        stats = feature_stats_of_batch(self._known, batch)
+        for name, h in stats.histograms.items():
+            prev = self._hists.get(name)
+            self._hists[name] = h if prev is None else prev.merge(h)
+            m, pm = stats.mle[name], self._mle.get(name)
+            self._mle[name] = m if pm is None or m is None else pm.merge(m)  # type: ignore[arg-type]
+        for name, (_, _, empty) in self._pending.items():
+            x, n_bad = to_float_array(column_of(batch, name), name)
+            nan = int(np.count_nonzero(np.isnan(x)))
+            miss, inv = self._missing[name]
+            self._missing[name] = (miss + nan, inv + n_bad)
+            if isinstance(empty, MomentMLE):
+                m = empty.add(x, name)
+                if n_bad:  # values of the wrong type are invalid for the family too
+                    m = replace(m, n_invalid=m.n_invalid + n_bad)
+                pm = self._mle[name]
+                self._mle[name] = m if pm is None else pm.merge(m)  # type: ignore[arg-type]
+
+    def _add_quantiles(self, batch: Any) -> None:
+        for name, q in self._quantiles.items():
+            if not q.done:
+                q.add(to_float_array(column_of(batch, name), name)[0])
+
+    # -- the result ----------------------------------------------------------------------------
+    def profile(self) -> ReferenceProfile:
+        if self._pass < 3 or self.columns():
+            raise RuntimeError("the profile needs more passes over the data")
+        out: dict[str, FeatureProfile] = {}
+        for name in self._kinds:
+            if name in self._known:
+                fp = self._known[name]
+                hist = self._hists.get(name) or Histogram.empty(fp.bins)
+                mle = self._mle.get(name) or fp.mle
+                out[name] = finish_feature(name, fp.kind, hist, fp.family, mle, fp.reason)
+            else:
+                fam, reason, empty = self._pending[name]
+                hist = self._quantile_histogram(name)
+                mle = self._mle.get(name) or empty
+                out[name] = finish_feature(name, "numeric", hist, fam, mle, reason)
+        return ReferenceProfile(out, source=self._source)
+
+    def _quantile_histogram(self, name: str) -> Histogram:
+        """The reference histogram on the exact quantile edges, from the searches' counts:
+        nothing lies outside ``[min, max]``, bin ``j`` holds ``below(e_j+1) - below(e_j)``
+        values, and the last bin (closed) the rest."""
+        q = self._quantiles[name]
+        found = q.values()
+        spec = NumericBins.from_quantile_values([found[r] for r in sorted(found)])
+        counts = np.zeros(spec.n_bins, dtype=np.int64)
+        if found[min(found)] == found[max(found)]:  # constant: one bin [v, nextafter(v)]
+            counts[1] = q.n
+        else:
+            below = [q.below(v) for v in spec.edges[:-1].tolist()]
+            counts[1:-1] = np.diff(np.asarray([*below, q.n]))
+        miss, inv = self._missing[name]
+        return Histogram(spec, counts, miss, inv)

@@ -1,0 +1,213 @@
+"""Exact quantiles of a numeric feature in bounded memory, over a few passes of its batches.
+
+``numpy.quantile(x, q, method="inverted_cdf")`` needs the whole column in memory. The reference
+build instead finds the same order statistics with passes over the data that keep only counts
+and a few small slices of values (a selection by distribution counting, as a radix select):
+
+1. The root region holds every finite value, between the minimum and the maximum (known from the
+   first pass's summary). A pass counts the region's values on ``CELLS`` equal cells; a cell's
+   index, ``floor((x - lo) * scale)`` clipped, never decreases as ``x`` grows, so the values of a
+   lower cell are all smaller than those of a higher one and the counts place every wanted rank
+   in one cell, with the exact number of values below it.
+2. A cell holding a wanted rank becomes a region of its own. The next pass gathers its values if
+   there are at most ``GATHER_MAX`` of them (then ``numpy.partition`` gives the exact value), or
+   counts them on a finer grid over the cell (and so on, for heavily concentrated data). A region
+   whose values are all equal is resolved without gathering.
+
+Memory is ``O(cells + regions x GATHER_MAX)`` per feature whatever the number of rows; typical
+data needs two passes after the summary (one counting, one gathering). Because each region knows
+the exact number of values below it, ``below(v)`` (values ``< v``) is exact for every edge found,
+which gives the reference histogram on the final edges without another pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["ExactQuantiles", "inverted_cdf_ranks"]
+
+CELLS = 4096
+GATHER_MAX = 1 << 15
+
+
+def inverted_cdf_ranks(n: int, q: NDArray[np.float64]) -> NDArray[np.intp]:
+    """The 0-based ranks ``numpy.quantile(..., method="inverted_cdf")`` takes for ``n`` values
+    (numpy's own arithmetic: ``n * q - 1``, the next integer unless exact, clipped at 0)."""
+    index = n * np.asarray(q, dtype=np.float64) - 1
+    previous = np.floor(index)
+    res = np.where(index - previous == 0, previous, previous + 1).astype(np.intp)
+    res[res < 0] = 0
+    return res
+
+
+@dataclass
+class _Region:
+    """Values ``v`` with ``lo_cell(v) == cell`` along a path of grids; ``below`` values lie
+    under it, ``count`` in it. ``ranks`` are the wanted ranks inside it."""
+
+    path: tuple[tuple[float, float, int], ...]  # (lo, scale, cell) per level
+    below: int
+    count: int
+    ranks: list[int]
+    lo: float
+    hi: float
+    values: list[NDArray[np.float64]] = field(default_factory=list)  # gathering
+    counts: NDArray[np.int64] | None = None  # counting on a finer grid
+    vmin: float = math.inf
+    vmax: float = -math.inf
+    grid: tuple[float, float] | None = None  # (lo, scale) of the finer grid
+
+
+def _cells(x: NDArray[np.float64], lo: float, scale: float) -> NDArray[np.intp]:
+    """Monotone cell index of each value on a grid of ``CELLS`` cells from ``lo``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        buf = np.subtract(x, lo)
+        np.multiply(buf, scale, out=buf)
+    np.clip(buf, 0, CELLS - 1, out=buf)
+    return buf.astype(np.intp)
+
+
+class ExactQuantiles:
+    """Order statistics of ``ranks`` of one feature's ``n`` finite values in ``[lo, hi]``.
+
+    Drive it with passes: ``add(x)`` for every batch (float64, non-finite values are ignored),
+    then ``end_pass()``; repeat while ``done`` is false. Then ``values()`` are the order
+    statistics and ``below(v)`` counts values smaller than one of them.
+    """
+
+    def __init__(self, n: int, lo: float, hi: float, ranks: NDArray[np.intp]) -> None:
+        self.n = int(n)
+        wanted = sorted({int(r) for r in np.asarray(ranks).tolist()})
+        if self.n <= 0 or not wanted or wanted[0] < 0 or wanted[-1] >= self.n:
+            raise ValueError(f"ranks {wanted} are not within {self.n} values")
+        self._found: dict[int, float] = {}
+        self._resolved: list[tuple[float, float, int, NDArray[np.float64] | None]] = []
+        root = _Region((), 0, self.n, wanted, float(lo), float(hi))
+        self._pending: list[_Region] = []
+        self._top: tuple[float, float, NDArray[np.bool_]] | None = None
+        self._settle(root)
+        self._start_pass()
+
+    @property
+    def done(self) -> bool:
+        return not self._pending
+
+    # -- passes ------------------------------------------------------------------------------
+    def _start_pass(self) -> None:
+        self._top = None
+        for r in self._pending:
+            r.values, r.vmin, r.vmax = [], math.inf, -math.inf
+            r.grid, r.counts = None, None
+            if r.count > GATHER_MAX:
+                width = r.hi - r.lo
+                scale = CELLS / width if width > 0 else 0.0
+                if math.isinf(width):  # the width overflows float64
+                    scale = CELLS / (r.hi / 2 - r.lo / 2) / 2
+                if math.isfinite(scale) and scale > 0:  # else (subnormal widths): gather
+                    r.grid = (r.lo, scale)
+                    r.counts = np.zeros(CELLS, dtype=np.int64)
+            if r.path:
+                lo, scale, cell = r.path[0]
+                if self._top is None:
+                    self._top = (lo, scale, np.zeros(CELLS, dtype=bool))
+                self._top[2][cell] = True
+
+    def add(self, x: NDArray[np.float64]) -> None:
+        """Count or gather one batch for every pending region."""
+        if not self._pending:
+            return
+        finite = np.isfinite(x)
+        x = x if finite.all() else x[finite]
+        top = self._top
+        if top is not None:  # regions under the root's grid: select their cells once
+            lo, scale, want = top
+            idx = _cells(x, lo, scale)
+            keep = want[idx]
+            sub, sub_idx = x[keep], idx[keep]
+        for r in self._pending:
+            if not r.path:
+                xs = x
+            else:
+                xs = sub[sub_idx == r.path[0][2]]
+                for lo, scale, cell in r.path[1:]:
+                    if xs.size == 0:
+                        break
+                    xs = xs[_cells(xs, lo, scale) == cell]
+            if xs.size == 0:
+                continue
+            r.vmin = min(r.vmin, float(xs.min()))
+            r.vmax = max(r.vmax, float(xs.max()))
+            if r.grid is None:
+                r.values.append(xs.copy() if xs is x else xs)
+            else:
+                assert r.counts is not None
+                r.counts += np.bincount(_cells(xs, *r.grid), minlength=CELLS)
+
+    def end_pass(self) -> None:
+        pending, self._pending = self._pending, []
+        for r in pending:
+            if r.vmin == r.vmax:  # all equal (also: the region was empty, which cannot be)
+                for k in r.ranks:
+                    self._found[k] = r.vmin
+                self._resolved.append((r.vmin, r.vmin, r.below, None))
+            elif r.grid is None:
+                vals = np.concatenate(r.values)
+                if vals.size != r.count:
+                    raise RuntimeError("the data changed between passes (counts differ)")
+                vals.sort()
+                for k in r.ranks:
+                    self._found[k] = float(vals[k - r.below])
+                self._resolved.append((float(vals[0]), float(vals[-1]), r.below, vals))
+            else:
+                self._split(r)
+        self._start_pass()
+
+    def _split(self, r: _Region) -> None:
+        assert r.counts is not None and r.grid is not None
+        if int(r.counts.sum()) != r.count:
+            raise RuntimeError("the data changed between passes (counts differ)")
+        lo, scale = r.grid
+        starts = np.concatenate(([0], np.cumsum(r.counts)))
+        cells = np.searchsorted(starts, np.asarray(r.ranks) - r.below, side="right") - 1
+        for cell in np.unique(cells).tolist():
+            ranks = [k for k, c in zip(r.ranks, cells.tolist(), strict=True) if c == cell]
+            clo = max(r.vmin, lo + cell / scale)
+            chi = min(r.vmax, lo + (cell + 1) / scale)
+            child = _Region(
+                (*r.path, (lo, scale, cell)),
+                r.below + int(starts[cell]),
+                int(r.counts[cell]),
+                ranks,
+                clo,
+                max(clo, chi),
+            )
+            self._settle(child)
+
+    def _settle(self, r: _Region) -> None:
+        """A constant feature is resolved at once; any other region waits for the next pass."""
+        if not r.path and r.lo == r.hi:
+            for k in r.ranks:
+                self._found[k] = r.lo
+            self._resolved.append((r.lo, r.hi, r.below, None))
+        else:
+            self._pending.append(r)
+
+    # -- results -----------------------------------------------------------------------------
+    def values(self) -> dict[int, float]:
+        """``{rank: value}`` of every wanted rank (after the last pass)."""
+        if self._pending:
+            raise RuntimeError("more passes are needed")
+        return dict(self._found)
+
+    def below(self, v: float) -> int:
+        """How many values are smaller than ``v``, for ``v`` one of the values found."""
+        for lo, hi, before, vals in self._resolved:
+            if lo <= v <= hi:
+                if vals is None:
+                    return before
+                return before + int(np.searchsorted(vals, v, side="left"))
+        raise KeyError(f"{v!r} is not one of the order statistics found")
