@@ -120,7 +120,9 @@ class MomentMLE:
     def add(self, values: Any, feature: str | None = None) -> MomentMLE:
         """A new accumulator with one more batch (numpy/pyarrow/sequence; NaN = missing)."""
         x, n_bad_type = to_float_array(values, feature)
-        x = x[~np.isnan(x)]
+        nan = np.isnan(x)
+        if nan.any():
+            x = x[~nan]
         ok = self._valid(x)
         n_invalid = n_bad_type + int(x.shape[0] - ok.sum())
         x = x[ok] if n_invalid - n_bad_type else x
@@ -137,7 +139,10 @@ class MomentMLE:
         mt = Moments.of(t)
         model = self.model
         keep_dev = model.dispersion and math.isfinite(self.center)
-        dev = Moments.of(np.abs(t - self.center)) if keep_dev else Moments()
+        dev = Moments()
+        if keep_dev:
+            d = np.subtract(t, self.center)
+            dev = Moments.of(np.abs(d, out=d))
         s = float(np.sum(_g((t - mt.shift - mt.offset) / mt.mean))) if model.log_statistic else 0.0
         mean_lfact = float(special.gammaln(x + 1.0).mean()) if model.log_factorial else 0.0
         return MomentMLE(self.family, mt, self.center, dev, s, mean_lfact, n_invalid)

@@ -150,16 +150,19 @@ class ValueSummary:
 
     @classmethod
     def of(cls, x: NDArray[np.float64]) -> ValueSummary:
-        x = x[np.isfinite(x)]
+        finite = np.isfinite(x)
+        if not finite.all():
+            x = x[finite]
         if x.size == 0:
             return cls()
-        pos = bool(np.all(x > 0))
+        lo, hi = float(x.min()), float(x.max())
+        pos = lo > 0
         return cls(
             int(x.size),
-            float(x.min()),
-            float(x.max()),
-            bool(np.all((x == 0) | (x == 1))),
-            bool(np.all((x >= 0) & (np.floor(x) == x))),
+            lo,
+            hi,
+            lo >= 0 and hi <= 1 and bool(np.all((x == 0) | (x == 1))),
+            lo >= 0 and _all_integers(x),
             pos,
             Moments.of(x),
             Moments.of(np.log(x)) if pos else Moments(),
@@ -181,3 +184,9 @@ class ValueSummary:
             self.x.merge(o.x),
             self.logx.merge(o.logx) if pos else Moments(),
         )
+
+
+def _all_integers(x: NDArray[np.float64]) -> bool:
+    """Whether every value is a whole number (a short prefix first: most data is not)."""
+    head = x[:64]
+    return bool(np.all(np.floor(head) == head)) and bool(np.all(np.floor(x) == x))
