@@ -187,7 +187,8 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     )
     wall = time.perf_counter() - start
     if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:5])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        err = proc.stderr.decode(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(cmd[:5])} failed ({proc.returncode}):\n{err}")
     lines = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("BENCH_RSS_KB=")]
     return wall, int(lines[-1].split("=", 1)[1]) // 1024, proc.stdout.decode()
 
@@ -201,7 +202,8 @@ class Bench:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.env = dict(os.environ, PYTHONWARNINGS="ignore")
-        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), self.env.get("PYTHONPATH")]))
+        paths = [str(ROOT), self.env.get("PYTHONPATH")]
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
         self.results: dict[str, dict[str, list[dict]]] = {}
         self.agreement: list[str] = []
         self.failures: list[str] = []
@@ -253,13 +255,9 @@ class Bench:
 
     def peers(self, case: Case, ref_json: Path) -> None:
         if os.environ.get("DIVMON_BENCH_BEAM"):
-            wall, rss, _ = _run(
-                self.divmon(
-                    "reference", "build", "-i", str(case.reference), "-o",
-                    str(self.tmp / "beam-ref.json"), "--runner=FnApiRunner",
-                ),  # fmt: skip
-                self.env,
-            )
+            beam = self.divmon("reference", "build", "-i", str(case.reference))
+            beam += ["-o", str(self.tmp / "beam-ref.json"), "--runner=FnApiRunner"]
+            wall, rss, _ = _run(beam, self.env)
             self.record(case.name, "divmon build (Beam)", wall, rss)
         for who, script, var, default in (
             ("evidently", EVIDENTLY, "DIVMON_BENCH_EVIDENTLY_PYTHON", ROOT / ".venv-evidently"),
@@ -275,7 +273,8 @@ class Bench:
                 continue
             args = [python, "-c", script, str(case.reference), str(case.current), self.spec(case)]
             try:
-                wall, rss, text = _run(args, {k: v for k, v in self.env.items() if k != "PYTHONPATH"})
+                env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+                wall, rss, text = _run(args, env)
             except RuntimeError as exc:
                 self.skipped[who] = f"failed: {str(exc).splitlines()[-1][:200]}"
                 continue
@@ -305,8 +304,7 @@ class Bench:
         worst_scipy = max(
             abs(
                 r["js_divergence"]
-                - jensenshannon(np.array(r["counts"]), np.array(r["reference_counts"]), base=2)
-                ** 2
+                - jensenshannon(np.array(r["counts"]), np.array(r["reference_counts"]), base=2) ** 2
             )
             for r in rows
         )

@@ -59,6 +59,7 @@ class _Region:
     counts: NDArray[np.int64] | None = None  # counting on a finer grid
     vmin: float = math.inf
     vmax: float = -math.inf
+    seen: int = 0  # values of this pass in the region
     grid: tuple[float, float] | None = None  # (lo, scale) of the finer grid
 
 
@@ -100,7 +101,7 @@ class ExactQuantiles:
     def _start_pass(self) -> None:
         self._top = None
         for r in self._pending:
-            r.values, r.vmin, r.vmax = [], math.inf, -math.inf
+            r.values, r.vmin, r.vmax, r.seen = [], math.inf, -math.inf, 0
             r.grid, r.counts = None, None
             if r.count > GATHER_MAX:
                 width = r.hi - r.lo
@@ -139,6 +140,7 @@ class ExactQuantiles:
                     xs = xs[_cells(xs, lo, scale) == cell]
             if xs.size == 0:
                 continue
+            r.seen += xs.size
             r.vmin = min(r.vmin, float(xs.min()))
             r.vmax = max(r.vmax, float(xs.max()))
             if r.grid is None:
@@ -150,14 +152,14 @@ class ExactQuantiles:
     def end_pass(self) -> None:
         pending, self._pending = self._pending, []
         for r in pending:
-            if r.vmin == r.vmax:  # all equal (also: the region was empty, which cannot be)
+            if r.seen != r.count:
+                raise RuntimeError("the data changed between passes (counts differ)")
+            if r.vmin == r.vmax:  # all equal
                 for k in r.ranks:
                     self._found[k] = r.vmin
                 self._resolved.append((r.vmin, r.vmin, r.below, None))
             elif r.grid is None:
                 vals = np.concatenate(r.values)
-                if vals.size != r.count:
-                    raise RuntimeError("the data changed between passes (counts differ)")
                 vals.sort()
                 for k in r.ranks:
                     self._found[k] = float(vals[k - r.below])
@@ -168,8 +170,6 @@ class ExactQuantiles:
 
     def _split(self, r: _Region) -> None:
         assert r.counts is not None and r.grid is not None
-        if int(r.counts.sum()) != r.count:
-            raise RuntimeError("the data changed between passes (counts differ)")
         lo, scale = r.grid
         starts = np.concatenate(([0], np.cumsum(r.counts)))
         cells = np.searchsorted(starts, np.asarray(r.ranks) - r.below, side="right") - 1

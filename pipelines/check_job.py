@@ -381,14 +381,20 @@ def run_check_command(
     With ``streaming`` or a streaming source, starts :func:`run_streaming_check` and returns
     None. Otherwise runs :func:`run_check`, writes the MLE state to ``job.mle_state_out``, prints
     the summary and returns the result. ``require_inputs`` makes a batch check without
-    ``--input`` a usage error (:class:`CheckJobError`).
+    ``--input`` a usage error (:class:`CheckJobError`). A batch check of local files with no
+    Beam option runs in this process (``pipelines.local.run_check_local``, same records).
     """
     if streaming or job.source.streaming:
         run_streaming_check(job, list(pipeline_args), wait=wait)
         return None
     if require_inputs and not job.source.inputs:
         raise CheckJobError("give --input PATH_OR_GLOB (or a streaming source)")
-    result = run_check(job, list(pipeline_args))
+    from pipelines.local import can_check_locally, run_check_local
+
+    if can_check_locally(job, pipeline_args):  # local files, no Beam option: no Beam needed
+        result = run_check_local(job)
+    else:
+        result = run_check(job, list(pipeline_args))
     if job.mle_state_out:
         write_state_file(job.mle_state_out, result.mle_state)
     print(format_summary(result.per_feature))

@@ -175,11 +175,14 @@ def _load_policy(path: str | None):
 def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from pipelines.startup import freeze_heap, import_beam
 
-    import_beam()
     freeze_heap()
     from pipelines.check_job import CheckJob, job_with_state, run_check_command
+    from pipelines.local import can_check_locally
 
     job = job_with_state(CheckJob.from_options(args, policy=_load_policy(args.policy)), args)
+    if "--streaming" in extra or not can_check_locally(job, extra):
+        import_beam()
+        freeze_heap()
     result = run_check_command(
         job,
         extra,

@@ -15,6 +15,7 @@ Beam is not imported unless a file needs Beam's filesystems (``gs://``) or a tex
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import time
@@ -30,8 +31,10 @@ __all__ = [
     "DEFAULT_CACHE_BYTES",
     "BatchSource",
     "build_reference_local",
+    "can_check_locally",
     "is_local",
     "run_build_local",
+    "run_check_local",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -113,7 +116,8 @@ class BatchSource:
                 raise ValueError(
                     f"{path}: corrupt Parquet data in row groups [{group}] ({exc})"
                 ) from exc
-            missing = [c for c in columns if c not in table.schema.names]
+            have = set(table.schema.names)
+            missing = [c for c in columns if c not in have]
             if missing:
                 raise ValueError(f"{path}: feature column(s) {missing} not in the file")
             return table.to_batches(max_chunksize=1 << 20)
@@ -229,3 +233,149 @@ def run_build_local(
     return build_reference_local(
         files, output, kinds=resolved, cache_bytes=cache, source=", ".join(patterns), **options
     )
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+# Columns are binned in slices of this many rows (as Beam's FeatureStatsFn): a slice's temporaries
+# stay in the CPU cache.
+CHUNK_ROWS = 1 << 16
+
+
+def can_check_locally(job: Any, pipeline_args: Sequence[str]) -> bool:
+    """A batch check of local files, written locally, with no Beam option given."""
+    paths = [*job.source.inputs, str(job.reference), str(job.output or "")]
+    if job.mle_state_out:
+        paths.append(str(job.mle_state_out))
+    return (
+        not pipeline_args
+        and not job.source.streaming
+        and bool(job.source.inputs)
+        and is_local(paths)
+    )
+
+
+def run_check_local(job: Any) -> Any:
+    """``divmon check`` in this process: the Beam batch check's steps and results
+    (``pipelines.check_job.run_check``) without Beam: windows split, each window's
+    :class:`~divtransforms.window.FeatureStats` merged batch by batch, the running MLE folded in
+    event-time order, ``compare.drift_record`` for every feature and window. One read, bounded
+    memory (the statistics of the windows, not the data). Returns a ``CheckResult``."""
+    from divtransforms.columns import num_rows, parse_duration
+    from divtransforms.compare import drift_record, new_run_id
+    from divtransforms.records import (
+        atomic_write_bytes,
+        records_to_table,
+        sort_records,
+        write_records_jsonl,
+        write_records_parquet,
+    )
+    from divtransforms.window import (
+        FeatureStats,
+        RunningEstimates,
+        WindowCumulation,
+        feature_stats_of_batch,
+        mle_state_bytes,
+        split_by_window,
+        when,
+    )
+    from pipelines.check_job import CheckResult, summarize
+    from pipelines.spec import load_reference
+
+    t0 = time.perf_counter()
+    profile = load_reference(job.reference)
+    features = profile.features
+    reference_id = profile.reference_id  # a hash of the whole profile: once, not per record
+    run_id = job.run_id or new_run_id()
+    size = round(parse_duration(job.window) * 1e6) if job.window else None
+    numeric = [n for n, fp in features.items() if fp.kind == "numeric"]
+    src = BatchSource(
+        expand_local(job.source.inputs),
+        input_format=job.source.input_format,
+        numeric=numeric,
+        cache_bytes=0,
+    )
+    windows: dict[int | None, FeatureStats] = {}
+    batches, last = 0, t0
+    for batch in src.batches(job.columns(profile), first=True):
+        batches += 1
+        parts = (
+            [(None, batch)]
+            if size is None
+            else split_by_window(batch, job.timestamp_column or "", size)
+        )
+        for start, rows in parts:
+            acc = windows.get(start) or FeatureStats.empty(features)
+            for lo in range(0, max(num_rows(rows), 1), CHUNK_ROWS):
+                part = rows.slice(lo, CHUNK_ROWS) if num_rows(rows) > CHUNK_ROWS else rows
+                acc = acc.merge(feature_stats_of_batch(features, part))
+            windows[start] = acc
+        if time.perf_counter() - last >= PROGRESS_SECONDS:
+            last = time.perf_counter()
+            _LOG.info("checked %d rows (%.0f rows/s)", src.rows_read, src.rows_read / (last - t0))
+    if size is None and not windows:
+        windows[None] = FeatureStats.empty(features)
+    cumulation = WindowCumulation(RunningEstimates.seed(features, job.mle_state))
+    records = []
+    for start in sorted(windows, key=lambda s: (s is not None, s or 0)):
+        stats = windows[start]
+        ws = we = None
+        if start is not None:
+            ws, we = when(start), when(start + (size or 0))
+            cumulation.fold(before=ws)
+        running = cumulation.observe(ws, we, 0, stats)
+        for name, fp in features.items():
+            records.append(
+                drift_record(
+                    fp,
+                    stats.histograms[name],
+                    stats.mle.get(name),
+                    running.get(name),
+                    window_start=ws,
+                    window_end=we,
+                    run_id=run_id,
+                    reference_id=reference_id,
+                    policy=job.policy,
+                )
+            )
+    table = sort_records(records_to_table(records))
+    state = cumulation.latest().to_state()
+    outputs: list[str] = []
+    if job.output is not None:
+        out = os.path.join(str(job.output), f"records-{run_id}.parquet")
+        outputs.append(str(write_records_parquet(table, out)))
+        if job.jsonl:
+            outputs.append(str(write_records_jsonl(table, out[: -len(".parquet")] + ".jsonl")))
+        state_path = os.path.join(str(job.output), "_state", f"mle-{run_id}.json")
+        atomic_write_bytes(state_path, mle_state_bytes(state))
+    metrics = _check_metrics(windows, src.rows_read, batches)
+    elapsed = time.perf_counter() - t0
+    _LOG.info(
+        "checked %d rows against %s in %.1f s (%.0f rows/s): %d records",
+        src.rows_read, reference_id, elapsed,
+        src.rows_read / elapsed if elapsed else 0.0, table.num_rows,
+    )  # fmt: skip
+    return CheckResult(
+        table,
+        json.loads(mle_state_bytes(state))["features"],
+        outputs,
+        src.rows_read,
+        summarize(table),
+        run_id,
+        reference_id,
+        metrics,
+    )
+
+
+def _check_metrics(windows: Mapping[Any, Any], rows_read: int, batches: int) -> dict[str, int]:
+    """The counters the Beam check reports (``divtransforms`` and ``divtransforms.io``)."""
+    m: dict[str, int] = {"rows_read": rows_read, "batches_read": batches}
+    for stats in windows.values():
+        m["rows"] = m.get("rows", 0) + stats.rows
+        for name, h in stats.histograms.items():
+            m["samples"] = m.get("samples", 0) + h.n
+            for key, value in (("missing", h.n_missing), ("invalid", h.n_invalid)):
+                if value:
+                    m[key] = m.get(key, 0) + value
+                    m[f"{key}/{name}"] = m.get(f"{key}/{name}", 0) + value
+    return m

@@ -1,0 +1,109 @@
+"""The in-process engine (pipelines.local) against the Beam jobs: the same records, bit for bit,
+and the same reference bins and counts; divmon picks it only when no Beam option is given."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from divtransforms import ReferenceProfile
+from pipelines import cli
+from pipelines.check_job import CheckJob, Source, run_check
+from pipelines.local import can_check_locally, run_build_local, run_check_local
+from pipelines.reference_job import run_build_reference
+from tests.beam.conftest import close, make_current, make_reference, table_rows
+
+pytestmark = pytest.mark.beam
+
+
+@pytest.fixture
+def files(tmp_path, rng):
+    pq.write_table(make_reference(rng, 6000), tmp_path / "ref.parquet", row_group_size=1000)
+    pq.write_table(make_current(rng, 9000, hours=4), tmp_path / "cur.parquet", row_group_size=700)
+    return tmp_path
+
+
+@pytest.mark.parametrize("window", [None, "1h"])
+def test_local_check_records_are_the_beam_records_bit_for_bit(files, profile, window):
+    job = CheckJob(
+        profile,
+        Source((str(files / "cur.parquet"),)),
+        window=window,
+        timestamp_column="ts" if window else None,
+        run_id="same",
+        output=str(files / "out"),
+        mle_state={},
+    )
+    local = run_check_local(job)
+    beam = run_check(job, ["--runner=FnApiRunner"])
+    diffs = close(table_rows(local.records), table_rows(beam.records), rtol=0.0)
+    assert not diffs, diffs[:10]
+    assert local.mle_state == beam.mle_state
+    assert local.per_feature == beam.per_feature
+    assert local.n_rows_read == beam.n_rows_read == 9000
+    for key in ("rows", "samples", "missing", "invalid"):
+        assert local.metrics.get(key) == beam.metrics.get(key), key
+    state = json.loads((files / "out" / "_state" / "mle-same.json").read_text())
+    assert state["features"] == local.mle_state
+
+
+def test_local_build_equals_the_beam_build(files):
+    ref = str(files / "ref.parquet")
+    local = run_build_local([ref], str(files / "local.json"), exclude=["ts"])
+    beam = run_build_reference([ref], str(files / "beam.json"), exact=True, exclude=["ts"])
+    assert local.features.keys() == beam.features.keys()
+    for name, fp in beam.features.items():
+        assert local.features[name].histogram == fp.histogram, name
+        assert local.features[name].family == fp.family, name
+    assert ReferenceProfile.load(files / "local.json") == local
+
+
+def test_local_build_reads_csv(files, rng):
+    table = make_reference(rng, 3000)
+    pcsv.write_csv(table, files / "ref.csv")
+    local = run_build_local([str(files / "ref.csv")], None)
+    expected = ReferenceProfile.build(table)
+    for name, fp in expected.features.items():
+        assert local.features[name].histogram == fp.histogram, name
+
+
+def test_divmon_uses_the_local_engine_unless_a_runner_is_given(files, profile, capsys):
+    ref = files / "ref.json"
+    profile.save(ref)
+    job = CheckJob(str(ref), Source((str(files / "cur.parquet"),)), output=str(files / "o"))
+    assert can_check_locally(job, [])
+    assert not can_check_locally(job, ["--runner=FnApiRunner"])
+    gs = CheckJob(str(ref), Source(("gs://bucket/cur.parquet",)), output=str(files / "o"))
+    assert not can_check_locally(gs, [])
+    parser = cli_parser()
+    args, extra = parser.parse_known_args(
+        ["reference", "build", "-i", str(files / "ref.parquet"), "-o", str(files / "r.json")]
+    )
+    assert args.handler(args, extra) == 0
+    assert "apache_beam" in sys.modules  # (imported by this test module's fixtures anyway)
+    out = capsys.readouterr().out
+    assert "wrote" in out
+
+
+def test_missing_column_names_the_file(files):
+    with pytest.raises(ValueError, match=r"ref.parquet: feature column\(s\) \['nope'\]"):
+        run_build_local([str(files / "ref.parquet")], None, kinds={"nope": "numeric"},
+                        features=["nope"])  # fmt: skip
+
+
+def test_no_matching_files_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no input files match"):
+        run_build_local([str(tmp_path / "absent-*.parquet")], None)
+
+
+def cli_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    cli.register(sub)
+    return parser

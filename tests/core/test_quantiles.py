@@ -1,0 +1,115 @@
+"""Exact quantiles in bounded memory (divtransforms.quantiles) against numpy.quantile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from divtransforms import quantiles
+from divtransforms.quantiles import ExactQuantiles, inverted_cdf_ranks
+
+
+def _search(x: np.ndarray, n_bins: int, batch: int) -> tuple[ExactQuantiles, np.ndarray, int]:
+    finite = x[np.isfinite(x)]
+    q = np.linspace(0.0, 1.0, n_bins + 1)
+    ranks = inverted_cdf_ranks(finite.size, q)
+    search = ExactQuantiles(finite.size, finite.min(), finite.max(), ranks)
+    passes = 0
+    while not search.done:
+        for start in range(0, x.size, batch):
+            search.add(x[start : start + batch])
+        search.end_pass()
+        passes += 1
+    found = search.values()
+    return search, np.array([found[int(r)] for r in ranks]), passes
+
+
+def _assert_exact(x: np.ndarray, n_bins: int = 32, batch: int = 1000) -> int:
+    search, got, passes = _search(x, n_bins, batch)
+    finite = x[np.isfinite(x)]
+    expected = np.quantile(finite, np.linspace(0.0, 1.0, n_bins + 1), method="inverted_cdf")
+    np.testing.assert_array_equal(got, expected)
+    for v in np.unique(expected):
+        assert search.below(float(v)) == np.count_nonzero(finite < v)
+    return passes
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 33, 1000, 12345])
+def test_ranks_are_numpys(n):
+    q = np.linspace(0.0, 1.0, 33)
+    expected = np.quantile(np.arange(n, dtype=np.float64), q, method="inverted_cdf")
+    np.testing.assert_array_equal(inverted_cdf_ranks(n, q), expected.astype(np.intp))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: r.normal(size=200_000),
+        lambda r: r.lognormal(3.0, 2.0, 200_000),  # heavy right tail: one refinement
+        lambda r: 1e6 + r.normal(0.0, 1e-3, 200_000),  # narrow spread far from 0
+        lambda r: r.poisson(3.0, 200_000).astype(np.float64),  # atoms
+        lambda r: np.append(r.normal(size=199_999), 1e300),  # one far outlier
+        lambda r: np.append(r.normal(size=199_998), [-1e308, 1e308]),  # width overflows
+        lambda r: r.normal(size=200_000) * 1e-310,  # subnormal
+        lambda r: np.sort(r.normal(size=200_000)),
+        lambda r: np.where(r.random(200_000) < 0.1, np.nan, r.normal(size=200_000)),
+        lambda r: np.repeat([1.0, np.nextafter(1.0, 2.0)], [120_000, 80_000]),
+    ],
+)
+def test_exact_on_awkward_data(make):
+    _assert_exact(make(np.random.default_rng(3)), batch=1 << 14)
+
+
+def test_typical_data_needs_two_passes_and_little_memory():
+    x = np.random.default_rng(4).normal(size=300_000)
+    search, _, passes = _search(x, 32, 1 << 16)
+    assert passes == 2
+    gathered = sum(v.size for *_, v in search._resolved if v is not None)
+    assert gathered < x.size // 20  # only the values of the cells that hold a wanted rank
+
+
+def test_constant_and_single_value_need_no_pass():
+    assert _assert_exact(np.full(1000, 2.5)) == 0
+    assert _assert_exact(np.array([7.0])) == 0
+
+
+def test_changed_data_between_passes_is_an_error():
+    x = np.random.default_rng(5).normal(size=100_000)
+    search = ExactQuantiles(x.size, x.min(), x.max(), inverted_cdf_ranks(x.size, [0.5]))
+    search.add(x)
+    search.end_pass()
+    search.add(x[:10])
+    with pytest.raises(RuntimeError, match="changed between passes"):
+        search.end_pass()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    x=arrays(
+        np.float64,
+        st.integers(1, 400),
+        elements=st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True, width=64),
+            st.sampled_from([0.0, 1.0, -1.0, 1e-300, 5e-324]),
+        ),
+    ),
+    n_bins=st.integers(1, 40),
+    batch=st.integers(1, 100),
+)
+def test_property_equals_numpy(monkeypatch_small, x, n_bins, batch):
+    if not np.isfinite(x).any():
+        return
+    _assert_exact(x, n_bins, batch)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_small():
+    """Tiny cells and gathers, so that small examples go through every refinement path."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(quantiles, "CELLS", 8)
+    mp.setattr(quantiles, "GATHER_MAX", 4)
+    yield
+    mp.undo()
