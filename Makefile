@@ -9,7 +9,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: demo test test-fast bench lint venv clean
+.PHONY: demo test test-fast bench bench-peers lint venv clean
 
 venv: $(STAMP)
 
@@ -30,7 +30,19 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m 'not slow and not beam and not prefect and not browser'
 
 bench: $(STAMP)
+	$(PIP) install -qq -e '.[all,bench]'
 	$(PY) -m benchmarks
+
+# Peers in venvs of their own (pyproject extras bench-<peer>; a failed install is skipped by the
+# benchmark with a message). TFDV needs Python 3.11 and may not install offline.
+bench-peers:
+	@for peer in evidently whylogs tfdv; do \
+	  test -x .venv-$$peer/bin/python || $(PYTHON) -m venv .venv-$$peer; \
+	  .venv-$$peer/bin/pip install -qq --upgrade pip; \
+	  .venv-$$peer/bin/pip install -qq $$($(PY) -c "import tomllib; \
+	    print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench-'+'$$peer']))") \
+	    || { echo "$$peer: install failed; bench_peers will skip it"; rm -rf .venv-$$peer; }; \
+	done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check divtransforms pipelines flows tests benchmarks

@@ -13,7 +13,8 @@ Contenders, each a fresh process timed from start to exit, peak RSS from ``wait4
   (``numpy.quantile``, ``inverted_cdf``), ``numpy.histogram`` of both sides, JS;
 - ``pandas+scipy``: what a user writes in a notebook (``scipy.spatial.distance.jensenshannon``);
 - ``divmon build`` and ``divmon check`` (the command line, separately, and their sum);
-- ``divmon build (Beam)``: the Beam job on FnApiRunner (``DIVMON_BENCH_BEAM=1``; slow);
+- ``divmon build (Beam)``, ``divmon check (Beam)``: the Beam jobs on FnApiRunner, as before the
+  in-process engine (``DIVMON_BENCH_BEAM=1``; slow);
 - ``evidently``: ``DataDriftPreset(method="jensenshannon")`` in its own venv (``.venv-evidently``,
   ``make bench-peers``), on the standard and wide cases;
 - ``tfdv`` and ``whylogs``: in their own venvs when ``DIVMON_BENCH_TFDV_PYTHON`` /
@@ -259,6 +260,10 @@ class Bench:
             beam += ["-o", str(self.tmp / "beam-ref.json"), "--runner=FnApiRunner"]
             wall, rss, _ = _run(beam, self.env)
             self.record(case.name, "divmon build (Beam)", wall, rss)
+            beam = self.divmon("check", "--reference", str(ref_json), "--input", str(case.current))
+            beam += ["--output", str(self.tmp / "beam-out"), "--runner=FnApiRunner"]
+            wall, rss, _ = _run(beam, self.env)
+            self.record(case.name, "divmon check (Beam)", wall, rss)
         for who, script, var, default in (
             ("evidently", EVIDENTLY, "DIVMON_BENCH_EVIDENTLY_PYTHON", ROOT / ".venv-evidently"),
             ("tfdv", TFDV, "DIVMON_BENCH_TFDV_PYTHON", ROOT / ".venv-tfdv"),
