@@ -33,12 +33,13 @@ from divtransforms.bins import (
     _to_string_array,
     to_float_array,
 )
-from divtransforms.columns import column_of
+from divtransforms.columns import column_of, num_rows
 from divtransforms.histogram import Histogram
 from divtransforms.inference import choose_family, family_center
 from divtransforms.mle import FAMILIES, MLEAccumulator, MomentMLE, accumulator_for
 from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile, check_family, finish_feature
+from divtransforms.quality import ABSENT, merge_type_counts, type_label
 from divtransforms.quantiles import ExactQuantiles, inverted_cdf_ranks
 from divtransforms.window import feature_stats_of_batch
 
@@ -62,6 +63,7 @@ class ProfileBuilder:
         top_n: int = 50,
         edges: Mapping[str, Sequence[float]] | None = None,
         source: str = "",
+        ignored_columns: Sequence[str] = (),
     ) -> None:
         bad = {n: k for n, k in kinds.items() if k not in ("numeric", "categorical")}
         if bad:
@@ -78,6 +80,7 @@ class ProfileBuilder:
         self._n_bins, self._strategy, self._top_n = n_bins, strategy, top_n
         self._edges = {k: list(v) for k, v in (edges or {}).items()}
         self._source = source
+        self._ignored = tuple(ignored_columns)
         self._pass = 1
         self._numeric = [n for n, k in self._kinds.items() if k == "numeric"]
         self._categorical = [n for n, k in self._kinds.items() if k == "categorical"]
@@ -89,6 +92,7 @@ class ProfileBuilder:
         self._hists: dict[str, Histogram] = {}
         self._mle: dict[str, MLEAccumulator | None] = {}
         self._missing: dict[str, tuple[int, int]] = {}
+        self._types: dict[str, dict[str, int]] = {}  # {feature: {type label: rows}}
 
     # -- the caller's loop ---------------------------------------------------------------------
     def columns(self) -> list[str]:
@@ -168,9 +172,12 @@ class ProfileBuilder:
                 acc = None
                 if fam is not None:
                     acc = accumulator_for(fam).with_center(family_center(fam, s))  # type: ignore[union-attr]
+            singletons = None
+            if kind == "categorical":
+                singletons = sum(1 for c in self._vocab[name].values() if c == 1)
             if spec is not None:
                 self._known[name] = FeatureProfile(
-                    name, kind, Histogram.empty(spec), fam, acc, reason
+                    name, kind, Histogram.empty(spec), fam, acc, reason, n_singletons=singletons
                 )
             else:
                 self._pending[name] = (fam, reason, acc)
@@ -180,13 +187,21 @@ class ProfileBuilder:
     # -- pass 2 and later ----------------------------------------------------------------------
     def _add_stats(self, batch: Any) -> None:
         stats = feature_stats_of_batch(self._known, batch)
+        for name, types in stats.columns.items():
+            self._types[name] = merge_type_counts(self._types.get(name, {}), types)
         for name, h in stats.histograms.items():
             prev = self._hists.get(name)
             self._hists[name] = h if prev is None else prev.merge(h)
             m, pm = stats.mle[name], self._mle.get(name)
             self._mle[name] = m if pm is None or m is None else pm.merge(m)  # type: ignore[arg-type]
+        rows = num_rows(batch)
         for name, (_, _, empty) in self._pending.items():
-            x, n_bad = to_float_array(column_of(batch, name), name)
+            col = column_of(batch, name)
+            if rows:
+                self._types[name] = merge_type_counts(
+                    self._types.get(name, {}), {type_label(col): rows}
+                )
+            x, n_bad = to_float_array(col, name)
             nan = int(np.count_nonzero(np.isnan(x)))
             miss, inv = self._missing[name]
             self._missing[name] = (miss + nan, inv + n_bad)
@@ -212,13 +227,23 @@ class ProfileBuilder:
                 fp = self._known[name]
                 hist = self._hists.get(name) or Histogram.empty(fp.bins)
                 mle = self._mle.get(name) or fp.mle
-                out[name] = finish_feature(name, fp.kind, hist, fp.family, mle, fp.reason)
+                out[name] = finish_feature(
+                    name, fp.kind, hist, fp.family, mle, fp.reason,
+                    column_type=self._column_type(name), n_singletons=fp.n_singletons,
+                )  # fmt: skip
             else:
                 fam, reason, empty = self._pending[name]
                 hist = self._quantile_histogram(name)
                 mle = self._mle.get(name) or empty
-                out[name] = finish_feature(name, "numeric", hist, fam, mle, reason)
-        return ReferenceProfile(out, source=self._source)
+                out[name] = finish_feature(
+                    name, "numeric", hist, fam, mle, reason, column_type=self._column_type(name)
+                )
+        return ReferenceProfile(out, source=self._source, ignored_columns=self._ignored)
+
+    def _column_type(self, name: str) -> str | None:
+        """The type label most rows of the feature had (as Beam's ``BuildReference``)."""
+        types = {t: c for t, c in self._types.get(name, {}).items() if t != ABSENT}
+        return max(types, key=types.__getitem__) if types else None
 
     def _quantile_histogram(self, name: str) -> Histogram:
         """The reference histogram on the exact quantile edges, from the searches' counts:

@@ -7,6 +7,10 @@ transforms downstream work on whole columns. A read is planned at pipeline const
 (globs matched, Parquet footers read, feature columns checked) so that a missing file, a corrupt
 footer or a missing feature column fails before the pipeline starts, with the file and feature
 named. Errors found while reading (a corrupt data page) name the file and row group.
+
+This module does not import Beam (the in-process engine, ``pipelines.local``, reads with it);
+the Beam transforms ``ReadBatches`` and ``ReadPubSubBatches`` live in ``pipelines.beam_io`` and
+are importable from here as before.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
 
 from divtransforms.eventtime import EVENT_TIME_COLUMN, SOURCE_KEY
@@ -28,8 +31,6 @@ __all__ = [
     "DEFAULT_BATCH_ROWS",
     "EVENT_TIME_COLUMN",
     "InputError",
-    "ReadBatches",
-    "ReadPubSubBatches",
     "ReadTask",
     "detect_format",
     "expand_inputs",
@@ -358,84 +359,6 @@ def messages_to_batch(
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
-class _ReadTaskFn(beam.DoFn):
-    def __init__(self) -> None:
-        from apache_beam.metrics import Metrics
-
-        self._batches = Metrics.counter("divtransforms.io", "batches_read")
-        self._rows = Metrics.counter("divtransforms.io", "rows_read")
-
-    def process(self, task: ReadTask) -> Iterator[pa.RecordBatch]:
-        for batch in read_task(task):
-            self._batches.inc()
-            self._rows.inc(batch.num_rows)
-            yield batch
-
-
-class ReadBatches(beam.PTransform):
-    """Files (paths/globs) -> a PCollection of ``pyarrow.RecordBatch``.
-
-    The read is planned when the pipeline is built (see :func:`plan_reads`); the tasks are
-    redistributed so several workers read different row groups.
-    """
-
-    def __init__(
-        self,
-        inputs: str | Sequence[str],
-        *,
-        input_format: str | None = None,
-        columns: Sequence[str] | None = None,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
-        numeric: Sequence[str] = (),
-        require_columns: bool = True,
-    ) -> None:
-        super().__init__()
-        self._tasks = plan_reads(
-            expand_inputs(inputs),
-            input_format=input_format,
-            columns=columns,
-            batch_rows=batch_rows,
-            numeric=numeric,
-            require_columns=require_columns,
-        )
-        _LOG.info(
-            "reading %d file(s) in %d task(s)", len({t.path for t in self._tasks}), len(self._tasks)
-        )
-
-    def expand(self, pbegin):
-        tasks = pbegin | "Plan" >> beam.Create(self._tasks)
-        if len(self._tasks) > 1:
-            tasks = tasks | "Spread" >> beam.Reshuffle()
-        return tasks | "Read" >> beam.ParDo(_ReadTaskFn())
-
-
-class _MessagesToTimestampedRows(beam.DoFn):
-    """A Pub/Sub message (JSON object) -> the row, timestamped with its event time."""
-
-    def __init__(self, event_time_field: str | None) -> None:
-        self._field = event_time_field
-
-    def process(self, message, timestamp=beam.DoFn.TimestampParam):
-        from apache_beam.utils.timestamp import Timestamp
-
-        data = message.data if hasattr(message, "data") else message
-        try:
-            row = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"Pub/Sub message is not JSON ({exc}): {data[:200]!r}") from exc
-        if not isinstance(row, dict):
-            raise InputError(f"Pub/Sub message is not a JSON object: {data[:200]!r}")
-        if self._field:
-            value = row.get(self._field)
-            if value is None:
-                raise InputError(f"Pub/Sub message has no event time field {self._field!r}")
-            micros = _parse_event_time(value, self._field)
-        else:
-            micros = int(timestamp.micros)  # the publish time
-        row[EVENT_TIME_COLUMN] = micros
-        yield beam.window.TimestampedValue(row, Timestamp(micros=micros))
-
-
 def _parse_event_time(value: Any, field: str) -> int:
     """Epoch seconds (number) or ISO 8601 text -> epoch microseconds."""
     from datetime import UTC, datetime
@@ -453,38 +376,10 @@ def _parse_event_time(value: Any, field: str) -> int:
     raise InputError(f"event time field {field!r}: {value!r} is not a time")
 
 
-class ReadPubSubBatches(beam.PTransform):
-    """Pub/Sub JSON messages -> timestamped, windowed RecordBatches (``--streaming``).
+def __getattr__(name: str) -> Any:
+    """``ReadBatches`` and ``ReadPubSubBatches`` (``pipelines.beam_io``, imported on first use)."""
+    if name in ("ReadBatches", "ReadPubSubBatches", "_ReadTaskFn", "_MessagesToTimestampedRows"):
+        from pipelines import beam_io
 
-    The event time is ``event_time_field`` (epoch seconds or ISO 8601) or else the publish
-    time. Rows are grouped into batches per window by ``BatchElements`` before binning.
-    """
-
-    def __init__(
-        self,
-        *,
-        subscription: str | None = None,
-        topic: str | None = None,
-        event_time_field: str | None = None,
-        columns: Sequence[str] | None = None,
-        max_batch_size: int = 10_000,
-    ) -> None:
-        super().__init__()
-        if bool(subscription) == bool(topic):
-            raise InputError("give exactly one of a Pub/Sub subscription or topic")
-        self._subscription, self._topic = subscription, topic
-        self._field, self._columns, self._max = event_time_field, columns, max_batch_size
-
-    def expand(self, pbegin):
-        from apache_beam.io.gcp.pubsub import ReadFromPubSub
-
-        messages = pbegin | "ReadPubSub" >> ReadFromPubSub(
-            topic=self._topic, subscription=self._subscription
-        )
-        columns = list(self._columns) if self._columns else None
-        return (
-            messages
-            | "EventTime" >> beam.ParDo(_MessagesToTimestampedRows(self._field))
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._max)
-            | "ToArrow" >> beam.Map(messages_to_batch, columns)
-        )
+        return getattr(beam_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

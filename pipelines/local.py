@@ -40,7 +40,6 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 384 << 20
 PROGRESS_SECONDS = 5.0
-_SUFFIXES = (".parquet", ".pq")
 
 
 def is_local(patterns: Sequence[str]) -> bool:
@@ -65,8 +64,10 @@ def expand_local(patterns: Sequence[str]) -> list[str]:
 
 
 class BatchSource:
-    """Record batches of local files, read in passes; the first pass's batches are kept up to
-    ``cache_bytes`` and later passes read only the rest again (and only the columns asked)."""
+    """Record batches of local files, read in passes with ``pipelines.io`` (the Beam job's
+    readers: the same batches, file/row annotations and checks); the first pass's batches are
+    kept up to ``cache_bytes`` and later passes read only the rest again, and only the columns
+    they ask for. ``require_columns`` False (a check): a file may lack a feature column."""
 
     def __init__(
         self,
@@ -75,76 +76,43 @@ class BatchSource:
         input_format: str | None = None,
         numeric: Sequence[str] = (),
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        require_columns: bool = True,
     ) -> None:
         self._files = list(files)
         self._format = input_format
         self._numeric = tuple(numeric)
         self._budget = cache_bytes
+        self._require = require_columns
         self._cache: list[pa.RecordBatch] = []
-        self._cached_units = 0  # read units (file, row group) wholly in the cache
-        self._units: list[tuple[str, int | None]] | None = None
+        self._cached_tasks = 0  # read tasks wholly in the cache
         self.rows_read = 0
-
-    def _parquet(self, path: str) -> bool:
-        if self._format:
-            return self._format == "parquet"
-        return path.lower().endswith(_SUFFIXES)
-
-    def _plan(self) -> list[tuple[str, int | None]]:
-        if self._units is None:
-            import pyarrow.parquet as pq
-
-            units: list[tuple[str, int | None]] = []
-            for path in self._files:
-                if self._parquet(path):
-                    n = pq.ParquetFile(path).num_row_groups
-                    units.extend((path, g) for g in range(n))
-                else:
-                    units.append((path, None))
-            self._units = units
-        return self._units
-
-    def _read(self, path: str, group: int | None, columns: Sequence[str]) -> list[pa.RecordBatch]:
-        if group is not None:
-            import pyarrow.parquet as pq
-
-            try:
-                table = pq.ParquetFile(path).read_row_group(
-                    group, columns=list(columns), use_threads=False
-                )
-            except (pa.ArrowException, OSError) as exc:
-                raise ValueError(
-                    f"{path}: corrupt Parquet data in row groups [{group}] ({exc})"
-                ) from exc
-            have = set(table.schema.names)
-            missing = [c for c in columns if c not in have]
-            if missing:
-                raise ValueError(f"{path}: feature column(s) {missing} not in the file")
-            return table.to_batches(max_chunksize=1 << 20)
-        from pipelines import io as pio  # text formats: the Beam job's readers (imports Beam)
-
-        task = pio.ReadTask(
-            path, pio.detect_format(path, self._format), tuple(columns), None, 1 << 20,
-            self._numeric,
-        )  # fmt: skip
-        return list(pio.read_task(task))
+        self.batches_read = 0
 
     def batches(self, columns: Sequence[str], first: bool) -> Iterator[pa.RecordBatch]:
         """One pass: every batch, with at least ``columns``."""
-        units = self._plan()
+        from pipelines import io as pio
+
+        tasks = pio.plan_reads(
+            self._files,
+            input_format=self._format,
+            columns=columns,
+            numeric=[n for n in self._numeric if n in set(columns)],
+            require_columns=self._require,
+        )
         start = 0
         if not first:
             yield from self._cache
-            start = self._cached_units
+            start = self._cached_tasks
         cached = sum(b.nbytes for b in self._cache)
-        for i in range(start, len(units)):
-            parts = self._read(*units[i], columns)
+        for i in range(start, len(tasks)):
+            parts = list(pio.read_task(tasks[i]))
             if first:
                 self.rows_read += sum(b.num_rows for b in parts)
+                self.batches_read += len(parts)
                 size = sum(b.nbytes for b in parts)
-                if self._cached_units == i and cached + size <= self._budget:
+                if self._cached_tasks == i and cached + size <= self._budget:
                     self._cache.extend(parts)
-                    self._cached_units = i + 1
+                    self._cached_tasks = i + 1
                     cached += size
             yield from parts
 
@@ -161,12 +129,19 @@ def build_reference_local(
     input_format: str | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     source: str = "",
+    ignored_columns: Sequence[str] = (),
 ) -> ReferenceProfile:
     """Build a reference profile from local files in this process; save it to ``output``."""
     files = expand_local(inputs)
     numeric = [n for n, k in kinds.items() if k == "numeric"]
     builder = ProfileBuilder(
-        kinds, families=families, n_bins=n_bins, strategy=strategy, top_n=top_n, source=source
+        kinds,
+        families=families,
+        n_bins=n_bins,
+        strategy=strategy,
+        top_n=top_n,
+        source=source,
+        ignored_columns=ignored_columns,
     )
     src = BatchSource(files, input_format=input_format, numeric=numeric, cache_bytes=cache_bytes)
     start = time.perf_counter()
@@ -199,18 +174,6 @@ def build_reference_local(
     return profile
 
 
-def schema_of(path: str, input_format: str | None = None) -> pa.Schema:
-    """The Arrow schema of a local file (Parquet footer; text formats: their first batch)."""
-    src = BatchSource([path], input_format=input_format)
-    if src._parquet(path):
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).schema_arrow
-    from pipelines.reference_job import input_schema
-
-    return input_schema(path, input_format)
-
-
 def run_build_local(
     inputs: Sequence[str],
     output: str | None,
@@ -224,14 +187,21 @@ def run_build_local(
     """``divmon reference build`` in this process: the kinds from the first file's schema
     (``divtransforms.kinds.infer_kinds``, as the Beam job), then :func:`build_reference_local`."""
     from divtransforms.kinds import infer_kinds
+    from pipelines.reference_job import input_sample
 
     patterns = [str(i) for i in inputs]
     files = expand_local(patterns)
-    schema = schema_of(files[0], options.get("input_format"))
-    resolved = infer_kinds(schema, features, kinds, exclude)
+    sample = input_sample(files[0], options.get("input_format"))
+    resolved = infer_kinds(sample.schema, features, kinds, exclude, sample=sample)
     cache = DEFAULT_CACHE_BYTES if cache_mb is None else int(cache_mb) << 20
     return build_reference_local(
-        files, output, kinds=resolved, cache_bytes=cache, source=", ".join(patterns), **options
+        files,
+        output,
+        kinds=resolved,
+        cache_bytes=cache,
+        source=", ".join(patterns),
+        ignored_columns=[n for n in sample.schema.names if n not in resolved],
+        **options,
     )
 
 
@@ -262,7 +232,8 @@ def run_check_local(job: Any) -> Any:
     event-time order, ``compare.drift_record`` for every feature and window. One read, bounded
     memory (the statistics of the windows, not the data). Returns a ``CheckResult``."""
     from divtransforms.columns import num_rows, parse_duration
-    from divtransforms.compare import drift_record, new_run_id
+    from divtransforms.compare import new_run_id, window_records
+    from divtransforms.eventtime import EVENT_TIME_COLUMN
     from divtransforms.records import (
         atomic_write_bytes,
         records_to_table,
@@ -294,21 +265,31 @@ def run_check_local(job: Any) -> Any:
         input_format=job.source.input_format,
         numeric=numeric,
         cache_bytes=0,
+        require_columns=False,
     )
     windows: dict[int | None, FeatureStats] = {}
-    batches, last = 0, t0
+    known = {
+        *profile.known_columns,
+        EVENT_TIME_COLUMN,
+        *([job.timestamp_column] if job.timestamp_column else []),
+    }
+    no_event_time, last = 0, t0
     for batch in src.batches(job.columns(profile), first=True):
-        batches += 1
-        parts = (
-            [(None, batch)]
-            if size is None
-            else split_by_window(batch, job.timestamp_column or "", size)
-        )
+        if size is None:
+            parts = [(None, batch)]
+        else:
+            parts, bad = split_by_window(
+                batch, job.timestamp_column or "", size, job.timestamp_format
+            )
+            if bad is not None:
+                no_event_time += bad.count
+                _LOG.warning("%s", bad.message())
         for start, rows in parts:
             acc = windows.get(start) or FeatureStats.empty(features)
-            for lo in range(0, max(num_rows(rows), 1), CHUNK_ROWS):
-                part = rows.slice(lo, CHUNK_ROWS) if num_rows(rows) > CHUNK_ROWS else rows
-                acc = acc.merge(feature_stats_of_batch(features, part))
+            n = num_rows(rows)
+            for lo in range(0, max(n, 1), CHUNK_ROWS):
+                part = rows.slice(lo, CHUNK_ROWS) if n > CHUNK_ROWS else rows
+                acc = acc.merge(feature_stats_of_batch(features, part, known))
             windows[start] = acc
         if time.perf_counter() - last >= PROGRESS_SECONDS:
             last = time.perf_counter()
@@ -324,20 +305,16 @@ def run_check_local(job: Any) -> Any:
             ws, we = when(start), when(start + (size or 0))
             cumulation.fold(before=ws)
         running = cumulation.observe(ws, we, 0, stats)
-        for name, fp in features.items():
-            records.append(
-                drift_record(
-                    fp,
-                    stats.histograms[name],
-                    stats.mle.get(name),
-                    running.get(name),
-                    window_start=ws,
-                    window_end=we,
-                    run_id=run_id,
-                    reference_id=reference_id,
-                    policy=job.policy,
-                )
-            )
+        records += window_records(
+            features,
+            stats,
+            running,
+            window_start=ws,
+            window_end=we,
+            run_id=run_id,
+            reference_id=reference_id,
+            policy=job.policy,
+        )
     table = sort_records(records_to_table(records))
     state = cumulation.latest().to_state()
     outputs: list[str] = []
@@ -348,7 +325,9 @@ def run_check_local(job: Any) -> Any:
             outputs.append(str(write_records_jsonl(table, out[: -len(".parquet")] + ".jsonl")))
         state_path = os.path.join(str(job.output), "_state", f"mle-{run_id}.json")
         atomic_write_bytes(state_path, mle_state_bytes(state))
-    metrics = _check_metrics(windows, src.rows_read, batches)
+    metrics = _check_metrics(windows, src.rows_read, src.batches_read)
+    if no_event_time:
+        metrics["no_event_time"] = no_event_time
     elapsed = time.perf_counter() - t0
     _LOG.info(
         "checked %d rows against %s in %.1f s (%.0f rows/s): %d records",

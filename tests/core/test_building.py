@@ -10,7 +10,7 @@ import pytest
 
 from divtransforms import ReferenceProfile
 from divtransforms.building import ProfileBuilder
-from divtransforms.columns import infer_kinds
+from divtransforms.kinds import infer_kinds
 
 
 def _build(table: pa.Table, batch_rows: int = 997, **kw) -> ReferenceProfile:
