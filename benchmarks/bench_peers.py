@@ -21,11 +21,12 @@ Contenders, each a fresh process timed from start to exit, peak RSS from ``wait4
   ``DIVMON_BENCH_WHYLOGS_PYTHON`` name a Python that has them; skipped with a message otherwise.
 
 Rounds are interleaved (every contender once per round, ``DIVMON_BENCH_ROUNDS``, default 3; the
-slow peers once). The table gives the median time, its spread (min-max) and the ratio to the
-floor of the same round; results go to ``bench-output/peers.json``. Agreement: divmon's JS of
-every feature equals the floor's and pandas+scipy's (same bins) and scipy's on the record's own
-counts, to 1e-9; divmon must flag exactly the shifted columns. Ratios are targets, never asserts
-in tests. ``DIVMON_BENCH_QUICK=1`` makes a small, fast run.
+slow peers and the scale cases once, ``DIVMON_BENCH_SCALE_ROUNDS``; ``DIVMON_BENCH_NO_PEERS=1``
+leaves the peers' venvs out). The table gives the median time, its spread (min-max) and the ratio
+to the floor of the same round; results go to ``bench-output/peers.json``. Agreement: divmon's JS
+of every feature equals the floor's and pandas+scipy's (same bins) and scipy's on the record's own
+counts, to 1e-9; divmon must flag exactly the shifted columns. Ratios are targets, never asserts in
+tests. ``DIVMON_BENCH_QUICK=1`` makes a small, fast run.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ SCALE_ROWS = tuple(
     ).split(",")
     if s
 )
+SCALE_ROUNDS = int(os.environ.get("DIVMON_BENCH_SCALE_ROUNDS", "1"))
+NO_PEERS = bool(os.environ.get("DIVMON_BENCH_NO_PEERS"))
 TARGETS = {
     "build": {"standard": 2.0, "wide": 2.0},
     "check": {"standard": 2.0, "wide": 2.5},
@@ -264,6 +267,9 @@ class Bench:
             beam += ["--output", str(self.tmp / "beam-out"), "--runner=FnApiRunner"]
             wall, rss, _ = _run(beam, self.env)
             self.record(case.name, "divmon check (Beam)", wall, rss)
+        if NO_PEERS:
+            self.skipped["evidently, tfdv, whylogs"] = "DIVMON_BENCH_NO_PEERS is set"
+            return
         for who, script, var, default in (
             ("evidently", EVIDENTLY, "DIVMON_BENCH_EVIDENTLY_PYTHON", ROOT / ".venv-evidently"),
             ("tfdv", TFDV, "DIVMON_BENCH_TFDV_PYTHON", ROOT / ".venv-tfdv"),
@@ -449,7 +455,7 @@ def main() -> int:
             print(f"round {rnd + 1}/{ROUNDS}", flush=True)
             for case in cases:
                 bench.round(case, rnd, peers=rnd == 0)
-            for case in scale:
+            for case in scale if rnd < SCALE_ROUNDS else ():
                 bench.round(case, rnd, peers=False)
         table = _table(bench)
     print()

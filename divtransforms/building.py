@@ -43,7 +43,9 @@ from divtransforms.quality import ABSENT, merge_type_counts, type_label
 from divtransforms.quantiles import ExactQuantiles, inverted_cdf_ranks
 from divtransforms.window import feature_stats_of_batch
 
-__all__ = ["ProfileBuilder"]
+__all__ = ["GATHER_BYTES", "ProfileBuilder"]
+
+GATHER_BYTES = 64 << 20
 
 
 class ProfileBuilder:
@@ -138,6 +140,13 @@ class ProfileBuilder:
 
     def _plan(self) -> None:
         """Bins where the first pass decides them, families, and the quantile searches."""
+        searches = sum(
+            1
+            for n in self._numeric
+            if n not in self._edges and self._strategy == "quantile" and self._summary[n].n
+        )
+        # What all searches may gather at once stays under GATHER_BYTES (wide tables).
+        self._gather_max = max(1024, GATHER_BYTES // (8 * (self._n_bins + 1) * max(searches, 1)))
         for name, kind in self._kinds.items():
             fam = self._families.get(name, "auto")
             reason = None if fam is None else "set by the user"
@@ -164,7 +173,9 @@ class ProfileBuilder:
                 else:
                     q = np.linspace(0.0, 1.0, self._n_bins + 1)
                     ranks = inverted_cdf_ranks(s.n, q)
-                    self._quantiles[name] = ExactQuantiles(s.n, s.lo, s.hi, ranks)
+                    self._quantiles[name] = ExactQuantiles(
+                        s.n, s.lo, s.hi, ranks, gather_max=self._gather_max
+                    )
                 if fam == "auto":
                     choice = choose_family(s)
                     fam, reason = choice.family, choice.reason

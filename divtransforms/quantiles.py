@@ -75,13 +75,18 @@ def _cells(x: NDArray[np.float64], lo: float, scale: float) -> NDArray[np.intp]:
 class ExactQuantiles:
     """Order statistics of ``ranks`` of one feature's ``n`` finite values in ``[lo, hi]``.
 
-    Drive it with passes: ``add(x)`` for every batch (float64, non-finite values are ignored),
+    ``gather_max`` (at most ``GATHER_MAX``) caps the values a region may gather; a caller with
+    many features lowers it to bound the total. Drive it with passes: ``add(x)`` for every batch
+    (float64, non-finite values are ignored),
     then ``end_pass()``; repeat while ``done`` is false. Then ``values()`` are the order
     statistics and ``below(v)`` counts values smaller than one of them.
     """
 
-    def __init__(self, n: int, lo: float, hi: float, ranks: NDArray[np.intp]) -> None:
+    def __init__(
+        self, n: int, lo: float, hi: float, ranks: NDArray[np.intp], gather_max: int | None = None
+    ) -> None:
         self.n = int(n)
+        self._gather_max = GATHER_MAX if gather_max is None else int(gather_max)
         wanted = sorted({int(r) for r in np.asarray(ranks).tolist()})
         if self.n <= 0 or not wanted or wanted[0] < 0 or wanted[-1] >= self.n:
             raise ValueError(f"ranks {wanted} are not within {self.n} values")
@@ -103,7 +108,7 @@ class ExactQuantiles:
         for r in self._pending:
             r.values, r.vmin, r.vmax, r.seen = [], math.inf, -math.inf, 0
             r.grid, r.counts = None, None
-            if r.count > GATHER_MAX:
+            if r.count > min(self._gather_max, GATHER_MAX):
                 width = r.hi - r.lo
                 scale = CELLS / width if width > 0 else 0.0
                 if math.isinf(width):  # the width overflows float64

@@ -39,6 +39,7 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 384 << 20
+COLUMNS_PER_READ = 64
 PROGRESS_SECONDS = 5.0
 
 
@@ -105,7 +106,7 @@ class BatchSource:
             start = self._cached_tasks
         cached = sum(b.nbytes for b in self._cache)
         for i in range(start, len(tasks)):
-            parts = list(pio.read_task(tasks[i]))
+            parts = _read_task(tasks[i])
             if first:
                 self.rows_read += sum(b.num_rows for b in parts)
                 self.batches_read += len(parts)
@@ -115,6 +116,43 @@ class BatchSource:
                     self._cached_tasks = i + 1
                     cached += size
             yield from parts
+
+
+def _read_task(task: Any) -> list[pa.RecordBatch]:
+    """The batches of one read task. A wide Parquet task is read ``COLUMNS_PER_READ`` columns
+    at a time and the parts put side by side: decoding a row group of a thousand columns at once
+    takes about four times the data's size in transient buffers."""
+    from dataclasses import replace
+
+    from pipelines import io as pio
+
+    cols = task.columns
+    if task.fmt != "parquet" or not cols or len(cols) <= COLUMNS_PER_READ:
+        return list(pio.read_task(task))
+    groups = [cols[i : i + COLUMNS_PER_READ] for i in range(0, len(cols), COLUMNS_PER_READ)]
+    parts = [list(pio.read_task(replace(task, columns=g))) for g in groups]
+    out = []
+    for pieces in zip(*parts, strict=True):
+        arrays = [a for p in pieces for a in p.columns]
+        names = [n for p in pieces for n in p.schema.names]
+        batch = pa.RecordBatch.from_arrays(arrays, names=names)
+        out.append(batch.replace_schema_metadata(pieces[0].schema.metadata))
+    return out
+
+
+def _sample(path: str, input_format: str | None, rows: int = 1 << 16) -> pa.Table:
+    """The first ``rows`` rows of a file with its whole schema, as
+    ``pipelines.reference_job.input_sample``; Parquet is read a few columns at a time."""
+    from pipelines import io as pio
+    from pipelines.reference_job import input_sample
+
+    if pio.detect_format(path, input_format) != "parquet":
+        return input_sample(path, input_format, rows)
+    pf = pio._parquet_file(path)
+    if pf.num_row_groups == 0:
+        return pf.schema_arrow.empty_table()
+    task = pio.ReadTask(path, "parquet", tuple(pf.schema_arrow.names), (0,), rows)
+    return pa.Table.from_batches(_read_task(task)[:1]).cast(pf.schema_arrow)
 
 
 def build_reference_local(
@@ -159,6 +197,7 @@ def build_reference_local(
                     passes, rows, len(columns), rows / (last - t0),
                 )  # fmt: skip
         builder.end_pass()
+        pa.default_memory_pool().release_unused()  # the readers' transient buffers
         _LOG.info(
             "pass %d done: %d rows x %d columns in %.1f s",
             passes, rows, len(columns), time.perf_counter() - t0,
@@ -187,12 +226,14 @@ def run_build_local(
     """``divmon reference build`` in this process: the kinds from the first file's schema
     (``divtransforms.kinds.infer_kinds``, as the Beam job), then :func:`build_reference_local`."""
     from divtransforms.kinds import infer_kinds
-    from pipelines.reference_job import input_sample
 
     patterns = [str(i) for i in inputs]
     files = expand_local(patterns)
-    sample = input_sample(files[0], options.get("input_format"))
+    sample = _sample(files[0], options.get("input_format"))
     resolved = infer_kinds(sample.schema, features, kinds, exclude, sample=sample)
+    names = sample.schema.names
+    del sample  # up to 64Ki rows of every column: not kept during the build
+    pa.default_memory_pool().release_unused()
     cache = DEFAULT_CACHE_BYTES if cache_mb is None else int(cache_mb) << 20
     return build_reference_local(
         files,
@@ -200,7 +241,7 @@ def run_build_local(
         kinds=resolved,
         cache_bytes=cache,
         source=", ".join(patterns),
-        ignored_columns=[n for n in sample.schema.names if n not in resolved],
+        ignored_columns=[n for n in names if n not in resolved],
         **options,
     )
 
