@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cache-mb",
         type=int,
         default=None,
-        help="in-process build: MiB of batches kept between passes (default 384)",
+        help="in-process build: MiB of batches kept between passes (default 256)",
     )
     build.set_defaults(handler=_reference_build, accepts_pipeline_args=True)
 

@@ -38,8 +38,7 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-DEFAULT_CACHE_BYTES = 384 << 20
-COLUMNS_PER_READ = 64
+DEFAULT_CACHE_BYTES = 256 << 20
 PROGRESS_SECONDS = 5.0
 
 
@@ -106,43 +105,29 @@ class BatchSource:
             start = self._cached_tasks
         cached = sum(b.nbytes for b in self._cache)
         for i in range(start, len(tasks)):
-            parts = _read_task(tasks[i])
-            if first:
-                self.rows_read += sum(b.num_rows for b in parts)
-                self.batches_read += len(parts)
-                size = sum(b.nbytes for b in parts)
-                if self._cached_tasks == i and cached + size <= self._budget:
-                    self._cache.extend(parts)
-                    self._cached_tasks = i + 1
-                    cached += size
-            yield from parts
-
-
-def _read_task(task: Any) -> list[pa.RecordBatch]:
-    """The batches of one read task. A wide Parquet task is read ``COLUMNS_PER_READ`` columns
-    at a time and the parts put side by side: decoding a row group of a thousand columns at once
-    takes about four times the data's size in transient buffers."""
-    from dataclasses import replace
-
-    from pipelines import io as pio
-
-    cols = task.columns
-    if task.fmt != "parquet" or not cols or len(cols) <= COLUMNS_PER_READ:
-        return list(pio.read_task(task))
-    groups = [cols[i : i + COLUMNS_PER_READ] for i in range(0, len(cols), COLUMNS_PER_READ)]
-    parts = [list(pio.read_task(replace(task, columns=g))) for g in groups]
-    out = []
-    for pieces in zip(*parts, strict=True):
-        arrays = [a for p in pieces for a in p.columns]
-        names = [n for p in pieces for n in p.schema.names]
-        batch = pa.RecordBatch.from_arrays(arrays, names=names)
-        out.append(batch.replace_schema_metadata(pieces[0].schema.metadata))
-    return out
+            keep = first and self._cached_tasks == i  # cache this task while it fits
+            kept: list[pa.RecordBatch] = []
+            for batch in pio.read_task(tasks[i]):
+                if first:
+                    self.rows_read += batch.num_rows
+                    self.batches_read += 1
+                if keep and cached + batch.nbytes <= self._budget:
+                    kept.append(batch)
+                    cached += batch.nbytes
+                else:
+                    keep = False
+                yield batch
+            if keep:
+                self._cache.extend(kept)
+                self._cached_tasks = i + 1
+            else:
+                cached -= sum(b.nbytes for b in kept)
 
 
 def _sample(path: str, input_format: str | None, rows: int = 1 << 16) -> pa.Table:
     """The first ``rows`` rows of a file with its whole schema, as
-    ``pipelines.reference_job.input_sample``; Parquet is read a few columns at a time."""
+    ``pipelines.reference_job.input_sample``, but Parquet through ``pipelines.io.read_task``
+    (a wide row group is decoded a few columns at a time, not all at once)."""
     from pipelines import io as pio
     from pipelines.reference_job import input_sample
 
@@ -152,7 +137,12 @@ def _sample(path: str, input_format: str | None, rows: int = 1 << 16) -> pa.Tabl
     if pf.num_row_groups == 0:
         return pf.schema_arrow.empty_table()
     task = pio.ReadTask(path, "parquet", tuple(pf.schema_arrow.names), (0,), rows)
-    return pa.Table.from_batches(_read_task(task)[:1]).cast(pf.schema_arrow)
+    batches = list(pio.read_task(task))[:1]
+    return (
+        pa.Table.from_batches(batches).cast(pf.schema_arrow)
+        if batches
+        else pf.schema_arrow.empty_table()
+    )
 
 
 def build_reference_local(

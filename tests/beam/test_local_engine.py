@@ -118,3 +118,12 @@ def cli_parser():
     sub = parser.add_subparsers(dest="command")
     cli.register(sub)
     return parser
+
+
+def test_build_without_cache_reads_again_and_gives_the_same_profile(files):
+    ref = str(files / "ref.parquet")
+    cached = run_build_local([ref], None, exclude=["ts"])
+    reread = run_build_local([ref], None, exclude=["ts"], cache_mb=0)
+    assert reread.features.keys() == cached.features.keys()
+    for name, fp in cached.features.items():
+        assert reread.features[name].to_dict() == fp.to_dict(), name
