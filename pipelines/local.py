@@ -244,12 +244,13 @@ CHUNK_ROWS = 1 << 16
 
 
 def can_check_locally(job: Any, pipeline_args: Sequence[str]) -> bool:
-    """A batch check of local files, written locally, with no Beam option given."""
+    """A batch check of local files, written locally (not to BigQuery), with no Beam option."""
     paths = [*job.source.inputs, str(job.reference), str(job.output or "")]
     if job.mle_state_out:
         paths.append(str(job.mle_state_out))
     return (
         not pipeline_args
+        and not getattr(job, "bigquery_table", None)  # BigQuery output: a Beam sink
         and not job.source.streaming
         and bool(job.source.inputs)
         and is_local(paths)

@@ -88,6 +88,11 @@ def test_divmon_uses_the_local_engine_unless_a_runner_is_given(files, profile, c
     assert not can_check_locally(job, ["--runner=FnApiRunner"])
     gs = CheckJob(str(ref), Source(("gs://bucket/cur.parquet",)), output=str(files / "o"))
     assert not can_check_locally(gs, [])
+    bq = CheckJob(
+        str(ref), Source((str(files / "cur.parquet"),)), output=str(files / "o"),
+        bigquery_table="p.d.t",
+    )  # fmt: skip
+    assert not can_check_locally(bq, [])
     parser = cli_parser()
     args, extra = parser.parse_known_args(
         ["reference", "build", "-i", str(files / "ref.parquet"), "-o", str(files / "r.json")]
