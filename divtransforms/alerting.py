@@ -5,12 +5,19 @@ breaching windows before an alert, no repeated alert while a breach lasts (an es
 warning to critical is sent), ``cooldown`` windows after an alert before a new one, and one
 ``recovered`` alert after ``recovery`` windows back under the threshold. Its state is a JSON
 document with a schema version (``TRACKER_STATE_VERSION``).
+
+Decisions follow event time, not processing order. The tracker remembers, per feature, the end of
+the newest window it has seen. A window ending before it (late data, a backfill) is judged on its
+own: it goes through a scratch state that starts clean, so late breaching windows still alert
+(with ``consecutive`` counted among the late windows themselves), but a late window never
+escalates, resolves or re-arms the current incident, and never sends a recovery.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from divtransforms.policy import Policy, PolicyError, _num, _require
@@ -18,7 +25,8 @@ from divtransforms.records import SEVERITIES, SEVERITY_RANK
 
 __all__ = ["TRACKER_STATE_VERSION", "AlertDecision", "AlertTracker"]
 
-TRACKER_STATE_VERSION = 1
+TRACKER_STATE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # version 1 had no ``newest``: every window counts as new
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class _FeatureState:
     ok_streak: int = 0  # ok windows in a row while alerted
     active: str | None = None  # severity of the open alert
     since_alert: int | None = None  # windows since the last warning/critical alert
+    newest: str | None = None  # end of the newest window seen (ISO 8601), for event-time order
 
 
 class AlertTracker:
@@ -54,12 +63,13 @@ class AlertTracker:
     def __init__(self, policy: Policy | None = None, state: Mapping[str, Any] | None = None):
         self.policy = policy or Policy()
         self._features: dict[str, _FeatureState] = {}
+        self._late: dict[str, _FeatureState] = {}  # scratch states of late windows (not saved)
         if state is not None:
             self._load(state)
 
     def _load(self, state: Mapping[str, Any]) -> None:
         version = state.get("schema_version")
-        if version != TRACKER_STATE_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise PolicyError(
                 f"alert tracker state has schema_version {version!r}; "
                 f"this version reads {TRACKER_STATE_VERSION}"
@@ -70,6 +80,7 @@ class AlertTracker:
                 ok_streak=int(fs.get("ok_streak", 0)),
                 active=fs.get("active"),
                 since_alert=fs.get("since_alert"),
+                newest=fs.get("newest"),
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,7 +109,21 @@ class AlertTracker:
             severity = record.get("severity") or self.policy.assess(record)
         if severity not in SEVERITIES:
             raise PolicyError(f"feature {feature!r}: unknown severity {severity!r}")
-        fs = self._features.setdefault(feature, _FeatureState())
+        live = self._features.setdefault(feature, _FeatureState())
+        end = _instant(record.get("window_end"))
+        if end is not None and live.newest is not None and end < _instant(live.newest):
+            late = self._late.setdefault(feature, _FeatureState())
+            decision = self._step(late, record, severity, fp)
+            return decision if decision is not None and decision.severity != "recovered" else None
+        if end is not None:
+            live.newest = end.isoformat()
+        return self._step(live, record, severity, fp)
+
+    @staticmethod
+    def _step(
+        fs: _FeatureState, record: Mapping[str, Any], severity: str, fp: Any
+    ) -> AlertDecision | None:
+        feature = record["feature"]
         if severity == "insufficient":
             return None
         if fs.since_alert is not None:
@@ -133,7 +158,10 @@ class AlertTracker:
         return None
 
     def run(self, records: Iterable[Mapping[str, Any]]) -> list[AlertDecision]:
-        """Update with every record (sorted by feature, window end) and collect the alerts."""
+        """Update with every record (sorted by feature, window end) and collect the alerts.
+        Each call starts new scratch states for late windows: the late windows of one call are
+        judged together."""
+        self._late = {}
         ordered = sorted(
             records,
             key=lambda r: (
@@ -148,6 +176,15 @@ class AlertTracker:
             if decision is not None:
                 out.append(decision)
         return out
+
+
+def _instant(value: Any) -> datetime | None:
+    """A window bound as an aware datetime (ISO text or datetime; naive means UTC)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

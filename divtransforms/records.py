@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -151,21 +152,80 @@ def sort_records(table: pa.Table) -> pa.Table:
     )
 
 
-def _atomic_write(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+class StorageError(OSError):
+    """Writing persisted state failed (read-only or full disk, permissions): names the file."""
+
+
+#: Temp files of :func:`_atomic_write`: ``.<name>.<8 random chars>.tmp`` next to the target.
+TEMP_FILE_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux ``/proc``), else by a set-and-restore."""
     try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """``write(tmp)`` then fsync and rename over ``path``. The file gets the mode a plain
+    ``open()`` would give (0666 minus the umask), not mkstemp's 0600. OS errors (read-only or
+    full disk) become :class:`StorageError` naming ``path``; the temp file is removed."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+        finally:
+            os.close(fd)
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        if isinstance(exc, StorageError):
+            raise
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise StorageError(exc.errno, f"cannot write {path}: {reason}") from exc
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
     return path
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str], *, recursive: bool = True) -> int:
+    """Remove the temp files a killed :func:`_atomic_write` left in ``directory``; returns how
+    many. Call it only while no writer is active there (the monitor holds its run lock)."""
+    root = Path(directory)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for p in root.rglob(".*.tmp") if recursive else root.glob(".*.tmp"):
+        if TEMP_FILE_RE.match(p.name) and p.is_file():
+            try:
+                p.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -14,6 +14,7 @@ without secrets), ``event_id``/``event_emitted`` and ``reason``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -29,12 +30,15 @@ from divtransforms.records import atomic_write_json
 
 ALERT_LOG_VERSION = 1
 ALERTS_FILE = "_alerts.json"
+INPUT_ERROR = "input-error"  # severity of the alert about quarantined input files
+INPUT_ERROR_FEATURE = "(input files)"
 EVENT_NAMESPACE = uuid.UUID("6f1f4b7e-5b7a-4c55-9a59-3d5e0a1d7c11")
 
 log = logging.getLogger(__name__)
 
-# A notifier sends one alert to one target and raises on failure.
-Notifier = Callable[[Mapping[str, Any]], None]
+# A notifier sends one alert to one target and raises on failure. One that takes a keyword
+# ``timeout`` (seconds) must finish the attempt within it; others are abandoned after it.
+Notifier = Callable[..., None]
 
 
 class AlertLogError(ValueError):
@@ -211,6 +215,43 @@ class AlertLog:
             new.append(entry)
         return new
 
+    def add_input_error(
+        self, files: Sequence[Mapping[str, Any]], *, targets: Sequence[str], run_id: str
+    ) -> dict[str, Any] | None:
+        """Log the one ``input-error`` alert of run ``run_id`` (files quarantined by it); its
+        dedup key is the run id, which a resumed run keeps, so it is logged exactly once."""
+        key = dedup_key(INPUT_ERROR_FEATURE, None, None, INPUT_ERROR, run_id)
+        if not files or self.get(key) is not None:
+            return None
+        names = ", ".join(str(f["file"]) for f in files)
+        entry = {
+            "dedup_key": key,
+            "feature": INPUT_ERROR_FEATURE,
+            "window_start": None,
+            "window_end": None,
+            "severity": INPUT_ERROR,
+            "metric": "",
+            "value": float(len(files)),
+            "reference_id": "",
+            "created_at": now_iso(),
+            "status": "pending" if targets else "delivered",
+            "attempts": 0,
+            "delivered_at": None if targets else now_iso(),
+            "targets": list(targets),
+            "deliveries": {
+                t: {"status": "pending", "attempts": 0, "delivered_at": None, "last_error": None}
+                for t in targets
+            },
+            "event_id": str(event_id(key)),
+            "event_emitted": False,
+            "run_id": run_id,
+            "reason": f"{len(files)} input file(s) quarantined: {names}",
+            "files": [dict(f) for f in files],
+            "record": {},
+        }
+        self.entries.append(entry)
+        return entry
+
     def outstanding(self) -> list[dict[str, Any]]:
         return [e for e in self.entries if e.get("status") != "delivered"]
 
@@ -248,7 +289,30 @@ class DeliverySummary:
     delivered: int = 0
     failed: int = 0
     skipped: int = 0
+    deferred: int = 0  # not tried: the run's delivery budget was spent
     errors: list[str] = field(default_factory=list)
+
+
+#: Per-attempt deadline of a notifier that has no ``timeout`` of its own.
+DEFAULT_ATTEMPT_SECONDS = 30.0
+
+
+def _accepts_timeout(notifier: Notifier) -> bool:
+    try:
+        return "timeout" in inspect.signature(notifier).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _attempt(notifier: Notifier, entry: dict[str, Any], seconds: float) -> None:
+    """One bounded attempt: ``notifier(entry, timeout=seconds)`` when it takes a deadline (and
+    then keeps it itself), else the call is abandoned after ``seconds``."""
+    from flows.transport import call_with_deadline
+
+    if _accepts_timeout(notifier):
+        notifier(entry, timeout=seconds)
+    else:
+        call_with_deadline(lambda: notifier(entry), seconds)
 
 
 def deliver_outstanding(
@@ -257,14 +321,24 @@ def deliver_outstanding(
     *,
     retries: Mapping[str, tuple[int, float]] | None = None,
     logger: logging.Logger | None = None,
+    budget_seconds: float | None = None,
 ) -> DeliverySummary:
     """Deliver every outstanding (entry, target); save after each success or final failure.
 
     ``retries[target] = (extra attempts, delay seconds)`` within this run; a target that still
-    fails stays in the outbox (``status: failed``) for the next run.
+    fails stays in the outbox (``status: failed``) for the next run. The whole delivery takes at
+    most ``budget_seconds``: each attempt's deadline is cut to what is left, and what is not
+    tried when the budget is spent stays in the outbox (counted as ``deferred``).
     """
     logger = logger or log
     summary = DeliverySummary()
+    t0 = time.monotonic()
+
+    def left() -> float:
+        if budget_seconds is None:
+            return DEFAULT_ATTEMPT_SECONDS
+        return budget_seconds - (time.monotonic() - t0)
+
     for entry in alert_log.outstanding():
         for target in entry.get("targets", []):
             state = entry.setdefault("deliveries", {}).setdefault(
@@ -283,12 +357,16 @@ def deliver_outstanding(
                 )
                 continue
             extra, delay = (retries or {}).get(target, (0, 0.0))
-            ok = False
+            ok = tried = False
             for attempt in range(extra + 1):
+                seconds = left()
+                if seconds <= 0:
+                    break
+                tried = True
                 state["attempts"] = int(state.get("attempts", 0)) + 1
                 entry["attempts"] = int(entry.get("attempts", 0)) + 1
                 try:
-                    notifier(entry)
+                    _attempt(notifier, entry, seconds)
                 except Exception as exc:  # delivery failures of any kind stay in the outbox
                     state["last_error"] = safe_error(exc)
                     logger.warning(
@@ -299,19 +377,29 @@ def deliver_outstanding(
                         state["last_error"],
                     )
                     if attempt < extra and delay > 0:
-                        time.sleep(delay * (2**attempt))
+                        time.sleep(max(0.0, min(delay * (2**attempt), left())))
                     continue
                 ok = True
                 break
             if ok:
                 state.update(status="delivered", delivered_at=now_iso(), last_error=None)
                 summary.delivered += 1
+            elif not tried:
+                summary.deferred += 1
+                continue
             else:
                 state["status"] = "failed"
                 summary.failed += 1
                 summary.errors.append(f"{entry['dedup_key']} -> {target}: {state['last_error']}")
             _refresh_status(entry)
             alert_log.save()
+    if summary.deferred:
+        logger.warning(
+            "alert delivery budget of %.0f s spent: %d delivery(ies) left in the outbox for the "
+            "next run",
+            budget_seconds or 0.0,
+            summary.deferred,
+        )
     return summary
 
 

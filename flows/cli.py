@@ -89,15 +89,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         _check_pipeline_args(parser, extra)
-    try:
-        return int(handler(args, extra) or 0)
-    except KeyboardInterrupt:
-        return 130
-    except (ValueError, FileNotFoundError) as exc:
-        # User errors (bad config, bad input): one clear line, no traceback.
-        logging.getLogger("divmon").debug("error", exc_info=True)
-        print(f"divmon {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    from pipelines.errors import BeamErrorLog, one_line
+
+    with BeamErrorLog.capture(verbose=args.verbose) as captured:
+        try:
+            return int(handler(args, extra) or 0)
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:
+            # One clear line, no traceback (-v adds it): 2 for bad input or configuration,
+            # 1 for anything else (a full or read-only disk names the file).
+            logging.getLogger("divmon").debug("error", exc_info=True)
+            line = f"divmon {args.command}: error: {one_line(exc)}"
+            beam = captured.summary()
+            print(line + (f" [{beam}]" if beam and not args.verbose else ""), file=sys.stderr)
+            return 2 if _user_error(exc) else 1
+
+
+def _user_error(exc: BaseException) -> bool:
+    from pipelines.errors import environment_error, root_error
+
+    err = root_error(exc)
+    if environment_error(exc):
+        return False
+    return isinstance(err, ValueError | FileNotFoundError | NotADirectoryError | IsADirectoryError)
 
 
 if __name__ == "__main__":

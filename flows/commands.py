@@ -182,3 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from flows import alert_commands
 
     alert_commands.register(alerts_sub)  # test, list, uninstall
+
+    from flows import files
+
+    files.register(subparsers)

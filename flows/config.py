@@ -63,6 +63,9 @@ class SourceConfig(_Section):
     timestamp_format: str | None = Field(
         None, description="event-time layout: a strptime format or epoch_s/ms/us/ns"
     )
+    quarantine_after: int = Field(
+        3, ge=1, le=100, description="failed runs of a file before it is quarantined"
+    )
 
 
 class ReferenceConfig(_Section):
@@ -161,6 +164,12 @@ class NotifyConfig(_Section):
                     'required, e.g. "slack-webhook/ops"'
                 )
         return self
+
+
+class DeliveryConfig(_Section):
+    budget_seconds: float = Field(
+        120.0, gt=0, le=3600, description="time one run may spend delivering alerts"
+    )
 
 
 class RunnerConfig(_Section):
@@ -273,6 +282,7 @@ class MonitorConfig(_Section):
     window: WindowConfig = Field(default_factory=WindowConfig)
     policy: dict[str, Any] = Field(default_factory=dict)
     notify: list[NotifyConfig] = Field(default_factory=list)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     state: StateConfig = Field(default_factory=StateConfig)

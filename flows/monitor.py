@@ -30,11 +30,12 @@ from divtransforms.alerting import AlertTracker
 from divtransforms.compare import new_run_id
 from divtransforms.policy import Policy
 from divtransforms.profile import ReferenceProfile
-from divtransforms.records import DRIFT_RECORD_SCHEMA, sort_records
+from divtransforms.records import DRIFT_RECORD_SCHEMA, remove_stale_temp_files, sort_records
 from flows.alerts import AlertLog, DeliverySummary, Notifier, deliver_outstanding
 from flows.config import MonitorConfig
 from flows.freshness import freshness_stage
 from flows.history import append_records, read_history
+from flows.quarantine import find_culprits, input_failure
 from flows.state import FileEntry, MonitorState, StateStore, fingerprint
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,25 @@ class RunSummary:
     recovered: bool = False
     reference_id: str = ""
     exports: Any = None  # flows.exports.ExportSummary when [[export]] targets are configured
+    failed_files: list[dict[str, Any]] = field(default_factory=list)  # {file, reason, status}
+    dropped_files: list[str] = field(default_factory=list)  # vanished after being planned
+    quarantined: list[str] = field(default_factory=list)  # left alone (quarantined earlier)
+
+    @property
+    def ok(self) -> bool:
+        """No input file failed and every alert was delivered."""
+        return not self.failed_files and not self.delivery.failed and not self.delivery.deferred
 
     def breaches(self) -> list[dict[str, Any]]:
         return [r for r in self.records.to_pylist() if r["severity"] in ("warning", "critical")]
 
 
 def list_files(patterns: list[str]) -> dict[str, tuple[int, int]]:
-    """``{path: (size, mtime_ns)}`` of the files matching local globs or ``scheme://`` patterns
-    (Beam's FileSystems: gs://, s3://, ...)."""
+    """``{path: (size, mtime_ns)}`` of the data files matching local globs or ``scheme://``
+    patterns (Beam's FileSystems: gs://, s3://, ...). File names follow the readers' rule
+    (:func:`pipelines.io.is_data_file`): names starting with ``_`` or ``.`` are not data."""
+    from pipelines.io import is_data_file
+
     found: dict[str, tuple[int, int]] = {}
     for pattern in patterns:
         if "://" in pattern:
@@ -71,26 +83,84 @@ def list_files(patterns: list[str]) -> dict[str, tuple[int, int]]:
 
             for result in FileSystems.match([pattern]):
                 for meta in result.metadata_list:
-                    mtime = round(float(meta.last_updated_in_seconds or 0) * 1e9)
-                    found[meta.path] = (int(meta.size_in_bytes), mtime)
+                    if is_data_file(meta.path):
+                        mtime = round(float(meta.last_updated_in_seconds or 0) * 1e9)
+                        found[meta.path] = (int(meta.size_in_bytes), mtime)
             continue
         for m in glob.glob(pattern, recursive=True):
-            if os.path.isfile(m):
+            if os.path.isfile(m) and is_data_file(m):
                 path = os.path.abspath(m)
-                found[path] = fingerprint(path)
+                try:
+                    found[path] = fingerprint(path)
+                except FileNotFoundError:  # removed between the glob and the stat
+                    continue
     return found
 
 
-def discover(config: MonitorConfig, state: MonitorState) -> tuple[list[str], list[str]]:
-    """(new files, files that changed after they were checked), sorted."""
-    new, changed = [], []
+@dataclass
+class Discovery:
+    """What :func:`discover` found, as ledger keys, sorted."""
+
+    new: list[str] = field(default_factory=list)  # never seen
+    retry: list[str] = field(default_factory=list)  # failed before; tried again
+    changed: list[str] = field(default_factory=list)  # checked, then modified (not re-checked)
+    quarantined: list[str] = field(default_factory=list)  # failed too often; left alone
+
+    @property
+    def plan(self) -> list[str]:
+        return sorted(self.new + self.retry)
+
+
+def discover(config: MonitorConfig, state: MonitorState, store: StateStore) -> Discovery:
+    """Classify the files matching ``source.paths`` against the ledger."""
+    out = Discovery()
     for path, fp in sorted(list_files(config.source_patterns()).items()):
-        entry = state.ledger.get(path)
+        key = store.key(path)
+        entry = state.ledger.get(key)
         if entry is None:
-            new.append(path)
-        elif (entry.size, entry.mtime_ns) != fp:
-            changed.append(path)
-    return new, changed
+            out.new.append(key)
+        elif entry.status == "failed" or (entry.status == "quarantined" and _fp(entry) != fp):
+            out.retry.append(key)  # a quarantined file that changed gets a fresh start
+        elif entry.status == "quarantined":
+            out.quarantined.append(key)
+        elif _fp(entry) != fp:
+            out.changed.append(key)
+    return out
+
+
+def _fp(entry: FileEntry) -> tuple[int, int]:
+    return entry.size, entry.mtime_ns
+
+
+def _exists(path: str) -> bool:
+    if "://" in path:
+        from apache_beam.io.filesystems import FileSystems
+
+        return bool(FileSystems.exists(path))
+    return os.path.isfile(path)
+
+
+def _run_beam_check(
+    config: MonitorConfig,
+    profile: ReferenceProfile,
+    state: MonitorState,
+    run_id: str,
+    paths: list[str],
+    policy: Policy,
+):
+    from pipelines.check_job import CheckJob, Source, run_check
+
+    job = CheckJob(
+        profile,
+        Source(tuple(paths), input_format=config.source.format),
+        window=config.window.size,
+        timestamp_column=config.source.timestamp_column,
+        timestamp_format=config.source.timestamp_format,
+        policy=policy,  # records are assessed once, here, with the monitor's policy
+        mle_state=state.mle_state or None,
+        run_id=run_id,
+    )
+    return run_check(job, list(config.runner.pipeline_args))
 
 
 def check_stage(
@@ -103,26 +173,18 @@ def check_stage(
     policy: Policy,
     logger: logging.Logger,
 ) -> tuple[pa.Table, int]:
-    """Beam check of ``files`` -> history; commits ledger + MLE state + journal ``recorded``."""
-    from pipelines.check_job import CheckJob, Source, run_check
-
-    job = CheckJob(
-        profile,
-        Source(tuple(files), input_format=config.source.format),
-        window=config.window.size,
-        timestamp_column=config.source.timestamp_column,
-        timestamp_format=config.source.timestamp_format,
-        policy=policy,  # records are assessed once, here, with the monitor's policy
-        mle_state=state.mle_state or None,
-        run_id=run_id,
-    )
-    result = run_check(job, list(config.runner.pipeline_args))
+    """Beam check of ``files`` (ledger keys) -> history; commits ledger + MLE state + journal
+    ``recorded``."""
+    paths = [store.path_of(k) for k in files]
+    result = _run_beam_check(config, profile, state, run_id, paths, policy)
     records = sort_records(result.records)
     append_records(config.history_dir, records, run_id)
-    for path, (size, mtime) in list_files(files).items():
-        state.ledger[path] = FileEntry(size, mtime, run_id)
+    for path, (size, mtime) in list_files(paths).items():
+        state.ledger[store.key(path)] = FileEntry(size, mtime, run_id)
     state.mle_state = dict(result.mle_state)
+    pending = state.pending or {}
     state.pending = {
+        **pending,
         "run_id": run_id,
         "files": files,
         "stage": "recorded",
@@ -138,6 +200,70 @@ def check_stage(
         config.history_dir,
     )
     return records, int(result.n_rows_read)
+
+
+def check_planned(
+    config: MonitorConfig,
+    profile: ReferenceProfile,
+    state: MonitorState,
+    store: StateStore,
+    policy: Policy,
+    logger: logging.Logger,
+) -> tuple[pa.Table, int]:
+    """Check the journal's planned files; a file that fails to read or check is taken out of
+    the plan and recorded as failed (quarantined after ``source.quarantine_after`` runs), and the
+    rest is checked. A planned file that has disappeared is dropped with a note."""
+    pending = state.pending
+    assert pending is not None and pending["stage"] == "planned"
+    run_id = pending["run_id"]
+    pending.setdefault("failed", [])
+    while True:
+        files = list(pending["files"])
+        gone = [k for k in files if not _exists(store.path_of(k))]
+        if gone:
+            for key in gone:
+                logger.warning(
+                    "%s disappeared after it was planned; dropped from run %s", key, run_id
+                )
+            pending["files"] = [k for k in files if k not in gone]
+            pending.setdefault("dropped", []).extend(gone)
+            store.save(state)
+            continue
+        if not files:
+            return DRIFT_RECORD_SCHEMA.empty_table(), 0
+        try:
+            return check_stage(config, profile, state, store, run_id, files, policy, logger)
+        except Exception as exc:
+            if not input_failure(exc):
+                raise
+            culprits = find_culprits(
+                exc,
+                [store.path_of(k) for k in files],
+                lambda paths: _run_beam_check(config, profile, state, run_id, paths, policy),
+                logger,
+            )
+            if not culprits:
+                raise
+        for path, reason in culprits.items():
+            key = store.key(path)
+            try:
+                fp = list_files([path])[path]
+            except KeyError:
+                fp = (-1, -1)
+            entry = state.record_failure(key, fp, run_id, reason, config.source.quarantine_after)
+            pending["failed"].append(
+                {"file": key, "reason": reason, "status": entry.status, "attempts": entry.attempts}
+            )
+            logger.error(
+                "%s: %s (attempt %d of %d%s)",
+                key,
+                reason,
+                entry.attempts,
+                config.source.quarantine_after,
+                "; quarantined" if entry.status == "quarantined" else "; retried next run",
+            )
+        pending["files"] = [k for k in files if store.path_of(k) not in culprits]
+        store.save(state)
 
 
 def alert_stage(
@@ -166,6 +292,13 @@ def alert_stage(
         run_id=run_id,
         reasons=reasons,
     )
+    pending = state.pending or {}
+    quarantined = [f for f in pending.get("failed", []) if f["status"] == "quarantined"]
+    input_alert = alert_log.add_input_error(
+        quarantined, targets=[t.name for t in config.notify], run_id=run_id
+    )
+    if input_alert is not None:
+        new.append(input_alert)
     alert_log.save()
     state.tracker = tracker.to_dict()
     state.pending = None
@@ -175,10 +308,15 @@ def alert_stage(
             "finished_at": datetime.now(UTC).isoformat(),
             "records": len(records),
             "alerts": len(new),
+            "failed_files": [f["file"] for f in pending.get("failed", [])],
+            "dropped_files": list(pending.get("dropped", [])),
         }
     )
     store.save(state)
     for e in new:
+        if e["severity"] == "input-error":
+            logger.error("input-error alert: %s", e["reason"])
+            continue
         logger.warning(
             "drift %s: %s window %s..%s (%s)",
             e["severity"],
@@ -227,16 +365,19 @@ def run_monitor(
     emit: Emitter | None = None,
     logger: logging.Logger | None = None,
     run_id: str | None = None,
+    budget_seconds: float | None = None,
 ) -> RunSummary:
     """One drift check: recover, discover, check, alert, deliver (see module docstring)."""
     logger = logger or log
     policy = config.build_policy()
     profile = monitor_reference(config)
-    store = StateStore(config.state_dir)
-    store.acquire(owner=f"run {run_id or 'drift_check'}")
+    store = StateStore(config.state_dir, root=config.base_dir)
     summary = RunSummary(reference_id=profile.reference_id)
     tables = []
-    try:
+    with store.locked(owner=f"run {run_id or 'drift_check'}"):
+        removed = store.clean_temp_files() + remove_stale_temp_files(config.history_dir)
+        if removed:
+            logger.info("removed %d temp file(s) left by an interrupted write", removed)
         state = store.load()
         if state.pending is not None:
             pending = state.pending
@@ -246,46 +387,28 @@ def run_monitor(
                 pending["run_id"],
                 pending["stage"],
             )
-            if pending["stage"] == "planned":
-                table, n_rows = check_stage(
-                    config,
-                    profile,
-                    state,
-                    store,
-                    pending["run_id"],
-                    list(pending["files"]),
-                    policy,
-                    logger,
-                )
-                summary.n_rows_read += n_rows
-                tables.append(table)
-            else:
-                tables.append(read_history(config.history_dir, pending["run_id"]))
-            summary.run_ids.append(pending["run_id"])
-            summary.files.extend(pending["files"])
-            summary.new_alerts += alert_stage(
-                config, state, store, pending["run_id"], policy, profile.reference_id, logger
-            )
-        new, changed = discover(config, state)
-        summary.changed_files = changed
-        for path in changed:
+            _finish_run(config, profile, state, store, policy, logger, summary, tables)
+        found = discover(config, state, store)
+        summary.changed_files = found.changed
+        summary.quarantined = list(found.quarantined)
+        for key in found.changed:
             logger.warning(
                 "%s changed after it was checked; input files are treated as "
                 "immutable, so it is not checked again (write new data to new files)",
-                path,
+                key,
             )
-        if new:
+        if found.quarantined:
+            logger.warning(
+                "%d quarantined file(s) not checked (divmon files list|retry|forget): %s",
+                len(found.quarantined),
+                ", ".join(found.quarantined),
+            )
+        plan = found.plan
+        if plan:
             rid = run_id if run_id and run_id not in summary.run_ids else new_run_id()
-            state.pending = {"run_id": rid, "files": new, "stage": "planned"}
+            state.pending = {"run_id": rid, "files": plan, "stage": "planned", "failed": []}
             store.save(state)
-            table, n_rows = check_stage(config, profile, state, store, rid, new, policy, logger)
-            summary.n_rows_read += n_rows
-            tables.append(table)
-            summary.run_ids.append(rid)
-            summary.files.extend(new)
-            summary.new_alerts += alert_stage(
-                config, state, store, rid, policy, profile.reference_id, logger
-            )
+            _finish_run(config, profile, state, store, policy, logger, summary, tables)
         else:
             logger.info("no new files under %s", ", ".join(config.source.paths))
         summary.new_alerts += freshness_stage(
@@ -301,27 +424,62 @@ def run_monitor(
             emit_events(config, emit, logger)
         if notifiers is not None:
             alert_log = AlertLog.open(config.history_dir)
+            budget = config.delivery.budget_seconds if budget_seconds is None else budget_seconds
             summary.delivery = deliver_outstanding(
-                alert_log, notifiers, retries=retries, logger=logger
+                alert_log, notifiers, retries=retries, logger=logger, budget_seconds=budget
             )
-            if summary.delivery.delivered or summary.delivery.failed:
+            d = summary.delivery
+            if d.delivered or d.failed or d.deferred:
                 logger.info(
-                    "alert delivery: %d delivered, %d failed%s",
-                    summary.delivery.delivered,
-                    summary.delivery.failed,
-                    " (kept in the outbox for the next run)" if summary.delivery.failed else "",
+                    "alert delivery: %d delivered, %d failed, %d deferred%s",
+                    d.delivered,
+                    d.failed,
+                    d.deferred,
+                    " (kept in the outbox for the next run)" if d.failed or d.deferred else "",
                 )
         if config.export:
             from flows.exports import export_pending
 
             summary.exports = export_pending(config, logger)
-    finally:
-        store.release()
     if tables:
         summary.records = sort_records(
             pa.concat_tables([t.cast(DRIFT_RECORD_SCHEMA) for t in tables])
         )
     return summary
+
+
+def _finish_run(
+    config: MonitorConfig,
+    profile: ReferenceProfile,
+    state: MonitorState,
+    store: StateStore,
+    policy: Policy,
+    logger: logging.Logger,
+    summary: RunSummary,
+    tables: list[pa.Table],
+) -> None:
+    """Take the journaled run (``state.pending``) to its end: check (quarantining bad files),
+    record, alert."""
+    pending = state.pending
+    assert pending is not None
+    rid = pending["run_id"]
+    if pending["stage"] == "planned":
+        table, n_rows = check_planned(config, profile, state, store, policy, logger)
+        summary.n_rows_read += n_rows
+        tables.append(table)
+        if not state.pending["files"]:  # nothing left to check: commit the journal as recorded
+            state.pending["stage"] = "recorded"
+            store.save(state)
+    else:
+        tables.append(read_history(config.history_dir, rid))
+    pending = state.pending
+    summary.run_ids.append(rid)
+    summary.files.extend(pending["files"])
+    summary.failed_files.extend(pending.get("failed", []))
+    summary.dropped_files.extend(pending.get("dropped", []))
+    summary.new_alerts += alert_stage(
+        config, state, store, rid, policy, profile.reference_id, logger
+    )
 
 
 def render_dashboard(config: MonitorConfig, logger: logging.Logger | None = None) -> Path | None:

@@ -1,10 +1,10 @@
 """Notification targets as Prefect notification blocks; secrets from env vars or Secret blocks.
 
-``webhook`` -> ``CustomWebhookNotificationBlock`` (JSON POST ``{"subject", "body"}`` with the
-dedup key in the ``X-Divtransforms-Dedup-Key`` header), ``block`` -> any saved notification block
-(``Block.load("type-slug/name")``); ``slack`` (Block Kit), ``email`` (SendGrid, HTML + text),
-``pagerduty`` (Events v2) and ``alertmanager`` messages are rendered from templates by
-``flows.targets``.
+``webhook`` -> a JSON POST ``{"subject", "body"}`` by :mod:`flows.transport` (a deadline for
+the whole attempt; ``Idempotency-Key`` and ``X-Divtransforms-Dedup-Key`` headers), ``block`` ->
+any saved notification block (``Block.load("type-slug/name")``); ``slack`` (Block Kit), ``email``
+(SendGrid, HTML + text), ``pagerduty`` (Events v2) and ``alertmanager`` messages are rendered
+from templates by ``flows.targets``. Every attempt runs under a deadline.
 URLs and keys are resolved when a message is sent and are never logged (``alerts.safe_error``).
 """
 
@@ -37,20 +37,18 @@ def resolve_secret(target: str, env: str | None, secret_block: str | None) -> st
     return str(value)
 
 
-def _webhook(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
-    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+def _webhook(cfg: NotifyConfig, entry: Mapping[str, Any], timeout: float) -> None:
+    """JSON POST ``{"subject", "body"}`` through :mod:`flows.transport` (whole-attempt deadline,
+    idempotency headers)."""
+    from flows.transport import alert_headers, post_json
 
     subject, body = message(entry)
-    block = CustomWebhookNotificationBlock(
-        name="divtransforms",
-        url=resolve_secret(cfg.name, cfg.url_env, cfg.url_secret),
-        method="POST",
-        json_data={"subject": "{{subject}}", "body": "{{body}}"},
-        headers={"X-Divtransforms-Dedup-Key": entry["dedup_key"]},
-        timeout=cfg.timeout,
-        allow_private_urls=True,
+    post_json(
+        resolve_secret(cfg.name, cfg.url_env, cfg.url_secret),
+        {"subject": subject, "body": body},
+        deadline=timeout,
+        headers=alert_headers(entry),
     )
-    block.notify(body, subject)
 
 
 def _saved_block(cfg: NotifyConfig, entry: Mapping[str, Any]) -> None:
@@ -69,7 +67,8 @@ _SENDERS = {"webhook": _webhook, "block": _saved_block}
 
 
 def build_notifiers(config: MonitorConfig, *, test: bool = False) -> dict[str, Notifier]:
-    """``{target name: send(entry)}`` for the configured targets.
+    """``{target name: send(entry, timeout=seconds)}`` for the configured targets; an attempt
+    takes at most ``min(target timeout, timeout)`` seconds.
 
     Slack, email, PagerDuty and Alertmanager messages are rendered from templates
     (``flows.targets``); ``test`` marks them as a test (``divmon alerts test``).
@@ -80,13 +79,25 @@ def build_notifiers(config: MonitorConfig, *, test: bool = False) -> dict[str, N
     for cfg in config.notify:
         if cfg.type in RENDERED:
             send = RENDERED[cfg.type]
-            out[cfg.name] = lambda entry, _cfg=cfg, _send=send: _send(
-                config, _cfg, entry, test=test
+            out[cfg.name] = _bounded(
+                cfg, lambda _cfg, entry, _send=send: _send(config, _cfg, entry, test=test)
             )
             continue
-        send = _SENDERS[cfg.type]
-        out[cfg.name] = lambda entry, _cfg=cfg, _send=send: _send(_cfg, entry)
+        out[cfg.name] = _bounded(cfg, _SENDERS[cfg.type])
     return out
+
+
+def _bounded(cfg: NotifyConfig, send) -> Notifier:
+    from flows.transport import call_with_deadline
+
+    def notify(entry: Mapping[str, Any], timeout: float = cfg.timeout) -> None:
+        seconds = min(cfg.timeout, timeout)
+        if send is _webhook:
+            _webhook(cfg, entry, seconds)  # keeps its own deadline, closing the connection
+        else:
+            call_with_deadline(lambda: send(cfg, entry), seconds)
+
+    return notify
 
 
 def retry_settings(config: MonitorConfig) -> dict[str, tuple[int, float]]:

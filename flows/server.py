@@ -3,7 +3,8 @@
 Prefect cannot schedule runs on the ephemeral API, so ``serve`` starts
 ``prefect server start --host 127.0.0.1 --port <free port>``, waits for ``/api/health``, points
 this process at it, and stops it (SIGTERM to its process group, then SIGKILL after a grace period)
-on exit.
+on exit. If this process dies without stopping it (SIGKILL), the kernel sends the server SIGTERM
+(Linux ``PR_SET_PDEATHSIG``), so no orphaned server is left behind.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
         proc.wait(timeout=10)
 
 
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    """Linux: deliver SIGTERM to this child when the process that started it dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 @contextmanager
 def local_server(*, timeout: float = 120.0, log_path: Path | None = None) -> Iterator[str]:
     """Start a local Prefect server child; yields its API URL; stops it on exit."""
@@ -86,7 +98,12 @@ def local_server(*, timeout: float = 120.0, log_path: Path | None = None) -> Ite
     ]
     log.info("starting a local Prefect server: %s", " ".join(cmd[2:]))
     proc = subprocess.Popen(
-        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        cmd,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop it in order
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     try:
         waited = wait_healthy(api_url, timeout, proc)

@@ -1,32 +1,56 @@
-"""Monitor state between runs: the ledger of processed files, the running MLE state, the alert
-tracker, and the journal of the run in progress. One JSON document, written atomically.
+"""Monitor state between runs: the ledger of files, the running MLE state, the alert tracker, and
+the journal of the run in progress. One JSON document, written atomically.
 
 A run goes through two journaled stages so that a crash at any point resumes without duplicates
 or gaps:
 
 ``planned``   the run id and the files it checks are recorded before Beam runs. A crash before
               the records are committed re-runs the same files under the same run id (its history
-              files are overwritten, not duplicated).
+              files are overwritten, not duplicated). A file that fails to read is taken out of
+              the plan (and recorded as failed in the ledger) before the rest is checked.
 ``recorded``  records are in the history and the ledger and running MLE state include the files.
               A crash before the alerts are committed re-evaluates the same records with the same
               tracker state; the alert log's dedup keys drop what was already logged.
+
+Ledger keys are paths relative to the monitor's root (the config file's folder) for files under
+it, so a monitor folder that is moved or copied re-checks nothing; other local files keep their
+absolute path, remote files their URL. Each entry has a ``status``: ``checked``, ``failed`` (read
+or check failed; retried on the next runs) or ``quarantined`` (failed ``max_attempts`` times; only
+``divmon files retry|forget`` or a change of the file releases it).
+
+Storage is behind two small interfaces so that a bucket can replace the local disk: a
+:class:`RunLock` (here :class:`FileRunLock`, an ``fcntl.flock`` the kernel releases when the
+holder dies) and the store's ``load``/``save`` (atomic rename here).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
-from divtransforms.records import atomic_write_json
+from divtransforms.records import atomic_write_json, remove_stale_temp_files
 
-STATE_SCHEMA_VERSION = 1
+STATE_SCHEMA_VERSION = 2
+#: A file that fails this many runs in a row is quarantined.
+MAX_ATTEMPTS = 3
+FILE_STATUSES = ("checked", "failed", "quarantined")
 
 
 class StateError(ValueError):
     """The state file is unreadable or from an incompatible version."""
+
+
+class LockHeld(StateError):
+    """Another run holds the monitor's run lock."""
 
 
 @dataclass
@@ -34,9 +58,75 @@ class FileEntry:
     size: int
     mtime_ns: int
     run_id: str
+    status: str = "checked"
+    attempts: int = 0  # failed attempts of this version of the file
+    reason: str | None = None  # the last failure, one line
+    failed_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "mtime_ns": self.mtime_ns, "run_id": self.run_id}
+        out: dict[str, Any] = {"size": self.size, "mtime_ns": self.mtime_ns, "run_id": self.run_id}
+        if self.status != "checked":
+            out.update(
+                status=self.status,
+                attempts=self.attempts,
+                reason=self.reason,
+                failed_at=self.failed_at,
+            )
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> FileEntry:
+        status = str(doc.get("status", "checked"))
+        if status not in FILE_STATUSES:
+            raise ValueError(f"unknown file status {status!r}")
+        return cls(
+            int(doc["size"]),
+            int(doc["mtime_ns"]),
+            str(doc["run_id"]),
+            status,
+            int(doc.get("attempts", 0)),
+            doc.get("reason"),
+            doc.get("failed_at"),
+        )
+
+    @property
+    def done(self) -> bool:
+        """Checked or quarantined: not planned again unless the file changes or is released."""
+        return self.status in ("checked", "quarantined")
+
+
+def ledger_key(path: str, root: str | os.PathLike[str] | None) -> str:
+    """The ledger key of ``path``: relative (POSIX) to ``root`` when under it, else absolute;
+    URLs (``scheme://``) unchanged."""
+    if "://" in path:
+        return path
+    absolute = os.path.abspath(path)
+    if root is not None:
+        rel = os.path.relpath(absolute, os.path.abspath(root))
+        if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+            return PurePosixPath(*Path(rel).parts).as_posix()
+    return absolute
+
+
+def key_path(key: str, root: str | os.PathLike[str] | None) -> str:
+    """The path (or URL) a ledger key names, for ``root``."""
+    if "://" in key or os.path.isabs(key) or root is None:
+        return key
+    return os.path.join(os.path.abspath(root), *PurePosixPath(key).parts)
+
+
+def _migrate_v1(doc: dict[str, Any], root: str | None) -> dict[str, Any]:
+    """Version 1 keyed the ledger (and the journal's files) by absolute path."""
+    doc = dict(doc)
+    doc["ledger"] = {ledger_key(k, root): v for k, v in (doc.get("ledger") or {}).items()}
+    pending = doc.get("pending")
+    if pending:
+        doc["pending"] = {**pending, "files": [ledger_key(f, root) for f in pending["files"]]}
+    doc["schema_version"] = 2
+    return doc
+
+
+_MIGRATIONS = {1: _migrate_v1}
 
 
 @dataclass
@@ -44,7 +134,7 @@ class MonitorState:
     ledger: dict[str, FileEntry] = field(default_factory=dict)
     mle_state: dict[str, Any] = field(default_factory=dict)
     tracker: dict[str, Any] | None = None
-    pending: dict[str, Any] | None = None  # {"run_id", "files", "stage"}
+    pending: dict[str, Any] | None = None  # {"run_id", "files", "stage", "failed", ...}
     runs: list[dict[str, Any]] = field(default_factory=list)  # completed runs, newest last
     freshness: dict[str, Any] | None = None  # flows.freshness: last data, idle runs, stale since
 
@@ -60,16 +150,21 @@ class MonitorState:
         }
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any], origin: str) -> MonitorState:
+    def from_dict(
+        cls, doc: dict[str, Any], origin: str, root: str | os.PathLike[str] | None = None
+    ) -> MonitorState:
         version = doc.get("schema_version")
+        while version in _MIGRATIONS:
+            doc = _MIGRATIONS[version](doc, None if root is None else str(root))
+            version = doc.get("schema_version")
         if version != STATE_SCHEMA_VERSION:
             raise StateError(
                 f"{origin}: state schema_version {version!r}, expected {STATE_SCHEMA_VERSION}"
             )
-        ledger = {
-            k: FileEntry(int(v["size"]), int(v["mtime_ns"]), str(v["run_id"]))
-            for k, v in (doc.get("ledger") or {}).items()
-        }
+        try:
+            ledger = {k: FileEntry.from_dict(v) for k, v in (doc.get("ledger") or {}).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"{origin}: bad ledger entry ({exc})") from None
         return cls(
             ledger=ledger,
             mle_state=doc.get("mle_state") or {},
@@ -79,14 +174,129 @@ class MonitorState:
             freshness=doc.get("freshness"),
         )
 
+    def record_failure(
+        self, key: str, fp: tuple[int, int], run_id: str, reason: str, max_attempts: int
+    ) -> FileEntry:
+        """Count a failed attempt of ``key`` (a changed file starts again from 0)."""
+        old = self.ledger.get(key)
+        attempts = 1
+        if old is not None and old.status != "checked" and (old.size, old.mtime_ns) == fp:
+            attempts = old.attempts + 1
+        entry = FileEntry(
+            fp[0],
+            fp[1],
+            run_id,
+            "quarantined" if attempts >= max_attempts else "failed",
+            attempts,
+            reason,
+            datetime.now(UTC).isoformat(),
+        )
+        self.ledger[key] = entry
+        return entry
+
+
+class RunLock(Protocol):
+    """Mutual exclusion of the runs of one monitor (a bucket lease can implement it too)."""
+
+    def acquire(self, owner: str) -> None:
+        """Take the lock or raise :class:`LockHeld` naming the holder."""
+
+    def release(self) -> None:
+        """Release the lock if this object holds it; otherwise do nothing."""
+
+
+class FileRunLock:
+    """``fcntl.flock`` on ``<state>/run.lock``: exclusive among processes on this host (and
+    through NFS, where Linux maps flock to POSIX locks). The kernel releases it when the holder
+    exits or is killed, so there is no stale lock to break; the file itself is never deleted
+    (deleting it would let two processes lock two different files). Its content (pid, host,
+    owner, token) only serves the error message."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._fd: int | None = None
+        self.token: str | None = None
+
+    def acquire(self, owner: str) -> None:
+        if self._fd is not None:
+            raise StateError(f"{self.path}: this lock object already holds the lock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise LockHeld(
+                f"another run holds the run lock {self.path}"
+                + (f" ({holder})" if holder else "")
+                + "; it is released when that process ends"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        token = uuid.uuid4().hex
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "owner": owner,
+            "token": token,
+            "since": datetime.now(UTC).isoformat(),
+        }
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError:
+            pass  # the lock holds without its description (e.g. a full disk)
+        self._fd, self.token = fd, token
+
+    def release(self) -> None:
+        fd, self._fd, self.token = self._fd, None, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(info, dict) or "pid" not in info:
+        return ""
+    return (
+        f"pid {info.get('pid')} on {info.get('host')}, {info.get('owner')}, "
+        f"since {info.get('since')}"
+    )
+
 
 class StateStore:
-    """``<state_dir>/state.json`` plus a lock file that keeps two runs from interleaving."""
+    """``<state_dir>/state.json`` plus the run lock that keeps two runs from interleaving.
 
-    def __init__(self, state_dir: str | os.PathLike[str]):
+    ``root`` is the folder ledger keys are relative to (the config file's folder)."""
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        root: str | os.PathLike[str] | None = None,
+        lock: RunLock | None = None,
+    ):
         self.dir = Path(state_dir)
+        self.root = None if root is None else Path(root)
         self.path = self.dir / "state.json"
         self.lock_path = self.dir / "run.lock"
+        self.lock: RunLock = lock if lock is not None else FileRunLock(self.lock_path)
 
     def load(self) -> MonitorState:
         if not self.path.exists():
@@ -95,47 +305,34 @@ class StateStore:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise StateError(f"cannot read monitor state {self.path}: {exc}") from exc
-        return MonitorState.from_dict(doc, str(self.path))
+        return MonitorState.from_dict(doc, str(self.path), self.root)
 
     def save(self, state: MonitorState) -> None:
         atomic_write_json(self.path, state.to_dict())
 
+    def key(self, path: str) -> str:
+        return ledger_key(path, self.root)
+
+    def path_of(self, key: str) -> str:
+        return key_path(key, self.root)
+
     def acquire(self, owner: str) -> None:
-        """Take the run lock; a lock left by a dead process on this host is taken over."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    info = json.loads(self.lock_path.read_text(encoding="utf-8"))
-                    pid = int(info.get("pid", -1))
-                except (OSError, ValueError):
-                    pid = -1
-                if pid > 0 and _alive(pid) and pid != os.getpid():
-                    raise StateError(
-                        f"another run (pid {pid}, {info.get('owner')}) holds "
-                        f"{self.lock_path}; remove it if that process is gone"
-                    ) from None
-                self.lock_path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"pid": os.getpid(), "owner": owner}, fh)
-            return
-        raise StateError(f"cannot take the run lock {self.lock_path}")
+        self.lock.acquire(owner)
 
     def release(self) -> None:
-        self.lock_path.unlink(missing_ok=True)
+        self.lock.release()
 
+    @contextmanager
+    def locked(self, owner: str) -> Iterator[StateStore]:
+        self.acquire(owner)
+        try:
+            yield self
+        finally:
+            self.release()
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    def clean_temp_files(self) -> int:
+        """Temp files of writes killed half-way (call while holding the lock)."""
+        return remove_stale_temp_files(self.dir, recursive=False)
 
 
 def fingerprint(path: str | os.PathLike[str]) -> tuple[int, int]:

@@ -34,6 +34,7 @@ __all__ = [
     "ReadTask",
     "detect_format",
     "expand_inputs",
+    "is_data_file",
     "messages_to_batch",
     "plan_reads",
     "read_task",
@@ -70,6 +71,14 @@ def detect_format(path: str, input_format: str | None = None) -> str:
     return fmt
 
 
+def is_data_file(path: str) -> bool:
+    """The one rule for which file names count as data, shared by the readers and the monitor's
+    discovery: names starting with ``_`` or ``.`` are metadata or in-progress writes (Spark's
+    ``_SUCCESS``, ``.part.tmp``, the project's own ``_state``) and are skipped."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return not name.startswith(("_", "."))
+
+
 def expand_inputs(inputs: str | Sequence[str]) -> list[str]:
     """Match paths and globs (local or any Beam filesystem, e.g. gs://) to a sorted file list."""
     from apache_beam.io.filesystems import FileSystems
@@ -83,7 +92,7 @@ def expand_inputs(inputs: str | Sequence[str]) -> list[str]:
         if os.path.isdir(pattern):
             pattern = os.path.join(pattern, "*")
         found = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-        found = [f for f in found if not os.path.basename(f).startswith(("_", "."))]
+        found = [f for f in found if is_data_file(f)]
         if not found:
             raise InputError(f"no input files match {pattern}")
         files.extend(sorted(found))

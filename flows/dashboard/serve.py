@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -21,6 +22,8 @@ from typing import Any
 from flows.dashboard.page import render_dashboard
 
 log = logging.getLogger(__name__)
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+_HOST_RE = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::(\d+))?")
 
 
 def history_signature(history_dir: Path, alerts_path: Path | None = None) -> tuple:
@@ -81,6 +84,19 @@ class DashboardServer:
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}/"
+
+    def host_allowed(self, host: str | None) -> bool:
+        """Loopback names (``127.0.0.1``, ``localhost``, ``[::1]``) with or without this
+        server's port; anything else (or no Host) is refused."""
+        if not host:
+            return False
+        m = _HOST_RE.fullmatch(host.strip().lower())
+        if m is None:
+            return False
+        name, given = m.groups()
+        if given and given != str(self.httpd.server_address[1]):
+            return False
+        return name in LOOPBACK_NAMES
 
     def render_if_changed(self) -> bool:
         """Re-render when the history changed since the last render; True if it rendered."""
@@ -148,6 +164,15 @@ class DashboardServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if not server.host_allowed(self.headers.get("Host")):
+                    # DNS rebinding: a page of another site resolved to 127.0.0.1 sends its
+                    # own name as Host; only loopback names reach the dashboard.
+                    self._send(
+                        HTTPStatus.MISDIRECTED_REQUEST,
+                        b"unknown Host header\n",
+                        "text/plain; charset=utf-8",
+                    )
+                    return
                 path = self.path.split("?", 1)[0]
                 if path in ("/", "/index.html"):
                     try:
