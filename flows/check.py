@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.states import Failed
 
 from flows.config import MonitorConfig, load_config
 from flows.events import emit_alert_event
@@ -65,9 +66,13 @@ def publish_artifacts(config: MonitorConfig, summary: RunSummary, dashboard: Pat
         f"- files checked: {len(summary.files)}, rows: {summary.n_rows_read}, "
         f"records: {summary.records.num_rows}",
         f"- alerts: {len(summary.new_alerts)} new; delivery: {summary.delivery.delivered} "
-        f"delivered, {summary.delivery.failed} failed"
-        + (" (kept in the outbox)" if summary.delivery.failed else ""),
+        f"delivered, {summary.delivery.failed} failed, {summary.delivery.deferred} deferred"
+        + (" (kept in the outbox)" if summary.delivery.failed or summary.delivery.deferred else ""),
     ]
+    for f in summary.failed_files:
+        lines.append(f"- input file `{f['file']}` {f['status']}: {f['reason']}")
+    if summary.quarantined:
+        lines.append(f"- {len(summary.quarantined)} quarantined file(s) left alone")
     if summary.recovered:
         lines.append("- resumed a run left unfinished by an earlier attempt")
     if summary.changed_files:
@@ -106,9 +111,53 @@ def publish_artifacts(config: MonitorConfig, summary: RunSummary, dashboard: Pat
         )
 
 
+#: ``divmon run`` exit codes beyond 0 (ok), 1 (failure) and 2 (bad input or configuration).
+EXIT_INPUT_FILES_FAILED = 3  # input files failed (retried next run) or were quarantined
+EXIT_DELIVERY_FAILED = 4  # alerts could not all be delivered (kept in the outbox)
+
+
+def outcome(summary: RunSummary) -> dict[str, Any]:
+    """The run's result document (printed by ``divmon run``, returned by the flow)."""
+    d = summary.delivery
+    return {
+        "ok": summary.ok,
+        "run_ids": summary.run_ids,
+        "files": len(summary.files),
+        "records": summary.records.num_rows,
+        "alerts": len(summary.new_alerts),
+        "delivered": d.delivered,
+        "failed": d.failed,
+        "deferred": d.deferred,
+        "failed_files": summary.failed_files,
+        "dropped_files": summary.dropped_files,
+        "quarantined_files": summary.quarantined
+        + [f["file"] for f in summary.failed_files if f["status"] == "quarantined"],
+    }
+
+
+def problems(out: dict[str, Any]) -> str:
+    """One line saying what went wrong in a run ("" when nothing did)."""
+    parts = []
+    if out["failed_files"]:
+        n_q = sum(1 for f in out["failed_files"] if f["status"] == "quarantined")
+        parts.append(
+            f"{len(out['failed_files'])} input file(s) failed ({n_q} quarantined; "
+            "divmon files list)"
+        )
+    if out["failed"] or out["deferred"]:
+        parts.append(
+            f"{out['failed']} alert delivery(ies) failed, {out['deferred']} deferred "
+            "(kept in the outbox)"
+        )
+    return "; ".join(parts)
+
+
 @flow(name="drift_check", log_prints=False, retries=0)
-def drift_check(config_path: str) -> dict[str, Any]:
-    """Check the data that arrived since the last run against the reference; alert on drift."""
+def drift_check(config_path: str) -> Any:
+    """Check the data that arrived since the last run against the reference; alert on drift.
+
+    Returns the result document; when input files failed or alerts could not be delivered the
+    flow run ends ``Failed`` with a message saying so (the document is its data)."""
     logger = get_run_logger()
     config = load_config(config_path)
     summary = run_monitor(
@@ -126,16 +175,30 @@ def drift_check(config_path: str) -> dict[str, Any]:
 
     record_success(config)  # also a run that found no new data: the schedule is alive
     publish_metrics(config, logger)  # node-exporter textfile / Pushgateway, when configured
-    return {
-        "run_ids": summary.run_ids,
-        "files": len(summary.files),
-        "records": summary.records.num_rows,
-        "alerts": len(summary.new_alerts),
-        "delivered": summary.delivery.delivered,
-        "failed": summary.delivery.failed,
-        "dashboard": str(dashboard) if dashboard else None,
-        "history": str(config.history_dir),
-    }
+    out = outcome(summary)
+    out["dashboard"] = str(dashboard) if dashboard else None
+    out["history"] = str(config.history_dir)
+    if not out["ok"]:
+        return Failed(message=problems(out), data=out)
+    return out
+
+
+def check_once(config_path: str) -> dict[str, Any]:
+    """Run :func:`drift_check` once; its result document (also when the run ended ``Failed``
+    for failed input files or deliveries). An error of the run itself is raised."""
+    state = drift_check(config_path, return_state=True)
+    out = state.result(raise_on_failure=False)
+    if isinstance(out, BaseException):
+        raise out
+    return out
+
+
+def exit_code(out: dict[str, Any]) -> int:
+    if out["failed_files"]:
+        return EXIT_INPUT_FILES_FAILED
+    if out["failed"] or out["deferred"]:
+        return EXIT_DELIVERY_FAILED
+    return 0
 
 
 def config_path_arg(path: str | os.PathLike[str]) -> str:

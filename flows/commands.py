@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,12 +41,16 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         from flows.reference import build_reference
 
         out = build_reference(path)
-    else:
-        from flows.check import drift_check
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    from flows.check import check_once, exit_code, problems
 
-        out = drift_check(path)
+    out = check_once(path)
     print(json.dumps(out, indent=2, default=str))
-    return 0
+    code = exit_code(out)
+    if code:
+        print(f"divmon run: {problems(out)}", file=sys.stderr)
+    return code
 
 
 def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:

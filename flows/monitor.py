@@ -246,6 +246,7 @@ def check_planned(
                 raise
         for path, reason in culprits.items():
             key = store.key(path)
+            reason = reason.removeprefix(f"{path}: ")
             try:
                 fp = list_files([path])[path]
             except KeyError:

@@ -50,7 +50,7 @@ def one_line(exc: BaseException) -> str:
     text = _BEAM_SUFFIX.sub("", str(err)).strip()
     if isinstance(err, OSError) and err.strerror:
         text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = " ".join(text.split())  # one line: Arrow's messages span several
     from pipelines.io import InputError
 
     if not isinstance(err, InputError | ValueError) or not first:

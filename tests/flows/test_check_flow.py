@@ -27,9 +27,9 @@ def _arrive(root: Path, hours, drift_from: int) -> None:
 
 
 def _check(root: Path) -> dict:
-    from flows.check import drift_check
+    from flows.check import check_once
 
-    return drift_check(str(root / "monitor.toml"))
+    return check_once(str(root / "monitor.toml"))
 
 
 def _windows(root: Path) -> list[tuple[str, str]]:
@@ -212,6 +212,14 @@ def test_cli_run_and_config_error(monitor_dir: Path, receiver: AlertReceiver, ca
     )
     assert main(["run", "--config", str(bad)]) == 2
     assert "window.size" in capsys.readouterr().err
+    receiver.fail_status = 503  # deliveries fail: exit 4, the outbox keeps them
+    _arrive(monitor_dir, [1, 2], drift_from=1)
+    assert main(["run", "--config", str(monitor_dir / "monitor.toml")]) == 4
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["ok"] is False and out["failed"] == 2
+    assert "2 alert delivery(ies) failed" in captured.err
+    assert "Traceback" not in captured.err
 
 
 def test_alerts_install_creates_automations(monitor_dir: Path, receiver: AlertReceiver):

@@ -1,28 +1,44 @@
-"""Monitor state: atomic JSON with a schema version, and the run lock."""
+"""Monitor state: atomic JSON with a schema version (and the v1 migration), and the run lock."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
-import subprocess
-import sys
+import random
+import signal
+import stat
+import time
+from pathlib import Path
 
 import pytest
 
-from flows.state import FileEntry, MonitorState, StateError, StateStore
+from divtransforms.records import atomic_write_json, remove_stale_temp_files
+from flows.state import (
+    FileEntry,
+    FileRunLock,
+    LockHeld,
+    MonitorState,
+    StateError,
+    StateStore,
+    ledger_key,
+)
 
 
 def test_state_round_trip_and_version_check(tmp_path):
     store = StateStore(tmp_path)
     assert store.load().ledger == {}
     state = MonitorState(
-        ledger={"/d/a.parquet": FileEntry(10, 5, "r1")},
+        ledger={
+            "landing/a.parquet": FileEntry(10, 5, "r1"),
+            "landing/bad.csv": FileEntry(3, 4, "r2", "quarantined", 3, "bad CSV", "2026-01-01"),
+        },
         mle_state={"x": {"family": "normal"}},
-        pending={"run_id": "r2", "files": ["/d/b"], "stage": "planned"},
+        pending={"run_id": "r2", "files": ["landing/b"], "stage": "planned", "failed": []},
     )
     store.save(state)
     again = store.load()
-    assert again.ledger["/d/a.parquet"] == FileEntry(10, 5, "r1")
+    assert again.ledger == state.ledger
     assert again.pending["stage"] == "planned"
     doc = json.loads(store.path.read_text())
     doc["schema_version"] = 99
@@ -31,18 +47,199 @@ def test_state_round_trip_and_version_check(tmp_path):
         store.load()
 
 
-def test_lock_of_a_dead_process_is_taken_over_a_live_one_is_not(tmp_path):
+def test_version_1_state_is_migrated_to_keys_relative_to_the_root(tmp_path):
+    root = tmp_path / "monitor"
+    v1 = {
+        "schema_version": 1,
+        "ledger": {
+            f"{root}/landing/a.parquet": {"size": 1, "mtime_ns": 2, "run_id": "r1"},
+            "/elsewhere/b.parquet": {"size": 3, "mtime_ns": 4, "run_id": "r1"},
+            "gs://bucket/c.parquet": {"size": 5, "mtime_ns": 6, "run_id": "r1"},
+        },
+        "mle_state": {},
+        "tracker": None,
+        "pending": {"run_id": "r2", "files": [f"{root}/landing/d.parquet"], "stage": "planned"},
+        "runs": [],
+    }
+    store = StateStore(root / "history" / "_state", root=root)
+    atomic_write_json(store.path, v1)
+    state = store.load()
+    assert sorted(state.ledger) == [
+        "/elsewhere/b.parquet",
+        "gs://bucket/c.parquet",
+        "landing/a.parquet",
+    ]
+    assert state.pending["files"] == ["landing/d.parquet"]
+    assert store.path_of("landing/a.parquet") == str(root / "landing" / "a.parquet")
+    store.save(state)
+    assert json.loads(store.path.read_text())["schema_version"] == 2
+
+
+def test_ledger_key_is_relative_under_the_root_only(tmp_path):
+    assert ledger_key(str(tmp_path / "x" / "a.csv"), tmp_path) == "x/a.csv"
+    assert ledger_key(str(tmp_path / "a.csv"), tmp_path / "x") == str(tmp_path / "a.csv")
+    assert ledger_key("s3://b/k.csv", tmp_path) == "s3://b/k.csv"
+
+
+def test_failure_counts_attempts_and_quarantines_and_a_changed_file_starts_again():
+    state = MonitorState()
+    assert state.record_failure("a", (1, 1), "r1", "bad", 3).status == "failed"
+    assert state.record_failure("a", (1, 1), "r2", "bad", 3).attempts == 2
+    third = state.record_failure("a", (1, 1), "r3", "bad", 3)
+    assert (third.status, third.attempts) == ("quarantined", 3)
+    changed = state.record_failure("a", (2, 9), "r4", "still bad", 3)
+    assert (changed.status, changed.attempts) == ("failed", 1)
+
+
+# ------------------------------------------------------------------------------------ the lock
+
+
+def test_lock_excludes_and_releases_only_what_it_owns(tmp_path):
+    first = StateStore(tmp_path)
+    second = StateStore(tmp_path)
+    first.acquire("first run")
+    with pytest.raises(LockHeld, match=r"pid \d+ .*first run"):
+        second.acquire("second run")
+    second.release()  # does not hold it: nothing happens
+    with pytest.raises(LockHeld):
+        second.acquire("second run")
+    first.release()
+    first.release()  # twice is harmless
+    second.acquire("second run")
+    assert json.loads(second.lock_path.read_text())["owner"] == "second run"
+    second.release()
+
+
+@pytest.mark.parametrize("content", ["", "garbage", '{"pid": 999999999, "owner": "dead run"}'])
+def test_a_left_over_lock_file_never_blocks_and_is_never_deleted(tmp_path, content):
     store = StateStore(tmp_path)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    store.lock_path.write_text(json.dumps({"pid": int(dead.stdout), "owner": "killed run"}))
-    store.acquire("next run")
-    assert json.loads(store.lock_path.read_text())["pid"] == os.getpid()
-    store.release()
-    store.lock_path.write_text(json.dumps({"pid": os.getppid(), "owner": "running"}))
-    with pytest.raises(StateError, match="another run"):
-        store.acquire("second run")
+    store.lock_path.write_text(content)
+    inode = store.lock_path.stat().st_ino
+    with store.locked("run"):
+        assert store.lock_path.stat().st_ino == inode
+    assert store.lock_path.exists()
+
+
+def _contend(lock_dir: str, barrier, results) -> None:
+    barrier.wait()
+    lock = FileRunLock(Path(lock_dir) / "run.lock")
+    try:
+        lock.acquire("contender")
+    except LockHeld:
+        results.put(0)
+        return
+    results.put(1)
+    time.sleep(0.05)  # hold it while the other one tries
+    lock.release()
+
+
+@pytest.mark.parametrize("rounds", [40, pytest.param(500, marks=pytest.mark.slow)])
+def test_two_runs_starting_together_after_a_killed_run_never_both_hold_it(tmp_path, rounds):
+    """The issue's race: a killed run's lock and two runs starting at once (the old
+    pid-file lock let both in 37 times in 500 rounds)."""
+    ctx = mp.get_context("fork")
+    results = ctx.Queue()
+    for i in range(rounds):
+        (tmp_path / "run.lock").write_text(json.dumps({"pid": 999999999, "owner": "killed"}))
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=_contend, args=(str(tmp_path), barrier, results)) for _ in "ab"]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(10)
+        got = results.get(timeout=5) + results.get(timeout=5)
+        assert got == 1, f"round {i}: {got} holders"
+
+
+def _worker(lock_dir: str, seconds: float, seed: int, counts) -> None:
+    """Take the lock repeatedly; inside, an O_EXCL marker proves nobody else is inside."""
+    rng = random.Random(seed)
+    marker = Path(lock_dir) / "inside"
+    lock = FileRunLock(Path(lock_dir) / "run.lock")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            lock.acquire(f"worker {os.getpid()}")
+        except LockHeld:
+            time.sleep(rng.uniform(0, 0.002))
+            continue
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = int(marker.read_text() or 0)
+            try:
+                os.kill(holder, 0)
+                counts.put(("violation", holder))
+            except ProcessLookupError:  # a worker killed inside: the kernel freed its lock
+                marker.unlink()
+            lock.release()
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        counts.put(("entered", os.getpid()))
+        time.sleep(rng.uniform(0, 0.003))
+        marker.unlink()
+        lock.release()
+
+
+@pytest.mark.slow
+def test_lock_stress_many_processes_with_kills(tmp_path):
+    """8 processes contend for 6 s; a random one is SIGKILLed (possibly holding the lock) every
+    0.1 s and replaced. Nobody is ever inside together with a live holder, and work goes on."""
+    ctx = mp.get_context("fork")
+    counts = ctx.Queue()
+    rng = random.Random(7)
+    seconds, n = 6.0, 8
+    procs = [
+        ctx.Process(target=_worker, args=(str(tmp_path), seconds, i, counts)) for i in range(n)
+    ]
+    for p in procs:
+        p.start()
+    kills = 0
+    end = time.monotonic() + seconds - 1.0
+    seed = n
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        victim = rng.randrange(len(procs))
+        if procs[victim].is_alive():
+            os.kill(procs[victim].pid, signal.SIGKILL)
+            procs[victim].join()
+            kills += 1
+            remaining = max(0.5, end - time.monotonic())
+            procs[victim] = ctx.Process(
+                target=_worker, args=(str(tmp_path), remaining, seed, counts)
+            )
+            seed += 1
+            procs[victim].start()
+    for p in procs:
+        p.join(30)
+    events = []
+    while not counts.empty():
+        events.append(counts.get())
+    violations = [e for e in events if e[0] == "violation"]
+    entered = sum(1 for e in events if e[0] == "entered")
+    assert kills >= 30
+    assert violations == []
+    assert entered > 500, entered
+
+
+# ----------------------------------------------------------------------- atomic writes, temps
+
+
+def test_atomic_writes_honour_the_umask_and_stale_temps_are_removed(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = atomic_write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    (tmp_path / "._alerts.json.abcd1234.tmp").write_text("{half")
+    (tmp_path / "date=2026-01-01").mkdir()
+    (tmp_path / "date=2026-01-01" / ".part-r1.parquet.k2j3h4g5.tmp").write_bytes(b"PAR")
+    (tmp_path / ".keep.tmp").write_text("not ours")  # no random suffix: left alone
+    assert remove_stale_temp_files(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        ".keep.tmp",
+        "date=2026-01-01",
+        "x.json",
+    ]

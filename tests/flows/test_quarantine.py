@@ -1,0 +1,197 @@
+"""One bad file never stops a monitor: it is taken out of the batch, retried a bounded number of
+runs, quarantined with one input-error alert, and can be released with ``divmon files``."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows import demo
+from flows.alerts import AlertLog
+from flows.config import load_config
+from flows.history import read_history
+from flows.monitor import run_monitor
+from flows.state import StateStore
+
+pytestmark = [pytest.mark.beam]
+N = 400
+
+
+def _run(root: Path, **kwargs):
+    return run_monitor(load_config(root / "monitor.toml"), **kwargs)
+
+
+def _good(root: Path, hour: int) -> Path:
+    return demo.write_stream_file(root / "landing", hour, n=N, drifted=False)
+
+
+def _corrupt_page(root: Path, name: str) -> Path:
+    """A Parquet file whose footer is fine and whose first data page is garbage (fails inside
+    the Beam job, not when it is planned)."""
+    src = next(iter(sorted((root / "landing").glob("events-*.parquet"))))
+    data = src.read_bytes()
+    noise = bytes(random.Random(1).randrange(256) for _ in range(400))
+    path = root / "landing" / name
+    path.write_bytes(data[:8] + noise + data[408:])
+    return path
+
+
+def _ledger(root: Path) -> dict:
+    return StateStore(root / "history" / "_state", root=root).load().ledger
+
+
+def test_poison_file_is_retried_then_quarantined_and_the_rest_goes_on(monitor_dir: Path):
+    root = monitor_dir
+    for h in range(3):
+        _good(root, h)
+    _corrupt_page(root, "events-001b.parquet")  # in the middle of the batch
+    (root / "landing" / "truncated.parquet").write_bytes(b"PAR1\x00\x00")  # fails when planned
+    first = _run(root)
+    assert first.n_rows_read == 3 * N  # every good row, once
+    assert {f["file"] for f in first.failed_files} == {
+        "landing/events-001b.parquet",
+        "landing/truncated.parquet",
+    }
+    reasons = {f["file"]: f["reason"] for f in first.failed_files}
+    assert "corrupt Parquet data in row groups [0]" in reasons["landing/events-001b.parquet"]
+    assert "not a readable Parquet file" in reasons["landing/truncated.parquet"]
+    assert all("\n" not in r for r in reasons.values())
+    assert not first.ok and first.new_alerts == []  # not quarantined yet: no alert
+    windows = read_history(root / "history").num_rows
+    assert windows == 6
+
+    _good(root, 3)  # later files are checked as usual
+    second = _run(root)
+    assert second.n_rows_read == N
+    assert [f["attempts"] for f in second.failed_files] == [2, 2]
+    third = _run(root)
+    assert {f["status"] for f in third.failed_files} == {"quarantined"}
+    (alert,) = third.new_alerts
+    assert alert["severity"] == "input-error"
+    assert "events-001b.parquet" in alert["reason"] and "truncated.parquet" in alert["reason"]
+    assert {f["file"] for f in alert["files"]} == {
+        "landing/events-001b.parquet",
+        "landing/truncated.parquet",
+    }
+
+    fourth = _run(root)  # quarantined files are left alone: a clean run, no second alert
+    assert fourth.ok and fourth.run_ids == []
+    assert sorted(fourth.quarantined) == [
+        "landing/events-001b.parquet",
+        "landing/truncated.parquet",
+    ]
+    log = AlertLog.open(root / "history")
+    assert [e["severity"] for e in log.entries].count("input-error") == 1
+    assert read_history(root / "history").num_rows == 8
+    ledger = _ledger(root)
+    assert ledger["landing/truncated.parquet"].status == "quarantined"
+    assert ledger["landing/truncated.parquet"].attempts == 3
+
+
+def test_files_commands_list_retry_forget(monitor_dir: Path, capsys):
+    from flows.cli import main
+
+    root = monitor_dir
+    _good(root, 0)
+    bad = _corrupt_page(root, "events-bad.parquet")
+    config = str(root / "monitor.toml")
+    toml = (root / "monitor.toml").read_text()
+    (root / "monitor.toml").write_text(toml.replace("[source]", "[source]\nquarantine_after = 1"))
+    assert _run(root).failed_files[0]["status"] == "quarantined"
+
+    assert main(["files", "list", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert "quarantined  landing/events-bad.parquet" in out and "attempts=1" in out
+    assert main(["files", "list", "--config", config, "--json", "--all"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["status"] for r in rows} == {"checked", "quarantined"}
+
+    # The file is fixed in place: a changed quarantined file gets a fresh start by itself.
+    shutil.copy(root / "landing" / "events-000.parquet", bad)
+    again = _run(root)
+    assert again.ok and again.n_rows_read == N and _ledger(root)[again.files[0]].status == "checked"
+
+    _corrupt_page(root, "events-bad2.parquet")
+    _run(root)
+    assert (
+        main(["files", "retry", "--config", config, str(root / "landing/events-bad2.parquet")]) == 0
+    )
+    assert _ledger(root)["landing/events-bad2.parquet"].status == "failed"
+    assert _run(root).failed_files[0]["file"] == "landing/events-bad2.parquet"  # retried
+    assert main(["files", "forget", "--config", config, "--all-failed"]) == 0
+    assert "landing/events-bad2.parquet" not in _ledger(root)
+    assert main(["files", "retry", "--config", config, "nope.parquet"]) == 2
+    assert "not in the ledger" in capsys.readouterr().err
+
+
+def test_a_planned_file_that_vanishes_is_dropped_with_a_note(monitor_dir: Path, caplog):
+    root = monitor_dir
+    _good(root, 0)
+    gone = _good(root, 1)
+    store = StateStore(root / "history" / "_state", root=root)
+    state = store.load()
+    state.pending = {
+        "run_id": "r-crashed",
+        "files": ["landing/events-000.parquet", "landing/events-001.parquet"],
+        "stage": "planned",
+    }
+    store.save(state)
+    gone.unlink()
+    summary = _run(root)
+    assert summary.recovered and summary.run_ids == ["r-crashed"]
+    assert summary.dropped_files == ["landing/events-001.parquet"]
+    assert summary.n_rows_read == N
+    assert "disappeared after it was planned" in caplog.text
+    assert store.load().runs[-1]["dropped_files"] == ["landing/events-001.parquet"]
+
+
+def test_underscore_and_dot_files_are_not_data_for_discovery_or_readers(monitor_dir: Path):
+    root = monitor_dir
+    src = _good(root, 0)
+    shutil.copy(src, root / "landing" / "_events-copy.parquet")
+    shutil.copy(src, root / "landing" / ".events-copy.parquet")
+    summary = _run(root)
+    assert summary.files == ["landing/events-000.parquet"] and summary.ok
+    assert _run(root).run_ids == []  # never planned, so never a stop
+
+
+def test_moved_or_copied_monitor_re_checks_nothing(monitor_dir: Path, tmp_path_factory):
+    root = monitor_dir
+    _good(root, 0)
+    _good(root, 1)
+    assert _run(root).n_rows_read == 2 * N
+    copy = tmp_path_factory.mktemp("moved") / "monitor"
+    shutil.copytree(root, copy)
+    again = _run(copy)
+    assert again.run_ids == [] and again.n_rows_read == 0
+    assert read_history(copy / "history").num_rows == 4
+    _good(copy, 2)
+    assert _run(copy).files == ["landing/events-002.parquet"]
+
+
+def test_a_version_1_state_keeps_working(monitor_dir: Path):
+    """An absolute-path ledger from before the upgrade is migrated: nothing is re-checked."""
+    root = monitor_dir
+    _good(root, 0)
+    _run(root)
+    store = StateStore(root / "history" / "_state", root=root)
+    doc = json.loads(store.path.read_text())
+    doc["schema_version"] = 1
+    doc["ledger"] = {str(root / k): v for k, v in doc["ledger"].items()}
+    store.path.write_text(json.dumps(doc))
+    assert _run(root).run_ids == []
+    assert list(_ledger(root)) == ["landing/events-000.parquet"]
+
+
+def test_stale_temp_files_are_removed_at_run_start(monitor_dir: Path):
+    root = monitor_dir
+    state_dir = root / "history" / "_state"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (root / "history" / "._alerts.json.a1b2c3d4.tmp").write_text("{half")
+    (state_dir / ".state.json.zz99yy88.tmp").write_text("{half")
+    _run(root)
+    assert list((root / "history").rglob("*.tmp")) == []
