@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # 1 for anything else (a full or read-only disk names the file).
             logging.getLogger("divmon").debug("error", exc_info=True)
             line = f"divmon {args.command}: error: {one_line(exc)}"
-            beam = captured.summary()
+            beam = captured.summary(already_said=line)
             print(line + (f" [{beam}]" if beam and not args.verbose else ""), file=sys.stderr)
             return 2 if _user_error(exc) else 1
 

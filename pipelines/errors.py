@@ -85,12 +85,16 @@ class BeamErrorLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
-    def summary(self) -> str:
+    def summary(self, already_said: str = "") -> str:
+        """One line: how many errors were logged, and the first one unless ``already_said``
+        contains it."""
         if not self.records:
             return ""
-        first = self.records[0].getMessage().strip().splitlines()
-        head = _BEAM_SUFFIX.sub("", first[0]) if first else ""
-        return f"{len(self.records)} error(s) logged while running (first: {head}); -v shows them"
+        text = " ".join(_BEAM_SUFFIX.sub("", self.records[0].getMessage()).split())
+        first = text.split(" Traceback ", 1)[0][:200]
+        said = " ".join(already_said.split())
+        head = "" if not first or first in said else f" (first: {first})"
+        return f"{len(self.records)} error(s) logged while running{head}; -v shows them"
 
     @classmethod
     @contextmanager

@@ -44,6 +44,7 @@ _LOG = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 1 << 20
 ROW_GROUPS_PER_TASK = 4
+READ_BLOCK_BYTES = 1 << 22  # CSV / JSON Lines read block: the longest row they can hold
 _SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -192,6 +193,8 @@ def plan_reads(
     cols = tuple(dict.fromkeys(columns)) if columns else None
     for path in files:
         fmt = detect_format(path, input_format)
+        if "://" not in path and os.path.getsize(path) == 0:
+            raise InputError(f"{path}: the file is empty (0 bytes)")
         if fmt == "parquet":
             pf = _parquet_file(path)
             _check_columns(path, pf.schema_arrow, cols, require_columns)
@@ -263,7 +266,7 @@ def _read_row_group(pf: Any, group: int, columns: list[str] | None) -> pa.Table:
 def _read_csv(task: ReadTask) -> Iterator[pa.RecordBatch]:
     import pyarrow.csv as pcsv
 
-    read = pcsv.ReadOptions(block_size=1 << 22)
+    read = pcsv.ReadOptions(block_size=READ_BLOCK_BYTES)
     try:
         header = _csv_header(task.path)
         columns, unread = _check_columns(task.path, header, task.columns, task.require_columns)
@@ -280,7 +283,15 @@ def _read_csv(task: ReadTask) -> Iterator[pa.RecordBatch]:
                 yield _annotate(_numeric_text_to_float(batch, task.numeric), task.path, row, unread)
                 row += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{task.path}: cannot read CSV ({exc})") from exc
+        raise InputError(f"{task.path}: cannot read CSV ({_arrow_reason(exc)})") from exc
+
+
+def _arrow_reason(exc: BaseException) -> str:
+    """Arrow's reading errors in the user's terms (one line)."""
+    text = " ".join(str(exc).split())
+    if "straddl" in text:
+        return f"a row is longer than the reader's {READ_BLOCK_BYTES >> 20} MiB block"
+    return text
 
 
 def _csv_header(path: str) -> list[str]:
@@ -316,14 +327,14 @@ def _read_jsonl(task: ReadTask) -> Iterator[pa.RecordBatch]:
 
     try:
         table = pjson.read_json(
-            _open(task.path), read_options=pjson.ReadOptions(block_size=1 << 22)
+            _open(task.path), read_options=pjson.ReadOptions(block_size=READ_BLOCK_BYTES)
         )
     except pa.ArrowInvalid:
         # Mixed types in a column (e.g. numbers and text): fall back to a per-line parse.
         yield from _read_jsonl_lines(task)
         return
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{task.path}: cannot read JSON Lines ({exc})") from exc
+        raise InputError(f"{task.path}: cannot read JSON Lines ({_arrow_reason(exc)})") from exc
     columns, unread = _check_columns(task.path, table.schema, task.columns, task.require_columns)
     if columns is not None:
         table = table.select(columns)
