@@ -233,3 +233,81 @@ def test_tracker_properties(seq, consecutive, cooldown, recovery, split):
             assert all(s in "wc" for s in breaches[-consecutive:])
             assert len(breaches) >= consecutive
             opened = True
+
+
+# ------------------------------------------------------------------------- event-time order
+
+
+def test_a_late_window_never_resolves_the_live_incident():
+    """The issue's case: windows 03-06 are critical when a late file brings window 00 (ok)."""
+    policy = Policy(FeaturePolicy(consecutive=1, cooldown=0, recovery=1))
+    tracker = AlertTracker(policy)
+    assert tracker.run([{**_rec(i), "severity": "critical"} for i in range(3, 7)])[0].severity == (
+        "critical"
+    )
+    assert tracker.run([{**_rec(0), "severity": "ok"}]) == []  # no recovery
+    assert tracker.active("x") == "critical"
+    # the incident still resolves in event time, on the next newer window
+    (rec,) = tracker.run([{**_rec(7), "severity": "ok"}])
+    assert rec.severity == "recovered" and rec.window_start == _rec(7)["window_start"]
+
+
+def test_a_late_breach_alerts_on_its_own_and_never_re_arms_the_incident():
+    policy = Policy(FeaturePolicy(consecutive=2, cooldown=5, recovery=1))
+    tracker = AlertTracker(policy)
+    assert [d.severity for d in tracker.run(_sev(range(5, 8), "w"))] == ["warning"]
+    assert [d.severity for d in tracker.run(_sev([8], "o"))] == ["recovered"]
+    # A backfill of windows 0-2: its own consecutive rule, its own alert, no recovery sent.
+    late = tracker.run(_sev(range(0, 3), "c") + _sev([3], "o"))
+    assert [(d.severity, d.window_start) for d in late] == [("critical", _rec(1)["window_start"])]
+    # the live state is untouched: still in cooldown after the alert at 6, no active incident
+    assert tracker.active("x") is None
+    assert tracker.run(_sev([9, 10], "w")) == []  # cooldown of the live incident holds
+    state = tracker.to_dict()
+    assert state["features"]["x"]["newest"] == _rec(10)["window_end"].isoformat()
+
+
+def test_version_1_tracker_state_still_loads():
+    state = {
+        "schema_version": 1,
+        "features": {"x": {"streak": 1, "ok_streak": 0, "active": "warning", "since_alert": 0}},
+    }
+    tracker = AlertTracker(Policy(FeaturePolicy(consecutive=1, recovery=1)), state)
+    assert tracker.active("x") == "warning"
+    assert tracker.update(_rec(0), "ok").severity == "recovered"
+
+
+def _sev(hours, code: str) -> list[dict]:
+    severity = {"o": "ok", "w": "warning", "c": "critical"}[code]
+    return [{**_rec(i), "severity": severity} for i in hours]
+
+
+@given(
+    live=st.text(alphabet="owci", min_size=1, max_size=30),
+    late=st.text(alphabet="owci", max_size=30),
+    consecutive=st.integers(1, 3),
+    recovery=st.integers(1, 3),
+)
+@settings(max_examples=200)
+def test_late_windows_change_nothing_about_the_live_stream(live, late, consecutive, recovery):
+    """Late windows interleaved anywhere leave the live stream's alerts exactly as without them,
+    and the late ones never send a recovery."""
+    policy = Policy(FeaturePolicy(consecutive=consecutive, cooldown=1, recovery=recovery))
+    code = {"o": "ok", "w": "warning", "c": "critical", "i": "insufficient"}
+    offset = len(late)  # live windows come after every late one in event time
+    plain = AlertTracker(policy)
+    expected = [plain.update(_rec(offset + i), code[s]) for i, s in enumerate(live)]
+    mixed = AlertTracker(policy)
+    got, late_alerts = [], []
+    pending = list(enumerate(late))
+    for i, s in enumerate(live):
+        got.append(mixed.update(_rec(offset + i), code[s]))
+        if pending:  # after each live window, one late window arrives
+            j, t = pending.pop(0)
+            d = mixed.update(_rec(j), code[t])
+            if d is not None:
+                late_alerts.append(d)
+    assert [(d.severity if d else None) for d in got] == [
+        (d.severity if d else None) for d in expected
+    ]
+    assert all(d.severity != "recovered" for d in late_alerts)
