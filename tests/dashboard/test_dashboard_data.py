@@ -292,6 +292,33 @@ def test_server_rerenders_when_a_run_lands(tmp_path):
         server.stop()
 
 
+def test_server_refuses_foreign_host_headers(tmp_path):
+    """DNS rebinding: a page of evil.example resolved to 127.0.0.1 sends Host: evil.example."""
+    import http.client
+
+    root = write_history(tmp_path / "h", [record("a", 0)])
+    server = DashboardServer(root, tmp_path / "s.html", port=0, interval=5).start()
+    port = server.httpd.server_address[1]
+    try:
+
+        def status(host: str | None) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.putrequest("GET", "/version", skip_host=True)
+            if host is not None:
+                conn.putheader("Host", host)
+            conn.endheaders()
+            code = conn.getresponse().status
+            conn.close()
+            return code
+
+        for good in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            assert status(good) == 200, good
+        for bad in ("evil.example", f"evil.example:{port}", "127.0.0.1:1", "127.0.0.1.evil", None):
+            assert status(bad) == 421, bad
+    finally:
+        server.stop()
+
+
 def test_cli_reads_the_monitor_config(tmp_path):
     drifting_history(tmp_path / "hist", ["a", "<img src=x>"], n_windows=3)
     (tmp_path / "m.toml").write_text(

@@ -25,7 +25,7 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_serve_starts_a_local_server_runs_on_schedule_and_stops(tmp_path: Path):
+def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     from flows.config import load_config
     from flows.reference import build_reference_version
 
@@ -54,20 +54,24 @@ def test_serve_starts_a_local_server_runs_on_schedule_and_stops(tmp_path: Path):
         bufsize=1,
         start_new_session=True,
     )
-    port = None
+    deadline = time.monotonic() + 150
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line)
+        m = re.search(r"local Prefect server at http://127\.0\.0\.1:(\d+)/api", line)
+        if m:
+            return proc, int(m.group(1))
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("".join(lines[-30:]))
+
+
+def test_serve_starts_a_local_server_runs_on_schedule_and_stops(tmp_path: Path):
+    proc, port = _start_serve(tmp_path)
     try:
         deadline = time.monotonic() + 150
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            lines.append(line)
-            m = re.search(r"local Prefect server at http://127\.0\.0\.1:(\d+)/api", line)
-            if m:
-                port = int(m.group(1))
-                break
-        assert port is not None, "".join(lines[-30:])
         while time.monotonic() < deadline:
             if read_history(tmp_path / "history").num_rows >= 2:
                 break
@@ -83,3 +87,14 @@ def test_serve_starts_a_local_server_runs_on_schedule_and_stops(tmp_path: Path):
             os.killpg(proc.pid, signal.SIGKILL)
             raise
     assert not _port_open(port), "the local Prefect server was left running"
+
+
+def test_sigkilled_serve_leaves_no_prefect_server_behind(tmp_path: Path):
+    proc, port = _start_serve(tmp_path)
+    assert _port_open(port)
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while _port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _port_open(port), "a SIGKILLed divmon serve left its Prefect server running"
