@@ -1,16 +1,21 @@
 """One scheduled drift check, as plain functions (the Prefect flow in flows.check wraps them).
 
-Order of a run (each stage is journaled in the monitor state, see flows.state):
+Order of a run (each stage is journaled in the monitor state, see flows.state), under the run
+lock, after removing temp files that killed writes left behind:
 
 1. recover: finish a run that crashed (same run id, same files), so nothing is lost or doubled;
-2. discover: the files matching ``source.paths`` that the ledger has not seen;
-3. check: the Beam check job over those files, with the running MLE state of earlier runs;
-   the policy sets each record's severity; the records go to the history; the ledger, MLE state
+2. discover: the files matching ``source.paths`` that the ledger has not seen, and failed files
+   due for another try (names follow the readers' rule, ``pipelines.io.is_data_file``);
+3. check: the Beam check job over those files, with the running MLE state of earlier runs. A file
+   that fails is taken out of the batch and recorded as failed (``flows.quarantine`` finds it),
+   quarantined after ``source.quarantine_after`` runs; a planned file that vanished is dropped.
+   The policy sets each record's severity; the records go to the history; the ledger, MLE state
    and journal are committed together (stage ``recorded``);
-4. alert: the tracker (consecutive windows, cooldown, recovery) turns the run's records into
-   alerts; new dedup keys go to the alert log and become Prefect events (deterministic ids);
-5. deliver: every outstanding alert in the outbox is sent to its targets (retried next run if it
-   still fails).
+4. alert: the tracker (event-time order, consecutive windows, cooldown, recovery) turns the run's
+   records into alerts, plus one ``input-error`` alert for the files the run quarantined; new
+   dedup keys go to the alert log and become Prefect events (deterministic ids);
+5. deliver: outstanding alerts in the outbox are sent to their targets within the run's delivery
+   budget (what fails or does not fit is kept for the next run).
 """
 
 from __future__ import annotations

@@ -334,3 +334,24 @@ def test_schema_and_stale_alerts_are_delivered_exactly_once(
     ]
     keys = [a["dedup_key"] for a in receiver.alerts()]
     assert len(keys) == len(set(keys))
+
+
+def test_cli_run_errors_are_one_line(monitor_dir: Path, receiver: AlertReceiver, capsys):
+    """A run that cannot start (another run holds the lock) says so in one line, without
+    Prefect's traceback; a poison file makes the run exit 3 while the good file is checked."""
+    from flows.cli import main
+
+    config = str(monitor_dir / "monitor.toml")
+    _arrive(monitor_dir, [0], drift_from=5)
+    other = StateStore(monitor_dir / "history" / "_state")
+    with other.locked("another run"):
+        assert main(["run", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert "divmon run: error: another run holds the run lock" in err
+    assert "Traceback" not in err
+    (monitor_dir / "landing" / "events-bad.parquet").write_bytes(b"PAR1 not really")
+    assert main(["run", "--config", config]) == 3
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["records"] == 2 and out["failed_files"][0]["file"] == "landing/events-bad.parquet"
+    assert "1 input file(s) failed (0 quarantined; divmon files list)" in captured.err
