@@ -195,3 +195,34 @@ def test_stale_temp_files_are_removed_at_run_start(monitor_dir: Path):
     (state_dir / ".state.json.zz99yy88.tmp").write_text("{half")
     _run(root)
     assert list((root / "history").rglob("*.tmp")) == []
+
+
+def test_find_culprits_bisects_an_error_that_names_no_file(tmp_path: Path):
+    """An error from deep inside the job (no file named, every file reads fine) is pinned on
+    the file by checking halves of the batch; one every file gives alone is blamed on none."""
+    from flows.quarantine import find_culprits
+
+    files = []
+    for h in range(7):
+        files.append(str(demo.write_stream_file(tmp_path, h, n=50, drifted=False)))
+    poison = files[4]
+    calls = []
+
+    def check(subset):
+        calls.append(list(subset))
+        if poison in subset:
+            raise OverflowError("date value out of range")
+
+    found = find_culprits(OverflowError("date value out of range"), files, check)
+    assert found == {poison: "OverflowError: date value out of range"}
+    assert len(calls) <= 2 * 3  # two halves per level, log2(7) levels
+
+    def always(subset):
+        raise RuntimeError("the runner is broken")
+
+    assert find_culprits(RuntimeError("the runner is broken"), files, always) == {}
+    # a full disk is never the data's fault
+    from flows.quarantine import input_failure
+
+    assert not input_failure(OSError(28, "No space left on device"))
+    assert input_failure(OverflowError("x"))
