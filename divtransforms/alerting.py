@@ -46,7 +46,7 @@ class _FeatureState:
     ok_streak: int = 0  # ok windows in a row while alerted
     active: str | None = None  # severity of the open alert
     since_alert: int | None = None  # windows since the last warning/critical alert
-    newest: str | None = None  # end of the newest window seen (ISO 8601), for event-time order
+    newest: str | float | None = None  # end of the newest window seen (ISO 8601 or a number)
 
 
 class AlertTracker:
@@ -110,13 +110,14 @@ class AlertTracker:
         if severity not in SEVERITIES:
             raise PolicyError(f"feature {feature!r}: unknown severity {severity!r}")
         live = self._features.setdefault(feature, _FeatureState())
-        end = _instant(record.get("window_end"))
-        if end is not None and live.newest is not None and end < _instant(live.newest):
+        end, newest = _instant(record.get("window_end")), _instant(live.newest)
+        comparable = end is not None and type(end) is type(newest)
+        if comparable and end < newest:
             late = self._late.setdefault(feature, _FeatureState())
             decision = self._step(late, record, severity, fp)
             return decision if decision is not None and decision.severity != "recovered" else None
-        if end is not None:
-            live.newest = end.isoformat()
+        if end is not None and (newest is None or comparable):
+            live.newest = _persisted(end)
         return self._step(live, record, severity, fp)
 
     @staticmethod
@@ -178,13 +179,23 @@ class AlertTracker:
         return out
 
 
-def _instant(value: Any) -> datetime | None:
-    """A window bound as an aware datetime (ISO text or datetime; naive means UTC)."""
-    if value is None:
+def _instant(value: Any) -> datetime | float | None:
+    """A window bound as something ordered: an aware datetime (from a datetime or ISO text;
+    naive means UTC), or a number; None when it is absent or not understood."""
+    if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, int | float):
+        return float(value)
     if not isinstance(value, datetime):
-        value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        try:
+            value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _persisted(value: datetime | float) -> str | float:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

@@ -56,7 +56,7 @@ def test_discover_remote_patterns_through_beam_filesystems(tmp_path, monkeypatch
 
     from flows.config import parse_config
     from flows.monitor import discover
-    from flows.state import FileEntry, MonitorState
+    from flows.state import FileEntry, MonitorState, StateStore
 
     metas = [
         SimpleNamespace(path="gs://b/in/a.parquet", size_in_bytes=10, last_updated_in_seconds=1.5),
@@ -74,7 +74,10 @@ def test_discover_remote_patterns_through_beam_filesystems(tmp_path, monkeypatch
         base_dir=tmp_path,
     )
     state = MonitorState(ledger={"gs://b/in/a.parquet": FileEntry(10, 1_500_000_000, "r1")})
-    assert discover(config, state) == (["gs://b/in/b.parquet"], [])
+    store = StateStore(tmp_path / "state", root=tmp_path)
+    found = discover(config, state, store)
+    assert (found.new, found.changed) == (["gs://b/in/b.parquet"], [])
     assert seen == ["gs://b/in/*.parquet"]  # the URL is not mangled into a local path
     state.ledger["gs://b/in/a.parquet"] = FileEntry(11, 1_500_000_000, "r1")
-    assert discover(config, state) == (["gs://b/in/b.parquet"], ["gs://b/in/a.parquet"])
+    found = discover(config, state, store)
+    assert (found.new, found.changed) == (["gs://b/in/b.parquet"], ["gs://b/in/a.parquet"])
