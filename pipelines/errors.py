@@ -80,21 +80,24 @@ class BeamErrorLog(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
+        self.count = 0
+        self.first: logging.LogRecord | None = None  # only the first is kept (serve runs long)
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        self.count += 1
+        if self.first is None:
+            self.first = record
 
     def summary(self, already_said: str = "") -> str:
         """One line: how many errors were logged, and the first one unless ``already_said``
         contains it."""
-        if not self.records:
+        if self.first is None:
             return ""
-        text = " ".join(_BEAM_SUFFIX.sub("", self.records[0].getMessage()).split())
+        text = " ".join(_BEAM_SUFFIX.sub("", self.first.getMessage()).split())
         first = text.split(" Traceback ", 1)[0][:200]
         said = " ".join(already_said.split())
         head = "" if not first or first in said else f" (first: {first})"
-        return f"{len(self.records)} error(s) logged while running{head}; -v shows them"
+        return f"{self.count} error(s) logged while running{head}; -v shows them"
 
     @classmethod
     @contextmanager
