@@ -97,23 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
         except Exception as exc:
-            # One clear line, no traceback (-v adds it): 2 for bad input or configuration,
-            # 1 for anything else (a full or read-only disk names the file).
+            # One clear line, no traceback (-v adds it), whatever failed: bad input or
+            # configuration, or the machine (a full or read-only disk names the file).
             logging.getLogger("divmon").debug("error", exc_info=True)
             line = f"divmon {args.command}: error: {one_line(exc)}"
             beam = captured.summary(already_said=line)
             print(line + (f" [{beam}]" if beam and not args.verbose else ""), file=sys.stderr)
-            return 2 if _user_error(exc) else 1
-
-
-def _user_error(exc: BaseException) -> bool:
-    from pipelines.errors import environment_error, root_error
-
-    err = root_error(exc)
-    if environment_error(exc):
-        return False
-    return isinstance(err, ValueError | FileNotFoundError | NotADirectoryError | IsADirectoryError)
-
+            return 2
 
 if __name__ == "__main__":
     sys.exit(main())

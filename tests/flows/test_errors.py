@@ -143,7 +143,7 @@ def test_check_output_on_a_full_or_read_only_disk_names_the_file(workdir: Path, 
     out = _divmon(
         "check", "-r", "ref.json", "-i", "good.csv", "-o", str(tmpfs / "out"), cwd=workdir
     )
-    assert out.returncode == 1
+    assert out.returncode == 2
     (line,) = _error_lines(out.stderr)
     assert "No space left on device" in line and str(tmpfs) in line, line
     (tmpfs / "filler").unlink()
@@ -151,7 +151,7 @@ def test_check_output_on_a_full_or_read_only_disk_names_the_file(workdir: Path, 
     out = _divmon(
         "check", "-r", "ref.json", "-i", "good.csv", "-o", str(tmpfs / "out"), cwd=workdir
     )
-    assert out.returncode == 1
+    assert out.returncode == 2
     (line,) = _error_lines(out.stderr)
     assert "Read-only file system" in line and str(tmpfs) in line, line
 
