@@ -164,24 +164,31 @@ def _monitor(tmp_path: Path, receiver: AlertReceiver) -> tuple[Path, dict]:
 
 
 def test_sigkill_trials(tmp_path: Path):
-    """32 trials: each stage boundary twice, 18 at a uniformly random time within a run."""
+    """32+ trials: each stage boundary killed twice (a boundary a trial did not reach, e.g.
+    delivery in a run without alerts, is tried again in an extra trial), 18 kills at a uniformly
+    random time within the duration of the previous clean run."""
     rng = random.Random(13)
     plan = BOUNDARIES * 2 + ["uniform"] * 18
     rng.shuffle(plan)
+    extra_allowed = 10
     with AlertReceiver() as receiver:
         root, env = _monitor(tmp_path, receiver)
-        # One clean run first, timed, to place the uniform kills.
         demo.write_stream_file(root / "landing", 0, n=ROWS, drifted=_drifted(0))
         t0 = time.monotonic()
         done = _child(root, "none", env)
         assert done.wait(300) == 0, done.stderr.read()
-        full = time.monotonic() - t0
+        last = time.monotonic() - t0
+        durations = [last]
         killed_at: Counter[str] = Counter()
-        for trial, point in enumerate(plan, start=1):
+        trial = 0
+        figures: dict = {}
+        while trial < len(plan):
+            point = plan[trial]
+            trial += 1
             demo.write_stream_file(root / "landing", trial, n=ROWS, drifted=_drifted(trial))
             if point == "uniform":
                 child = _child(root, "none", env)
-                time.sleep(rng.uniform(0, full))
+                time.sleep(rng.uniform(0, last))
                 child.send_signal(signal.SIGKILL)
                 child.wait(60)
             else:
@@ -190,16 +197,27 @@ def test_sigkill_trials(tmp_path: Path):
             out = child.stdout.read()
             killed = child.returncode == -signal.SIGKILL and "DONE" not in out
             killed_at[point if killed else f"{point} (finished first)"] += 1
+            if not killed and point != "uniform" and extra_allowed:
+                plan.append(point)  # the boundary was not reached in this run: try again
+                extra_allowed -= 1
+            t0 = time.monotonic()
             clean = _child(root, "none", env)
             assert clean.wait(300) == 0, clean.stderr.read()
+            last = time.monotonic() - t0
+            durations.append(last)
             figures = _check_invariants(root, trial + 1, receiver)
         for point in BOUNDARIES:
-            assert killed_at[point] == 2, killed_at  # every boundary was really hit
+            assert killed_at[point] == 2, killed_at  # every boundary was really hit twice
+        assert killed_at["uniform"] >= 12, killed_at
     rows = sum(pq.read_metadata(p).num_rows for p in (root / "landing").glob("*.parquet"))
-    report = {"trials": len(plan), "rows": rows, "kills": dict(killed_at), "full_run_s": full}
+    report = {
+        "trials": len(plan),
+        "rows": rows,
+        "kills": dict(killed_at),
+        "clean_run_s": [round(min(durations), 1), round(max(durations), 1)],
+    }
     report.update(figures)
-    (tmp_path / "report.json").write_text(json.dumps(report))
-    print("SIGKILL trials:", json.dumps(report))
+    print("SIGKILL trials:", json.dumps(report, sort_keys=True))
     assert rows == (len(plan) + 1) * ROWS
 
 
