@@ -10,7 +10,10 @@ from collections.abc import Sequence
 EXIT_CODES = """exit codes:
   0  done; no breach at the --fail-on severity (divmon check)
   1  divmon check --fail-on: a breach at or above that severity was found
-  2  an error in the command line, the configuration or the input (one line on stderr)
+  2  an error, one line on stderr: the command line, the configuration, the input, or the
+     machine (a full or read-only disk names the file)
+  3  divmon run: input files failed or were quarantined (divmon files list)
+  4  divmon run: alerts could not all be delivered (they stay in the outbox)
   130 interrupted (Ctrl-C)"""
 
 
@@ -104,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             beam = captured.summary(already_said=line)
             print(line + (f" [{beam}]" if beam and not args.verbose else ""), file=sys.stderr)
             return 2
+
 
 if __name__ == "__main__":
     sys.exit(main())

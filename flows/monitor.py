@@ -421,7 +421,7 @@ def run_monitor(
             config,
             state,
             store,
-            found_data=bool(new),
+            found_data=bool(found.new),
             reference_id=profile.reference_id,
             run_id=summary.run_ids[-1] if summary.run_ids else run_id or new_run_id(),
             logger=logger,
