@@ -151,13 +151,24 @@ def test_two_runs_starting_together_after_a_killed_run_never_both_hold_it(tmp_pa
         assert got == 1, f"round {i}: {got} holders"
 
 
-def _worker(lock_dir: str, seconds: float, seed: int, counts) -> None:
-    """Take the lock repeatedly; inside, an O_EXCL marker proves nobody else is inside."""
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed process's locks are gone before its parent reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _worker(lock_dir: str, seed: int, counts) -> None:
+    """Take the lock repeatedly until told to stop; inside, an O_EXCL marker proves nobody else
+    is inside."""
     rng = random.Random(seed)
     marker = Path(lock_dir) / "inside"
+    stop = Path(lock_dir) / "stop"
     lock = FileRunLock(Path(lock_dir) / "run.lock")
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while not stop.exists():
         try:
             lock.acquire(f"worker {os.getpid()}")
         except LockHeld:
@@ -167,10 +178,9 @@ def _worker(lock_dir: str, seconds: float, seed: int, counts) -> None:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             holder = int(marker.read_text() or 0)
-            try:
-                os.kill(holder, 0)
+            if holder and _running(holder):
                 counts.put(("violation", holder))
-            except ProcessLookupError:  # a worker killed inside: the kernel freed its lock
+            else:  # a worker killed inside (maybe still a zombie): the kernel freed its lock
                 marker.unlink()
             lock.release()
             continue
@@ -184,33 +194,30 @@ def _worker(lock_dir: str, seconds: float, seed: int, counts) -> None:
 
 @pytest.mark.slow
 def test_lock_stress_many_processes_with_kills(tmp_path):
-    """8 processes contend for 6 s; a random one is SIGKILLed (possibly holding the lock) every
-    0.1 s and replaced. Nobody is ever inside together with a live holder, and work goes on."""
+    """8 processes contend; a random one is SIGKILLed (possibly holding the lock) every 0.1 s
+    and replaced, 40 times. Nobody is ever inside together with a live holder, and work goes
+    on."""
     ctx = mp.get_context("fork")
     counts = ctx.Queue()
     rng = random.Random(7)
-    seconds, n = 6.0, 8
-    procs = [
-        ctx.Process(target=_worker, args=(str(tmp_path), seconds, i, counts)) for i in range(n)
-    ]
+    n = 8
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path), i, counts)) for i in range(n)]
     for p in procs:
         p.start()
     kills = 0
-    end = time.monotonic() + seconds - 1.0
     seed = n
-    while time.monotonic() < end:
+    while kills < 40:
         time.sleep(0.1)
         victim = rng.randrange(len(procs))
         if procs[victim].is_alive():
             os.kill(procs[victim].pid, signal.SIGKILL)
             procs[victim].join()
             kills += 1
-            remaining = max(0.5, end - time.monotonic())
-            procs[victim] = ctx.Process(
-                target=_worker, args=(str(tmp_path), remaining, seed, counts)
-            )
+            procs[victim] = ctx.Process(target=_worker, args=(str(tmp_path), seed, counts))
             seed += 1
             procs[victim].start()
+    time.sleep(0.5)
+    (tmp_path / "stop").touch()
     for p in procs:
         p.join(30)
     events = []
@@ -218,9 +225,8 @@ def test_lock_stress_many_processes_with_kills(tmp_path):
         events.append(counts.get())
     violations = [e for e in events if e[0] == "violation"]
     entered = sum(1 for e in events if e[0] == "entered")
-    assert kills >= 30
     assert violations == []
-    assert entered > 500, entered
+    assert entered > 200, entered
 
 
 # ----------------------------------------------------------------------- atomic writes, temps
