@@ -20,9 +20,7 @@ lock, after removing temp files that killed writes left behind:
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,10 +36,11 @@ from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, remove_stale_temp_files, sort_records
 from flows.alerts import AlertLog, DeliverySummary, Notifier, deliver_outstanding
 from flows.config import MonitorConfig
+from flows.discovery import discover, exists, list_files
 from flows.freshness import freshness_stage
 from flows.history import append_records, read_history
 from flows.quarantine import find_culprits, input_failure
-from flows.state import FileEntry, MonitorState, StateStore, fingerprint
+from flows.state import FileEntry, MonitorState, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -73,76 +72,6 @@ class RunSummary:
 
     def breaches(self) -> list[dict[str, Any]]:
         return [r for r in self.records.to_pylist() if r["severity"] in ("warning", "critical")]
-
-
-def list_files(patterns: list[str]) -> dict[str, tuple[int, int]]:
-    """``{path: (size, mtime_ns)}`` of the data files matching local globs or ``scheme://``
-    patterns (Beam's FileSystems: gs://, s3://, ...). File names follow the readers' rule
-    (:func:`pipelines.io.is_data_file`): names starting with ``_`` or ``.`` are not data."""
-    from pipelines.io import is_data_file
-
-    found: dict[str, tuple[int, int]] = {}
-    for pattern in patterns:
-        if "://" in pattern:
-            from apache_beam.io.filesystems import FileSystems
-
-            for result in FileSystems.match([pattern]):
-                for meta in result.metadata_list:
-                    if is_data_file(meta.path):
-                        mtime = round(float(meta.last_updated_in_seconds or 0) * 1e9)
-                        found[meta.path] = (int(meta.size_in_bytes), mtime)
-            continue
-        for m in glob.glob(pattern, recursive=True):
-            if os.path.isfile(m) and is_data_file(m):
-                path = os.path.abspath(m)
-                try:
-                    found[path] = fingerprint(path)
-                except FileNotFoundError:  # removed between the glob and the stat
-                    continue
-    return found
-
-
-@dataclass
-class Discovery:
-    """What :func:`discover` found, as ledger keys, sorted."""
-
-    new: list[str] = field(default_factory=list)  # never seen
-    retry: list[str] = field(default_factory=list)  # failed before; tried again
-    changed: list[str] = field(default_factory=list)  # checked, then modified (not re-checked)
-    quarantined: list[str] = field(default_factory=list)  # failed too often; left alone
-
-    @property
-    def plan(self) -> list[str]:
-        return sorted(self.new + self.retry)
-
-
-def discover(config: MonitorConfig, state: MonitorState, store: StateStore) -> Discovery:
-    """Classify the files matching ``source.paths`` against the ledger."""
-    out = Discovery()
-    for path, fp in sorted(list_files(config.source_patterns()).items()):
-        key = store.key(path)
-        entry = state.ledger.get(key)
-        if entry is None:
-            out.new.append(key)
-        elif entry.status == "failed" or (entry.status == "quarantined" and _fp(entry) != fp):
-            out.retry.append(key)  # a quarantined file that changed gets a fresh start
-        elif entry.status == "quarantined":
-            out.quarantined.append(key)
-        elif _fp(entry) != fp:
-            out.changed.append(key)
-    return out
-
-
-def _fp(entry: FileEntry) -> tuple[int, int]:
-    return entry.size, entry.mtime_ns
-
-
-def _exists(path: str) -> bool:
-    if "://" in path:
-        from apache_beam.io.filesystems import FileSystems
-
-        return bool(FileSystems.exists(path))
-    return os.path.isfile(path)
 
 
 def _run_beam_check(
@@ -224,7 +153,7 @@ def check_planned(
     pending.setdefault("failed", [])
     while True:
         files = list(pending["files"])
-        gone = [k for k in files if not _exists(store.path_of(k))]
+        gone = [k for k in files if not exists(store.path_of(k))]
         if gone:
             for key in gone:
                 logger.warning(
