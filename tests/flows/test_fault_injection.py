@@ -266,9 +266,17 @@ def test_divmon_run_killed_and_rerun(tmp_path: Path):
         cmd = [sys.executable, "-m", "flows.cli", "run", "--config", str(root / "monitor.toml")]
         for trial in range(2):
             demo.write_stream_file(root / "landing", trial, n=ROWS, drifted=trial == 2)
-            child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            child = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
             time.sleep(rng.uniform(15, 40))  # the ephemeral Prefect API starts in 10-25 s
-            child.send_signal(signal.SIGKILL)
+            # The whole process group, as a container kill would: Prefect's ephemeral API
+            # server is a child process that a SIGKILL of divmon run alone leaves running.
+            os.killpg(child.pid, signal.SIGKILL)
             child.wait(60)
             clean = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
             assert clean.returncode == 0, clean.stderr[-2000:]
