@@ -38,7 +38,8 @@ ROWS = 400
 
 DRIVER = r"""
 import os, signal, sys
-point = sys.argv[2]
+os.environ.update(ENV)
+point = POINT
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -96,11 +97,17 @@ elif point == "rename":  # inside an atomic write: temp file complete, not renam
 from flows.config import load_config
 from flows.notify import build_notifiers, retry_settings
 
-config = load_config(sys.argv[1])
-summary = monitor.run_monitor(
-    config, notifiers=build_notifiers(config), retries=retry_settings(config)
-)
-print("DONE", summary.n_rows_read, len(summary.new_alerts))
+try:
+    config = load_config(CONFIG)
+    summary = monitor.run_monitor(
+        config, notifiers=build_notifiers(config), retries=retry_settings(config)
+    )
+except Exception as exc:
+    with open(RESULT, "w") as fh:
+        fh.write(f"ERROR {exc}")
+    raise SystemExit(1)
+with open(RESULT, "w") as fh:
+    fh.write(f"DONE {summary.n_rows_read} {len(summary.new_alerts)}")
 """
 
 BOUNDARIES = ["planned", "history", "recorded", "alert-log", "alerted", "delivering", "rename"]
