@@ -143,7 +143,11 @@ class _Child:
         return self.proc.exitcode
 
     def send_signal(self, sig: int) -> None:
-        os.kill(self.proc.pid, sig)
+        if self.proc.exitcode is None:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:  # it finished first
+                pass
 
     def output(self) -> str:
         try:
