@@ -243,6 +243,7 @@ def alert_stage(
             "finished_at": datetime.now(UTC).isoformat(),
             "records": len(records),
             "alerts": len(new),
+            "files": len(pending.get("files", [])),
             "failed_files": [f["file"] for f in pending.get("failed", [])],
             "dropped_files": list(pending.get("dropped", [])),
         }
@@ -350,7 +351,7 @@ def run_monitor(
             config,
             state,
             store,
-            found_data=bool(found.new),
+            found_data=bool(found.new) or _checked_since_freshness(state),
             reference_id=profile.reference_id,
             run_id=summary.run_ids[-1] if summary.run_ids else run_id or new_run_id(),
             logger=logger,
@@ -381,6 +382,16 @@ def run_monitor(
             pa.concat_tables([t.cast(DRIFT_RECORD_SCHEMA) for t in tables])
         )
     return summary
+
+
+def _checked_since_freshness(state: MonitorState) -> bool:
+    """Did a run check files after freshness was last told about data? (A run killed after its
+    commit, or resumed, checked data that no discovery of this run sees as new.)"""
+    last = (state.freshness or {}).get("last_data_at")
+    return any(
+        r.get("files") and (last is None or str(r.get("finished_at", "")) > last)
+        for r in state.runs[-20:]
+    )
 
 
 def _finish_run(
