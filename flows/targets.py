@@ -234,17 +234,19 @@ def post_json(
     timeout: float,
     headers: Mapping[str, str] | None = None,
 ) -> None:
-    """POST JSON; raises ``httpx.HTTPStatusError`` (it names the status, never the URL in our
-    logs: ``flows.alerts.safe_error``) on a 4xx/5xx answer."""
-    import httpx
+    """POST JSON within ``timeout`` seconds for the whole attempt (``flows.transport``); raises
+    ``httpx.HTTPStatusError`` (it names the status, never the URL in our logs:
+    ``flows.alerts.safe_error``) on a 4xx/5xx answer, ``DeliveryTimeout`` at the deadline."""
+    from flows.transport import post_json as bounded_post
 
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        resp = client.post(url, json=payload, headers=dict(headers or {}))
-        resp.raise_for_status()
+    bounded_post(url, payload, deadline=timeout, headers=headers)
 
 
 def _headers(entry: Mapping[str, Any]) -> dict[str, str]:
-    return {"X-Divtransforms-Dedup-Key": str(entry["dedup_key"])}
+    """``Idempotency-Key`` and ``X-Divtransforms-Dedup-Key`` (``flows.transport``)."""
+    from flows.transport import alert_headers
+
+    return alert_headers(entry)
 
 
 def _log_entries(config: MonitorConfig) -> list[dict[str, Any]]:

@@ -35,9 +35,11 @@ class DeliveryTimeout(TimeoutError):
 
 def alert_headers(entry: Mapping[str, Any]) -> dict[str, str]:
     """The idempotency headers every delivery attempt of ``entry`` carries."""
+    from flows.alerts import event_id
+
     key = str(entry["dedup_key"])
     return {
-        IDEMPOTENCY_HEADER: str(entry["event_id"]),
+        IDEMPOTENCY_HEADER: str(entry.get("event_id") or event_id(key)),
         DEDUP_HEADER: key.encode("ascii", "backslashreplace").decode("ascii"),
     }
 
