@@ -57,6 +57,7 @@ __all__ = [
     "drift_record",
     "new_column_record",
     "new_run_id",
+    "records_over_windows",
     "resolve_policy",
     "window_records",
 ]
@@ -403,6 +404,32 @@ def window_records(
     return out
 
 
+def records_over_windows(
+    features: Mapping[str, FeatureProfile],
+    windows: Iterable[tuple[int | None, FeatureStats]],
+    size_micros: int,
+    seed: RunningEstimates,
+    **record_args: Any,
+) -> tuple[list[dict[str, Any]], WindowCumulation]:
+    """The records of complete windows given in event-time order (``start`` in epoch
+    microseconds; None, the global window, first), each with the running estimates of ``seed``
+    and every window up to it; and the cumulation (its ``latest()`` is the state for the next
+    run). ``compare()`` and the in-process check job (``pipelines.local``) both run this;
+    ``record_args`` go to :func:`window_records`."""
+    cumulation = WindowCumulation(seed)
+    records: list[dict[str, Any]] = []
+    for start, stats in windows:
+        ws = we = None
+        if start is not None:
+            ws, we = when(start), when(start + size_micros)
+            cumulation.fold(before=start)  # earlier windows are complete: one pane each
+        running = cumulation.observe(start, we, 0, stats)
+        records += window_records(
+            features, stats, running, window_start=ws, window_end=we, **record_args
+        )
+    return records, cumulation
+
+
 def compare(
     reference: ReferenceProfile | Any,
     current: Any,
@@ -464,27 +491,18 @@ def compare(
         parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format)
         if bad is not None:
             _log.warning("%s", bad.message())
-    cumulation = WindowCumulation(RunningEstimates.seed(features, mle_state))
-    records = []
-    for start, part in parts:
-        ws, we = (None, None) if start is None else (when(start), when(start + size))
-        stats = feature_stats_of_batch(features, part, known=known)
-        if start is not None:
-            cumulation.fold(before=start)  # earlier windows are complete: one pane each
-        running = cumulation.observe(start, we, 0, stats)
-        records += window_records(
-            features,
-            stats,
-            running,
-            window_start=ws,
-            window_end=we,
-            run_id=run_id,
-            reference_id=reference.reference_id,
-            alpha=alpha,
-            base=base,
-            policy=policy,
-            created_at=created,
-        )
+    records, _ = records_over_windows(
+        features,
+        ((start, feature_stats_of_batch(features, part, known=known)) for start, part in parts),
+        size,
+        RunningEstimates.seed(features, mle_state),
+        run_id=run_id,
+        reference_id=reference.reference_id,
+        alpha=alpha,
+        base=base,
+        policy=policy,
+        created_at=created,
+    )
     table = sort_records(records_to_table(records))
     if bad is not None:
         meta = dict(table.schema.metadata or {})

@@ -264,7 +264,7 @@ def run_check_local(job: Any) -> Any:
     event-time order, ``compare.drift_record`` for every feature and window. One read, bounded
     memory (the statistics of the windows, not the data). Returns a ``CheckResult``."""
     from divtransforms.columns import num_rows, parse_duration
-    from divtransforms.compare import new_run_id, window_records
+    from divtransforms.compare import new_run_id, records_over_windows
     from divtransforms.eventtime import EVENT_TIME_COLUMN
     from divtransforms.records import (
         atomic_write_bytes,
@@ -276,11 +276,9 @@ def run_check_local(job: Any) -> Any:
     from divtransforms.window import (
         FeatureStats,
         RunningEstimates,
-        WindowCumulation,
         feature_stats_of_batch,
         mle_state_bytes,
         split_by_window,
-        when,
     )
     from pipelines.check_job import CheckResult, summarize
     from pipelines.spec import load_reference
@@ -328,25 +326,18 @@ def run_check_local(job: Any) -> Any:
             _LOG.info("checked %d rows (%.0f rows/s)", src.rows_read, src.rows_read / (last - t0))
     if size is None and not windows:
         windows[None] = FeatureStats.empty(features)
-    cumulation = WindowCumulation(RunningEstimates.seed(features, job.mle_state))
-    records = []
-    for start in sorted(windows, key=lambda s: (s is not None, s or 0)):
-        stats = windows[start]
-        ws = we = None
-        if start is not None:
-            ws, we = when(start), when(start + (size or 0))
-            cumulation.fold(before=ws)
-        running = cumulation.observe(ws, we, 0, stats)
-        records += window_records(
-            features,
-            stats,
-            running,
-            window_start=ws,
-            window_end=we,
-            run_id=run_id,
-            reference_id=reference_id,
-            policy=job.policy,
-        )
+    records, cumulation = records_over_windows(
+        features,
+        [
+            (start, windows[start])
+            for start in sorted(windows, key=lambda s: (s is not None, s or 0))
+        ],
+        size or 0,
+        RunningEstimates.seed(features, job.mle_state),
+        run_id=run_id,
+        reference_id=reference_id,
+        policy=job.policy,
+    )
     table = sort_records(records_to_table(records))
     state = cumulation.latest().to_state()
     outputs: list[str] = []
