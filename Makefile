@@ -23,11 +23,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m flows.demo
 
+# Two workers (pytest-xdist): most of the suite's time is spent waiting on servers, Beam and
+# timed kills, so two workers use a 2-core machine fully. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+TEST_OPTS := -q -n $(TEST_WORKERS) --dist worksteal --durations=15
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest $(TEST_OPTS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m 'not slow and not beam and not prefect and not browser'
+	$(PY) -m pytest $(TEST_OPTS) -m 'not slow and not beam and not prefect and not browser'
 
 bench: $(STAMP)
 	$(PIP) install -qq -e '.[all,bench]'

@@ -64,8 +64,12 @@ def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen, int]:
         m = re.search(r"local Prefect server at http://127\.0\.0\.1:(\d+)/api", line)
         if m:
             return proc, int(m.group(1))
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise AssertionError("".join(lines[-30:]))
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    else:
+        lines.append(proc.stdout.read())
+    raise AssertionError(f"divmon serve (exit {proc.returncode}):\n" + "".join(lines[-30:]))
 
 
 def test_serve_starts_a_local_server_runs_on_schedule_and_stops(tmp_path: Path):
