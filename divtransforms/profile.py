@@ -181,8 +181,8 @@ class ReferenceProfile:
         return doc
 
     # -- files -----------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the profile as JSON atomically (temp file + rename)."""
+    def save(self, path: str | os.PathLike[str]) -> Path | str:
+        """Write the profile as JSON atomically (a local path or a bucket URL)."""
         doc = self.to_dict()
         data = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode() + b"\n"
         return atomic_write_bytes(path, data)
@@ -190,11 +190,15 @@ class ReferenceProfile:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReferenceProfile:
         """Read and verify a profile: a wrong version, bad JSON or a hash mismatch is an error."""
-        p = Path(path)
+        from divtransforms import storage
+
+        p = storage.location(path)
         try:
-            raw = p.read_bytes()
-        except FileNotFoundError:
+            raw = storage.read_bytes(p)
+        except storage.StorageNotFound:
             raise ProfileError(f"reference profile {p}: file not found") from None
+        except storage.StorageError as exc:
+            raise ProfileError(f"reference profile {p}: {exc}") from None
         try:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

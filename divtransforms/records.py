@@ -2,21 +2,22 @@
 
 The schema is explicit (``DRIFT_RECORD_SCHEMA``) and versioned (``RECORD_SCHEMA_VERSION``, stored in
 the Parquet schema metadata). Records travel as plain ``dict`` objects inside the library and Beam,
-and as a ``pyarrow.Table`` everywhere else. Files are written atomically (temp file + rename).
+and as a ``pyarrow.Table`` everywhere else. Files are written atomically, on local disks or
+buckets (``divtransforms.storage``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from divtransforms import storage
+from divtransforms.storage import Location
 
 RECORD_SCHEMA_VERSION = 3
 # Version 3 adds the data-quality and schema fields (rates, unseen values, column types, schema
@@ -152,105 +153,31 @@ def sort_records(table: pa.Table) -> pa.Table:
     )
 
 
-class StorageError(OSError):
-    """Writing persisted state failed (read-only or full disk, permissions): names the file."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Location:
+    """Write ``data`` to ``path`` atomically (``divtransforms.storage.write_atomic``)."""
+    storage.write_atomic(path, data)
+    return storage.location(path)
 
 
-#: Temp files of :func:`_atomic_write`: ``.<name>.<8 random chars>.tmp`` next to the target.
-TEMP_FILE_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (Linux ``/proc``), else by a set-and-restore."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write) -> Path:
-    """``write(tmp)`` then fsync and rename over ``path``. The file gets the mode a plain
-    ``open()`` would give (0666 minus the umask), not mkstemp's 0600. OS errors (read-only or
-    full disk) become :class:`StorageError` naming ``path``; the temp file is removed."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o666 & ~_umask())
-        finally:
-            os.close(fd)
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _discard(tmp)
-        if isinstance(exc, StorageError):
-            raise
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise StorageError(exc.errno, f"cannot write {path}: {reason}") from exc
-    except BaseException:
-        _discard(tmp)
-        raise
-    return path
-
-
-def _discard(tmp: str | None) -> None:
-    if tmp is not None:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-
-
-def remove_stale_temp_files(directory: str | os.PathLike[str], *, recursive: bool = True) -> int:
-    """Remove the temp files a killed :func:`_atomic_write` left in ``directory``; returns how
-    many. Call it only while no writer is active there (the monitor holds its run lock)."""
-    root = Path(directory)
-    if not root.is_dir():
-        return 0
-    removed = 0
-    for p in root.rglob(".*.tmp") if recursive else root.glob(".*.tmp"):
-        if TEMP_FILE_RE.match(p.name) and p.is_file():
-            try:
-                p.unlink()
-                removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same directory and a rename."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-
-    return _atomic_write(Path(path), write)
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Location:
     """Write ``obj`` as pretty JSON atomically."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    return atomic_write_bytes(path, json_bytes(obj))
 
 
-def write_records_parquet(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+def json_bytes(obj: Any) -> bytes:
+    """The persisted JSON form: indented, keys sorted, newline-terminated."""
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def write_records_parquet(table: pa.Table, path: str | os.PathLike[str]) -> Location:
     """Write a records table to one Parquet file atomically (temp file + rename)."""
     if not table.schema.equals(DRIFT_RECORD_SCHEMA, check_metadata=False):
         table = table.cast(DRIFT_RECORD_SCHEMA)
-    return _atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+    storage.write_atomic(path, lambda fh: pq.write_table(table, fh))
+    return storage.location(path)
 
 
-def write_records_jsonl(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+def write_records_jsonl(table: pa.Table, path: str | os.PathLike[str]) -> Location:
     """Write records as JSON Lines (timestamps ISO 8601, non-finite floats as strings)."""
     lines = []
     for row in table.to_pylist():
@@ -273,26 +200,67 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_records(path: str | os.PathLike[str]) -> pa.Table:
-    """Read records from a Parquet file or a directory of them (hive ``date=`` partitions allowed).
-
-    Files and folders whose names start with ``_`` or ``.`` are ignored (state, temp files).
-    """
+    """Read records from a Parquet file or a directory of them (hive ``date=`` partitions allowed),
+    local or on a bucket. Files and folders whose names start with ``_`` or ``.`` are ignored
+    (state, temp files). Files of older schema versions read with the newer fields null."""
     import pyarrow.dataset as ds
 
-    path = Path(path)
-    if not path.exists():
-        raise RecordError(f"no drift records at {path}")
-    if path.is_dir() and not any(
+    loc = storage.location(path)
+    if storage.is_remote(loc):
+        return _read_remote_records(loc)
+    if not loc.exists():
+        raise RecordError(f"no drift records at {loc}")
+    if loc.is_dir() and not any(
         p.suffix == ".parquet"
-        for p in path.rglob("*.parquet")
-        if not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
+        for p in loc.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(loc).parts)
     ):
         return DRIFT_RECORD_SCHEMA.empty_table()
     try:
         dataset = ds.dataset(
-            str(path), format="parquet", partitioning="hive", schema=DRIFT_RECORD_SCHEMA
+            str(loc), format="parquet", partitioning="hive", schema=DRIFT_RECORD_SCHEMA
         )
         table = dataset.to_table(columns=list(RECORD_FIELDS))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise RecordError(f"cannot read drift records from {path}: {exc}") from exc
+        raise RecordError(f"cannot read drift records from {loc}: {exc}") from exc
     return table.replace_schema_metadata(DRIFT_RECORD_SCHEMA.metadata)
+
+
+def _read_remote_records(url: str) -> pa.Table:
+    """A records object, or every ``.parquet`` object under a prefix (names of ``_``/``.``
+    segments skipped), each read whole in parallel and conformed to the current schema."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if url.endswith(".parquet") and storage.exists(url):
+        files = [url]
+    else:
+        base = url.rstrip("/") + "/"
+        files = [
+            i.path
+            for i in storage.walk(url)
+            if i.path.endswith(".parquet")
+            and not any(seg.startswith(("_", ".")) for seg in i.path[len(base) :].split("/"))
+        ]
+        if not files:
+            return DRIFT_RECORD_SCHEMA.empty_table()
+
+    def read(file: str) -> pa.Table:
+        try:
+            return _conform(pq.read_table(pa.BufferReader(storage.read_bytes(file))))
+        except pa.ArrowInvalid as exc:
+            raise RecordError(f"cannot read drift records from {file}: {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+        tables = list(pool.map(read, files))
+    return pa.concat_tables(tables).replace_schema_metadata(DRIFT_RECORD_SCHEMA.metadata)
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """``table`` with the fields of ``DRIFT_RECORD_SCHEMA`` (absent ones null), in its order."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in DRIFT_RECORD_SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=DRIFT_RECORD_SCHEMA)

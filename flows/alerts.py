@@ -2,11 +2,12 @@
 
 ``<history>/_alerts.json`` (format in docs/architecture.md) is both the log the dashboard reads and
 the outbox: an entry stays ``pending``/``failed`` until every target it was addressed to has
-accepted it, and every later run tries again. Each target's success is written to the log (atomic
-rename) right after it happens, so a retried or re-run flow never sends it again. Only a crash
-in the instant between a receiver accepting a message and that write can repeat one delivery, which
-is why every message carries its dedup key (header ``X-Divtransforms-Dedup-Key`` for webhooks,
-and in the body) for receivers that want to be strictly idempotent.
+accepted it, and every later run tries again. Each target's success is written to the log (an
+atomic commit, conditional on the version read: ``divtransforms.storage``) right after it happens,
+so a retried or re-run flow never sends it again. Only a crash in the instant between a receiver
+accepting a message and that write can repeat one delivery, which is why every message carries
+its dedup key (header ``X-Divtransforms-Dedup-Key`` for webhooks, and in the body) for receivers
+that want to be strictly idempotent.
 
 Entries carry the contract's fields plus ``deliveries`` (per-target status, attempts, last error
 without secrets), ``event_id``/``event_emitted`` and ``reason``.
@@ -25,8 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from divtransforms import storage
 from divtransforms.alerting import AlertDecision
-from divtransforms.records import atomic_write_json
+from divtransforms.records import json_bytes
+from divtransforms.storage import ANY, PreconditionFailed, StorageError, StorageNotFound
 
 ALERT_LOG_VERSION = 1
 ALERTS_FILE = "_alerts.json"
@@ -130,29 +133,42 @@ def record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class AlertLog:
-    """``<history>/_alerts.json``: read, add with dedup, record deliveries. Saved atomically."""
+    """``<history>/_alerts.json``: read, add with dedup, record deliveries. Saved atomically,
+    and only over the version opened (or last saved): a concurrent change is an error, never a
+    lost update."""
 
-    path: Path
+    path: storage.Location
     entries: list[dict[str, Any]] = field(default_factory=list)
+    version: str | None = field(default=ANY, repr=False)
 
     @classmethod
     def open(cls, history_dir: str | Path) -> AlertLog:
-        path = Path(history_dir) / ALERTS_FILE
-        if not path.exists():
-            return cls(path, [])
+        path = storage.join(history_dir, ALERTS_FILE)
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            raw, info = storage.read_versioned(path)
+        except StorageNotFound:
+            return cls(path, [], None)
+        except StorageError as exc:
+            raise AlertLogError(f"cannot read alert log: {exc}") from exc
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise AlertLogError(f"cannot read alert log {path}: {exc}") from exc
         if doc.get("schema_version") != ALERT_LOG_VERSION:
             raise AlertLogError(
                 f"{path}: schema_version {doc.get('schema_version')!r}, expected "
                 f"{ALERT_LOG_VERSION}"
             )
-        return cls(path, list(doc.get("alerts") or []))
+        return cls(path, list(doc.get("alerts") or []), info.version)
 
     def save(self) -> None:
-        atomic_write_json(self.path, {"schema_version": ALERT_LOG_VERSION, "alerts": self.entries})
+        doc = {"schema_version": ALERT_LOG_VERSION, "alerts": self.entries}
+        try:
+            self.version = storage.write_atomic(self.path, json_bytes(doc), if_version=self.version)
+        except PreconditionFailed as exc:
+            raise AlertLogError(
+                f"alert log not saved: {exc}; nothing was lost (run again to continue)"
+            ) from None
 
     def keys(self) -> set[str]:
         return {e["dedup_key"] for e in self.entries}

@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.states import Failed
 
+from divtransforms import storage
 from flows.config import MonitorConfig, load_config
 from flows.events import emit_alert_event
 from flows.monitor import RunSummary, render_dashboard, run_monitor
@@ -50,7 +51,9 @@ def _key(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "divtransforms"
 
 
-def publish_artifacts(config: MonitorConfig, summary: RunSummary, dashboard: Path | None) -> None:
+def publish_artifacts(
+    config: MonitorConfig, summary: RunSummary, dashboard: storage.Location | None
+) -> None:
     rows = [{k: _fmt(r.get(k)) for k in _TABLE_COLUMNS} for r in summary.records.to_pylist()]
     key = _key(config.name)
     if rows:
@@ -107,7 +110,7 @@ def publish_artifacts(config: MonitorConfig, summary: RunSummary, dashboard: Pat
     )
     if dashboard is not None:
         create_link_artifact(
-            dashboard.resolve().as_uri(), link_text="drift dashboard", key=f"{key}-dashboard"
+            storage.browser_url(dashboard), link_text="drift dashboard", key=f"{key}-dashboard"
         )
 
 

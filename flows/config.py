@@ -30,7 +30,8 @@ Example (every key is documented in docs/flows.md)::
     [history]
     dir = "history"
 
-Relative paths are resolved against the directory of the TOML file. Unknown keys and bad values
+Relative paths are resolved against the directory of the TOML file; ``gs://`` and ``s3://``
+URLs stay URLs (docs/storage.md). Unknown keys and bad values
 are errors that name the key (``ConfigError``, a ``ValueError``).
 """
 
@@ -43,9 +44,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from divtransforms import storage
 from divtransforms.columns import parse_duration
 from divtransforms.families import FAMILIES
 from divtransforms.policy import Policy, PolicyError
+from divtransforms.storage import Location
 
 
 class ConfigError(ValueError):
@@ -182,6 +185,12 @@ class HistoryConfig(_Section):
 
 class StateConfig(_Section):
     dir: str | None = Field(None, description="default: <history>/_state")
+    lease_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="state on a bucket: the run lease's length (renewed every third of it)",
+    )
 
 
 class DashboardConfig(_Section):
@@ -218,6 +227,8 @@ class MetricsConfig(_Section):
     def _check_textfile(cls, value: str | None) -> str | None:
         if value is not None and not value.endswith(".prom"):
             raise ValueError("the node-exporter textfile collector reads only *.prom files")
+        if value is not None and "://" in value:
+            raise ValueError("the node-exporter textfile is a local file (no bucket URL)")
         return value
 
 
@@ -303,6 +314,24 @@ class MonitorConfig(_Section):
         return value
 
     @model_validator(mode="after")
+    def _known_schemes(self) -> MonitorConfig:
+        paths = {
+            "source.paths": self.source.paths,
+            "reference.path": [self.reference.path],
+            "reference.inputs": self.reference.inputs,
+            "history.dir": [self.history.dir],
+            "state.dir": [self.state.dir] if self.state.dir else [],
+            "dashboard.path": [self.dashboard.path] if self.dashboard.path else [],
+        }
+        for key, values in paths.items():
+            for value in values:
+                try:
+                    storage.location(value)
+                except storage.StorageError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _unique_targets(self) -> MonitorConfig:
         names = [n.name for n in self.notify]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -317,27 +346,33 @@ class MonitorConfig(_Section):
     # ----------------------------------------------------------------- resolved helpers
 
     def resolve_uri(self, path: str) -> str:
-        """Like :meth:`resolve`, but ``scheme://`` URLs (gs://, s3://) are kept as they are."""
-        return path if "://" in path else str(self.resolve(path))
+        """:meth:`resolve` as a string."""
+        return str(self.resolve(path))
 
-    def resolve(self, path: str) -> Path:
-        p = Path(os.path.expanduser(path))
-        return p if p.is_absolute() else (Path(self.base_dir) / p)
+    def resolve(self, path: str) -> Location:
+        """A bucket URL (``gs://``, ``s3://``) as it is; a local path as a ``Path``, relative
+        ones against the config file's folder (``divtransforms.storage.location``)."""
+        loc = storage.location(path)
+        if storage.is_remote(loc):
+            return loc
+        return loc if loc.is_absolute() else (Path(self.base_dir) / loc)
 
     @property
-    def history_dir(self) -> Path:
+    def history_dir(self) -> Location:
         return self.resolve(self.history.dir)
 
     @property
-    def state_dir(self) -> Path:
-        return self.resolve(self.state.dir) if self.state.dir else self.history_dir / "_state"
+    def state_dir(self) -> Location:
+        if self.state.dir:
+            return self.resolve(self.state.dir)
+        return storage.join(self.history_dir, "_state")
 
     @property
-    def reference_path(self) -> Path:
+    def reference_path(self) -> Location:
         return self.resolve(self.reference.path)
 
     @property
-    def dashboard_path(self) -> Path | None:
+    def dashboard_path(self) -> Location | None:
         return self.resolve(self.dashboard.path) if self.dashboard.path else None
 
     def source_patterns(self) -> list[str]:

@@ -3,38 +3,26 @@ against the ledger (new, due for another try, changed after being checked, quara
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass, field
 
+from divtransforms import storage
 from flows.config import MonitorConfig
-from flows.state import FileEntry, MonitorState, StateStore, fingerprint
+from flows.state import FileEntry, MonitorState, StateStore
 
 
 def list_files(patterns: list[str]) -> dict[str, tuple[int, int]]:
-    """``{path: (size, mtime_ns)}`` of the data files matching local globs or ``scheme://``
-    patterns (Beam's FileSystems: gs://, s3://, ...). File names follow the readers' rule
-    (:func:`pipelines.io.is_data_file`): names starting with ``_`` or ``.`` are not data."""
+    """``{path: (size, mtime_ns)}`` of the data files matching local globs (absolute paths) or
+    bucket patterns (URLs), through ``divtransforms.storage``. File names follow the readers'
+    rule (:func:`pipelines.io.is_data_file`): names starting with ``_`` or ``.`` are not data."""
     from pipelines.io import is_data_file
 
     found: dict[str, tuple[int, int]] = {}
     for pattern in patterns:
-        if "://" in pattern:
-            from apache_beam.io.filesystems import FileSystems
-
-            for result in FileSystems.match([pattern]):
-                for meta in result.metadata_list:
-                    if is_data_file(meta.path):
-                        mtime = round(float(meta.last_updated_in_seconds or 0) * 1e9)
-                        found[meta.path] = (int(meta.size_in_bytes), mtime)
-            continue
-        for m in glob.glob(pattern, recursive=True):
-            if os.path.isfile(m) and is_data_file(m):
-                path = os.path.abspath(m)
-                try:
-                    found[path] = fingerprint(path)
-                except FileNotFoundError:  # removed between the glob and the stat
-                    continue
+        for info in storage.glob(pattern):
+            if is_data_file(info.path):
+                path = info.path if storage.is_remote(info.path) else os.path.abspath(info.path)
+                found[path] = (info.size, info.mtime_ns)
     return found
 
 
@@ -74,8 +62,4 @@ def _fp(entry: FileEntry) -> tuple[int, int]:
 
 
 def exists(path: str) -> bool:
-    if "://" in path:
-        from apache_beam.io.filesystems import FileSystems
-
-        return bool(FileSystems.exists(path))
-    return os.path.isfile(path)
+    return storage.exists(path)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from divtransforms import storage
 from divtransforms.flat_records import bigquery_row, bigquery_schema
 from divtransforms.records import atomic_write_json
 from flows.config import ExportConfig, MonitorConfig
@@ -140,14 +141,15 @@ class ExportSummary:
 
 
 def _ledger_path(config: MonitorConfig):
-    return config.state_dir / EXPORTS_FILE
+    return storage.join(config.state_dir, EXPORTS_FILE)
 
 
 def read_ledger(config: MonitorConfig) -> dict[str, list[str]]:
     path = _ledger_path(config)
-    if not path.exists():
+    try:
+        doc = json.loads(storage.read_bytes(path))
+    except storage.StorageNotFound:
         return {}
-    doc = json.loads(path.read_text(encoding="utf-8"))
     if doc.get("schema_version") != EXPORTS_VERSION:
         raise ValueError(f"{path}: schema_version {doc.get('schema_version')!r}, expected 1")
     return {k: list(v) for k, v in (doc.get("exported") or {}).items()}
@@ -212,5 +214,5 @@ def export_pending(config: MonitorConfig, logger: logging.Logger | None = None) 
     """Export every completed run (``state.runs``) that some target has not taken yet."""
     from flows.state import StateStore
 
-    state = StateStore(config.state_dir).load()
+    state = StateStore.for_config(config).load()
     return export_runs(config, [r["run_id"] for r in state.runs if r.get("records")], logger)

@@ -22,7 +22,7 @@ def _store(config_path: str):
     from flows.state import StateStore
 
     config = load_config(config_path)
-    return StateStore(config.state_dir, root=config.base_dir)
+    return StateStore.for_config(config)
 
 
 def _select(store, state, names: list[str], all_failed: bool) -> list[str]:

@@ -3,6 +3,9 @@
 Layout: ``<history>/date=YYYY-MM-DD/part-<run_id>.parquet``. A run's file name depends only on the
 run id and the date, so re-writing a run after a crash replaces its files instead of duplicating
 rows. The date is the window start (UTC), or the record's creation time for unwindowed records.
+
+On a bucket the same layout holds: objects are immutable, so an append is a new object (one
+part per date and run), and re-writing a run replaces its objects whole.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from divtransforms import storage
 from divtransforms.records import (
     DRIFT_RECORD_SCHEMA,
     read_records,
@@ -35,11 +38,12 @@ def _dates(table: pa.Table) -> list[str]:
     ]
 
 
-def append_records(history_dir: str | os.PathLike[str], table: pa.Table, run_id: str) -> list[Path]:
+def append_records(
+    history_dir: str | os.PathLike[str], table: pa.Table, run_id: str
+) -> list[storage.Location]:
     """Write ``table`` (records of one run) into the date partitions; returns the files written."""
     if not _RUN_ID_RE.match(run_id):
         raise ValueError(f"run id {run_id!r} may only contain letters, digits, '_', '.', '-'")
-    history_dir = Path(history_dir)
     if table.num_rows == 0:
         return []
     table = (
@@ -52,7 +56,7 @@ def append_records(history_dir: str | os.PathLike[str], table: pa.Table, run_id:
     for day in sorted(set(dates)):
         mask = pa.array([d == day for d in dates])
         part = sort_records(table.filter(mask))
-        path = history_dir / f"date={day}" / f"part-{run_id}.parquet"
+        path = storage.join(history_dir, f"date={day}", f"part-{run_id}.parquet")
         write_records_parquet(part, path)
         written.append(path)
     log.info(
@@ -65,19 +69,19 @@ def append_records(history_dir: str | os.PathLike[str], table: pa.Table, run_id:
     return written
 
 
-def run_files(history_dir: str | os.PathLike[str], run_id: str) -> list[Path]:
-    return sorted(Path(history_dir).glob(f"date=*/part-{run_id}.parquet"))
+def run_files(history_dir: str | os.PathLike[str], run_id: str) -> list[storage.Location]:
+    pattern = storage.join(history_dir, "date=*", f"part-{run_id}.parquet")
+    return [storage.location(i.path) for i in storage.glob(pattern)]
 
 
 def read_history(history_dir: str | os.PathLike[str], run_id: str | None = None) -> pa.Table:
     """All records (or one run's), in canonical order; an empty table when there are none."""
-    history_dir = Path(history_dir)
     if run_id is not None:
         files = run_files(history_dir, run_id)
         if not files:
             return DRIFT_RECORD_SCHEMA.empty_table()
         table = pa.concat_tables([read_records(f) for f in files])
         return sort_records(table)
-    if not history_dir.exists():
+    if not storage.isdir(history_dir):
         return DRIFT_RECORD_SCHEMA.empty_table()
     return sort_records(read_records(history_dir))

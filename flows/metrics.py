@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from divtransforms import storage
 from divtransforms.policy import judged_values
 from divtransforms.records import SEVERITY_RANK
 from flows.config import MonitorConfig
@@ -159,7 +160,8 @@ def record_success(config: MonitorConfig, when: datetime | None = None) -> None:
 
     when = when or datetime.now(UTC)
     atomic_write_json(
-        config.state_dir / SUCCESS_FILE, {"schema_version": 1, "finished_at": when.isoformat()}
+        storage.join(config.state_dir, SUCCESS_FILE),
+        {"schema_version": 1, "finished_at": when.isoformat()},
     )
 
 
@@ -167,9 +169,11 @@ def _last_success(config: MonitorConfig, runs: list[dict[str, Any]]) -> float | 
     import json
 
     stamps = [_ts(runs[-1].get("finished_at"))] if runs else []
-    path = config.state_dir / SUCCESS_FILE
-    if path.exists():
-        stamps.append(_ts(json.loads(path.read_text(encoding="utf-8")).get("finished_at")))
+    try:
+        raw = storage.read_bytes(storage.join(config.state_dir, SUCCESS_FILE))
+        stamps.append(_ts(json.loads(raw).get("finished_at")))
+    except storage.StorageNotFound:
+        pass
     stamps = [s for s in stamps if s is not None]
     return max(stamps) if stamps else None
 
@@ -185,7 +189,7 @@ def read_snapshot(config: MonitorConfig) -> Snapshot:
         log.warning("metrics: cannot read the history under %s: %s", config.history_dir, exc)
         snap.readable = False
     try:
-        state = StateStore(config.state_dir).load()
+        state = StateStore.for_config(config).load()
         snap.last_success = _last_success(config, state.runs)
     except Exception as exc:
         log.warning("metrics: cannot read the monitor state: %s", exc)
@@ -211,19 +215,17 @@ def read_snapshot(config: MonitorConfig) -> Snapshot:
 def _fingerprint(config: MonitorConfig) -> tuple:
     parts: list[tuple[str, int, int]] = []
     for path in (
-        config.history_dir / "_alerts.json",
-        config.state_dir / "state.json",
-        config.state_dir / SUCCESS_FILE,
+        storage.join(config.history_dir, "_alerts.json"),
+        storage.join(config.state_dir, "state.json"),
+        storage.join(config.state_dir, SUCCESS_FILE),
     ):
         try:
-            st = path.stat()
-            parts.append((str(path), st.st_size, st.st_mtime_ns))
+            info = storage.stat(path)
+            parts.append((str(path), info.size, info.mtime_ns))
         except OSError:
             parts.append((str(path), -1, -1))
-    if config.history_dir.is_dir():
-        for part in sorted(config.history_dir.glob("date=*/*.parquet")):
-            st = part.stat()
-            parts.append((part.name, st.st_size, st.st_mtime_ns))
+    for info in storage.glob(storage.join(config.history_dir, "date=*", "*.parquet")):
+        parts.append((storage.name(info.path), info.size, info.mtime_ns))
     return tuple(parts)
 
 

@@ -24,17 +24,18 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from divtransforms import storage
 from divtransforms.alerting import AlertTracker
 from divtransforms.compare import new_run_id
 from divtransforms.policy import Policy
 from divtransforms.profile import ReferenceProfile
-from divtransforms.records import DRIFT_RECORD_SCHEMA, remove_stale_temp_files, sort_records
-from flows.alerts import AlertLog, DeliverySummary, Notifier, deliver_outstanding
+from divtransforms.records import DRIFT_RECORD_SCHEMA, sort_records
+from divtransforms.storage import remove_stale_temp_files
+from flows.alerts import ALERTS_FILE, AlertLog, DeliverySummary, Notifier, deliver_outstanding
 from flows.config import MonitorConfig
 from flows.discovery import discover, exists, list_files
 from flows.freshness import freshness_stage
@@ -285,7 +286,7 @@ def monitor_reference(config: MonitorConfig) -> ReferenceProfile:
     from pipelines.spec import load_reference
 
     path = config.reference_path
-    if not path.exists():
+    if not storage.exists(path):
         raise FileNotFoundError(
             f"reference profile {path} does not exist; build it first "
             f"(divmon run --reference --config ...)"
@@ -307,7 +308,7 @@ def run_monitor(
     logger = logger or log
     policy = config.build_policy()
     profile = monitor_reference(config)
-    store = StateStore(config.state_dir, root=config.base_dir)
+    store = StateStore.for_config(config)
     summary = RunSummary(reference_id=profile.reference_id)
     tables = []
     with store.locked(owner=f"run {run_id or 'drift_check'}"):
@@ -428,20 +429,22 @@ def _finish_run(
     )
 
 
-def render_dashboard(config: MonitorConfig, logger: logging.Logger | None = None) -> Path | None:
+def render_dashboard(
+    config: MonitorConfig, logger: logging.Logger | None = None
+) -> storage.Location | None:
     """Render the configured dashboard (flows.dashboard); None when no path is configured."""
     out = config.dashboard_path
     if out is None:
         return None
     from flows.dashboard import render_dashboard as render
 
-    alerts = config.history_dir / "_alerts.json"
+    alerts = storage.join(config.history_dir, ALERTS_FILE)
     path = render(
         config.history_dir,
         out,
         thresholds=config.thresholds(),
-        alerts_path=alerts if alerts.exists() else None,
+        alerts_path=alerts if storage.exists(alerts) else None,
         title=config.dashboard.title,
     )
     (logger or log).info("dashboard written to %s", path)
-    return Path(path)
+    return storage.location(path)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def input_failure(exc: BaseException) -> bool:
     """Could ``exc`` come from the data (rather than the machine or our own state)?"""
-    from divtransforms.records import StorageError
+    from divtransforms.storage import StorageError
     from flows.state import StateError
 
     if isinstance(exc, StateError | StorageError):

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from divtransforms.records import atomic_write_bytes
+from divtransforms import storage
 from flows.config import MonitorConfig, load_config
 from flows.monitor import list_files
 
 
-def versions_dir(config: MonitorConfig) -> Path:
-    return config.reference_path.parent / "versions"
+def versions_dir(config: MonitorConfig) -> storage.Location:
+    return storage.join(storage.parent(config.reference_path), "versions")
 
 
-def list_versions(config: MonitorConfig) -> list[Path]:
-    return sorted(versions_dir(config).glob("*.json"))
+def list_versions(config: MonitorConfig) -> list[storage.Location]:
+    pattern = storage.join(versions_dir(config), "*.json")
+    return [storage.location(i.path) for i in storage.glob(pattern)]
 
 
 def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any]:
@@ -38,9 +38,9 @@ def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any
     if not list_files(patterns):
         raise FileNotFoundError(f"reference.inputs matched no files: {config.reference.inputs}")
     vdir = versions_dir(config)
-    vdir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(vdir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    tmp_out = vdir / f".building-{stamp}-{os.getpid()}.json"
+    tmp_out = storage.join(vdir, f".building-{stamp}-{os.getpid()}.json")
     features = sorted(config.features) or None
     profile = run_build_reference(
         patterns,
@@ -54,14 +54,13 @@ def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any
         input_format=config.reference.format,
         pipeline_args=list(config.runner.pipeline_args),
     )
-    version = vdir / f"{stamp}-{profile.reference_id}.json"
-    os.replace(tmp_out, version)
+    version = storage.move(tmp_out, storage.join(vdir, f"{stamp}-{profile.reference_id}.json"))
     previous = None
-    if config.reference_path.exists():
+    if storage.exists(config.reference_path):
         from divtransforms.profile import ReferenceProfile
 
         previous = ReferenceProfile.load(config.reference_path).reference_id
-    atomic_write_bytes(config.reference_path, version.read_bytes())
+    storage.write_atomic(config.reference_path, storage.read_bytes(version))
     if logger is not None:
         logger.info(
             "reference %s built (%s); previous %s kept under %s",

@@ -18,9 +18,11 @@ absolute path, remote files their URL. Each entry has a ``status``: ``checked``,
 or check failed; retried on the next runs) or ``quarantined`` (failed ``max_attempts`` times; only
 ``divmon files retry|forget`` or a change of the file releases it).
 
-Storage is behind two small interfaces so that a bucket can replace the local disk: a
-:class:`RunLock` (here :class:`FileRunLock`, an ``fcntl.flock`` the kernel releases when the
-holder dies) and the store's ``load``/``save`` (atomic rename here).
+The state folder may be local or on a bucket (``divtransforms.storage``). The run lock is a
+:class:`RunLock`: locally :class:`FileRunLock`, an ``fcntl.flock`` the kernel releases when the
+holder dies; on a bucket :class:`flows.lease.LeaseRunLock`, a lease object with an expiry.
+``save`` is a conditional commit: it replaces only the version ``load`` (or the last ``save``)
+saw, so a run that lost its lock can never overwrite a newer state.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from divtransforms.records import atomic_write_json, remove_stale_temp_files
+from divtransforms import storage
+from divtransforms.records import json_bytes
+from divtransforms.storage import ANY, PreconditionFailed, StorageError, StorageNotFound
 
 STATE_SCHEMA_VERSION = 2
 #: A file that fails this many runs in a row is quarantined.
@@ -196,13 +200,17 @@ class MonitorState:
 
 
 class RunLock(Protocol):
-    """Mutual exclusion of the runs of one monitor (a bucket lease can implement it too)."""
+    """Mutual exclusion of the runs of one monitor (a local flock, or a lease on a bucket)."""
 
     def acquire(self, owner: str) -> None:
         """Take the lock or raise :class:`LockHeld` naming the holder."""
 
     def release(self) -> None:
         """Release the lock if this object holds it; otherwise do nothing."""
+
+    def check(self) -> None:
+        """Raise :class:`StateError` if this object's hold on the lock was lost (a lease taken
+        over or expired); called before each state commit."""
 
 
 class FileRunLock:
@@ -263,6 +271,9 @@ class FileRunLock:
         finally:
             os.close(fd)
 
+    def check(self) -> None:
+        """A flock is held until released or the process dies: nothing can be lost."""
+
     @property
     def held(self) -> bool:
         return self._fd is not None
@@ -284,31 +295,65 @@ def _read_holder(fd: int) -> str:
 class StateStore:
     """``<state_dir>/state.json`` plus the run lock that keeps two runs from interleaving.
 
-    ``root`` is the folder ledger keys are relative to (the config file's folder)."""
+    ``state_dir`` is a local folder or a bucket URL (then the lock is a lease of
+    ``lease_seconds``). ``root`` is the folder ledger keys are relative to (the config file's
+    folder)."""
 
     def __init__(
         self,
         state_dir: str | os.PathLike[str],
         root: str | os.PathLike[str] | None = None,
         lock: RunLock | None = None,
+        *,
+        lease_seconds: float | None = None,
     ):
-        self.dir = Path(state_dir)
+        self.dir = storage.location(state_dir)
         self.root = None if root is None else Path(root)
-        self.path = self.dir / "state.json"
-        self.lock_path = self.dir / "run.lock"
-        self.lock: RunLock = lock if lock is not None else FileRunLock(self.lock_path)
+        self.path = storage.join(self.dir, "state.json")
+        self.lock_path = storage.join(self.dir, "run.lock")
+        if lock is None:
+            if storage.is_remote(self.dir):
+                from flows.lease import DEFAULT_TTL_SECONDS, LeaseRunLock
+
+                lock = LeaseRunLock(self.lock_path, ttl=lease_seconds or DEFAULT_TTL_SECONDS)
+            else:
+                lock = FileRunLock(self.lock_path)
+        self.lock: RunLock = lock
+        self._version: str | None = ANY  # of state.json as last loaded or saved
+
+    @classmethod
+    def for_config(cls, config: Any) -> StateStore:
+        """The store of a :class:`flows.config.MonitorConfig`."""
+        return cls(config.state_dir, root=config.base_dir, lease_seconds=config.state.lease_seconds)
 
     def load(self) -> MonitorState:
-        if not self.path.exists():
-            return MonitorState()
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            raw, info = storage.read_versioned(self.path)
+        except StorageNotFound:
+            self._version = None
+            return MonitorState()
+        except StorageError as exc:
+            raise StateError(f"cannot read monitor state: {exc}") from exc
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StateError(f"cannot read monitor state {self.path}: {exc}") from exc
+        self._version = info.version
         return MonitorState.from_dict(doc, str(self.path), self.root)
 
     def save(self, state: MonitorState) -> None:
-        atomic_write_json(self.path, state.to_dict())
+        """Commit ``state`` atomically, only over the version this store loaded or saved."""
+        check = getattr(self.lock, "check", None)
+        if check is not None:
+            check()
+        try:
+            self._version = storage.write_atomic(
+                self.path, json_bytes(state.to_dict()), if_version=self._version
+            )
+        except PreconditionFailed as exc:
+            raise StateError(
+                f"monitor state not committed: {exc}; this run stops (the newer state is kept)"
+            ) from None
 
     def key(self, path: str) -> str:
         return ledger_key(path, self.root)
@@ -332,9 +377,4 @@ class StateStore:
 
     def clean_temp_files(self) -> int:
         """Temp files of writes killed half-way (call while holding the lock)."""
-        return remove_stale_temp_files(self.dir, recursive=False)
-
-
-def fingerprint(path: str | os.PathLike[str]) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
+        return storage.remove_stale_temp_files(self.dir, recursive=False)

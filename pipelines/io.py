@@ -81,8 +81,9 @@ def is_data_file(path: str) -> bool:
 
 
 def expand_inputs(inputs: str | Sequence[str]) -> list[str]:
-    """Match paths and globs (local or any Beam filesystem, e.g. gs://) to a sorted file list."""
-    from apache_beam.io.filesystems import FileSystems
+    """Match paths and globs (local, ``gs://``, ``s3://``: ``divtransforms.storage``) to a
+    sorted file list; a directory (bucket prefix) means the files in it."""
+    from divtransforms import storage
 
     patterns = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     if not patterns:
@@ -90,10 +91,12 @@ def expand_inputs(inputs: str | Sequence[str]) -> list[str]:
     files: list[str] = []
     for pattern in patterns:
         pattern = os.fspath(pattern)
-        if os.path.isdir(pattern):
-            pattern = os.path.join(pattern, "*")
-        found = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-        found = [f for f in found if is_data_file(f)]
+        if not any(c in pattern for c in "*?[") and storage.isdir(pattern):
+            pattern = str(storage.join(pattern, "*"))
+        try:
+            found = [i.path for i in storage.glob(pattern) if is_data_file(i.path)]
+        except storage.StorageError as exc:
+            raise InputError(str(exc)) from None
         if not found:
             raise InputError(f"no input files match {pattern}")
         files.extend(sorted(found))
@@ -121,11 +124,13 @@ class ReadTask:
 
 
 def _open(path: str):
+    """A local path as it is (Arrow opens and maps it itself); a bucket object as a seekable
+    file read in ranges (``divtransforms.storage.open_read``)."""
     if "://" not in path:
         return path
-    from apache_beam.io.filesystems import FileSystems
+    from divtransforms import storage
 
-    return FileSystems.open(path)
+    return storage.open_read(path)
 
 
 def _parquet_file(path: str):
@@ -193,7 +198,7 @@ def plan_reads(
     cols = tuple(dict.fromkeys(columns)) if columns else None
     for path in files:
         fmt = detect_format(path, input_format)
-        if "://" not in path and os.path.getsize(path) == 0:
+        if _size(path) == 0:
             raise InputError(f"{path}: the file is empty (0 bytes)")
         if fmt == "parquet":
             pf = _parquet_file(path)
@@ -213,6 +218,17 @@ def plan_reads(
                 ReadTask(path, fmt, cols, None, batch_rows, tuple(numeric), require_columns)
             )
     return tasks
+
+
+def _size(path: str) -> int:
+    if "://" not in path:
+        return os.path.getsize(path)
+    from divtransforms import storage
+
+    try:
+        return storage.stat(path).size
+    except storage.StorageError as exc:
+        raise InputError(str(exc)) from None
 
 
 def read_task(task: ReadTask) -> Iterator[pa.RecordBatch]:

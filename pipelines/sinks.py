@@ -1,23 +1,21 @@
-"""Writing drift records and MLE state from a pipeline (local paths or any Beam filesystem).
+"""Writing drift records and MLE state from a pipeline (local paths or buckets).
 
-Files are written whole and atomically: locally through a temp file and a rename
-(``divtransforms.records``), on object stores (gs://) by a single upload. Names are deterministic
-per run (batch) or per (feature, window, pane) (streaming), so a retried bundle rewrites the same
-file instead of adding a duplicate.
+Files are written whole and atomically through ``divtransforms.storage`` (locally a temp file and
+a rename, on a bucket a single upload). Names are deterministic per run (batch) or per (feature,
+window, pane) (streaming), so a retried bundle rewrites the same file instead of adding a
+duplicate.
 """
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 
+from divtransforms import storage
 from divtransforms.records import (
-    atomic_write_bytes,
     records_to_table,
     sort_records,
     write_records_jsonl,
@@ -34,59 +32,22 @@ __all__ = [
 ]
 
 
-def _remote(path: str) -> bool:
-    return "://" in path
-
-
 def join(base: str, *parts: str) -> str:
-    if _remote(base):
-        from apache_beam.io.filesystems import FileSystems
-
-        return FileSystems.join(base, *parts)
-    return os.path.join(base, *parts)
+    return str(storage.join(base, *parts))
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    if _remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        with FileSystems.create(path) as fh:
-            fh.write(data)
-    else:
-        atomic_write_bytes(path, data)
+    storage.write_atomic(path, data)
 
 
 def read_bytes(path: str) -> bytes:
-    if _remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        with FileSystems.open(path) as fh:
-            return fh.read()
-    with open(path, "rb") as fh:
-        return fh.read()
+    return storage.read_bytes(path)
 
 
 def _write_table(table: pa.Table, path: str, jsonl: bool) -> list[str]:
-    paths = [path]
-    if _remote(path):
-        import pyarrow.parquet as pq
-
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        write_bytes(path, buf.getvalue())
-    else:
-        write_records_parquet(table, path)
+    paths = [str(write_records_parquet(table, path))]
     if jsonl:
-        jpath = path[: -len(".parquet")] + ".jsonl"
-        if _remote(jpath):
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as tmp:
-                local = write_records_jsonl(table, os.path.join(tmp, "r.jsonl"))
-                write_bytes(jpath, local.read_bytes())
-        else:
-            write_records_jsonl(table, jpath)
-        paths.append(jpath)
+        paths.append(str(write_records_jsonl(table, path[: -len(".parquet")] + ".jsonl")))
     return paths
 
 

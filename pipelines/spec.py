@@ -6,7 +6,6 @@ directory watcher. Beam-free, so building and validating a job costs no Beam imp
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,15 +21,10 @@ class CheckJobError(ValueError):
 
 
 def load_reference(reference: ReferenceProfile | str) -> ReferenceProfile:
-    """A profile as given, or read from a local path or any Beam filesystem URL."""
+    """A profile as given, or read from a local path or a bucket URL."""
     if isinstance(reference, ReferenceProfile):
         return reference
-    path = str(reference)
-    if "://" in path:
-        from pipelines.sinks import read_bytes
-
-        return ReferenceProfile.from_dict(json.loads(read_bytes(path)), origin=path)
-    return ReferenceProfile.load(path)
+    return ReferenceProfile.load(str(reference))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from divtransforms import storage
+
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +24,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--history",
-        type=Path,
+        type=storage.location,
         default=None,
         help="drift history directory (date=YYYY-MM-DD/part-*.parquet, _alerts.json)",
     )
@@ -34,13 +36,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--output",
-        type=Path,
+        type=storage.location,
         default=None,
         help="HTML file to write (default: the config's dashboard.path, else drift.html)",
     )
     p.add_argument("--title", default=None, help="page title (default: Drift dashboard)")
     p.add_argument(
-        "--alerts", type=Path, default=None, help="alert log (default: <history>/_alerts.json)"
+        "--alerts",
+        type=storage.location,
+        default=None,
+        help="alert log (default: <history>/_alerts.json)",
     )
     p.add_argument(
         "--metric", default=None, help="metric drawn against the thresholds (default js_divergence)"
@@ -67,7 +72,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--chart-output",
-        type=Path,
+        type=storage.location,
         default=None,
         help="PNG or SVG path for --chart (default <FEATURE>.png)",
     )
@@ -159,8 +164,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     kwargs = {"thresholds": thresholds, "alerts_path": args.alerts, "title": args.title}
     if not args.serve:
         out = render_dashboard(args.history, args.output, **kwargs)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        print(f"wrote {out} ({storage.stat(out).size / 1e6:.1f} MB)")
         return 0
+    if storage.is_remote(args.output):
+        raise ValueError("--serve writes the page locally: give a local --output")
     server = DashboardServer(
         args.history, args.output, port=args.port, interval=args.interval, render_kwargs=kwargs
     )

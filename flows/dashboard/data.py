@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from divtransforms import storage
 from divtransforms.inference import FIT_QUALITY
 from divtransforms.policy import FeaturePolicy, Policy, judged_values
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITIES, SEVERITY_RANK, read_records
@@ -127,12 +128,12 @@ def resolve_thresholds(
     return default, per_feature
 
 
-def load_alerts(path: Path) -> list[dict[str, Any]]:
+def load_alerts(path: str | Path) -> list[dict[str, Any]]:
     """Read the alert log (``{"schema_version": 1, "alerts": [...]}``); missing file = no alerts."""
-    if not path.exists():
-        return []
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(storage.read_bytes(path).decode("utf-8"))
+    except storage.StorageNotFound:
+        return []
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DashboardError(f"cannot read alert log {path}: {exc}") from exc
     if isinstance(doc, list):  # tolerate a bare list of alerts
@@ -368,11 +369,15 @@ def build_payload(
 
     ``features`` restricts the output to those feature names (default: all).
     """
-    history_dir = Path(history_dir)
-    if not history_dir.exists():
+    history_dir = storage.location(history_dir)
+    if not storage.isdir(history_dir):
         raise DashboardError(f"history directory {history_dir} does not exist")
     default, per_feature = resolve_thresholds(thresholds)
-    alerts_file = Path(alerts_path) if alerts_path is not None else history_dir / ALERTS_FILE
+    alerts_file = (
+        storage.location(alerts_path)
+        if alerts_path is not None
+        else storage.join(history_dir, ALERTS_FILE)
+    )
     alerts = load_alerts(alerts_file)
     table = read_records(history_dir)
     if features is not None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from divtransforms import storage
 from divtransforms.records import atomic_write_bytes
 from flows.dashboard.data import DashboardError, build_payload
 
@@ -57,8 +58,8 @@ def render_feature_chart(
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
+    path = storage.location(path)
+    fmt = storage.name(path).rsplit(".", 1)[-1].lower() if "." in storage.name(path) else ""
     if fmt not in ("png", "svg"):
         raise DashboardError(f"chart export: {path} must end in .png or .svg")
     payload = build_payload(

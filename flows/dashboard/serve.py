@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from divtransforms import storage
 from flows.dashboard.page import render_dashboard
 
 log = logging.getLogger(__name__)
@@ -26,29 +27,28 @@ LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 _HOST_RE = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::(\d+))?")
 
 
-def history_signature(history_dir: Path, alerts_path: Path | None = None) -> tuple:
-    """Changes whenever a file under ``history_dir`` (or the alert log) is added/changed/removed.
+def history_signature(
+    history_dir: str | Path, alerts_path: str | Path | None = None
+) -> tuple[int, int, int]:
+    """Changes whenever a file under ``history_dir`` (or the alert log) is added/changed/removed
+    (local folder or bucket prefix).
 
     Directory mtimes alone miss files written into existing ``date=`` partitions, so the files
     are listed (temp files of atomic writes, names starting with ``.``, are ignored).
     """
-    newest, count, size = 0, 0, 0
-    paths: list[Path] = []
-    if history_dir.exists():
-        for root, dirs, files in os.walk(history_dir):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            paths.extend(Path(root) / f for f in files if not f.startswith("."))
-    if alerts_path is not None and alerts_path.exists():
-        paths.append(alerts_path)
-    for p in paths:
+    base = str(storage.location(history_dir)).rstrip("/") + "/"
+    infos = [
+        i
+        for i in storage.walk(history_dir)
+        if not any(s.startswith(".") for s in i.path[len(base) :].replace(os.sep, "/").split("/"))
+    ]
+    if alerts_path is not None:
         try:
-            st = p.stat()
-        except FileNotFoundError:  # replaced between listing and stat
-            continue
-        newest = max(newest, st.st_mtime_ns)
-        count += 1
-        size += st.st_size
-    return newest, count, size
+            infos.append(storage.stat(alerts_path))
+        except storage.StorageNotFound:
+            pass
+    newest = max((i.mtime_ns for i in infos), default=0)
+    return newest, len(infos), sum(i.size for i in infos)
 
 
 class DashboardServer:
@@ -64,12 +64,12 @@ class DashboardServer:
         render_kwargs: Mapping[str, Any] | None = None,
         on_render: Callable[[int], None] | None = None,
     ) -> None:
-        self.history_dir = Path(history_dir)
+        self.history_dir = storage.location(history_dir)
         self.output_path = Path(output_path)
         self.interval = interval
         self.render_kwargs = dict(render_kwargs or {})
         alerts = self.render_kwargs.get("alerts_path")
-        self.alerts_path = Path(alerts) if alerts else None
+        self.alerts_path = storage.location(alerts) if alerts else None
         self.on_render = on_render
         self.version = 0
         self.last_error: str | None = None

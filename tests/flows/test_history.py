@@ -48,36 +48,30 @@ def test_bad_run_id_is_rejected(tmp_path):
         append_records(tmp_path, _table("x", 1), "../escape")
 
 
-def test_discover_remote_patterns_through_beam_filesystems(tmp_path, monkeypatch):
-    """gs:// (or any scheme://) sources are listed with Beam's FileSystems, with size and mtime."""
-    from types import SimpleNamespace
-
-    from apache_beam.io.filesystems import FileSystems
-
+def test_discover_bucket_patterns(tmp_path, object_store):
+    """gs:// and s3:// sources are listed through divtransforms.storage (a real API: the GCS
+    emulator, moto's S3), with size and mtime; the URL is not mangled into a local path."""
+    from divtransforms import storage
     from flows.config import parse_config
     from flows.monitor import discover
     from flows.state import FileEntry, MonitorState, StateStore
 
-    metas = [
-        SimpleNamespace(path="gs://b/in/a.parquet", size_in_bytes=10, last_updated_in_seconds=1.5),
-        SimpleNamespace(path="gs://b/in/b.parquet", size_in_bytes=20, last_updated_in_seconds=2.0),
-    ]
-    seen = []
-
-    def match(patterns):
-        seen.extend(patterns)
-        return [SimpleNamespace(metadata_list=metas)]
-
-    monkeypatch.setattr(FileSystems, "match", staticmethod(match))
+    bucket = object_store.bucket()
+    a, b = f"{bucket}/in/a.parquet", f"{bucket}/in/b.parquet"
+    storage.write_atomic(a, b"x" * 10)
+    storage.write_atomic(b, b"y" * 20)
+    storage.write_atomic(f"{bucket}/in/_SUCCESS", b"")  # not data
+    storage.write_atomic(f"{bucket}/in/deeper/c.parquet", b"z")  # * stays within a segment
     config = parse_config(
-        {"source": {"paths": ["gs://b/in/*.parquet"]}, "reference": {"path": "r.json"}},
+        {"source": {"paths": [f"{bucket}/in/*"]}, "reference": {"path": "r.json"}},
         base_dir=tmp_path,
     )
-    state = MonitorState(ledger={"gs://b/in/a.parquet": FileEntry(10, 1_500_000_000, "r1")})
+    assert config.source_patterns() == [f"{bucket}/in/*"]
+    fp = storage.fingerprint(a)
+    state = MonitorState(ledger={a: FileEntry(fp[0], fp[1], "r1")})
     store = StateStore(tmp_path / "state", root=tmp_path)
     found = discover(config, state, store)
-    assert (found.new, found.changed) == (["gs://b/in/b.parquet"], [])
-    assert seen == ["gs://b/in/*.parquet"]  # the URL is not mangled into a local path
-    state.ledger["gs://b/in/a.parquet"] = FileEntry(11, 1_500_000_000, "r1")
+    assert (found.new, found.changed) == ([b], [])
+    state.ledger[a] = FileEntry(11, fp[1], "r1")
     found = discover(config, state, store)
-    assert (found.new, found.changed) == (["gs://b/in/b.parquet"], ["gs://b/in/a.parquet"])
+    assert (found.new, found.changed) == ([b], [a])

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from divtransforms.records import atomic_write_json, remove_stale_temp_files
+from divtransforms.records import atomic_write_json
+from divtransforms.storage import remove_stale_temp_files
 from flows.state import (
     FileEntry,
     FileRunLock,

@@ -1,0 +1,157 @@
+"""What the object-store backends share: the backend registry (one client per process and
+scheme), the ranged reader, and the check that a write reported as lost did in fact land."""
+
+from __future__ import annotations
+
+import calendar
+import errno
+import io
+import os
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Protocol
+
+from divtransforms.storage import FileInfo, PreconditionFailed, StorageError
+
+
+class Backend(Protocol):
+    """An object store. ``if_version`` None: the object must not exist; a token: it must be
+    that version; the ``ANY`` sentinel is mapped to "no condition" by the caller."""
+
+    scheme: str
+
+    def stat(self, bucket: str, key: str) -> FileInfo: ...
+
+    def list(self, bucket: str, prefix: str, limit: int | None = None) -> Iterator[FileInfo]: ...
+
+    def read(self, bucket: str, key: str) -> tuple[bytes, FileInfo]: ...
+
+    def read_range(self, bucket: str, key: str, start: int, end: int, version: str) -> bytes: ...
+
+    def write(
+        self, bucket: str, key: str, data: bytes, if_version: object, content_type: str
+    ) -> str: ...
+
+    def delete(self, bucket: str, key: str, if_version: str | None, missing_ok: bool) -> None: ...
+
+
+_LOCK = threading.Lock()
+_BACKENDS: dict[tuple[int, str], Backend] = {}
+
+
+def backend(scheme: str) -> Backend:
+    """The process's backend for ``scheme`` (clients are made once per process: a forked child
+    makes its own, never sharing the parent's connections)."""
+    key = (os.getpid(), scheme)
+    with _LOCK:
+        found = _BACKENDS.get(key)
+        if found is None:
+            if scheme == "gs":
+                from divtransforms.storage._gcs import GcsBackend
+
+                found = GcsBackend()
+            elif scheme == "s3":
+                from divtransforms.storage._s3 import S3Backend
+
+                found = S3Backend()
+            else:  # location() rejects other schemes first
+                raise StorageError(errno.EINVAL, f"unsupported storage scheme {scheme}://")
+            _BACKENDS[key] = found
+    return found
+
+
+def reset() -> None:
+    """Forget the clients (tests that change the endpoint or credentials)."""
+    with _LOCK:
+        _BACKENDS.clear()
+
+
+def mtime_ns(updated: datetime | None) -> int:
+    """Nanoseconds since the epoch of a store's update time, computed as Beam's FileSystems did
+    (``round(seconds * 1e9)``) so that ledgers written with Beam's listing stay valid."""
+    if updated is None:
+        return 0
+    seconds = calendar.timegm(updated.utctimetuple()) + updated.microsecond / 1e6
+    return round(seconds * 1e9)
+
+
+def url(scheme: str, bucket: str, key: str) -> str:
+    return f"{scheme}://{bucket}/{key}"
+
+
+def write_landed(store: Backend, bucket: str, key: str, data: bytes) -> str | None:
+    """After a conditional write was refused: the current version if the object holds exactly
+    ``data`` (our own write landed and its answer was lost, then a retry was refused), else
+    None. Commit documents carry a unique run id or token, so equal bytes mean our write."""
+    try:
+        current, info = store.read(bucket, key)
+    except StorageError:
+        return None
+    return info.version if current == data else None
+
+
+def precondition_failed(path: str, if_version: object) -> PreconditionFailed:
+    if if_version is None:
+        return PreconditionFailed(errno.EEXIST, f"{path} already exists (another writer?)")
+    return PreconditionFailed(
+        errno.EAGAIN, f"{path} changed since it was read (another writer committed first)"
+    )
+
+
+class RangeReader(io.RawIOBase):
+    """A seekable reader of one object version, in ranged requests (wrap it in a
+    ``BufferedReader``). A replaced object makes the next read fail naming the path."""
+
+    def __init__(self, store: Backend, bucket: str, key: str, info: FileInfo):
+        self._store, self._bucket, self._key, self._info = store, bucket, key, info
+        self._pos = 0
+        self.name = info.path
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._info.size + offset
+        else:
+            raise ValueError(f"bad whence {whence}")
+        if pos < 0:
+            raise ValueError(f"{self.name}: negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer) -> int:
+        want = min(len(buffer), self._info.size - self._pos)
+        if want <= 0:
+            return 0
+        data = self._store.read_range(
+            self._bucket, self._key, self._pos, self._pos + want, self._info.version
+        )
+        n = len(data)
+        buffer[:n] = data
+        self._pos += n
+        return n
+
+    def readall(self) -> bytes:
+        if self._pos >= self._info.size:
+            return b""
+        data = self._store.read_range(
+            self._bucket, self._key, self._pos, self._info.size, self._info.version
+        )
+        self._pos += len(data)
+        return data
+
+    @property
+    def size(self) -> int:
+        return self._info.size
