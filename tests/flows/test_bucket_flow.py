@@ -1,6 +1,6 @@
 """``divmon run`` with everything in a bucket: sources, reference inputs and profile, history,
-state, alert log and dashboard on a real storage API (the GCS emulator, moto's S3), Beam on the
-local runner. Nothing of the monitor is written next to the config file."""
+state, alert log and dashboard on a real storage API (the GCS emulator), Beam on the local
+runner. Nothing of the monitor is written next to the config file."""
 
 from __future__ import annotations
 
@@ -48,16 +48,17 @@ def bucket_monitor(tmp_path: Path, bucket: str, extra: str = "") -> Path:
     return root
 
 
-def land(tmp_path: Path, bucket: str, hour: int, drifted: bool) -> str:
-    local = demo.write_stream_file(tmp_path / "staging", hour, n=ROWS, drifted=drifted)
+def land(tmp_path: Path, bucket: str, hour: int, drifted: bool, rows: int = ROWS) -> str:
+    local = demo.write_stream_file(tmp_path / "staging", hour, n=rows, drifted=drifted)
     return upload(local, f"{bucket}/landing/{local.name}")
 
 
-def test_divmon_run_everything_in_a_bucket(tmp_path: Path, object_store, monkeypatch):
+def test_divmon_run_everything_in_a_bucket(tmp_path: Path, gcs_server, monkeypatch):
+    """On the GCS emulator (the S3 server gets the kill trials, tests/flows/test_bucket_faults)."""
     from flows.check import check_once
     from flows.reference import build_reference
 
-    bucket = object_store.bucket()
+    bucket = gcs_server.bucket()
     root = bucket_monitor(tmp_path, bucket)
     config = load_config(root / "monitor.toml")
     assert config.history_dir == f"{bucket}/history"
