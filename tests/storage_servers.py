@@ -2,10 +2,14 @@
 the GCS API emulator (``gcp-storage-emulator``) and moto's S3 server (``moto[server]``).
 
 moto implements S3's conditional writes (``If-Match`` / ``If-None-Match`` on PUT, GET and
-DELETE; 412 when they fail). The GCS emulator accepts ``ifGenerationMatch`` but ignores it, so
-:func:`_enforce_generation_preconditions` adds what the GCS JSON API documents: an upload,
-download, metadata read or delete whose ``ifGenerationMatch`` (``0``: the object must not exist)
-or ``ifGenerationNotMatch`` does not hold answers 412 ``conditionNotMet``. The emulator serves
+DELETE; 412 when they fail), but checks the condition and then writes without a lock while its
+server is threaded: two concurrent conditional PUTs can both pass, which S3 does not allow (the
+first to finish wins, the other gets 412/409). :func:`s3_server` therefore serialises writing
+requests (PUT, POST, DELETE); reads stay concurrent. The GCS emulator accepts
+``ifGenerationMatch`` but ignores it, so :func:`_enforce_generation_preconditions` adds what
+the GCS JSON API documents: an upload, download, metadata read or delete whose
+``ifGenerationMatch`` (``0``: the object must not exist) or ``ifGenerationNotMatch`` does not
+hold answers 412 ``conditionNotMet``. The emulator serves
 one request at a time, so the check and the write are atomic as on GCS.
 """
 
@@ -131,12 +135,36 @@ def gcs_emulator():
 def s3_server():
     """moto's S3 server (threaded Werkzeug), any credentials accepted."""
     import logging
+    import threading
 
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class AtomicWrites(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            lock = threading.Lock()
+
+            def serialised(environ, start_response):
+                if environ.get("REQUEST_METHOD") not in ("PUT", "POST", "DELETE"):
+                    return app(environ, start_response)
+                with lock:  # the condition check and the write, as one step
+                    return list(app(environ, start_response))
+
+            self._server = make_server(
+                self._ip_address, self._port, serialised, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    srv = AtomicWrites(ip_address="127.0.0.1", port=port, verbose=False)
     srv.start()
     endpoint = f"http://127.0.0.1:{port}"
     env = {
