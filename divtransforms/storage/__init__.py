@@ -487,11 +487,11 @@ def _check_local_version(path: Path, if_version: str) -> None:
         current = _local_info(str(path), os.stat(path)).version
     except FileNotFoundError:
         raise PreconditionFailed(
-            errno.ENOENT, f"{path} was removed since it was read (another writer?)"
+            errno.ENOENT, f"{path} was removed since it was read (another writer committed first)"
         ) from None
     if current != if_version:
         raise PreconditionFailed(
-            errno.EAGAIN, f"{path} changed since it was read (another writer?)"
+            errno.EAGAIN, f"{path} changed since it was read (another writer committed first)"
         )
 
 
