@@ -8,8 +8,14 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 
-from divtransforms.storage import FileInfo, PreconditionFailed, StorageError, StorageNotFound
-from divtransforms.storage._remote import mtime_ns, precondition_failed, url, write_landed
+from divtransforms.storage import FileInfo, StorageError, StorageNotFound
+from divtransforms.storage._remote import (
+    mtime_ns,
+    precondition_failed,
+    refused_write,
+    replaced_while_reading,
+    url,
+)
 
 #: Seconds one request may take (connect, read); the client retries transient errors.
 TIMEOUT = (20, 120)
@@ -97,9 +103,7 @@ class GcsBackend:
             )
         except Exception as exc:
             if _status(exc) == 412:
-                raise PreconditionFailed(
-                    errno.EAGAIN, f"{path} was replaced while it was being read"
-                ) from None
+                raise replaced_while_reading(path) from None
             raise _error(exc, "cannot read", path) from None
 
     def write(
@@ -116,10 +120,7 @@ class GcsBackend:
             blob.upload_from_string(data, content_type=content_type, timeout=TIMEOUT, **kwargs)
         except Exception as exc:
             if _status(exc) == 412:
-                landed = write_landed(self, bucket, key, data)
-                if landed is not None:
-                    return landed
-                raise precondition_failed(path, if_version) from None
+                return refused_write(self, bucket, key, data, if_version)
             raise _error(exc, "cannot write", path, listing=True) from None
         return str(blob.generation)
 

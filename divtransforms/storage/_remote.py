@@ -80,15 +80,18 @@ def url(scheme: str, bucket: str, key: str) -> str:
     return f"{scheme}://{bucket}/{key}"
 
 
-def write_landed(store: Backend, bucket: str, key: str, data: bytes) -> str | None:
-    """After a conditional write was refused: the current version if the object holds exactly
-    ``data`` (our own write landed and its answer was lost, then a retry was refused), else
-    None. Commit documents carry a unique run id or token, so equal bytes mean our write."""
+def refused_write(store: Backend, bucket: str, key: str, data: bytes, if_version: object) -> str:
+    """A conditional write was refused: the current version if the object holds exactly
+    ``data`` (our own write landed, its answer was lost and the client's retry was refused;
+    commit documents name their run or token, so equal bytes mean our write), else
+    :class:`PreconditionFailed`."""
     try:
         current, info = store.read(bucket, key)
     except StorageError:
-        return None
-    return info.version if current == data else None
+        current, info = None, None
+    if info is not None and current == data:
+        return info.version
+    raise precondition_failed(url(store.scheme, bucket, key), if_version)
 
 
 def precondition_failed(path: str, if_version: object) -> PreconditionFailed:
@@ -97,6 +100,10 @@ def precondition_failed(path: str, if_version: object) -> PreconditionFailed:
     return PreconditionFailed(
         errno.EAGAIN, f"{path} changed since it was read (another writer committed first)"
     )
+
+
+def replaced_while_reading(path: str) -> PreconditionFailed:
+    return PreconditionFailed(errno.EAGAIN, f"{path} was replaced while it was being read")
 
 
 class RangeReader(io.RawIOBase):

@@ -9,8 +9,14 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 
-from divtransforms.storage import FileInfo, PreconditionFailed, StorageError, StorageNotFound
-from divtransforms.storage._remote import mtime_ns, precondition_failed, url, write_landed
+from divtransforms.storage import FileInfo, StorageError, StorageNotFound
+from divtransforms.storage._remote import (
+    mtime_ns,
+    precondition_failed,
+    refused_write,
+    replaced_while_reading,
+    url,
+)
 
 
 class S3Backend:
@@ -88,9 +94,7 @@ class S3Backend:
             return got["Body"].read()
         except Exception as exc:
             if _status(exc) == 412:
-                raise PreconditionFailed(
-                    errno.EAGAIN, f"{path} was replaced while it was being read"
-                ) from None
+                raise replaced_while_reading(path) from None
             raise _error(exc, "cannot read", path) from None
 
     def write(
@@ -110,10 +114,7 @@ class S3Backend:
             )
         except Exception as exc:
             if _status(exc) in (409, 412):  # 409: a concurrent conditional write; retry-able
-                landed = write_landed(self, bucket, key, data)
-                if landed is not None:
-                    return landed
-                raise precondition_failed(path, if_version) from None
+                return refused_write(self, bucket, key, data, if_version)
             raise _error(exc, "cannot write", path, listing=True) from None
         return put["ETag"]
 
