@@ -113,6 +113,7 @@ def check_stage(
     paths = [store.path_of(k) for k in files]
     result = _run_beam_check(config, profile, state, run_id, paths, policy)
     records = sort_records(result.records)
+    store.check_lock()  # a run that lost its lease writes nothing more, history included
     append_records(config.history_dir, records, run_id)
     for path, (size, mtime) in list_files(paths).items():
         state.ledger[store.key(path)] = FileEntry(size, mtime, run_id)

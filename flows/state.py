@@ -341,11 +341,16 @@ class StateStore:
         self._version = info.version
         return MonitorState.from_dict(doc, str(self.path), self.root)
 
-    def save(self, state: MonitorState) -> None:
-        """Commit ``state`` atomically, only over the version this store loaded or saved."""
+    def check_lock(self) -> None:
+        """Raise :class:`StateError` if the run lock was lost (a bucket lease taken over or
+        expired): called before every commit and before writing a run's history."""
         check = getattr(self.lock, "check", None)
         if check is not None:
             check()
+
+    def save(self, state: MonitorState) -> None:
+        """Commit ``state`` atomically, only over the version this store loaded or saved."""
+        self.check_lock()
         try:
             self._version = storage.write_atomic(
                 self.path, json_bytes(state.to_dict()), if_version=self._version
