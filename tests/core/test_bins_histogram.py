@@ -36,6 +36,47 @@ def test_counts_are_conserved_and_follow_numpy(x):
     np.testing.assert_array_equal(c.counts[1:-1], np.histogram(inside, EDGES)[0])
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.lists(st.floats(-3, 3, allow_nan=False), min_size=1, max_size=12),
+    st.integers(0, 2**32 - 1),
+)
+def test_block_binning_across_blocks_equals_numpy_histogram(monkeypatch_block, block, edges, seed):
+    """Counts summed over sorted blocks (tiny blocks here, so that NaN, ties, tails and the
+    closed last edge fall on every side of a block boundary) equal numpy.histogram's."""
+    spec = NumericBins.from_edges(edges)
+    e = spec.edges
+    r = np.random.default_rng(seed)
+    specials = [np.nan, np.inf, -np.inf, np.nan, -0.0, 0.0]
+    x = np.concatenate([e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf), r.normal(0, 2, 97)])
+    x = np.concatenate([x, specials])
+    r.shuffle(x)
+    with monkeypatch_block(block):
+        got = spec.count_floats(x, 1)
+    finite = x[~np.isnan(x)]
+    inside = finite[(finite >= e[0]) & (finite <= e[-1])]
+    want = [np.sum(finite < e[0]), *np.histogram(inside, e)[0], np.sum(finite > e[-1])]
+    assert got.counts.tolist() == [int(v) for v in want]
+    assert (got.n_missing, got.n_invalid) == (2, 1)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_block():
+    from contextlib import contextmanager
+
+    @contextmanager
+    def setting(block):
+        saved = NumericBins.BLOCK
+        NumericBins.BLOCK = block
+        try:
+            yield
+        finally:
+            NumericBins.BLOCK = saved
+
+    return setting
+
+
 def test_edges_infinities_and_labels():
     x = np.array([-1.0, 0.0, 0.5, 2.0, -np.inf, np.inf, np.nan, 2.0000001, -1.0000001])
     c = SPEC.count(x)
