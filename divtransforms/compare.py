@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -38,7 +38,7 @@ from divtransforms.mle import (
 )
 from divtransforms.policy import UNPROFILED
 from divtransforms.profile import FeatureProfile, ReferenceProfile
-from divtransforms.quality import quality_fields, quality_test_fields
+from divtransforms.quality import quality_fields, quality_test_fields, quality_test_fields_of
 from divtransforms.records import RECORD_FIELDS, records_to_table, sort_records
 from divtransforms.significance import homogeneity_test, js_bias, moment_columns, window_tests
 from divtransforms.window import (
@@ -129,11 +129,14 @@ def drift_record(
     policy: Assessor | str | None = "default",
     created_at: datetime | None = None,
     columns: Mapping[str, int] | None = None,
+    quality: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """The drift record of one feature and window (see ``records.DRIFT_RECORD_SCHEMA``).
 
     ``columns``: the window's rows per type label of the column (``FeatureStats.columns``), for
-    the schema checks (``divtransforms.quality``).
+    the schema checks (``divtransforms.quality``). ``quality``: this feature's quality tests
+    when the caller computed them for many features at once
+    (``quality.quality_test_fields_of``); by default they are computed here.
 
     Divergences compare the window (``current``) with the reference: ``kl_divergence`` is
     ``KL(current || reference)`` and ``kl_reverse`` is ``KL(reference || current)``, both with
@@ -176,7 +179,9 @@ def drift_record(
         rec.update(fields)
     rec["tests"] = _test_fields(fp, histogram_test, mle_window)
     rec.update(_mle_fields(fp, mle_window, mle_running, rec["tests"], alpha, base))
-    rec["tests"] += [_test_dict(t) for t in quality_test_fields(fp, hist)]
+    if quality is None:
+        quality = quality_test_fields(fp, hist)
+    rec["tests"] += [_test_dict(t) for t in quality]
     return _assessed(rec, policy, created_at)
 
 
@@ -383,6 +388,7 @@ def window_records(
         "policy": policy,
         "created_at": created_at,
     }
+    quality = quality_test_fields_of([(fp, stats.histograms[n]) for n, fp in features.items()])
     out = [
         drift_record(
             fp,
@@ -392,9 +398,10 @@ def window_records(
             alpha=alpha,
             base=base,
             columns=stats.columns.get(name),
+            quality=tests,
             **where,
         )
-        for name, fp in features.items()
+        for (name, fp), tests in zip(features.items(), quality, strict=True)
     ]
     out += [
         new_column_record(name, types, **where)

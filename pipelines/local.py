@@ -124,25 +124,37 @@ class BatchSource:
                 cached -= sum(b.nbytes for b in kept)
 
 
-def _sample(path: str, input_format: str | None, rows: int = 1 << 16) -> pa.Table:
-    """The first ``rows`` rows of a file with its whole schema, as
-    ``pipelines.reference_job.input_sample``, but Parquet through ``pipelines.io.read_task``
-    (a wide row group is decoded a few columns at a time, not all at once)."""
+def _role_candidate(t: pa.DataType) -> bool:
+    """Whether ``quality.column_role`` can judge a column of this type (text or integers, plain
+    or dictionary-encoded); for any other type it returns None without looking at the values."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)
+
+
+def _sample(path: str, input_format: str | None, rows: int = 1 << 16) -> tuple[pa.Schema, pa.Table]:
+    """The file's schema and its first ``rows`` rows, as
+    ``pipelines.reference_job.input_sample``; for Parquet only of the columns
+    ``infer_kinds`` looks at (text and integers: ``quality.column_role``), read through
+    ``pipelines.io.read_task`` (a wide row group is decoded a few columns at a time). A wide
+    table of floats is not read at all before the build."""
     from pipelines import io as pio
     from pipelines.reference_job import input_sample
 
     if pio.detect_format(path, input_format) != "parquet":
-        return input_sample(path, input_format, rows)
+        sample = input_sample(path, input_format, rows)
+        return sample.schema, sample
     pf = pio._parquet_file(path)
-    if pf.num_row_groups == 0:
-        return pf.schema_arrow.empty_table()
-    task = pio.ReadTask(path, "parquet", tuple(pf.schema_arrow.names), (0,), rows)
+    schema = pf.schema_arrow
+    wanted = [f.name for f in schema if _role_candidate(f.type)]
+    sub = pa.schema([schema.field(n) for n in wanted])
+    if pf.num_row_groups == 0 or not wanted:
+        return schema, sub.empty_table()
+    task = pio.ReadTask(path, "parquet", tuple(wanted), (0,), rows)
     batches = list(pio.read_task(task))[:1]
-    return (
-        pa.Table.from_batches(batches).cast(pf.schema_arrow)
-        if batches
-        else pf.schema_arrow.empty_table()
-    )
+    if not batches:
+        return schema, sub.empty_table()
+    return schema, pa.Table.from_batches(batches).select(wanted).cast(sub)
 
 
 def build_reference_local(
@@ -219,10 +231,10 @@ def run_build_local(
 
     patterns = [str(i) for i in inputs]
     files = expand_local(patterns)
-    sample = _sample(files[0], options.get("input_format"))
-    resolved = infer_kinds(sample.schema, features, kinds, exclude, sample=sample)
-    names = sample.schema.names
-    del sample  # up to 64Ki rows of every column: not kept during the build
+    schema, sample = _sample(files[0], options.get("input_format"))
+    resolved = infer_kinds(schema, features, kinds, exclude, sample=sample)
+    names = schema.names
+    del sample  # up to 64Ki rows of the text/integer columns: not kept during the build
     pa.default_memory_pool().release_unused()
     cache = DEFAULT_CACHE_BYTES if cache_mb is None else int(cache_mb) << 20
     return build_reference_local(
