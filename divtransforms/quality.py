@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy import special
 
 from divtransforms.bins import CategoricalBins
 from divtransforms.significance import DriftTest
@@ -115,20 +116,55 @@ def rate_test(x: Any, n: Any, x_ref: Any, n_ref: Any) -> tuple[Any, Any, Any]:
     difference of the rates (window minus reference; a fraction, 0.05 = 5 rate points) and ``z``
     the normal score of the p-value. NaN where either sample is empty. Vectorised.
     """
-    from scipy import stats  # here: importing scipy.stats costs ~1 s, which a build never needs
-
     x, n, x_ref, n_ref = (np.asarray(v, dtype=np.float64) for v in (x, n, x_ref, n_ref))
     ok = (n > 0) & (n_ref > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = np.where(
             ok,
-            stats.hypergeom.sf(x - 1, np.where(ok, n + n_ref, 1), x + x_ref, np.where(ok, n, 1)),
+            hypergeom_sf(x - 1, np.where(ok, n + n_ref, 1), x + x_ref, np.where(ok, n, 1)),
             np.nan,
         )
         effect = np.where(ok, x / n - x_ref / n_ref, np.nan)
     p = np.clip(p, 0.0, 1.0)
-    z = np.where(ok, stats.norm.isf(np.maximum(p, 1e-300)), np.nan)
+    z = np.where(ok, norm_isf(np.maximum(p, 1e-300)), np.nan)
     return z, p, effect
+
+
+def hypergeom_sf(k: Any, total: Any, good: Any, draws: Any) -> Any:
+    """``scipy.stats.hypergeom.sf(k, total, good, draws)``, element for element the same values.
+
+    A window with no event of the kind (``k < 0``: no missing, invalid or unseen value, the usual
+    case) has the survival probability 1 (scipy's own rule below the support), and scipy.stats,
+    whose import costs about a second, is imported only when some element needs its
+    distribution function.
+    """
+    k, total, good, draws = np.broadcast_arrays(
+        *(np.asarray(v, dtype=np.float64) for v in (k, total, good, draws))
+    )
+    with np.errstate(invalid="ignore"):
+        valid = (total > 0) & (good >= 0) & (draws >= 0) & (good <= total) & (draws <= total)
+        for v in (total, good, draws):
+            valid &= v == np.round(v)
+        low = np.maximum(draws - (total - good), 0)
+        trivial = (k < low) | np.isneginf(k)  # below the support: sf = 1
+    out = np.where(valid, 1.0, np.nan)
+    rest = ~trivial | np.isnan(k)
+    if np.any(rest):
+        from scipy import stats  # here: importing scipy.stats costs ~1 s
+
+        out[rest] = stats.hypergeom.sf(k[rest], total[rest], good[rest], draws[rest])
+    return out[()] if out.ndim == 0 else out
+
+
+def norm_isf(q: Any) -> Any:
+    """``scipy.stats.norm.isf(q)``, element for element the same values (``-ndtri(q)``; +inf
+    at 0, -inf at 1, NaN outside [0, 1]), without importing scipy.stats."""
+    q = np.asarray(q, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        inside = -special.ndtri(q) * 1.0 + 0.0  # scipy: _isf(q) * scale + loc
+        out = np.where((q > 0) & (q < 1), inside, np.nan)
+    out = np.where(q == 1, -np.inf, np.where(q == 0, np.inf, out))
+    return out[()] if out.ndim == 0 else out
 
 
 def quality_tests(

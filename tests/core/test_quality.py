@@ -158,3 +158,53 @@ def test_histories_written_before_the_quality_fields_still_load(tmp_path):
     assert back["js_divergence"] == table.column("js_divergence")[0].as_py()
     verdict = Policy().explain(back)  # no quality tests, no schema issues: the old verdict
     assert verdict["severity"] == back["severity"] and verdict["quality_severity"] == "ok"
+
+
+def _same_bits(a, b) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.all(a.view(np.int64) == b.view(np.int64)))
+
+
+def test_hypergeom_sf_and_norm_isf_are_scipys_to_the_bit():
+    """The rate test's p-values without scipy.stats for k < 0, and its z-scores from ndtri,
+    equal scipy.stats element for element (NaN, the support's edges and bad arguments too)."""
+    from divtransforms.quality import hypergeom_sf, norm_isf
+
+    r = np.random.default_rng(3)
+    total = r.integers(0, 60, 4000).astype(float)
+    good = np.floor(r.uniform(-2, 1.1, 4000) * total)
+    draws = np.floor(r.uniform(-0.1, 1.1, 4000) * total)
+    k = np.floor(r.uniform(-0.5, 1.1, 4000) * draws) - r.integers(0, 2, 4000)
+    k[:30] = [np.nan, -np.inf, np.inf, *([-1.0] * 27)]
+    total[40:50] = 12.5  # not integral
+    with np.errstate(all="ignore"):
+        want = stats.hypergeom.sf(k, total, good, draws)
+    assert _same_bits(hypergeom_sf(k, total, good, draws), want)
+    for i in (0, 1, 5, 45, 100):
+        assert _same_bits(
+            hypergeom_sf(k[i], total[i], good[i], draws[i]),
+            stats.hypergeom.sf(k[i], total[i], good[i], draws[i]),
+        )
+    q = np.concatenate([r.uniform(0, 1, 2000), [0.0, 1.0, 0.5, 1e-300, -0.1, 1.5, np.nan]])
+    with np.errstate(all="ignore"):
+        assert _same_bits(norm_isf(q), stats.norm.isf(q))
+    assert _same_bits(norm_isf(0.5), stats.norm.isf(0.5))
+
+
+def test_building_and_a_clean_check_do_not_import_scipy_stats():
+    """scipy.stats costs about a second to import: a build, and a check whose windows have no
+    missing, invalid or unseen value, never need it (the rate tests' p-value is then 1)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, pyarrow as pa\n"
+        "from divtransforms import ReferenceProfile, compare\n"
+        "r = np.random.default_rng(1)\n"
+        "t = pa.table({'x': r.normal(size=500), 'c': r.choice(['a', 'b'], 500)})\n"
+        "recs = compare(ReferenceProfile.build(t), t)\n"
+        "assert len(recs) == 2\n"
+        "print('scipy.stats' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
