@@ -7,10 +7,13 @@ computes them, the family's fit by ``profile.finish_feature``. Quantile edges ar
 values ``numpy.quantile(x, q, method="inverted_cdf")`` gives on the whole column) and found by
 ``divtransforms.quantiles.ExactQuantiles`` from counts, so no column is ever held whole:
 
-- pass 1: value summaries (numeric) and value counts (categorical), every column;
+- pass 1: value summaries (numeric) and value counts (categorical), every column, and the first
+  count of the quantile search (``quantiles.CellCounts``, on a grid set by the first batch);
 - pass 2: histograms and MLE statistics of every feature whose bins are known (categorical,
-  uniform or explicit edges), MLE statistics and quantile counts of the others;
-- pass 3 (and rarely more): only the columns whose quantiles are not resolved yet.
+  uniform or explicit edges), MLE statistics of the others and the values of the cells that
+  hold a wanted rank;
+- pass 3 (rarely, and more): only the columns whose quantiles are not resolved yet (a cell too
+  full to gather is counted on a finer grid).
 
 The caller owns the reading: ``for each pass: add(batch) for every batch; end_pass()`` while
 ``columns()`` is not empty, then ``profile()``. Memory is the summaries, counts and a few small
@@ -40,7 +43,7 @@ from divtransforms.mle import FAMILIES, MLEAccumulator, MomentMLE, accumulator_f
 from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile, check_family, finish_feature
 from divtransforms.quality import ABSENT, merge_type_counts, type_label
-from divtransforms.quantiles import ExactQuantiles, inverted_cdf_ranks
+from divtransforms.quantiles import CellCounts, ExactQuantiles, inverted_cdf_ranks
 from divtransforms.window import feature_stats_of_batch
 
 __all__ = ["GATHER_BYTES", "ProfileBuilder"]
@@ -87,6 +90,12 @@ class ProfileBuilder:
         self._numeric = [n for n, k in self._kinds.items() if k == "numeric"]
         self._categorical = [n for n, k in self._kinds.items() if k == "categorical"]
         self._summary = {n: ValueSummary() for n in self._numeric}
+        # quantile edges: the first count runs with the summaries (pass 1), see CellCounts
+        self._counting = {
+            n: CellCounts()
+            for n in self._numeric
+            if n not in self._edges and self._strategy == "quantile"
+        }
         self._vocab: dict[str, dict[str, int]] = {n: {} for n in self._categorical}
         self._known: dict[str, FeatureProfile] = {}  # features whose bins are known
         self._pending: dict[str, tuple[str | None, str | None, MLEAccumulator | None]] = {}
@@ -116,6 +125,7 @@ class ProfileBuilder:
     def end_pass(self) -> None:
         if self._pass == 1:
             self._plan()
+            self._counting.clear()
         else:
             for q in self._quantiles.values():
                 if not q.done:
@@ -127,6 +137,9 @@ class ProfileBuilder:
         for name in self._numeric:
             x, _ = to_float_array(column_of(batch, name), name)
             self._summary[name] = self._summary[name].merge(ValueSummary.of(x))
+            counting = self._counting.get(name)
+            if counting is not None:
+                counting.add(x)
         for name in self._categorical:
             arr = _to_string_array(column_of(batch, name), name).drop_null()
             if len(arr) == 0:
@@ -174,7 +187,7 @@ class ProfileBuilder:
                     q = np.linspace(0.0, 1.0, self._n_bins + 1)
                     ranks = inverted_cdf_ranks(s.n, q)
                     self._quantiles[name] = ExactQuantiles(
-                        s.n, s.lo, s.hi, ranks, gather_max=self._gather_max
+                        s.n, s.lo, s.hi, ranks, self._gather_max, self._counting.pop(name)
                     )
                 if fam == "auto":
                     choice = choose_family(s)

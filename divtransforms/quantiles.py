@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ExactQuantiles", "inverted_cdf_ranks"]
+__all__ = ["CellCounts", "ExactQuantiles", "inverted_cdf_ranks"]
 
 CELLS = 4096
 GATHER_MAX = 1 << 15
@@ -72,6 +72,48 @@ def _cells(x: NDArray[np.float64], lo: float, scale: float) -> NDArray[np.intp]:
     return buf.astype(np.intp)
 
 
+class CellCounts:
+    """The first counting pass of :class:`ExactQuantiles`, run before the number of values and
+    the wanted ranks are known (the reference build does it in the same pass as the value
+    summaries, which saves a pass over the data).
+
+    The grid spans the first batch's finite values; values outside it fall in the end cells
+    (the index is clipped, so it still never decreases as ``x`` grows). If they are many, the
+    cell holding a wanted rank is counted again on a finer grid: more passes, never a wrong
+    value. ``add(x)`` takes each batch (non-finite values are ignored)."""
+
+    def __init__(self) -> None:
+        self.grid: tuple[float, float] | None = None
+        self.counts = np.zeros(CELLS, dtype=np.int64)
+        self.n = 0
+        self.vmin, self.vmax = math.inf, -math.inf
+
+    def add(self, x: NDArray[np.float64]) -> None:
+        finite = np.isfinite(x)
+        x = x if finite.all() else x[finite]
+        if x.size == 0:
+            return
+        lo, hi = float(x.min()), float(x.max())
+        if self.grid is None:
+            self.grid = (lo, _scale(lo, hi))
+        self.n += int(x.size)
+        self.vmin, self.vmax = min(self.vmin, lo), max(self.vmax, hi)
+        self.counts += np.bincount(_cells(x, *self.grid), minlength=CELLS)
+
+
+def _scale(lo: float, hi: float) -> float:
+    """``CELLS`` cells over ``[lo, hi]`` (a finite, positive scale even for a constant or a
+    subnormal-width batch: any grid is correct, a poor one only costs a finer pass)."""
+    width = hi - lo
+    if math.isinf(width):  # the width overflows float64
+        scale = CELLS / (hi / 2 - lo / 2) / 2
+    else:
+        scale = CELLS / width if width > 0 else math.inf
+    if not (math.isfinite(scale) and scale > 0):
+        scale = CELLS / max(abs(lo), 1.0)
+    return scale
+
+
 class ExactQuantiles:
     """Order statistics of ``ranks`` of one feature's ``n`` finite values in ``[lo, hi]``.
 
@@ -83,7 +125,13 @@ class ExactQuantiles:
     """
 
     def __init__(
-        self, n: int, lo: float, hi: float, ranks: NDArray[np.intp], gather_max: int | None = None
+        self,
+        n: int,
+        lo: float,
+        hi: float,
+        ranks: NDArray[np.intp],
+        gather_max: int | None = None,
+        counted: CellCounts | None = None,
     ) -> None:
         self.n = int(n)
         self._gather_max = GATHER_MAX if gather_max is None else int(gather_max)
@@ -95,7 +143,15 @@ class ExactQuantiles:
         root = _Region((), 0, self.n, wanted, float(lo), float(hi))
         self._pending: list[_Region] = []
         self._top: tuple[float, float, NDArray[np.bool_]] | None = None
-        self._settle(root)
+        if counted is not None and counted.grid is not None and root.lo != root.hi:
+            # the first count is done (``CellCounts``): the cells holding a wanted rank next
+            if counted.n != self.n:
+                raise RuntimeError("the data changed between passes (counts differ)")
+            root.grid, root.counts = counted.grid, counted.counts
+            root.vmin, root.vmax, root.seen = counted.vmin, counted.vmax, counted.n
+            self._split(root)
+        else:
+            self._settle(root)
         self._start_pass()
 
     @property
@@ -180,8 +236,9 @@ class ExactQuantiles:
         cells = np.searchsorted(starts, np.asarray(r.ranks) - r.below, side="right") - 1
         for cell in np.unique(cells).tolist():
             ranks = [k for k, c in zip(r.ranks, cells.tolist(), strict=True) if c == cell]
-            clo = max(r.vmin, lo + cell / scale)
-            chi = min(r.vmax, lo + (cell + 1) / scale)
+            # the end cells also hold the values the (clipped) grid does not span
+            clo = r.vmin if cell == 0 else max(r.vmin, lo + cell / scale)
+            chi = r.vmax if cell == CELLS - 1 else min(r.vmax, lo + (cell + 1) / scale)
             child = _Region(
                 (*r.path, (lo, scale, cell)),
                 r.below + int(starts[cell]),

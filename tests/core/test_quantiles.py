@@ -9,15 +9,24 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from divtransforms import quantiles
-from divtransforms.quantiles import ExactQuantiles, inverted_cdf_ranks
+from divtransforms.quantiles import CellCounts, ExactQuantiles, inverted_cdf_ranks
 
 
-def _search(x: np.ndarray, n_bins: int, batch: int) -> tuple[ExactQuantiles, np.ndarray, int]:
+def _search(
+    x: np.ndarray, n_bins: int, batch: int, first_count: bool = False
+) -> tuple[ExactQuantiles, np.ndarray, int]:
+    """``first_count``: the first count runs before n and the ranks are known (``CellCounts``,
+    on the first batch's range), as the reference build does with its summary pass."""
     finite = x[np.isfinite(x)]
     q = np.linspace(0.0, 1.0, n_bins + 1)
     ranks = inverted_cdf_ranks(finite.size, q)
-    search = ExactQuantiles(finite.size, finite.min(), finite.max(), ranks)
-    passes = 0
+    counted, passes = None, 0
+    if first_count:
+        counted = CellCounts()
+        for start in range(0, x.size, batch):
+            counted.add(x[start : start + batch])
+        passes = 1
+    search = ExactQuantiles(finite.size, finite.min(), finite.max(), ranks, None, counted)
     while not search.done:
         for start in range(0, x.size, batch):
             search.add(x[start : start + batch])
@@ -27,8 +36,10 @@ def _search(x: np.ndarray, n_bins: int, batch: int) -> tuple[ExactQuantiles, np.
     return search, np.array([found[int(r)] for r in ranks]), passes
 
 
-def _assert_exact(x: np.ndarray, n_bins: int = 32, batch: int = 1000) -> int:
-    search, got, passes = _search(x, n_bins, batch)
+def _assert_exact(
+    x: np.ndarray, n_bins: int = 32, batch: int = 1000, first_count: bool = False
+) -> int:
+    search, got, passes = _search(x, n_bins, batch, first_count)
     finite = x[np.isfinite(x)]
     expected = np.quantile(finite, np.linspace(0.0, 1.0, n_bins + 1), method="inverted_cdf")
     np.testing.assert_array_equal(got, expected)
@@ -59,8 +70,30 @@ def test_ranks_are_numpys(n):
         lambda r: np.repeat([1.0, np.nextafter(1.0, 2.0)], [120_000, 80_000]),
     ],
 )
-def test_exact_on_awkward_data(make):
-    _assert_exact(make(np.random.default_rng(3)), batch=1 << 14)
+@pytest.mark.parametrize("first_count", [False, True])
+def test_exact_on_awkward_data(make, first_count):
+    _assert_exact(make(np.random.default_rng(3)), batch=1 << 14, first_count=first_count)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: np.sort(r.normal(size=100_000)),  # the first batch spans a sliver of the range
+        lambda r: np.sort(r.normal(size=100_000))[::-1].copy(),
+        lambda r: np.concatenate([np.full(5000, 3.0), r.normal(size=95_000)]),  # constant start
+        lambda r: np.concatenate([np.full(5000, np.nan), r.lognormal(0, 3, 95_000)]),
+        lambda r: np.concatenate([[0.0, 5e-324], r.normal(size=99_998) * 1e300]),
+    ],
+)
+def test_first_count_on_a_poor_first_batch_is_still_exact(make):
+    """The first batch sets the first grid; values beyond it pile up in the end cells, which
+    later passes count again on finer grids: more passes, the same exact values."""
+    _assert_exact(make(np.random.default_rng(6)), batch=5000, first_count=True)
+
+
+def test_first_count_saves_a_pass_on_typical_data():
+    x = np.random.default_rng(4).normal(size=300_000)
+    assert _search(x, 32, 1 << 16, first_count=True)[2] == 2  # the count and the gather
 
 
 def test_typical_data_needs_two_passes_and_little_memory():
@@ -98,11 +131,12 @@ def test_changed_data_between_passes_is_an_error():
     ),
     n_bins=st.integers(1, 40),
     batch=st.integers(1, 100),
+    first_count=st.booleans(),
 )
-def test_property_equals_numpy(monkeypatch_small, x, n_bins, batch):
+def test_property_equals_numpy(monkeypatch_small, x, n_bins, batch, first_count):
     if not np.isfinite(x).any():
         return
-    _assert_exact(x, n_bins, batch)
+    _assert_exact(x, n_bins, batch, first_count)
 
 
 @pytest.fixture(scope="module")
