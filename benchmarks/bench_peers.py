@@ -4,6 +4,8 @@ Cases (deterministic data, ``benchmarks/datasets.py``; a known subset of columns
 
 - ``standard``: 1M reference + 1M current rows x (20 numeric + 5 categorical);
 - ``wide``: 20k + 20k rows x 1,000 numeric;
+- ``wide-500``: 20k + 20k rows x 500 numeric (the case the issue compares Evidently on);
+- ``cols-100``: 20k + 20k rows x 100 numeric (with ``wide``: memory when columns grow 10x);
 - ``scale-N``: N + N rows x (5 numeric + 1 categorical), N from ``SCALE_ROWS`` (time slope and
   memory when rows grow).
 
@@ -16,9 +18,12 @@ Contenders, each a fresh process timed from start to exit, peak RSS from ``wait4
 - ``divmon build (Beam)``, ``divmon check (Beam)``: the Beam jobs on FnApiRunner, as before the
   in-process engine (``DIVMON_BENCH_BEAM=1``; slow);
 - ``evidently``: ``DataDriftPreset(method="jensenshannon")`` in its own venv (``.venv-evidently``,
-  ``make bench-peers``), on the standard and wide cases;
-- ``tfdv`` and ``whylogs``: in their own venvs when ``DIVMON_BENCH_TFDV_PYTHON`` /
-  ``DIVMON_BENCH_WHYLOGS_PYTHON`` name a Python that has them; skipped with a message otherwise.
+  ``make bench-peers``), on ``wide-500`` (``DIVMON_BENCH_EVIDENTLY_ALL=1``: also standard and
+  wide, which take it minutes);
+- ``tfdv`` (statistics of both sides in memory + validate) on standard and wide, and
+  ``whylogs``: in their own venvs (``.venv-tfdv``, ``.venv-whylogs``, or a Python named by
+  ``DIVMON_BENCH_TFDV_PYTHON`` / ``DIVMON_BENCH_WHYLOGS_PYTHON``); skipped with a message
+  otherwise.
 
 Rounds are interleaved (every contender once per round, ``DIVMON_BENCH_ROUNDS``, default 3; the
 slow peers and the scale cases once, ``DIVMON_BENCH_SCALE_ROUNDS``; ``DIVMON_BENCH_NO_PEERS=1``
@@ -31,6 +36,7 @@ tests. ``DIVMON_BENCH_QUICK=1`` makes a small, fast run.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -62,6 +68,20 @@ TARGETS = {
     "build+check": {"standard": 3.0, "wide": 3.0},
 }
 MEMORY_TARGET_MIB = 1024
+# Which cases each peer runs on (its slowest runs take minutes: only where a target needs it).
+PEER_CASES = {
+    "evidently": ("wide-500",)
+    + (("standard", "wide") if os.environ.get("DIVMON_BENCH_EVIDENTLY_ALL") else ()),
+    "tfdv": ("standard", "wide"),
+    "whylogs": ("standard",),
+}
+# Peer targets: the peer's time / divmon's (same round) must be at least this.
+PEER_TARGETS = {
+    ("tfdv", "standard", "divmon build+check"): 2.5,
+    ("tfdv", "wide", "divmon build+check"): 2.5,
+    ("evidently", "wide-500", "divmon check"): 30.0,
+    ("evidently", "wide-500", "divmon build+check"): 15.0,
+}
 
 FLOOR = r"""
 import json, sys
@@ -223,7 +243,7 @@ class Bench:
     def divmon(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "flows.cli", *args]
 
-    def round(self, case: Case, rnd: int, peers: bool) -> None:
+    def round(self, case: Case, rnd: int, peers: bool, pandas: bool = True) -> None:
         ref_json = self.tmp / f"{case.name}-ref.json"
         out = self.tmp / f"{case.name}-out-{rnd}"
         wall, rss, text = _run(
@@ -245,7 +265,9 @@ class Bench:
         self.record(case.name, "divmon check", wall, rss)
         if rnd == 0:
             self.agree(case, floor_js, out / "records-bench.parquet")
-        if case.name.startswith("scale"):
+        if not pandas:
+            if peers:
+                self.peers(case, ref_json)
             return
         wall, rss, text = _run(
             [sys.executable, "-c", PANDAS, str(case.reference), str(case.current), self.spec(case)],
@@ -275,6 +297,8 @@ class Bench:
             ("tfdv", TFDV, "DIVMON_BENCH_TFDV_PYTHON", ROOT / ".venv-tfdv"),
             ("whylogs", WHYLOGS, "DIVMON_BENCH_WHYLOGS_PYTHON", ROOT / ".venv-whylogs"),
         ):
+            if case.name not in PEER_CASES[who]:
+                continue
             python = _peer_python(var, default / "bin" / "python")
             if python is None:
                 self.skipped[who] = (
@@ -392,18 +416,32 @@ def _targets(table: dict, bench: Bench) -> list[tuple[str, bool]]:
                 rss = by[who]["rss_mib"]
                 checks.append((f"{case}: {who} peak {rss} MiB (target < 1024 MiB)", rss < 1024))
     scale = sorted((int(c.split("-")[1]), by) for c, by in table.items() if c.startswith("scale"))
-    if len(scale) >= 2:
-        (n0, small), (n1, large) = scale[0], scale[-1]
+    pairs = [(f"{a:,} -> {b:,} rows", x, y) for (a, x), (b, y) in itertools.pairwise(scale)]
+    if "cols-100" in table and "wide" in table:
+        pairs.append(("100 -> 1,000 columns", table["cols-100"], table["wide"]))
+    for label, small, large in pairs:
         for who in ("divmon build", "divmon check"):
             r = large[who]["rss_mib"] / small[who]["rss_mib"]
             t = large[who]["median_s"] / small[who]["median_s"]
             checks.append(
                 (
-                    f"scale {n0:,} -> {n1:,} rows: {who} time x{t:.1f}, peak memory x{r:.2f} "
-                    "(target <= 1.25)",
+                    f"{label}: {who} time x{t:.1f}, peak memory x{r:.2f} (target <= 1.25)",
                     r <= 1.25,
                 )
             )
+    for (peer, case, who), target in PEER_TARGETS.items():
+        mine = bench.results.get(case, {})
+        if peer not in mine or who not in table.get(case, {}):
+            continue
+        theirs = statistics.median(r["s"] for r in mine[peer])
+        ours = table[case][who]["median_s"]
+        checks.append(
+            (
+                f"{case}: {peer} {theirs:.1f} s / {who} {ours:.1f} s = {theirs / ours:.1f}x "
+                f"faster (target >= {target}x)",
+                theirs / ours >= target,
+            )
+        )
     return checks
 
 
@@ -443,9 +481,14 @@ def running_mle_cost() -> dict[str, float]:
 def main() -> int:
     print("generating data (cached in", DATA_DIR, ")", flush=True)
     t0 = time.perf_counter()
+    wide_rows = 2_000 if QUICK else 20_000
     cases = [
         make_case("standard", DATA_DIR, 100_000 if QUICK else 1_000_000, 20, 5),
-        make_case("wide", DATA_DIR, 2_000 if QUICK else 20_000, 1000, 0),
+        make_case("wide", DATA_DIR, wide_rows, 1000, 0),
+    ]
+    once = [
+        make_case("wide-500", DATA_DIR, wide_rows, 500, 0),
+        make_case("cols-100", DATA_DIR, wide_rows, 100, 0),
     ]
     scale = [make_case(f"scale-{n}", DATA_DIR, n, 5, 1) for n in SCALE_ROWS]
     print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -455,8 +498,10 @@ def main() -> int:
             print(f"round {rnd + 1}/{ROUNDS}", flush=True)
             for case in cases:
                 bench.round(case, rnd, peers=rnd == 0)
+            for case in once if rnd < SCALE_ROUNDS else ():
+                bench.round(case, rnd, peers=rnd == 0, pandas=False)
             for case in scale if rnd < SCALE_ROUNDS else ():
-                bench.round(case, rnd, peers=False)
+                bench.round(case, rnd, peers=False, pandas=False)
         table = _table(bench)
     print()
     for line in bench.agreement:
