@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cache-mb",
         type=int,
         default=None,
-        help="in-process build: MiB of batches kept between passes (default 256)",
+        help="in-process build: MiB of batches kept between passes (default 64; the first "
+        "batch is always kept)",
     )
     build.set_defaults(handler=_reference_build, accepts_pipeline_args=True)
 
