@@ -9,7 +9,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: demo test test-fast bench bench-peers lint venv clean
+.PHONY: demo test test-fast test-faults bench bench-peers lint venv clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest $(TEST_OPTS) -m 'not slow and not beam and not prefect and not browser'
+
+# The full fault-injection campaign (docs/reliability.md): 33 SIGKILL trials of the real
+# `divmon run`, 5 rounds of overlapping runs, the lock race at 500 rounds and the lock stress at
+# 40 kills. `make test` runs a bounded set of the same tests. About 10 minutes on 2 cores.
+test-faults: $(STAMP)
+	DIVMON_FAULT_TRIALS=33 $(PY) -m pytest -q -s tests/flows/test_fault_injection.py \
+	  tests/flows/test_state.py tests/flows/test_serve.py::test_sigkilled_divmon_run_leaves_no_prefect_server_behind
 
 bench: $(STAMP)
 	$(PIP) install -qq -e '.[all,bench]'

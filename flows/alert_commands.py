@@ -71,7 +71,16 @@ def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
     if not config.notify:
         raise ValueError("no [[notify]] targets in the config: nothing to test")
     prefect_defaults()
-    results = send_test_alerts(config)
+    blocks = [
+        t.block or t.url_secret or t.routing_key_secret or t.api_key_secret for t in config.notify
+    ]
+    if any(blocks):
+        from flows.server import prefect_api
+
+        with prefect_api():  # Secret and notification blocks live in the Prefect API
+            results = send_test_alerts(config)
+    else:
+        results = send_test_alerts(config)
     for name, error in results.items():
         print(f"{name}: {'ok' if error is None else 'FAILED: ' + error}")
     return 0 if all(e is None for e in results.values()) else 1
@@ -98,9 +107,11 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
     if args.automations:
         from flows.automations import installed_automations
         from flows.commands import prefect_defaults
+        from flows.server import prefect_api
 
         prefect_defaults()
-        found = installed_automations(config)
+        with prefect_api():
+            found = installed_automations(config)
         for a in found:
             print(f"{a.name}  id={a.id}  enabled={a.enabled}")
         if not found:
@@ -138,7 +149,10 @@ def cmd_uninstall(args: argparse.Namespace, extra: list[str]) -> int:
 
     config = load_config(args.config)
     prefect_defaults()
-    removed = uninstall_automations(config)
+    from flows.server import prefect_api
+
+    with prefect_api():
+        removed = uninstall_automations(config)
     for a in removed:
         block = f" and block {a['block']!r}" if a["block"] else ""
         print(f"removed automation {a['name']!r} ({a['id']}){block}")

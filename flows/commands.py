@@ -37,15 +37,19 @@ def _config_path(args: argparse.Namespace) -> str:
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     path = _config_path(args)
     prefect_defaults()
+    from flows.server import prefect_api
+
     if args.reference:
         from flows.reference import build_reference
 
-        out = build_reference(path)
+        with prefect_api():
+            out = build_reference(path)
         print(json.dumps(out, indent=2, default=str))
         return 0
     from flows.check import check_once, exit_code, problems
 
-    out = check_once(path)
+    with prefect_api():
+        out = check_once(path)
     print(json.dumps(out, indent=2, default=str))
     code = exit_code(out)
     if code:
@@ -126,8 +130,10 @@ def cmd_alerts_install(args: argparse.Namespace, extra: list[str]) -> int:
     config = load_config(args.config)
     prefect_defaults()
     from flows.automations import install_automations
+    from flows.server import prefect_api
 
-    out = install_automations(config, timedelta(minutes=args.suppress_minutes))
+    with prefect_api():
+        out = install_automations(config, timedelta(minutes=args.suppress_minutes))
     for a in out:
         print(f"installed automation {a['name']!r} ({a['id']}) -> {a['block']}")
     return 0
@@ -135,7 +141,9 @@ def cmd_alerts_install(args: argparse.Namespace, extra: list[str]) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
-        "run", help="run one drift check now (Prefect flow; ephemeral API, no server needed)"
+        "run",
+        help="run one drift check now (Prefect flow; without PREFECT_API_URL on a temporary "
+        "local API that stops with it)",
     )
     run.add_argument("--config", required=True, help="monitor TOML file")
     run.add_argument(

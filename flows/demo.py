@@ -8,7 +8,8 @@
    third run delivers them, once);
 4. render the dashboard and print where the history, alert log and dashboard are.
 
-Runs on Prefect's ephemeral API (SQLite under PREFECT_HOME, no server) and Beam's FnApiRunner.
+Runs on a temporary local Prefect API (``flows.server.prefect_api``: SQLite under PREFECT_HOME,
+stopped with the demo) unless PREFECT_API_URL is set, and on Beam's FnApiRunner.
 """
 
 from __future__ import annotations
@@ -158,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] config: {config_path}")
 
     from flows.receiver import AlertReceiver
+    from flows.server import prefect_api
 
-    with AlertReceiver() as receiver:
+    with AlertReceiver() as receiver, prefect_api():
         os.environ[WEBHOOK_ENV] = receiver.url
         from flows.check import drift_check
         from flows.reference import build_reference

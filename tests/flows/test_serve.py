@@ -102,3 +102,116 @@ def test_sigkilled_serve_leaves_no_prefect_server_behind(tmp_path: Path):
     while _port_open(port) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _port_open(port), "a SIGKILLed divmon serve left its Prefect server running"
+
+
+# ---------------------------------------------------- divmon run: its temporary API server
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, ppid) from /proc, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")  # a zombie holds no port, runs nothing
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """Every live descendant of ``pid`` (from /proc's parent links), with its command line."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _proc_stat(int(entry))) is not None:
+            children.setdefault(stat[1], []).append(int(entry))
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as fh:
+                    found[child] = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            todo.append(child)
+    return found
+
+
+def _server_of(pid: int) -> tuple[int, int] | None:
+    """(pid, port) of the Prefect API server under ``pid`` once it answers /api/health."""
+    for child, cmdline in _descendants(pid).items():
+        m = re.search(r"uvicorn .*--port (\d+)", cmdline)
+        if m and _alive(child):
+            try:
+                import urllib.request
+
+                url = f"http://127.0.0.1:{m.group(1)}/api/health"
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return child, int(m.group(1))
+            except OSError:
+                pass
+    return None
+
+
+def test_sigkilled_divmon_run_leaves_no_prefect_server_behind(tmp_path: Path):
+    """Without PREFECT_API_URL, ``divmon run`` runs on a temporary API server (a child process).
+    SIGKILL ``divmon run`` alone (not its group) once that server is healthy: every process it
+    had started must be gone within 30 s (Prefect's own ephemeral server stayed, orphaned). Then a
+    run that is not killed checks the data, exits 0 and leaves no process behind either."""
+    from flows.config import load_config
+    from flows.reference import build_reference_version
+
+    demo.write_reference_data(tmp_path / "reference-data", n=3_000)
+    config_path = demo.write_config(tmp_path, dashboard=False, notify_env=None)
+    build_reference_version(load_config(config_path))
+    demo.write_stream_file(tmp_path / "landing", 0, n=500, drifted=False)
+    env = dict(os.environ)
+    env.pop("PREFECT_API_URL", None)
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    cmd = [sys.executable, "-m", "flows.cli", "run", "--config", str(config_path)]
+    with open(tmp_path / "killed.out", "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
+    started: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 150
+        while (server := _server_of(proc.pid)) is None and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "killed.out").read_text()[-2000:]
+            time.sleep(0.2)
+        assert server is not None, "divmon run never had a healthy API server"
+        started = _descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)  # divmon run alone, no chance to clean up
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = {p: c for p, c in started.items() if _alive(p)}
+        assert not left, f"a SIGKILLed divmon run left these running: {left}"
+        assert not _port_open(server[1])
+    finally:
+        for p in started:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+    with open(tmp_path / "clean.out", "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
+    seen: dict[int, str] = {}
+    while proc.poll() is None:
+        seen.update(_descendants(proc.pid))
+        time.sleep(0.2)
+    try:
+        assert proc.returncode == 0, (tmp_path / "clean.out").read_text()[-2000:]
+        assert any("uvicorn" in c for c in seen.values()), seen  # it ran on its own server
+        assert read_history(tmp_path / "history").num_rows == 2
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in seen) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in seen if _alive(p)], "divmon run left a process running"
+    finally:
+        for p in seen:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
