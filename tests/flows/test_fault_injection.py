@@ -301,6 +301,14 @@ def _monitor(tmp_path: Path, receiver: AlertReceiver) -> tuple[Path, dict]:
     return root, env
 
 
+def _where(root: Path, files: int) -> str:
+    """Where a run was killed, from what it left: nothing, a journal, or its commit."""
+    state = StateStore(root / "history" / "_state", root=root).load()
+    if state.pending is not None:
+        return "between plan and state commit"
+    return "after the state commit" if len(state.ledger) == files else "before the plan"
+
+
 def _plan(rng: random.Random) -> tuple[list[str], int]:
     """The kill points in a random order, and how many times each boundary is to be hit."""
     rounds = 2 if CAMPAIGN >= 3 * len(BOUNDARIES) else 1
@@ -340,6 +348,7 @@ def test_sigkill_trials_of_divmon_run(tmp_path: Path, prefect_api: str):
         demo.write_stream_file(root / "landing", 0, n=ROWS, drifted=drifted)
         durations = [clean_run()]
         killed_at: Counter[str] = Counter()
+        landed: Counter[str] = Counter()  # where the uniform kills fell
         trial = 0
         figures: dict = {}
         while trial < len(plan):
@@ -375,6 +384,8 @@ def test_sigkill_trials_of_divmon_run(tmp_path: Path, prefect_api: str):
                 plan.append(point)  # the boundary was not reached in this run: try again
                 extra_allowed -= 1
             assert _session_left(child.pid) == [], "a killed divmon run left processes behind"
+            if point == "uniform" and killed:
+                landed[_where(root, trial + 1)] += 1
             if point == "rename" and killed:
                 assert list(root.rglob("*.tmp")), "the kill was not inside an atomic write"
             durations.append(clean_run())
@@ -388,6 +399,7 @@ def test_sigkill_trials_of_divmon_run(tmp_path: Path, prefect_api: str):
         "rows": rows,
         "files": trial + 1,
         "kills": dict(killed_at),
+        "uniform_kills_landed": dict(landed),
         "clean_run_s": [round(min(durations), 1), round(max(durations), 1)],
     }
     report.update(figures)
