@@ -36,7 +36,8 @@ test-fast: $(STAMP)
 
 # The full fault-injection campaign (docs/reliability.md): 33 SIGKILL trials of the real
 # `divmon run`, 5 rounds of overlapping runs, the lock race at 500 rounds and the lock stress at
-# 40 kills. `make test` runs a bounded set of the same tests. About 10 minutes on 2 cores.
+# 40 kills. `make test` runs a bounded set of the same tests. It took 35 min on the shared
+# 2-core machine under load (docs/reliability.md).
 test-faults: $(STAMP)
 	DIVMON_FAULT_TRIALS=33 $(PY) -m pytest -q -s tests/flows/test_fault_injection.py \
 	  tests/flows/test_state.py tests/flows/test_serve.py::test_sigkilled_divmon_run_leaves_no_prefect_server_behind
