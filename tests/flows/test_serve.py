@@ -25,7 +25,8 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+def _monitor_without_api(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A monitor with its reference and one landing file; an environment without a Prefect API."""
     from flows.config import load_config
     from flows.reference import build_reference_version
 
@@ -36,6 +37,11 @@ def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    return config_path, env
+
+
+def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    config_path, env = _monitor_without_api(tmp_path)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -163,16 +169,7 @@ def test_sigkilled_divmon_run_leaves_no_prefect_server_behind(tmp_path: Path):
     SIGKILL ``divmon run`` alone (not its group) once that server is healthy: every process it
     had started must be gone within 30 s (Prefect's own ephemeral server stayed, orphaned). Then a
     run that is not killed checks the data, exits 0 and leaves no process behind either."""
-    from flows.config import load_config
-    from flows.reference import build_reference_version
-
-    demo.write_reference_data(tmp_path / "reference-data", n=3_000)
-    config_path = demo.write_config(tmp_path, dashboard=False, notify_env=None)
-    build_reference_version(load_config(config_path))
-    demo.write_stream_file(tmp_path / "landing", 0, n=500, drifted=False)
-    env = dict(os.environ)
-    env.pop("PREFECT_API_URL", None)
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    config_path, env = _monitor_without_api(tmp_path)
     cmd = [sys.executable, "-m", "flows.cli", "run", "--config", str(config_path)]
     with open(tmp_path / "killed.out", "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
