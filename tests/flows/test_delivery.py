@@ -116,10 +116,11 @@ def test_one_attempt_is_bounded_in_total_time(mode):
     with RawReceiver(mode, pace=0.3) as rx:
         t0 = time.monotonic()
         with pytest.raises(DeliveryTimeout) as info:
-            post_json(rx.url, {"a": 1}, deadline=1.0, headers={"Idempotency-Key": "k"})
+            post_json(rx.url, {"a": 1}, deadline=3.0, headers={"Idempotency-Key": "k"})
         elapsed = time.monotonic() - t0
     # The dripping answer needs 0.3 s x 60 bytes = 18 s; httpx's per-read timeout never fires.
-    assert elapsed < 3.0, elapsed
+    # (A 1 s deadline sometimes expired before the request was sent on a loaded machine.)
+    assert elapsed < 6.0, elapsed
     assert "s3cret" not in str(info.value) and "127.0.0.1" not in str(info.value)
     assert rx.keys == ["k"]
 

@@ -121,16 +121,17 @@ def test_a_left_over_lock_file_never_blocks_and_is_never_deleted(tmp_path, conte
     assert store.lock_path.exists()
 
 
-def _contend(lock_dir: str, barrier, results) -> None:
+def _contend(lock_dir: str, barrier, tried, results) -> None:
     barrier.wait()
     lock = FileRunLock(Path(lock_dir) / "run.lock")
     try:
         lock.acquire("contender")
     except LockHeld:
         results.put(0)
+        tried.wait(10)
         return
     results.put(1)
-    time.sleep(0.05)  # hold it while the other one tries
+    tried.wait(10)  # hold it until the other one has tried (a fixed sleep failed under load)
     lock.release()
 
 
@@ -148,8 +149,9 @@ def test_two_runs_starting_together_after_a_killed_run_never_both_hold_it(tmp_pa
     results = ctx.Queue()
     for i in range(rounds):
         (tmp_path / "run.lock").write_text(json.dumps({"pid": 999999999, "owner": "killed"}))
-        barrier = ctx.Barrier(2)
-        procs = [ctx.Process(target=_contend, args=(str(tmp_path), barrier, results)) for _ in "ab"]
+        barrier, tried = ctx.Barrier(2), ctx.Barrier(2)
+        args = (str(tmp_path), barrier, tried, results)
+        procs = [ctx.Process(target=_contend, args=args) for _ in "ab"]
         for p in procs:
             p.start()
         for p in procs:
