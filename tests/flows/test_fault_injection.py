@@ -60,7 +60,6 @@ def die():
 
 def install(point, root):
     import flows.monitor as monitor
-    from divtransforms import records
     from flows import alerts, state as st
 
     if point == "planned":  # journal written, Beam not started
@@ -114,14 +113,16 @@ def install(point, root):
 
         alerts._refresh_status = delivered_then_die
     elif point == "rename":  # inside one of our atomic writes: temp file complete, not renamed
-        replace = records.os.replace
+        # divtransforms.storage.write_atomic commits by os.replace (os.link when creating)
+        for name in ("replace", "link"):
+            commit = getattr(os, name)
 
-        def replace_then_die(src, dst):
-            if str(src).startswith(root) and str(src).endswith(".tmp"):
-                die()
-            replace(src, dst)
+            def commit_then_die(src, dst, *a, _commit=commit, **k):
+                if str(src).startswith(root) and str(src).endswith(".tmp"):
+                    die()
+                return _commit(src, dst, *a, **k)
 
-        records.os.replace = replace_then_die
+            setattr(os, name, commit_then_die)
     elif point != "none":
         raise ValueError(point)
 """
