@@ -16,7 +16,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.states import Failed
 
 from divtransforms import storage
-from flows.config import MonitorConfig, load_config
+from flows.config import MonitorConfig, config_of
 from flows.events import emit_alert_event
 from flows.monitor import RunSummary, render_dashboard, run_monitor
 from flows.notify import build_notifiers, retry_settings
@@ -103,6 +103,8 @@ def publish_artifacts(
             )
     else:
         lines += ["", "No breaches in this run."]
+    for job in summary.dataflow_jobs:
+        lines += ["", f"Dataflow job [`{job['job_id']}`]({job['url']}) ({job['region']})"]
     if dashboard is not None:
         lines += ["", f"Dashboard: `{dashboard}`"]
     create_markdown_artifact(
@@ -112,6 +114,19 @@ def publish_artifacts(
         create_link_artifact(
             storage.browser_url(dashboard), link_text="drift dashboard", key=f"{key}-dashboard"
         )
+
+
+def publish_dataflow_job(job: Any, key: str, logger: Any = None) -> None:
+    """A submitted Dataflow job (``pipelines.remote.DataflowJob``) on the flow run: its console
+    URL as a link artifact; a streaming job's log line says how to stop it."""
+    if logger is not None and job.streaming:
+        logger.info("streaming job %s %s", job.job_id, job.stop_hint())
+    create_link_artifact(
+        job.url,
+        link_text=f"Dataflow job {job.job_id}",
+        key=f"{_key(key)}-dataflow-job",
+        description=f"{job.describe()} (project {job.project}, region {job.region})",
+    )
 
 
 #: ``divmon run`` exit codes beyond 0 (ok), 1 (failure) and 2 (bad input or configuration).
@@ -135,6 +150,7 @@ def outcome(summary: RunSummary) -> dict[str, Any]:
         "dropped_files": summary.dropped_files,
         "quarantined_files": summary.quarantined
         + [f["file"] for f in summary.failed_files if f["status"] == "quarantined"],
+        "dataflow_jobs": summary.dataflow_jobs,
     }
 
 
@@ -156,19 +172,23 @@ def problems(out: dict[str, Any]) -> str:
 
 
 @flow(name="drift_check", log_prints=False, retries=0)
-def drift_check(config_path: str) -> Any:
+def drift_check(config_path: str | None = None, config: MonitorConfig | None = None) -> Any:
     """Check the data that arrived since the last run against the reference; alert on drift.
 
-    Returns the result document; when input files failed or alerts could not be delivered the
-    flow run ends ``Failed`` with a message saying so (the document is its data)."""
+    The monitor configuration is a TOML file (``config_path``) or the configuration itself
+    (``config``, as ``divmon deploy`` stores it in the deployment). Returns the result document;
+    when input files failed or alerts could not be delivered the flow run ends ``Failed`` with
+    a message saying so (the document is its data). A check run on Dataflow is a link artifact
+    (the job's console page) and in the document (``dataflow_jobs``)."""
     logger = get_run_logger()
-    config = load_config(config_path)
+    config = config_of(config_path, config)
     summary = run_monitor(
         config,
         notifiers=build_notifiers(config),
         retries=retry_settings(config),
         emit=lambda entry: emit_alert_event(entry, config.name),
         logger=logger,
+        on_job=lambda job: publish_dataflow_job(job, config.name, logger),
     )
     dashboard = None
     if config.dashboard_path is not None:

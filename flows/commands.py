@@ -199,3 +199,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from flows import files
 
     files.register(subparsers)
+    from flows import deploy
+
+    deploy.register(subparsers)

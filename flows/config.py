@@ -442,6 +442,24 @@ def load_config(path: str | os.PathLike[str]) -> MonitorConfig:
     return parse_config(data, base_dir=path.resolve().parent, origin=str(path))
 
 
+def config_of(
+    config_path: str | os.PathLike[str] | None = None,
+    config: MonitorConfig | dict[str, Any] | None = None,
+) -> MonitorConfig:
+    """The monitor configuration a flow was given: a TOML file path, or the configuration itself
+    (a deployment's parameter, validated; its relative paths resolve against ``base_dir``).
+    Exactly one of the two."""
+    if (config_path is None) == (config is None):
+        raise ConfigError("give the monitor configuration as config_path or as config (not both)")
+    if config is None:
+        return load_config(config_path)
+    if isinstance(config, MonitorConfig):
+        return config
+    data = dict(config)
+    base_dir = data.pop("base_dir", ".")
+    return parse_config(data, base_dir=base_dir, origin="config parameter")
+
+
 def window_seconds(size: str | None) -> float | None:
     """Seconds of a window size (``divtransforms.columns.parse_duration``); None: no window."""
     if size is None:

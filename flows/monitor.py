@@ -46,6 +46,7 @@ from flows.state import FileEntry, MonitorState, StateStore
 log = logging.getLogger(__name__)
 
 Emitter = Callable[[Mapping[str, Any]], bool]
+JobHook = Callable[[Any], None]  # gets the pipelines.remote.DataflowJob of a submitted job
 
 
 @dataclass
@@ -62,6 +63,7 @@ class RunSummary:
     recovered: bool = False
     reference_id: str = ""
     exports: Any = None  # flows.exports.ExportSummary when [[export]] targets are configured
+    dataflow_jobs: list[dict[str, Any]] = field(default_factory=list)  # DataflowJob.to_dict()
     failed_files: list[dict[str, Any]] = field(default_factory=list)  # {file, reason, status}
     dropped_files: list[str] = field(default_factory=list)  # vanished after being planned
     quarantined: list[str] = field(default_factory=list)  # left alone (quarantined earlier)
@@ -82,8 +84,13 @@ def _run_beam_check(
     run_id: str,
     paths: list[str],
     policy: Policy,
+    on_job: JobHook | None = None,
 ):
     from pipelines.check_job import CheckJob, Source, run_check
+    from pipelines.options import make_pipeline_options
+    from pipelines.remote import require_remote_paths
+
+    require_remote_paths(make_pipeline_options(config.runner.pipeline_args), paths, "source.paths")
 
     job = CheckJob(
         profile,
@@ -95,7 +102,9 @@ def _run_beam_check(
         mle_state=state.mle_state or None,
         run_id=run_id,
     )
-    return run_check(job, list(config.runner.pipeline_args))
+    # On a remote runner the job writes to <temp_location>/divmon/<monitor>/<run id>/, which
+    # run_check reads back and deletes (pipelines.remote.work_folder).
+    return run_check(job, list(config.runner.pipeline_args), work_name=config.name, on_job=on_job)
 
 
 def check_stage(
@@ -107,11 +116,12 @@ def check_stage(
     files: list[str],
     policy: Policy,
     logger: logging.Logger,
+    on_job: JobHook | None = None,
 ) -> tuple[pa.Table, int]:
     """Beam check of ``files`` (ledger keys) -> history; commits ledger + MLE state + journal
-    ``recorded``."""
+    ``recorded``. ``on_job`` gets the Dataflow job when the check runs there."""
     paths = [store.path_of(k) for k in files]
-    result = _run_beam_check(config, profile, state, run_id, paths, policy)
+    result = _run_beam_check(config, profile, state, run_id, paths, policy, on_job)
     records = sort_records(result.records)
     store.check_lock()  # a run that lost its lease writes nothing more, history included
     append_records(config.history_dir, records, run_id)
@@ -145,6 +155,7 @@ def check_planned(
     store: StateStore,
     policy: Policy,
     logger: logging.Logger,
+    on_job: JobHook | None = None,
 ) -> tuple[pa.Table, int]:
     """Check the journal's planned files; a file that fails to read or check is taken out of
     the plan and recorded as failed (quarantined after ``source.quarantine_after`` runs), and the
@@ -168,14 +179,16 @@ def check_planned(
         if not files:
             return DRIFT_RECORD_SCHEMA.empty_table(), 0
         try:
-            return check_stage(config, profile, state, store, run_id, files, policy, logger)
+            return check_stage(config, profile, state, store, run_id, files, policy, logger, on_job)
         except Exception as exc:
             if not input_failure(exc):
                 raise
             culprits = find_culprits(
                 exc,
                 [store.path_of(k) for k in files],
-                lambda paths: _run_beam_check(config, profile, state, run_id, paths, policy),
+                lambda paths: _run_beam_check(
+                    config, profile, state, run_id, paths, policy, on_job
+                ),
                 logger,
             )
             if not culprits:
@@ -304,13 +317,24 @@ def run_monitor(
     logger: logging.Logger | None = None,
     run_id: str | None = None,
     budget_seconds: float | None = None,
+    on_job: JobHook | None = None,
 ) -> RunSummary:
-    """One drift check: recover, discover, check, alert, deliver (see module docstring)."""
+    """One drift check: recover, discover, check, alert, deliver (see module docstring).
+
+    A check that runs on Dataflow is logged (job id, console URL), kept in
+    ``summary.dataflow_jobs`` and passed to ``on_job`` as soon as it is submitted."""
     logger = logger or log
     policy = config.build_policy()
     profile = monitor_reference(config)
     store = StateStore.for_config(config)
     summary = RunSummary(reference_id=profile.reference_id)
+
+    def job_started(job) -> None:
+        logger.info("started %s", job.describe())
+        summary.dataflow_jobs.append(job.to_dict())
+        if on_job is not None:
+            on_job(job)
+
     tables = []
     with store.locked(owner=f"run {run_id or 'drift_check'}"):
         removed = store.clean_temp_files() + remove_stale_temp_files(config.history_dir)
@@ -325,7 +349,7 @@ def run_monitor(
                 pending["run_id"],
                 pending["stage"],
             )
-            _finish_run(config, profile, state, store, policy, logger, summary, tables)
+            _finish_run(config, profile, state, store, policy, logger, summary, tables, job_started)
         found = discover(config, state, store)
         summary.changed_files = found.changed
         summary.quarantined = list(found.quarantined)
@@ -346,7 +370,7 @@ def run_monitor(
             rid = run_id if run_id and run_id not in summary.run_ids else new_run_id()
             state.pending = {"run_id": rid, "files": plan, "stage": "planned", "failed": []}
             store.save(state)
-            _finish_run(config, profile, state, store, policy, logger, summary, tables)
+            _finish_run(config, profile, state, store, policy, logger, summary, tables, job_started)
         else:
             logger.info("no new files under %s", ", ".join(config.source.paths))
         summary.new_alerts += freshness_stage(
@@ -405,6 +429,7 @@ def _finish_run(
     logger: logging.Logger,
     summary: RunSummary,
     tables: list[pa.Table],
+    on_job: JobHook | None = None,
 ) -> None:
     """Take the journaled run (``state.pending``) to its end: check (quarantining bad files),
     record, alert."""
@@ -412,7 +437,7 @@ def _finish_run(
     assert pending is not None
     rid = pending["run_id"]
     if pending["stage"] == "planned":
-        table, n_rows = check_planned(config, profile, state, store, policy, logger)
+        table, n_rows = check_planned(config, profile, state, store, policy, logger, on_job)
         summary.n_rows_read += n_rows
         tables.append(table)
         if not state.pending["files"]:  # nothing left to check: commit the journal as recorded

@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from divtransforms import storage
-from flows.config import MonitorConfig, load_config
+from flows.config import MonitorConfig, config_of
 from flows.monitor import list_files
 
 
@@ -28,8 +28,12 @@ def list_versions(config: MonitorConfig) -> list[storage.Location]:
     return [storage.location(i.path) for i in storage.glob(pattern)]
 
 
-def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any]:
-    """Build with Beam, keep the version, make it current. Returns a summary dict."""
+def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> dict[str, Any]:
+    """Build with Beam, keep the version, make it current. Returns a summary dict.
+
+    On a remote runner the job writes the profile to a work folder under ``--temp_location``
+    (``pipelines.remote.work_folder``), read back here; ``on_job`` gets the Dataflow job as soon
+    as it is submitted, and the summary names it (``dataflow_job``)."""
     from pipelines.reference_job import run_build_reference
 
     patterns = config.reference_patterns()
@@ -42,6 +46,15 @@ def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     tmp_out = storage.join(vdir, f".building-{stamp}-{os.getpid()}.json")
     features = sorted(config.features) or None
+    jobs = []
+
+    def job_started(job) -> None:
+        if logger is not None:
+            logger.info("started %s", job.describe())
+        jobs.append(job.to_dict())
+        if on_job is not None:
+            on_job(job)
+
     profile = run_build_reference(
         patterns,
         str(tmp_out),
@@ -53,6 +66,8 @@ def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any
         top_n=config.reference.top_n,
         input_format=config.reference.format,
         pipeline_args=list(config.runner.pipeline_args),
+        work_name=config.name,
+        on_job=job_started,
     )
     version = storage.move(tmp_out, storage.join(vdir, f"{stamp}-{profile.reference_id}.json"))
     previous = None
@@ -78,15 +93,23 @@ def build_reference_version(config: MonitorConfig, logger=None) -> dict[str, Any
             k: {"kind": v.kind, "n": int(v.histogram.n), "family": v.family}
             for k, v in profile.features.items()
         },
+        "dataflow_job": jobs[-1] if jobs else None,
     }
 
 
 @flow(name="build_reference", log_prints=False)
-def build_reference(config_path: str) -> dict[str, Any]:
-    """Build a reference profile from ``reference.inputs`` with Beam; keep the previous one."""
+def build_reference(
+    config_path: str | None = None, config: MonitorConfig | None = None
+) -> dict[str, Any]:
+    """Build a reference profile from ``reference.inputs`` with Beam; keep the previous one.
+    The configuration is a TOML file (``config_path``) or the configuration itself."""
+    from flows.check import publish_dataflow_job
+
     logger = get_run_logger()
-    config = load_config(config_path)
-    out = build_reference_version(config, logger)
+    config = config_of(config_path, config)
+    out = build_reference_version(
+        config, logger, on_job=lambda job: publish_dataflow_job(job, config.name, logger)
+    )
     rows = "\n".join(
         f"| {k} | {v['kind']} | {v['family'] or ''} | {v['n']} |"
         for k, v in out["features"].items()

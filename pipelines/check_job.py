@@ -60,6 +60,7 @@ class CheckResult:
     run_id: str
     reference_id: str
     metrics: dict[str, int] = field(default_factory=dict)
+    dataflow: Any = None  # pipelines.remote.DataflowJob when the job ran on Dataflow
 
 
 def load_mle_state(path: str) -> dict[str, dict[str, Any]]:
@@ -149,30 +150,51 @@ def _metric_totals(result) -> dict[str, int]:
     return totals
 
 
-def run_check(job: CheckJob, pipeline_args: Sequence[str] | None = None) -> CheckResult:
-    """Run a batch check (files) with Beam and return its records, state and summary."""
+def run_check(
+    job: CheckJob,
+    pipeline_args: Sequence[str] | None = None,
+    *,
+    work_name: str = "check",
+    on_job=None,
+) -> CheckResult:
+    """Run a batch check (files) with Beam and return its records, state and summary.
+
+    Without ``job.output`` the job writes to a work folder that is read back and deleted: a
+    local temp folder, or on a remote runner ``<temp_location>/divmon/<work_name>/<run id>``
+    (:func:`pipelines.remote.work_folder`). ``on_job`` gets the submitted Dataflow job
+    (:class:`pipelines.remote.DataflowJob`) before the run is waited for."""
     import apache_beam as beam
     import pyarrow.parquet as pq
     from apache_beam.options.pipeline_options import StandardOptions
 
     from pipelines.options import make_pipeline_options
+    from pipelines.remote import (
+        remove_work_folder,
+        require_remote_paths,
+        submit,
+        work_folder,
+    )
     from pipelines.sinks import join, read_bytes
 
     if job.source.streaming:
         raise CheckJobError("run_check is a batch job; use run_streaming_check for this source")
-    profile = load_reference(job.reference)
-    run_id = job.run_id or new_run_id()
     options = make_pipeline_options(pipeline_args)
     if options.view_as(StandardOptions).streaming:
         raise CheckJobError("run_check is a batch job; use run_streaming_check for --streaming")
-    tmp = tempfile.mkdtemp(prefix="divmon-check-") if job.output is None else None
-    work_dir = str(job.output) if job.output is not None else str(tmp)
+    run_id = job.run_id or new_run_id()
+    scratch = work_folder(options, work_name, run_id) if job.output is None else None
+    require_remote_paths(options, job.source.inputs, "--input")
+    require_remote_paths(options, [job.output], "--output")
+    profile = load_reference(job.reference)
+    tmp = tempfile.mkdtemp(prefix="divmon-check-") if job.output is None and not scratch else None
+    work_dir = str(job.output) if job.output is not None else str(scratch or tmp)
     t0 = time.perf_counter()
+    submitted = False
     try:
         pipeline = beam.Pipeline(options=options)
         build_check_pipeline(pipeline, job, profile, work_dir, run_id)
-        result = pipeline.run()
-        result.wait_until_finish()
+        result, dataflow = submit(pipeline, options, on_job=on_job, logger=_LOG)
+        submitted = True
         records_path = join(work_dir, f"records-{run_id}.parquet")
         records = pq.read_table(pa.BufferReader(read_bytes(records_path)))
         records = sort_records(records.cast(DRIFT_RECORD_SCHEMA))
@@ -182,6 +204,8 @@ def run_check(job: CheckJob, pipeline_args: Sequence[str] | None = None) -> Chec
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if scratch is not None and submitted:
+            remove_work_folder(scratch)
     outputs = (
         []
         if job.output is None
@@ -206,16 +230,18 @@ def run_check(job: CheckJob, pipeline_args: Sequence[str] | None = None) -> Chec
         run_id,
         profile.reference_id,
         metrics,
+        dataflow,
     )
 
 
 def run_streaming_check(
-    job: CheckJob, pipeline_args: Sequence[str] | None = None, *, wait: bool = True
+    job: CheckJob, pipeline_args: Sequence[str] | None = None, *, wait: bool = True, on_job=None
 ):
     """A streaming check; records go to one file per (feature, window, pane) in ``job.output``.
 
-    Pub/Sub JSON messages: a streaming Beam pipeline (returns its ``PipelineResult``). A watched
-    directory: the local watcher of :mod:`pipelines.watch` (returns the ``DirectoryWatcher``).
+    Pub/Sub JSON messages: a streaming Beam pipeline (returns its ``PipelineResult``; ``on_job``
+    gets the Dataflow job as soon as it is submitted). A watched directory: the local watcher
+    of :mod:`pipelines.watch` (returns the ``DirectoryWatcher``).
     """
     if not job.output:
         raise CheckJobError("a streaming check needs --output")
@@ -226,14 +252,15 @@ def run_streaming_check(
     import apache_beam as beam
 
     from pipelines.options import make_pipeline_options
+    from pipelines.remote import require_remote_paths, submit
 
+    options = make_pipeline_options(pipeline_args, streaming=True)
+    require_remote_paths(options, [job.output], "--output")
     profile = load_reference(job.reference)
     run_id = job.run_id or new_run_id()
-    pipeline = beam.Pipeline(options=make_pipeline_options(pipeline_args, streaming=True))
+    pipeline = beam.Pipeline(options=options)
     build_check_pipeline(pipeline, job, profile, str(job.output), run_id, streaming=True)
-    result = pipeline.run()
-    if wait:
-        result.wait_until_finish()
+    result, _ = submit(pipeline, options, wait=wait, on_job=on_job, logger=_LOG)
     return result
 
 
@@ -383,18 +410,26 @@ def run_check_command(
     the summary and returns the result. ``require_inputs`` makes a batch check without
     ``--input`` a usage error (:class:`CheckJobError`). A batch check of local files with no
     Beam option runs in this process (``pipelines.local.run_check_local``, same records).
+    A Dataflow job is printed when it is submitted (id, console URL; how to stop a streaming
+    one); a ``--dry_run=True`` translates the job, says so and returns None.
     """
-    if streaming or job.source.streaming:
-        run_streaming_check(job, list(pipeline_args), wait=wait)
-        return None
-    if require_inputs and not job.source.inputs:
-        raise CheckJobError("give --input PATH_OR_GLOB (or a streaming source)")
-    from pipelines.local import can_check_locally, run_check_local
+    from pipelines.remote import NotRun, print_job
 
-    if can_check_locally(job, pipeline_args):  # local files, no Beam option: no Beam needed
-        result = run_check_local(job)
-    else:
-        result = run_check(job, list(pipeline_args))
+    try:
+        if streaming or job.source.streaming:
+            run_streaming_check(job, list(pipeline_args), wait=wait, on_job=print_job)
+            return None
+        if require_inputs and not job.source.inputs:
+            raise CheckJobError("give --input PATH_OR_GLOB (or a streaming source)")
+        from pipelines.local import can_check_locally, run_check_local
+
+        if can_check_locally(job, pipeline_args):  # local files, no Beam option: no Beam needed
+            result = run_check_local(job)
+        else:
+            result = run_check(job, list(pipeline_args), on_job=print_job)
+    except NotRun as done:
+        print(f"dry run: translated into a job of {done.n_steps} steps; nothing was submitted")
+        return None
     if job.mle_state_out:
         write_state_file(job.mle_state_out, result.mle_state)
     print(format_summary(result.per_feature))

@@ -141,14 +141,20 @@ def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
         import_beam()
         freeze_heap()
         from pipelines.reference_job import run_build_reference
+        from pipelines.remote import NotRun, print_job
 
-        profile = run_build_reference(
-            args.inputs,
-            args.output,
-            pipeline_args=list(extra),
-            exact=exact_from_flags(args.exact_quantiles, args.approximate_quantiles),
-            **options,
-        )
+        try:
+            profile = run_build_reference(
+                args.inputs,
+                args.output,
+                pipeline_args=list(extra),
+                exact=exact_from_flags(args.exact_quantiles, args.approximate_quantiles),
+                on_job=print_job,
+                **options,
+            )
+        except NotRun as done:
+            print(f"dry run: translated into a job of {done.n_steps} steps; nothing was submitted")
+            return 0
     print(f"wrote {args.output}: {profile.reference_id}, {len(profile.features)} features")
     for name, fp in sorted(profile.features.items()):
         print(

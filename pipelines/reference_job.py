@@ -128,32 +128,56 @@ def run_build_reference(
     pipeline_args: Sequence[str] | None = None,
     exact: bool | None = None,
     exclude: Sequence[str] = (),
+    work_name: str = "reference",
+    on_job=None,
 ) -> ReferenceProfile:
-    """Build a reference profile from files with Beam and save it to ``output`` (JSON)."""
+    """Build a reference profile from files with Beam and save it to ``output`` (JSON).
+
+    On a remote runner the job writes the profile to a work folder under ``--temp_location``
+    (``<temp_location>/divmon/<work_name>/<id>``, :func:`pipelines.remote.work_folder`) unless
+    ``output`` is itself a bucket URL; the profile is then copied to ``output`` and the folder
+    deleted. ``on_job`` gets the submitted Dataflow job before the run is waited for."""
     import apache_beam as beam
 
+    from divtransforms.compare import new_run_id
     from divtransforms.reference import infer_kinds
+    from divtransforms.storage import is_remote
     from pipelines import io as pio
     from pipelines.options import make_pipeline_options
-    from pipelines.sinks import read_bytes
+    from pipelines.remote import (
+        is_remote_runner,
+        remove_work_folder,
+        require_remote_paths,
+        submit,
+        work_folder,
+    )
+    from pipelines.sinks import read_bytes, write_bytes
 
     patterns = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs]
+    options = make_pipeline_options(pipeline_args)
+    require_remote_paths(options, patterns, "--input")
+    scratch = None
+    if output is None or (is_remote_runner(options) and not is_remote(str(output))):
+        scratch = work_folder(options, work_name, new_run_id())
     files = pio.expand_inputs(patterns)
     sample = input_sample(files[0], input_format)
     resolved = infer_kinds(sample.schema, features, kinds, exclude, sample=sample)
     if exact is None:
         rows = _known_rows(files, input_format)
         exact = rows is not None and rows <= EXACT_MAX_ROWS
-    tmp = None
-    if output is None:
-        tmp = tempfile.mkdtemp(prefix="divmon-ref-")
-        output = f"{tmp}/reference.json"
+    tmp = tempfile.mkdtemp(prefix="divmon-ref-") if output is None and scratch is None else None
+    build_out = (
+        f"{scratch}/reference.json"
+        if scratch
+        else (f"{tmp}/reference.json" if tmp else str(output))
+    )
+    submitted = False
     try:
-        pipeline = beam.Pipeline(options=make_pipeline_options(pipeline_args))
+        pipeline = beam.Pipeline(options=options)
         build_reference_pipeline(
             pipeline,
             files,
-            str(output),
+            build_out,
             kinds=resolved,
             families=families,
             n_bins=n_bins,
@@ -164,13 +188,17 @@ def run_build_reference(
             source=", ".join(patterns),
             ignored_columns=[n for n in sample.schema.names if n not in resolved],
         )
-        pipeline.run().wait_until_finish()
-        profile = ReferenceProfile.from_dict(
-            json.loads(read_bytes(str(output))), origin=str(output)
-        )
+        submit(pipeline, options, on_job=on_job, logger=_LOG)
+        submitted = True
+        data = read_bytes(build_out)
+        profile = ReferenceProfile.from_dict(json.loads(data), origin=str(output or build_out))
+        if scratch is not None and output is not None:
+            write_bytes(str(output), data)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if scratch is not None and submitted:
+            remove_work_folder(scratch)
     _LOG.info(
         "reference %s: %d features (%s quantiles) from %d file(s)",
         profile.reference_id,
@@ -215,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipelines.options import InputOptions, ReferenceOptions
+    from pipelines.remote import print_job
 
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = PipelineOptions(argv).view_as(ReferenceOptions)
@@ -233,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         input_format=src.input_format,
         pipeline_args=argv,
         exact=exact_from_flags(opts.exact_quantiles, opts.approximate_quantiles),
+        on_job=print_job,
     )
     print(f"wrote {src.output}: {profile.reference_id}, {len(profile.features)} features")
     return 0

@@ -1,0 +1,115 @@
+"""The Dockerfile, checked offline (no docker here): its base image is Beam's Python SDK image at
+the installed apache-beam version and this Python, it copies everything the package needs, the
+worker stage keeps Beam's boot entrypoint (Dataflow's --sdk_container_image), and the package
+installs from exactly the files it copies."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+import apache_beam
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def _lines() -> list[str]:
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    return [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def _stages() -> dict[str, list[str]]:
+    stages: dict[str, list[str]] = {}
+    current = None
+    for ln in _lines():
+        m = re.match(r"FROM\s+(\S+)\s+AS\s+(\S+)$", ln, re.IGNORECASE)
+        if m:
+            current = m.group(2)
+            stages[current] = [ln]
+        elif current is not None:
+            stages[current].append(ln)
+    return stages
+
+
+def _arg_default(name: str) -> str:
+    for ln in _lines():
+        m = re.match(rf"ARG\s+{name}=(\S+)$", ln)
+        if m:
+            return m.group(1)
+    raise AssertionError(f"no ARG {name}=... default in the Dockerfile")
+
+
+def test_base_image_is_beams_sdk_image_at_the_installed_version():
+    version = _arg_default("BEAM_VERSION")
+    assert version == apache_beam.__version__, (
+        f"Dockerfile BEAM_VERSION {version} != installed apache-beam {apache_beam.__version__}"
+    )
+    worker = _stages()["worker"]
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert worker[0] == f"FROM apache/beam_python{py}_sdk:${{BEAM_VERSION}} AS worker"
+    assert "ARG BEAM_VERSION" in worker  # re-declared, so RUN sees it
+    install = next(ln for ln in worker if ln.startswith("RUN pip install"))
+    assert '"apache-beam[gcp]==${BEAM_VERSION}"' in install  # Beam is never changed by pip
+    extras = re.search(r'"\.\[([a-z,]+)\]"', install).group(1).split(",")
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "flows" in extras and "gcp" in extras
+    assert set(extras) <= set(declared["optional-dependencies"])
+    assert not any(ln.startswith("ENTRYPOINT") for ln in worker)  # Beam's boot stays
+
+
+def test_flow_stage_builds_on_the_worker_with_a_plain_entrypoint():
+    flow = _stages()["flow"]
+    assert flow[0] == "FROM worker AS flow"
+    assert "ENTRYPOINT []" in flow
+
+
+def _copied() -> list[str]:
+    out = []
+    for ln in _stages()["worker"]:
+        if ln.startswith("COPY "):
+            out += ln.split()[1:-1]
+    return out
+
+
+def test_it_copies_every_package_and_file_the_build_needs():
+    copied = set(_copied())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert {"pyproject.toml", project["project"]["readme"]} <= copied
+    for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]:
+        top = pattern.rstrip("*")
+        assert top in copied, f"package {top} is not copied into the image"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert not copied & set(ignored), "a copied path is excluded by .dockerignore"
+
+
+def test_the_packaging_finds_every_module_in_the_copied_files(tmp_path: Path):
+    """What ``pip install .`` in the image packages, from the copied files only: the same
+    packages and package data as from the repository. (pip itself would fetch a build backend
+    from PyPI, which tests do not do.)"""
+    from setuptools import find_packages
+
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in _copied():
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, context / name)
+    tool = tomllib.loads((context / "pyproject.toml").read_text())["tool"]["setuptools"]
+    include = tool["packages"]["find"]["include"]
+    in_image = find_packages(where=str(context), include=include)
+    assert sorted(in_image) == sorted(find_packages(where=str(ROOT), include=include))
+    assert {"divtransforms", "pipelines", "flows", "flows.dashboard"} <= set(in_image)
+    for package, globs in tool["package-data"].items():
+        for pattern in globs:
+            assert list((context / package).glob(pattern)), f"{package}/{pattern} not copied"
+    requires = tomllib.loads((context / "pyproject.toml").read_text())["build-system"]["requires"]
+    # license = "Apache-2.0" (an SPDX expression) needs setuptools >= 77 to build
+    assert any(r.replace(" ", "").startswith("setuptools>=77") for r in requires), requires
