@@ -54,6 +54,21 @@ def make_current(
 
 
 @pytest.fixture
+def offline(monkeypatch):
+    """Any connection attempt or DNS lookup fails the test. (Beam's option validation looks up
+    the --temp_location bucket and only warns when that fails: without this fixture it waits
+    minutes for its retries to time out.)"""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)
 

@@ -10,7 +10,6 @@ bucket). ``apiclient.Environment`` then builds the job's environment section off
 from __future__ import annotations
 
 import json
-import socket
 import tarfile
 
 import apache_beam as beam
@@ -25,18 +24,6 @@ pytestmark = pytest.mark.beam
 
 PROJECT = "divmon-test-project"
 BUCKET = "gs://divmon-test-bucket"
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any connection attempt or DNS lookup fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[:2]}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

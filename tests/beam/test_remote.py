@@ -154,3 +154,88 @@ def test_a_dry_run_stops_after_translation():
     with pytest.raises(NotRun, match="translated and not submitted") as e:
         submit(_Pipeline(translated), opts, on_job=lambda job: pytest.fail("no job"))
     assert e.value.result is translated
+
+
+@pytest.fixture
+def dataflow_service(monkeypatch):
+    """``DataflowRunner.run_pipeline`` translates the job for real (``--dry_run`` path: overrides,
+    runner API proto, ``apiclient.Job``) and answers like the service: Beam's own
+    ``DataflowPipelineResult`` around the ``Job`` message the service returns, running."""
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+    translate = DataflowRunner.run_pipeline
+    submitted = []
+
+    def run_pipeline(self, pipeline, options):
+        from apache_beam.options.pipeline_options import TestOptions
+
+        options.view_as(TestOptions).dry_run = True
+        translated = translate(self, pipeline, options)
+        options.view_as(TestOptions).dry_run = False
+        kind = (
+            "JOB_TYPE_STREAMING" if translated.job.proto.type_.name.endswith("STREAMING") else None
+        )
+        result = _dataflow_result(
+            options, job_type=kind or "JOB_TYPE_BATCH", state="JOB_STATE_RUNNING"
+        )
+        submitted.append(translated.job)
+        return result
+
+    monkeypatch.setattr(DataflowRunner, "run_pipeline", run_pipeline)
+    return submitted
+
+
+def test_divmon_check_streaming_on_dataflow_says_what_it_started_and_how_to_stop_it(
+    offline, dataflow_service, profile, tmp_path, capsys
+):
+    from flows.cli import main as divmon
+
+    profile.save(tmp_path / "ref.json")
+    code = divmon(
+        [
+            "check",
+            "--reference",
+            str(tmp_path / "ref.json"),
+            "--pubsub-subscription",
+            "projects/divmon-test-project/subscriptions/events",
+            "--event-time-field",
+            "ts",
+            "--window",
+            "1h",
+            "--output",
+            "gs://divmon-test-bucket/drift",
+            "--streaming",
+            *DATAFLOW,
+            "--temp_location=gs://divmon-test-bucket/tmp",
+            "--no_auth",
+            "--sdk_location=container",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert len(dataflow_service) == 1  # one job translated and "submitted", not waited for
+    job_id = "2026-12-01_06_00_00-1234567890"
+    url = (
+        f"https://console.cloud.google.com/dataflow/jobs/europe-west1/{job_id}"
+        "?project=divmon-test-project"
+    )
+    assert f"started Dataflow streaming job divmon-orders-check {job_id}: {url}" in out
+    assert (
+        f"gcloud dataflow jobs drain {job_id} --region=europe-west1 --project=divmon-test-project"
+        in out
+    )
+    assert f"gcloud dataflow jobs cancel {job_id}" in out
+
+
+def test_divmon_check_on_dataflow_needs_a_bucket_for_its_output(offline, profile, tmp_path, capsys):
+    from flows.cli import main as divmon
+
+    profile.save(tmp_path / "ref.json")
+    args = ["check", "--reference", str(tmp_path / "ref.json"), *DATAFLOW, "--no_auth"]
+    assert divmon([*args, "--input", "gs://b/x.parquet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("divmon check: error: --runner=DataflowRunner needs --temp_location")
+    assert "\n" not in err
+    assert divmon([*args, "--input", str(tmp_path / "x.parquet"), "--temp_location=gs://b/t"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--input: " in err and "is a local path" in err
