@@ -10,9 +10,11 @@ bucket). ``apiclient.Environment`` then builds the job's environment section off
 from __future__ import annotations
 
 import json
+import socket
 import tarfile
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.check_job import CheckJob, Source, build_check_pipeline
@@ -158,3 +160,134 @@ def test_bad_dataflow_options_fail_before_anything_runs(offline, package):
     )
     with pytest.raises(ValueError, match="Invalid Project ID"):
         beam.Pipeline(options=opts)
+
+
+@pytest.fixture
+def loopback_only(monkeypatch):
+    """Connections to anything but 127.0.0.1 (the storage emulator) fail the test."""
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost"):
+            raise AssertionError(f"network access attempted: {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "localhost"):
+            raise AssertionError(f"network access attempted: {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+def _strings(obj, seen=None, depth=0):
+    """Every string inside a DoFn as pickled into the job (attributes, containers, closures)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 6:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, bytes):  # e.g. Create's coder-encoded elements (the read plan)
+        yield obj.decode("latin-1")
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v, seen, depth + 1)
+    elif isinstance(obj, list | tuple | set | frozenset):
+        for v in obj:
+            yield from _strings(v, seen, depth + 1)
+    elif callable(obj) and getattr(obj, "__closure__", None):
+        for cell in obj.__closure__:
+            yield from _strings(cell.cell_contents, seen, depth + 1)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        yield from _strings(vars(obj), seen, depth + 1)
+
+
+def _dofns(job):
+    from apache_beam.internal import pickler
+    from apache_beam.portability import common_urns, python_urns
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    for t in job.proto_pipeline.components.transforms.values():
+        if t.spec.urn != common_urns.primitives.PAR_DO.urn:
+            continue
+        payload = beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload)
+        if payload.do_fn.urn == python_urns.PICKLED_DOFN_INFO:
+            yield t.unique_name, pickler.loads(payload.do_fn.payload)[0]
+
+
+def test_the_flow_path_translates_for_dataflow_with_every_output_in_the_bucket(
+    loopback_only, gcs_server, tmp_path
+):
+    """``run_monitor`` with DataflowRunner and ``--dry_run=True``, everything in a bucket: the
+    real flow path (discovery in the bucket, the journal, the work folder) up to Beam's
+    translation, which stops the run before anything is submitted or recorded."""
+    from divtransforms import storage
+    from divtransforms.profile import ReferenceProfile
+    from flows import demo
+    from flows.config import load_config
+    from flows.monitor import run_monitor
+    from flows.state import StateStore
+    from pipelines.remote import NotRun
+
+    bucket = gcs_server.bucket()
+    ref = demo.write_reference_data(tmp_path / "staging", n=2_000)
+    profile = ReferenceProfile.build(pq.read_table(ref), exclude=["ts"])
+    storage.write_atomic(
+        f"{bucket}/reference/reference.json", json.dumps(profile.to_dict()).encode()
+    )
+    for hour in (0, 1):
+        f = demo.write_stream_file(tmp_path / "staging", hour, n=200, drifted=False)
+        storage.write_atomic(f"{bucket}/landing/{f.name}", f.read_bytes())
+    root = tmp_path / "config"
+    root.mkdir()
+    args = [
+        "--runner=DataflowRunner",
+        f"--project={PROJECT}",
+        "--region=europe-west1",
+        f"--temp_location={bucket}/tmp",
+        "--dry_run=True",
+        "--no_auth",
+        "--sdk_location=container",
+        "--sdk_container_image=europe-west1-docker.pkg.dev/p/divmon/worker:0.1.0",
+    ]
+    extra = f"\n[runner]\npipeline_args = {json.dumps(args)}\n"
+    text = demo.write_config(root, dashboard=False, notify_env=None, extra=extra).read_text()
+    text = text.replace('"landing/', f'"{bucket}/landing/')
+    text = text.replace('"reference/', f'"{bucket}/reference/')
+    text = text.replace('dir = "history"', f'dir = "{bucket}/history"')
+    (root / "monitor.toml").write_text(text)
+    config = load_config(root / "monitor.toml")
+
+    with pytest.raises(NotRun, match="translated and not submitted") as stopped:
+        run_monitor(config, run_id="dry")
+    job = stopped.value.result.job
+    desc = _describe(job)
+    assert desc["type"] == "JOB_TYPE_BATCH"
+    assert f"{bucket[5:]}/tmp/" in desc["environment"]["tempStoragePrefix"]
+
+    work = f"{bucket}/tmp/divmon/{config.name}/dry"
+    fns = dict(_dofns(job))
+    by_class = {type(fn).__name__: name for name, fn in fns.items()}
+    records, state = by_class["_WriteAllFn"], by_class["_WriteStateFn"]
+    assert fns[records]._dir == work
+    assert fns[state]._path == f"{work}/_state/mle-dry.json"
+    paths = {
+        name: [s for s in _strings(fn) if "/" in s and (s.startswith("/") or "://" in s)]
+        for name, fn in fns.items()
+    }
+    written = paths[records] + paths[state]
+    assert written and all(p == work or p.startswith(f"{work}/") for p in written)
+    # everything the job carries (DoFn attributes, closures, Create's encoded read plan) names
+    # the bucket's files and nothing on this machine (config, staging: all under tmp_path)
+    blob = "\n".join(s for fn in fns.values() for s in _strings(fn))
+    assert f"{bucket}/landing/events-000.parquet" in blob
+    assert f"{bucket}/landing/events-001.parquet" in blob
+    assert str(tmp_path) not in blob, "a local path in the Dataflow job"
+    assert "divmon-check-" not in blob  # no local temp work folder
+    # the run is journaled but nothing was recorded, and the bucket holds no output
+    state = StateStore.for_config(config).load()
+    assert state.pending["stage"] == "planned" and not state.ledger
+    assert storage.walk(f"{bucket}/tmp") == []
+    assert storage.glob(f"{bucket}/history/date=*/*") == []
