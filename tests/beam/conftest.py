@@ -69,6 +69,17 @@ def offline(monkeypatch):
 
 
 @pytest.fixture
+def anonymous_gcp(monkeypatch):
+    """Beam's Google credentials are "none found" at once (anonymous clients, as with
+    --no_auth), instead of after Beam's ~25 s of retries looking for them; for tests that talk
+    to the storage emulator."""
+    from apache_beam.internal.gcp import auth
+
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)
 

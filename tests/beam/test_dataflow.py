@@ -218,7 +218,7 @@ def _dofns(job):
 
 
 def test_the_flow_path_translates_for_dataflow_with_every_output_in_the_bucket(
-    loopback_only, gcs_server, tmp_path
+    loopback_only, anonymous_gcp, gcs_server, tmp_path
 ):
     """``run_monitor`` with DataflowRunner and ``--dry_run=True``, everything in a bucket: the
     real flow path (discovery in the bucket, the journal, the work folder) up to Beam's
