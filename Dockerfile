@@ -15,7 +15,7 @@ FROM apache/beam_python3.11_sdk:${BEAM_VERSION} AS worker
 ARG BEAM_VERSION
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /opt/divtransforms
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY divtransforms ./divtransforms
 COPY pipelines ./pipelines
 COPY flows ./flows

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import apache_beam
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -80,7 +83,7 @@ def _copied() -> list[str]:
 def test_it_copies_every_package_and_file_the_build_needs():
     copied = set(_copied())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert {"pyproject.toml", project["project"]["readme"]} <= copied
+    assert {"pyproject.toml", project["project"]["readme"], "LICENSE"} <= copied
     for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]:
         top = pattern.rstrip("*")
         assert top in copied, f"package {top} is not copied into the image"
@@ -88,12 +91,8 @@ def test_it_copies_every_package_and_file_the_build_needs():
     assert not copied & set(ignored), "a copied path is excluded by .dockerignore"
 
 
-def test_the_packaging_finds_every_module_in_the_copied_files(tmp_path: Path):
-    """What ``pip install .`` in the image packages, from the copied files only: the same
-    packages and package data as from the repository. (pip itself would fetch a build backend
-    from PyPI, which tests do not do.)"""
-    from setuptools import find_packages
-
+def _context(tmp_path: Path) -> Path:
+    """The files the image copies, alone in a folder (what ``pip install .`` sees there)."""
     context = tmp_path / "context"
     context.mkdir()
     for name in _copied():
@@ -102,6 +101,16 @@ def test_the_packaging_finds_every_module_in_the_copied_files(tmp_path: Path):
             shutil.copytree(src, context / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, context / name)
+    return context
+
+
+def test_the_packaging_finds_every_module_in_the_copied_files(tmp_path: Path):
+    """What ``pip install .`` in the image packages, from the copied files only: the same
+    packages and package data as from the repository. (pip itself would fetch a build backend
+    from PyPI, which tests do not do.)"""
+    from setuptools import find_packages
+
+    context = _context(tmp_path)
     tool = tomllib.loads((context / "pyproject.toml").read_text())["tool"]["setuptools"]
     include = tool["packages"]["find"]["include"]
     in_image = find_packages(where=str(context), include=include)
@@ -113,3 +122,24 @@ def test_the_packaging_finds_every_module_in_the_copied_files(tmp_path: Path):
     requires = tomllib.loads((context / "pyproject.toml").read_text())["build-system"]["requires"]
     # license = "Apache-2.0" (an SPDX expression) needs setuptools >= 77 to build
     assert any(r.replace(" ", "").startswith("setuptools>=77") for r in requires), requires
+
+
+@pytest.mark.slow
+def test_the_wheel_built_from_the_copied_files_is_complete(tmp_path: Path):
+    """``pip install .`` in the image: the wheel built from the copied files alone holds every
+    tracked module and data file, and the license."""
+    from tests.test_packaging import _tracked_package_files
+
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    build = subprocess.run(
+        [*pip, "-w", str(tmp_path / "dist"), str(_context(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("divtransforms-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    missing = sorted(_tracked_package_files() - names)
+    assert not missing, f"files the image would lack: {missing}"
+    assert any(n.endswith("licenses/LICENSE") for n in names)
