@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 from divtransforms.storage import FileInfo, StorageError, StorageNotFound
 from divtransforms.storage._remote import (
+    delete_failed,
     mtime_ns,
-    precondition_failed,
     refused_write,
     replaced_while_reading,
     url,
@@ -130,12 +130,7 @@ class GcsBackend:
         try:
             self._blob(bucket, key).delete(timeout=TIMEOUT, **kwargs)
         except Exception as exc:
-            status = _status(exc)
-            if status == 404 and missing_ok:
-                return
-            if status == 412:
-                raise precondition_failed(path, if_version) from None
-            raise _error(exc, "cannot delete", path) from None
+            delete_failed(exc, _status(exc), path, if_version, missing_ok, _error)
 
 
 def _status(exc: BaseException) -> int | None:

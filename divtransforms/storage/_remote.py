@@ -8,7 +8,7 @@ import errno
 import io
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Protocol
 
@@ -100,6 +100,24 @@ def precondition_failed(path: str, if_version: object) -> PreconditionFailed:
     return PreconditionFailed(
         errno.EAGAIN, f"{path} changed since it was read (another writer committed first)"
     )
+
+
+def delete_failed(
+    exc: BaseException,
+    status: int | None,
+    path: str,
+    if_version: object,
+    missing_ok: bool,
+    error: Callable[[BaseException, str, str], StorageError],
+) -> None:
+    """A failed delete, judged the same on every store (call it in the ``except`` block): a
+    missing object is fine when ``missing_ok``, a refused condition is a lost update, anything
+    else is ``error``'s one line naming the path."""
+    if status == 404 and missing_ok:
+        return
+    if status == 412:
+        raise precondition_failed(path, if_version) from None
+    raise error(exc, "cannot delete", path) from None
 
 
 def replaced_while_reading(path: str) -> PreconditionFailed:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 from divtransforms.storage import FileInfo, StorageError, StorageNotFound
 from divtransforms.storage._remote import (
+    delete_failed,
     mtime_ns,
-    precondition_failed,
     refused_write,
     replaced_while_reading,
     url,
@@ -126,12 +126,7 @@ class S3Backend:
                 self.client.head_object(Bucket=bucket, Key=key)
             self.client.delete_object(Bucket=bucket, Key=key, **kwargs)
         except Exception as exc:
-            status = _status(exc)
-            if status == 404 and missing_ok:
-                return
-            if status == 412:
-                raise precondition_failed(path, if_version) from None
-            raise _error(exc, "cannot delete", path) from None
+            delete_failed(exc, _status(exc), path, if_version, missing_ok, _error)
 
 
 def _status(exc: BaseException) -> int | None:
