@@ -156,12 +156,13 @@ def _webhook_notifiers(tmp_path, monkeypatch, url: str, timeout: float, retries:
 def test_slow_200_receiver_gets_the_same_idempotency_key_on_every_attempt(
     tmp_path, monkeypatch, outbox
 ):
-    """The receiver answers 200 after 2 s, the client gives up after 1 s: each attempt may
-    have landed, so each carries the alert's key, and the receiver can drop repeats."""
-    with RawReceiver("slow", pace=2.0) as rx:
-        notifiers, retries = _webhook_notifiers(tmp_path / "m", monkeypatch, rx.url, 1.0, 1)
+    """The receiver answers 200 after 3 s, the client gives up after 2 s: each attempt may
+    have landed, so each carries the alert's key, and the receiver can drop repeats. (With 1 s,
+    an attempt sometimes expired before its request was sent on a loaded machine.)"""
+    with RawReceiver("slow", pace=3.0) as rx:
+        notifiers, retries = _webhook_notifiers(tmp_path / "m", monkeypatch, rx.url, 2.0, 1)
         summary = deliver_outstanding(outbox, notifiers, retries=retries, budget_seconds=60)
-        time.sleep(2.5)  # let the slow answers finish
+        time.sleep(3.5)  # let the slow answers finish
     assert (summary.delivered, summary.failed) == (0, 5)
     expected = {e["event_id"] for e in outbox.entries}
     assert len(rx.keys) == 10 and set(rx.keys) == expected  # 2 attempts x 5, one key each
