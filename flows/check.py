@@ -5,7 +5,10 @@ parts: the run logger, drift events, notification blocks, and per-run artifacts 
 records, a markdown summary of breaches and alerts, a link to the dashboard).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: ``divmon serve`` runs the flow in a child to
+# which Prefect pickles it by value, keeping only the globals its code names; a string
+# annotation (``MonitorConfig | None``) would then not resolve when Prefect validates the
+# parameters, and every scheduled run would fail.
 
 import os
 from pathlib import Path

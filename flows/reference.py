@@ -5,7 +5,10 @@ atomically to ``reference.path`` (the one checks use). Records name the referenc
 checked against, so any old record can be traced to its reference version.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: ``divmon serve`` runs the flow in a child to
+# which Prefect pickles it by value, keeping only the globals its code names; a string
+# annotation (``MonitorConfig | None``) would then not resolve when Prefect validates the
+# parameters, and every scheduled run would fail.
 
 import os
 from datetime import UTC, datetime

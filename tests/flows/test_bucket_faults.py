@@ -7,10 +7,8 @@ and takes it over once it has expired."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import signal
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from flows.receiver import AlertReceiver
 from flows.state import StateStore
 
 from .test_bucket_flow import bucket_monitor, land
-from .test_fault_injection import _PRELOAD, DRIVER
+from .test_fault_injection import _Child
 
 pytestmark = [pytest.mark.slow, pytest.mark.beam]
 # Hours 2 and 4 drift after calm ones: the runs of the third and fifth trials raise alerts, so
@@ -36,38 +34,12 @@ DRIFTED = {2, 4, 5}
 LEASE_SECONDS = 2
 
 
-class _Run:
-    """``run_monitor`` in a child forked from a forkserver with Beam imported (DRIVER)."""
-
-    _ctx = None
-
-    def __init__(self, root: Path, point: str, env: dict):
-        if _Run._ctx is None:
-            _Run._ctx = mp.get_context("forkserver")
-            _Run._ctx.set_forkserver_preload(_PRELOAD)
-        self.result = root.parent / f"result-{uuid.uuid4().hex}.txt"
-        scope = {"__name__": "__driver__", "ENV": env, "POINT": point}
-        scope.update(CONFIG=str(root / "monitor.toml"), RESULT=str(self.result))
-        self.proc = _Run._ctx.Process(target=exec, args=(DRIVER, scope))
-        self.proc.start()
-
-    def wait(self, timeout: float = 300) -> int | None:
-        self.proc.join(timeout)
-        return self.proc.exitcode
-
-    def output(self) -> str:
-        try:
-            return self.result.read_text()
-        except FileNotFoundError:
-            return ""
-
-
 def _clean_run(root: Path, env: dict) -> int:
     """A run to completion; returns how many times it was refused by a live lease first."""
     refused = 0
     deadline = time.monotonic() + 10 * LEASE_SECONDS
     while True:
-        run = _Run(root, "none", env)
+        run = _Child(root, "none", env, keep=None)
         assert run.wait() in (0, 1), run.output()
         out = run.output()
         if out.startswith("DONE"):
@@ -116,7 +88,7 @@ def test_sigkill_at_each_stage_boundary_on_a_bucket(tmp_path: Path, s3_server):
         refused = 0
         for trial, point in enumerate(POINTS):
             land(tmp_path, bucket, trial, drifted=trial in DRIFTED, rows=400)
-            run = _Run(root, point, env)
+            run = _Child(root, point, env, keep=None)
             run.wait()
             if run.proc.exitcode == -signal.SIGKILL:
                 killed[point] += 1

@@ -187,19 +187,22 @@ class _Child:
 
     _ctx = None
 
-    def __init__(self, root: Path, point: str, env: dict):
+    def __init__(self, root: Path, point: str, env: dict, *, keep=(demo.WEBHOOK_ENV,)):
+        """``env``'s variables named in ``keep`` (all of them with ``keep=None``) are set in
+        the child before the run."""
         if _Child._ctx is None:
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(_PRELOAD)
             _Child._ctx = ctx
         self.result = root.parent / f"result-{uuid.uuid4().hex}.txt"
-        env = {k: env[k] for k in (demo.WEBHOOK_ENV,) if k in env}
+        if keep is not None:
+            env = {k: env[k] for k in keep if k in env}
         scope = {"__name__": "__driver__", "ENV": env, "POINT": point, "ROOT": str(root)}
         scope.update(CONFIG=str(root / "monitor.toml"), RESULT=str(self.result))
         self.proc = _Child._ctx.Process(target=exec, args=(KILL_POINTS + DRIVER, scope))
         self.proc.start()
 
-    def wait(self, timeout: float) -> int | None:
+    def wait(self, timeout: float = 300) -> int | None:
         self.proc.join(timeout)
         return self.proc.exitcode
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen, int]:
         lines.append(line)
         m = re.search(r"local Prefect server at http://127\.0\.0\.1:(\d+)/api", line)
         if m:
+            # Keep reading: a full pipe would block the serve process (and its runs).
+            proc.lines = lines
+            threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
             return proc, int(m.group(1))
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -81,12 +85,15 @@ def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen, int]:
 def test_serve_starts_a_local_server_runs_on_schedule_and_stops(tmp_path: Path):
     proc, port = _start_serve(tmp_path)
     try:
-        deadline = time.monotonic() + 150
+        # The first scheduled run checks the landing file (one window, two features). The
+        # bound is generous: on a loaded 2-core machine a run's own process takes a minute.
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if read_history(tmp_path / "history").num_rows >= 2:
                 break
             time.sleep(1)
-        assert read_history(tmp_path / "history").num_rows == 2
+        rows = read_history(tmp_path / "history").num_rows
+        assert rows == 2, "".join(proc.lines[-40:])
         assert _port_open(port)
     finally:
         if proc.poll() is None:
