@@ -206,23 +206,7 @@ class AlertLog:
                 "metric": metric,
                 "value": _num(d.record.get(metric)),
                 "reference_id": reference_id,
-                "created_at": now_iso(),
-                "status": "pending" if targets else "delivered",
-                "attempts": 0,
-                "delivered_at": None if targets else now_iso(),
-                "targets": list(targets),
-                "deliveries": {
-                    t: {
-                        "status": "pending",
-                        "attempts": 0,
-                        "delivered_at": None,
-                        "last_error": None,
-                    }
-                    for t in targets
-                },
-                "event_id": str(event_id(key)),
-                "event_emitted": False,
-                "run_id": run_id,
+                **_outbox_fields(key, targets, run_id),
                 "reason": (reasons or {}).get(i, ""),
                 "record": record_summary(d.record),
             }
@@ -249,18 +233,7 @@ class AlertLog:
             "metric": "",
             "value": float(len(files)),
             "reference_id": "",
-            "created_at": now_iso(),
-            "status": "pending" if targets else "delivered",
-            "attempts": 0,
-            "delivered_at": None if targets else now_iso(),
-            "targets": list(targets),
-            "deliveries": {
-                t: {"status": "pending", "attempts": 0, "delivered_at": None, "last_error": None}
-                for t in targets
-            },
-            "event_id": str(event_id(key)),
-            "event_emitted": False,
-            "run_id": run_id,
+            **_outbox_fields(key, targets, run_id),
             "reason": f"{len(files)} input file(s) quarantined: {names}",
             "files": [dict(f) for f in files],
             "record": {},
@@ -442,3 +415,22 @@ def safe_error(exc: BaseException) -> str:
     if status is not None:
         return f"{type(exc).__name__}: HTTP {status}"
     return type(exc).__name__
+
+
+def _outbox_fields(key: str, targets: Sequence[str], run_id: str) -> dict[str, Any]:
+    """The delivery state of a new alert-log entry (any kind): pending for each target, or
+    delivered at once when there is none; its Prefect event not yet emitted."""
+    return {
+        "created_at": now_iso(),
+        "status": "pending" if targets else "delivered",
+        "attempts": 0,
+        "delivered_at": None if targets else now_iso(),
+        "targets": list(targets),
+        "deliveries": {
+            t: {"status": "pending", "attempts": 0, "delivered_at": None, "last_error": None}
+            for t in targets
+        },
+        "event_id": str(event_id(key)),
+        "event_emitted": False,
+        "run_id": run_id,
+    }
