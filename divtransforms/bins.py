@@ -33,6 +33,7 @@ from divtransforms.values import (  # noqa: F401  (re-exported: the bins' value 
     _canonical,
     _to_string_array,
     _where,
+    dictionary_counts,
     to_float_array,
     value_counts,
 )
@@ -276,6 +277,9 @@ class CategoricalBins:
         return [*self.vocabulary, OTHER_LABEL, UNSEEN_LABEL]
 
     def count(self, values: Any, feature: str | None = None) -> BinCounts:
+        coded = dictionary_counts(values)
+        if coded is not None:
+            return self._count_coded(*coded)
         arr = _to_string_array(values, feature)
         n_missing = arr.null_count
         counts = np.zeros(self.n_bins, dtype=np.int64)
@@ -305,6 +309,30 @@ class CategoricalBins:
             else:
                 counts[-2] = n_unknown
         return BinCounts(counts, int(n_missing), 0)
+
+    def _count_coded(self, words: pa.Array, per: NDArray[np.int64], missing: int) -> BinCounts:
+        """``count`` of a dictionary-encoded column: each distinct word is placed once and
+        carries its number of rows (``values.dictionary_counts``)."""
+        counts = np.zeros(self.n_bins, dtype=np.int64)
+        k = len(self.vocabulary)
+        idx = pc.index_in(words, value_set=pa.array(self.vocabulary, type=pa.string()))
+        known = idx.is_valid().to_numpy(zero_copy_only=False)
+        np.add.at(counts, pc.fill_null(idx, k).to_numpy()[known], per[known])
+        unknown = ~known & (per > 0)
+        n_unknown = int(per[unknown].sum())
+        if n_unknown:
+            rest = words.filter(pa.array(unknown))
+            if self.track_unseen:
+                other = pa.array(self.other_values, type=pa.string())
+                pooled_words = pc.is_in(rest, value_set=other).to_numpy(zero_copy_only=False)
+            elif self.membership is not None:
+                pooled_words = np.asarray(self.membership.contains(rest), dtype=bool)
+            else:
+                pooled_words = np.ones(len(rest), dtype=bool)
+            pooled = int(per[unknown][pooled_words].sum())
+            counts[-2] = pooled
+            counts[-1] = n_unknown - pooled
+        return BinCounts(counts, missing, 0)
 
     @property
     def truncated(self) -> bool:

@@ -27,13 +27,11 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
 from divtransforms.bins import (
     BinSpec,
     CategoricalBins,
     NumericBins,
-    _to_string_array,
     to_float_array,
 )
 from divtransforms.columns import column_of, num_rows
@@ -44,6 +42,7 @@ from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile, check_family, finish_feature
 from divtransforms.quality import ABSENT, merge_type_counts, type_label
 from divtransforms.quantiles import CellCounts, ExactQuantiles, inverted_cdf_ranks
+from divtransforms.values import add_value_counts
 from divtransforms.window import feature_stats_of_batch
 
 __all__ = ["GATHER_BYTES", "ProfileBuilder"]
@@ -141,15 +140,7 @@ class ProfileBuilder:
             if counting is not None:
                 counting.add(x)
         for name in self._categorical:
-            arr = _to_string_array(column_of(batch, name), name).drop_null()
-            if len(arr) == 0:
-                continue
-            vc = pc.value_counts(arr)
-            counts = self._vocab[name]
-            for v, c in zip(
-                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
-            ):
-                counts[v] = counts.get(v, 0) + c
+            add_value_counts(self._vocab[name], column_of(batch, name), name)
 
     def _plan(self) -> None:
         """Bins where the first pass decides them, families, and the quantile searches."""

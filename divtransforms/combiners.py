@@ -22,7 +22,6 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from divtransforms.bins import to_float_array
@@ -123,18 +122,10 @@ class VocabularyFn(beam.CombineFn):
         return {n: {} for n in self._features}
 
     def add_input(self, acc: dict[str, dict[str, int]], batch: Any) -> dict[str, dict[str, int]]:
-        from divtransforms.bins import _to_string_array
+        from divtransforms.values import add_value_counts
 
         for name in self._features:
-            arr = _to_string_array(column_of(batch, name), name).drop_null()
-            if len(arr) == 0:
-                continue
-            vc = pc.value_counts(arr)
-            counts = acc[name]
-            for v, c in zip(
-                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
-            ):
-                counts[v] = counts.get(v, 0) + c
+            add_value_counts(acc[name], column_of(batch, name), name)
         return acc
 
     def merge_accumulators(self, accumulators):

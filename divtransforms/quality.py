@@ -63,9 +63,10 @@ _COMPATIBLE = {
 
 
 def type_label(col: Any) -> str:
-    """``numeric``, ``string``, ``bool``, ``temporal``, ``null`` or ``other`` for a column."""
-    if isinstance(col, pa.ChunkedArray | pa.Array):
-        t = col.type
+    """``numeric``, ``string``, ``bool``, ``temporal``, ``null`` or ``other`` for a column (or
+    an Arrow type)."""
+    if isinstance(col, pa.ChunkedArray | pa.Array | pa.DataType):
+        t = col if isinstance(col, pa.DataType) else col.type
         if pa.types.is_dictionary(t):
             t = t.value_type
         if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):

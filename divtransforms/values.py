@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-__all__ = ["to_float_array", "value_counts"]
+__all__ = ["add_value_counts", "dictionary_counts", "to_float_array", "value_counts"]
 
 
 def _where(feature: str | None) -> str:
@@ -109,11 +109,52 @@ def _to_string_array(values: Any, feature: str | None) -> pa.Array:
 
 def value_counts(values: Any, feature: str | None = None) -> dict[str, int]:
     """``{value: count}`` of the non-missing values, as the categorical bins read them."""
-    arr = _to_string_array(values, feature).drop_null()
-    if len(arr) == 0:
-        return {}
-    vc = pc.value_counts(arr)
-    return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+    return add_value_counts({}, values, feature)
+
+
+def add_value_counts(counts: dict[str, int], values: Any, feature: str | None = None) -> dict:
+    """Add the counts of a batch's non-missing values to ``counts`` (returned)."""
+    coded = dictionary_counts(values)
+    if coded is not None:
+        words, per, _ = coded
+        keep = np.flatnonzero(per)
+        pairs = zip(words.take(pa.array(keep)).to_pylist(), per[keep].tolist(), strict=True)
+    else:
+        arr = _to_string_array(values, feature).drop_null()
+        if len(arr) == 0:
+            return counts
+        vc = pc.value_counts(arr)
+        pairs = zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)
+    for v, c in pairs:
+        counts[v] = counts.get(v, 0) + c
+    return counts
+
+
+def dictionary_counts(values: Any) -> tuple[pa.Array, NDArray[np.int64], int] | None:
+    """``(dictionary, rows per dictionary entry, missing rows)`` of a dictionary-encoded text
+    column (Parquet text read as dictionaries), counted on the codes without decoding a value;
+    None for any other column. Null entries of the dictionary count as missing (count 0)."""
+    if isinstance(values, pa.ChunkedArray):
+        if values.num_chunks != 1:
+            return None
+        values = values.chunk(0)
+    if not isinstance(values, pa.DictionaryArray):
+        return None
+    words = values.dictionary
+    if not (pa.types.is_string(words.type) or pa.types.is_large_string(words.type)):
+        return None
+    k = len(words)
+    codes = values.indices
+    if codes.null_count:
+        codes = pc.fill_null(codes, k)
+    per = np.bincount(codes.to_numpy(), minlength=k + 1).astype(np.int64, copy=False)
+    missing = int(per[k])
+    per = per[:k]
+    if words.null_count:
+        null_words = np.flatnonzero(pc.is_null(words).to_numpy(zero_copy_only=False))
+        missing += int(per[null_words].sum())
+        per[null_words] = 0
+    return words, per, missing
 
 
 def _canonical(v: Any) -> str | None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flows.config import MonitorConfig, load_config
+if TYPE_CHECKING:  # imported when the command runs: `divmon` builds its parser on every command
+    from flows.config import MonitorConfig
 
 log = logging.getLogger("divmon")
 
@@ -133,6 +134,7 @@ def deploy(
 
 def cmd_deploy(args: argparse.Namespace, extra: list[str]) -> int:
     from flows.commands import prefect_defaults
+    from flows.config import load_config
 
     config = load_config(args.config)  # validated before Prefect is touched
     prefect_defaults()

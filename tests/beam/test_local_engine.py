@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
@@ -132,3 +133,38 @@ def test_build_without_cache_reads_again_and_gives_the_same_profile(files):
     assert reread.features.keys() == cached.features.keys()
     for name, fp in cached.features.items():
         assert reread.features[name].to_dict() == fp.to_dict(), name
+
+
+def test_text_read_as_dictionaries_gives_what_plain_text_gives(files, profile, monkeypatch, rng):
+    """Small-vocabulary text columns are read as dictionaries (counted on codes); an
+    identifier-like column (a big dictionary page: the writer may fall back to plain pages) is
+    read as plain text. The profile and the records are the same either way."""
+    from pipelines import io as pio
+
+    n = 20_000  # distinct identifiers: a dictionary page over DICTIONARY_PAGE_BYTES
+    ids = make_current(rng, n).append_column(
+        "user", pa.array([f"u{i:08d}" for i in rng.permutation(n)])
+    )
+    pq.write_table(ids, files / "ids.parquet")
+    pf = pio._parquet_file(str(files / "ids.parquet"))
+    assert pa.types.is_dictionary(pf.schema_arrow.field("color").type)
+    assert pf.schema_arrow.field("user").type == pa.string()
+
+    def both(fn):
+        coded = fn()
+        with monkeypatch.context() as m:
+            m.setattr(pio, "DICTIONARY_PAGE_BYTES", 0)
+            assert pio._dictionary_columns(pio._parquet_file(str(files / "ids.parquet"))) == []
+            plain = fn()
+        return coded, plain
+
+    ref = str(files / "ref.parquet")
+    coded, plain = both(lambda: run_build_local([ref], None, exclude=["ts"]))
+    assert {n: f.to_dict() for n, f in coded.features.items()} == {
+        n: f.to_dict() for n, f in plain.features.items()
+    }
+    job = CheckJob(
+        profile, Source((str(files / "ids.parquet"),)), run_id="same", mle_state={}
+    )  # fmt: skip
+    coded, plain = both(lambda: run_check_local(job))
+    assert not close(table_rows(coded.records), table_rows(plain.records), rtol=0.0)

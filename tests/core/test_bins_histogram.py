@@ -231,3 +231,40 @@ def test_categorical_strings_do_not_depend_on_the_container():
         pa.array([1.0, 2.0, None]),
     ):
         assert spec.count(values).counts.tolist() == typed
+
+
+def _coded(words: list[str | None], codes: list[int | None], offset: int) -> pa.Array:
+    """A dictionary array as Parquet reading gives (possibly sliced), the dictionary with
+    duplicate and null words allowed."""
+    arr = pa.DictionaryArray.from_arrays(
+        pa.array(codes, type=pa.int32()), pa.array(words, type=pa.string())
+    )
+    return arr.slice(offset)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.sampled_from("abcdefgh")), min_size=1, max_size=9),
+    st.data(),
+)
+def test_dictionary_columns_count_as_their_decoded_values(words, data):
+    codes = data.draw(
+        st.lists(st.one_of(st.none(), st.integers(0, len(words) - 1)), max_size=60)
+    )
+    offset = data.draw(st.integers(0, len(codes)))
+    arr = _coded(words, codes, offset)
+    plain = arr.dictionary_decode()
+    from divtransforms.values import value_counts
+
+    ref = {"a": 9, "b": 8, "c": 7, "d": 6, "e": 5}
+    specs = [
+        CategoricalBins.from_value_counts(ref, top_n=2),  # the rest tracked: other / unseen
+        CategoricalBins.from_value_counts(ref, top_n=2, max_other=1),  # the membership sketch
+        CategoricalBins(("a", "b"), (), track_unseen=False),  # an old profile: all pooled
+    ]
+    for spec in specs:
+        got, want = spec.count(arr), spec.count(plain)
+        assert got.counts.tolist() == want.counts.tolist()
+        assert (got.n_missing, got.n_invalid) == (want.n_missing, want.n_invalid)
+        assert spec.count(pa.chunked_array([arr])).counts.tolist() == want.counts.tolist()
+    assert value_counts(arr) == value_counts(plain)
