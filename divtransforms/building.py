@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from divtransforms import parallel
 from divtransforms.bins import (
     BinSpec,
     CategoricalBins,
@@ -116,8 +117,7 @@ class ProfileBuilder:
         if self._pass == 1:
             self._add_summaries(batch)
         elif self._pass == 2:
-            self._add_stats(batch)
-            self._add_quantiles(batch)
+            self._add_stats(batch)  # the quantile searches of pending features too
         else:
             self._add_quantiles(batch)
 
@@ -133,14 +133,23 @@ class ProfileBuilder:
 
     # -- pass 1 --------------------------------------------------------------------------------
     def _add_summaries(self, batch: Any) -> None:
-        for name in self._numeric:
-            x, _ = to_float_array(column_of(batch, name), name)
-            self._summary[name] = self._summary[name].merge(ValueSummary.of(x))
+        def one(name: str) -> ValueSummary | None:
+            """A numeric feature's summary of the batch (its first count kept in place), or
+            a categorical one's value counts added to its own dict."""
+            col = column_of(batch, name)
+            if self._kinds[name] == "categorical":
+                add_value_counts(self._vocab[name], col, name)
+                return None
+            x, _ = to_float_array(col, name)
             counting = self._counting.get(name)
             if counting is not None:
                 counting.add(x)
-        for name in self._categorical:
-            add_value_counts(self._vocab[name], column_of(batch, name), name)
+            return ValueSummary.of(x)
+
+        names = [*self._numeric, *self._categorical]
+        for name, summary in zip(names, parallel.map_ordered(one, names), strict=True):
+            if summary is not None:
+                self._summary[name] = self._summary[name].merge(summary)
 
     def _plan(self) -> None:
         """Bins where the first pass decides them, families, and the quantile searches."""
@@ -210,27 +219,44 @@ class ProfileBuilder:
             m, pm = stats.mle[name], self._mle.get(name)
             self._mle[name] = m if pm is None or m is None else pm.merge(m)  # type: ignore[arg-type]
         rows = num_rows(batch)
-        for name, (_, _, empty) in self._pending.items():
+
+        def one(item: tuple[str, tuple[Any, Any, MLEAccumulator | None]]) -> tuple:
+            """A pending feature's type, missing/invalid counts and MLE statistics of the
+            batch (its quantile search fed in place)."""
+            name, (_, _, empty) = item
             col = column_of(batch, name)
-            if rows:
-                self._types[name] = merge_type_counts(
-                    self._types.get(name, {}), {type_label(col): rows}
-                )
+            label = type_label(col) if rows else None
             x, n_bad = to_float_array(col, name)
             nan = int(np.count_nonzero(np.isnan(x)))
-            miss, inv = self._missing[name]
-            self._missing[name] = (miss + nan, inv + n_bad)
+            m = None
             if isinstance(empty, MomentMLE):
                 m = empty.add(x, name)
                 if n_bad:  # values of the wrong type are invalid for the family too
                     m = replace(m, n_invalid=m.n_invalid + n_bad)
+            q = self._quantiles.get(name)
+            if q is not None and not q.done:
+                q.add(x)
+            return label, nan, n_bad, m
+
+        pending = list(self._pending.items())
+        for (name, _), (label, nan, n_bad, m) in zip(
+            pending, parallel.map_ordered(one, pending), strict=True
+        ):
+            if label is not None:
+                self._types[name] = merge_type_counts(self._types.get(name, {}), {label: rows})
+            miss, inv = self._missing[name]
+            self._missing[name] = (miss + nan, inv + n_bad)
+            if m is not None:
                 pm = self._mle[name]
                 self._mle[name] = m if pm is None else pm.merge(m)  # type: ignore[arg-type]
 
     def _add_quantiles(self, batch: Any) -> None:
-        for name, q in self._quantiles.items():
+        def one(item: tuple[str, ExactQuantiles]) -> None:
+            name, q = item
             if not q.done:
                 q.add(to_float_array(column_of(batch, name), name)[0])
+
+        parallel.map_ordered(one, list(self._quantiles.items()))
 
     # -- the result ----------------------------------------------------------------------------
     def profile(self) -> ReferenceProfile:

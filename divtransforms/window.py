@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from divtransforms import parallel
 from divtransforms.bins import to_float_array
 from divtransforms.columns import batch_columns, column_of, num_rows
 from divtransforms.eventtime import BadEventTimes, parse_event_times
@@ -191,37 +192,39 @@ def feature_stats_of_batch(
     binned and its rows counted as ``absent``. With ``known`` (the columns the reference knows
     of: its features, the event time, the columns it ignored), other columns are counted too.
     """
-    hists: dict[str, Histogram] = {}
-    mles: dict[str, MLEAccumulator | None] = {}
     rows = num_rows(batch)
-    columns: dict[str, dict[str, int]] = {}
     present = set(batch_columns(batch))
-    for name, fp in features.items():
+
+    def one(item: tuple[str, FeatureProfile]) -> tuple[Histogram, MLEAccumulator | None, str]:
+        name, fp = item
         if name not in present:
-            hists[name] = Histogram.empty(fp.bins)
-            mles[name] = fp.empty_mle()
-            if rows:
-                columns[name] = {ABSENT: rows}
-            continue
+            return Histogram.empty(fp.bins), fp.empty_mle(), ABSENT
         col = column_of(batch, name)
-        if rows:
-            columns[name] = {type_label(col): rows}
         spec = fp.bins
         mle = fp.empty_mle()
         if fp.kind == "numeric":
             x, n_bad = to_float_array(col, name)
             c = spec.count_floats(x, n_bad)  # type: ignore[union-attr]
-            hists[name] = Histogram(spec, c.counts, c.n_missing, c.n_invalid)
+            hist = Histogram(spec, c.counts, c.n_missing, c.n_invalid)
             if isinstance(mle, MomentMLE):
                 mle = mle.add(x, name)
                 if n_bad:  # values of the wrong type are invalid for the family too
                     mle = replace(mle, n_invalid=mle.n_invalid + n_bad)
         else:
             hist = Histogram.of(spec, col, name)
-            hists[name] = hist
             if isinstance(mle, CategoricalMLE):
                 mle = mle.add_counts(hist.counts)
-        mles[name] = mle
+        return hist, mle, type_label(col)
+
+    hists: dict[str, Histogram] = {}
+    mles: dict[str, MLEAccumulator | None] = {}
+    columns: dict[str, dict[str, int]] = {}
+    for name, (hist, mle, label) in zip(
+        features, parallel.map_ordered(one, list(features.items())), strict=True
+    ):
+        hists[name], mles[name] = hist, mle
+        if rows:
+            columns[name] = {label: rows}
     if known is not None:
         columns.update(_other_columns(batch, {*known, *features}))
     return FeatureStats(rows, hists, mles, columns)

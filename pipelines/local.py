@@ -19,11 +19,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import wraps
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from divtransforms import parallel
 from divtransforms.building import ProfileBuilder
 from divtransforms.profile import ReferenceProfile
 
@@ -38,6 +40,19 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _on_every_core(fn: F) -> F:
+    """Per-feature work on every core this process may use (``divtransforms.parallel``; the
+    numbers do not depend on it; ``DIVMON_THREADS`` sets the count)."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with parallel.using(parallel.available_threads()):
+            return fn(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
 # 64 MiB: memory stays flat when the rows grow 10x (256 MiB held 2x the memory of a 1M-row
 # build at 10M rows); inputs beyond it are read again, only the columns a pass needs.
 DEFAULT_CACHE_BYTES = 64 << 20
@@ -161,6 +176,7 @@ def _sample(path: str, input_format: str | None, rows: int = 1 << 16) -> tuple[p
     return schema, pa.Table.from_batches(batches).select(wanted).cast(sub)
 
 
+@_on_every_core
 def build_reference_local(
     inputs: Sequence[str],
     output: str | None,
@@ -273,6 +289,7 @@ def can_check_locally(job: Any, pipeline_args: Sequence[str]) -> bool:
     )
 
 
+@_on_every_core
 def run_check_local(job: Any) -> Any:
     """``divmon check`` in this process: the Beam batch check's steps and results
     (``pipelines.check_job.run_check``) without Beam: windows split, each window's

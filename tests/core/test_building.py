@@ -116,3 +116,49 @@ def test_profile_before_the_passes_is_an_error():
     builder = ProfileBuilder({"x": "numeric"})
     with pytest.raises(RuntimeError, match="more passes"):
         builder.profile()
+
+
+def test_threads_give_the_same_profile_bit_for_bit():
+    """Per-feature work on several threads (``divtransforms.parallel``) computes every
+    feature's numbers exactly as on one: same profile, same batch statistics, to the bit."""
+    from divtransforms import parallel
+    from divtransforms.window import feature_stats_of_batch
+
+    table = _table(np.random.default_rng(5))
+    wide = table.append_column("y", pa.array(np.random.default_rng(6).gamma(2.0, size=20_000)))
+    with parallel.using(1):
+        one = _build(wide, batch_rows=3000)
+        stats1 = feature_stats_of_batch(one.features, wide).to_dict()
+    with parallel.using(4):
+        assert parallel.threads() == 4
+        four = _build(wide, batch_rows=3000)
+        stats4 = feature_stats_of_batch(four.features, wide).to_dict()
+    assert parallel.threads() == 1
+    assert {n: f.to_dict() for n, f in four.features.items()} == {
+        n: f.to_dict() for n, f in one.features.items()
+    }
+    assert stats4 == stats1
+
+
+def test_parallel_map_keeps_order_and_raises_as_on_one_thread(monkeypatch):
+    from divtransforms import parallel
+
+    with parallel.using(3):
+        assert parallel.map_ordered(lambda v: v * v, range(50)) == [v * v for v in range(50)]
+        assert parallel.map_ordered(str, [7]) == ["7"]
+
+        def bad(v: int) -> int:
+            if v == 17:
+                raise ValueError("feature 'v17': broken")
+            return v
+
+        with pytest.raises(ValueError, match="v17"):
+            parallel.map_ordered(bad, range(40))
+    monkeypatch.setenv("DIVMON_THREADS", "3")
+    assert parallel.available_threads() == 3
+    monkeypatch.setenv("DIVMON_THREADS", "many")
+    with pytest.raises(ValueError, match="DIVMON_THREADS"):
+        parallel.available_threads()
+    with pytest.raises(ValueError):
+        with parallel.using(0):
+            pass
