@@ -19,14 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from divtransforms.columns import as_columns, batch_columns, parse_duration
-from divtransforms.divergence import (
-    cross_entropy,
-    entropy,
-    hellinger,
-    js_divergence,
-    kl_divergence,
-    psi,
-)
+from divtransforms.divergence import divergences, entropy
 from divtransforms.histogram import Histogram
 from divtransforms.mle import (
     CategoricalMLE,
@@ -259,21 +252,22 @@ def _divergence_fields(
     """Divergences of a non-empty window from the reference, and its histogram test as
     ``(statistic, p_value, effect)`` for ``significance.window_tests``."""
     ref_counts = fp.histogram.counts
-    js = float(js_divergence(counts, ref_counts, base))
+    d = divergences(counts, ref_counts, base, alpha)
+    js = float(d["js_divergence"])
     gt = homogeneity_test(counts, ref_counts, cells=fp.bins.test_cells(ref_counts))
     bias = js_bias(n, fp.histogram.n, int(np.count_nonzero(counts + ref_counts)), base)
     js_corrected = max(js - bias, 0.0)
     fields = {
-        "entropy_current": float(entropy(counts, base)),
-        "cross_entropy": float(cross_entropy(counts, ref_counts, base, alpha)),
-        "kl_divergence": float(kl_divergence(counts, ref_counts, base, alpha)),
-        "kl_reverse": float(kl_divergence(ref_counts, counts, base, alpha)),
+        "entropy_current": float(d["entropy_current"]),
+        "cross_entropy": float(d["cross_entropy"]),
+        "kl_divergence": float(d["kl_divergence"]),
+        "kl_reverse": float(d["kl_reverse"]),
         "js_divergence": js,
         "js_distance": math.sqrt(js),
         "js_bias": bias,
         "js_corrected": js_corrected,
-        "psi": float(psi(counts, ref_counts, base, alpha)),
-        "hellinger": float(hellinger(counts, ref_counts)),
+        "psi": float(d["psi"]),
+        "hellinger": float(d["hellinger"]),
         "g_statistic": gt.g_statistic,
         "dof": gt.dof,
         "p_value": gt.p_value,

@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "cross_entropy",
+    "divergences",
     "entropy",
     "hellinger",
     "js_distance",
@@ -105,10 +106,12 @@ def entropy(p: ArrayLike, base: float = 2.0) -> Any:
     >>> entropy([1, 1, 1, 1])
     2.0
     """
-    lb = _log_base(base)
-    pa = normalize(p)
-    h = -_xlogy(pa, pa).sum(axis=-1) / lb
-    return _out(np.maximum(h, 0.0), h.ndim)
+    h = _entropy_of(normalize(p), _log_base(base))
+    return _out(h, h.ndim)
+
+
+def _entropy_of(pa: NDArray[np.float64], lb: float) -> NDArray[np.float64]:
+    return np.maximum(-_xlogy(pa, pa).sum(axis=-1) / lb, 0.0)
 
 
 def cross_entropy(p: ArrayLike, q: ArrayLike, base: float = 2.0, alpha: float = 0.0) -> Any:
@@ -117,9 +120,14 @@ def cross_entropy(p: ArrayLike, q: ArrayLike, base: float = 2.0, alpha: float = 
     ``+inf`` when some ``p_i > 0`` has ``q_i = 0``.
     """
     lb = _log_base(base)
-    pa, qa = _pair(p, q, alpha)
-    h = -_xlogy(pa, qa).sum(axis=-1) / lb
+    h = _cross_entropy_of(*_pair(p, q, alpha), lb)
     return _out(h, h.ndim)
+
+
+def _cross_entropy_of(
+    pa: NDArray[np.float64], qa: NDArray[np.float64], lb: float
+) -> NDArray[np.float64]:
+    return -_xlogy(pa, qa).sum(axis=-1) / lb
 
 
 def _kl(pa: NDArray[np.float64], qa: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -154,11 +162,14 @@ def js_divergence(p: ArrayLike, q: ArrayLike, base: float = 2.0) -> Any:
     Equals ``scipy.spatial.distance.jensenshannon(p, q, base=base) ** 2``.
     """
     lb = _log_base(base)
-    pa, qa = _pair(p, q)
+    js = _js_of(*_pair(p, q), lb)
+    return _out(js, js.ndim)
+
+
+def _js_of(pa: NDArray[np.float64], qa: NDArray[np.float64], lb: float) -> NDArray[np.float64]:
     m = 0.5 * (pa + qa)
     js = 0.5 * (_kl(pa, m) + _kl(qa, m)) / lb
-    js = np.minimum(js, math.log(2) / lb)
-    return _out(js, js.ndim)
+    return np.minimum(js, math.log(2) / lb)
 
 
 def js_distance(p: ArrayLike, q: ArrayLike, base: float = 2.0) -> Any:
@@ -174,15 +185,41 @@ def psi(p: ArrayLike, q: ArrayLike, base: float = 2.0, alpha: float = 0.5) -> An
     distribution only. The popular rule-of-thumb thresholds (0.1 / 0.25) are in nats
     (``base=math.e``).
     """
-    lb = _log_base(base)
-    pa, qa = _pair(p, q, alpha)
-    d = (_kl(pa, qa) + _kl(qa, pa)) / lb
+    d = _psi_of(*_pair(p, q, alpha), _log_base(base))
     return _out(d, d.ndim)
+
+
+def _psi_of(pa: NDArray[np.float64], qa: NDArray[np.float64], lb: float) -> NDArray[np.float64]:
+    return (_kl(pa, qa) + _kl(qa, pa)) / lb
 
 
 def hellinger(p: ArrayLike, q: ArrayLike) -> Any:
     """Hellinger distance ``sqrt(1 - sum sqrt(p_i q_i))`` in [0, 1] (no base, no smoothing)."""
-    pa, qa = _pair(p, q)
-    bc = np.sqrt(pa * qa).sum(axis=-1)
-    h = np.sqrt(np.clip(1.0 - bc, 0.0, 1.0))
+    h = _hellinger_of(*_pair(p, q))
     return _out(h, h.ndim)
+
+
+def _hellinger_of(pa: NDArray[np.float64], qa: NDArray[np.float64]) -> NDArray[np.float64]:
+    bc = np.sqrt(pa * qa).sum(axis=-1)
+    return np.sqrt(np.clip(1.0 - bc, 0.0, 1.0))
+
+
+def divergences(p: ArrayLike, q: ArrayLike, base: float = 2.0, alpha: float = 0.0) -> dict:
+    """The divergences of ``p`` (a window) from ``q`` (the reference) that drift records hold,
+    each normalisation done once: ``entropy_current`` (``entropy(p)``), ``cross_entropy``,
+    ``kl_divergence``, ``kl_reverse`` and ``psi`` (smoothed with ``alpha``), ``js_divergence`` and
+    ``hellinger`` (raw): the same values as the functions one by one. Floats for one pair, arrays
+    for rows of pairs."""
+    lb = _log_base(base)
+    p0, q0 = _pair(p, q)
+    ps, qs = _pair(p, q, alpha) if alpha else (p0, q0)
+    out = {
+        "entropy_current": _entropy_of(p0, lb),
+        "cross_entropy": _cross_entropy_of(ps, qs, lb),
+        "kl_divergence": _kl(ps, qs) / lb,
+        "kl_reverse": _kl(qs, ps) / lb,
+        "js_divergence": _js_of(p0, q0, lb),
+        "psi": _psi_of(ps, qs, lb),
+        "hellinger": _hellinger_of(p0, q0),
+    }
+    return {k: _out(v, v.ndim) for k, v in out.items()}

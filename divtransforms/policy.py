@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 
 from divtransforms.records import SEVERITY_RANK
-from divtransforms.significance import DriftTest
+from divtransforms.significance import DriftTest, nan_to
 
 SCHEMA_CODES = ("missing_column", "type_change", "new_column")
 UNPROFILED = "unprofiled"  # a record's kind for a column the reference does not know
@@ -321,8 +321,8 @@ def decide(fp: FeaturePolicy, evidence: Evidence) -> np.ndarray:
     warn = np.zeros(n.shape, dtype=bool)
     crit = np.zeros(n.shape, dtype=bool)
     for test, level in zip(evidence.tests, _levels(fp, evidence.tests), strict=True):
-        p = np.nan_to_num(np.asarray(test.p_value, dtype=np.float64), nan=1.0)
-        effect = np.nan_to_num(np.asarray(test.effect, dtype=np.float64), nan=0.0)
+        p = nan_to(test.p_value, 1.0)
+        effect = nan_to(test.effect, 0.0)
         w_floor, c_floor = _floors(fp, test)
         significant = p <= level
         warn |= significant & (effect >= w_floor)
@@ -425,7 +425,7 @@ def judged_values(columns: Mapping[str, Any], metric: str) -> np.ndarray:
     if metric != "js_divergence":
         return np.asarray(columns[metric], dtype=np.float64)
     js = np.asarray(columns["js_divergence"], dtype=np.float64)
-    bias = np.nan_to_num(np.asarray(columns["js_bias"], dtype=np.float64), nan=0.0)
+    bias = nan_to(columns["js_bias"], 0.0)
     corrected = np.asarray(columns["js_corrected"], dtype=np.float64)
     corrected = np.where(np.isnan(corrected), js - bias, corrected)
     return np.where(np.isnan(corrected), np.nan, np.maximum(corrected, 0.0))

@@ -53,6 +53,8 @@ def _on_every_core(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
 # 64 MiB: memory stays flat when the rows grow 10x (256 MiB held 2x the memory of a 1M-row
 # build at 10M rows); inputs beyond it are read again, only the columns a pass needs.
 DEFAULT_CACHE_BYTES = 64 << 20

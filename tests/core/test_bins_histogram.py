@@ -248,9 +248,7 @@ def _coded(words: list[str | None], codes: list[int | None], offset: int) -> pa.
     st.data(),
 )
 def test_dictionary_columns_count_as_their_decoded_values(words, data):
-    codes = data.draw(
-        st.lists(st.one_of(st.none(), st.integers(0, len(words) - 1)), max_size=60)
-    )
+    codes = data.draw(st.lists(st.one_of(st.none(), st.integers(0, len(words) - 1)), max_size=60))
     offset = data.draw(st.integers(0, len(codes)))
     arr = _coded(words, codes, offset)
     plain = arr.dictionary_decode()

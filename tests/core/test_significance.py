@@ -257,3 +257,19 @@ def test_window_tests_by_family():
     ]  # fmt: skip
     assert [t.name for t in window_tests("categorical", hist, pair, pair)] == ["histogram"]
     assert [t.name for t in window_tests(None, None, pair, pair)] == []
+
+
+def test_nan_to_is_numpys_nan_to_num_to_the_bit():
+    from divtransforms.significance import nan_to
+
+    rng = np.random.default_rng(1)
+    specials = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1.5, -2e308, 1e-310, 1.7e308]
+    for shape in [(), (5,), (3, 4)]:
+        for _ in range(200):
+            a = rng.choice(specials, size=shape)
+            for nan in (0.0, 1.0):
+                want, got = np.nan_to_num(np.asarray(a, dtype=np.float64), nan=nan), nan_to(a, nan)
+                assert type(got) is type(want)
+                assert np.array_equal(got, want) and np.array_equal(
+                    np.signbit(got), np.signbit(want)
+                )
