@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import jensenshannon
@@ -150,3 +150,39 @@ def test_bad_base_and_alpha():
         entropy([1, 2], base=1)
     with pytest.raises(ValueError, match="alpha"):
         kl_divergence([1, 2], [1, 2], alpha=-1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda k: st.tuples(
+            st.lists(st.integers(0, 10_000), min_size=k, max_size=k),
+            st.lists(st.integers(0, 10_000), min_size=k, max_size=k),
+        )
+    ),
+    st.sampled_from([0.0, 0.5, 1.0]),
+    st.sampled_from([2.0, math.e, 10.0]),
+)
+def test_divergences_of_a_record_are_the_functions_one_by_one_to_the_bit(pq, alpha, base):
+    from divtransforms.divergence import divergences
+
+    p, q = (np.asarray(v, dtype=np.float64) for v in pq)
+    assume(p.sum() > 0 and q.sum() > 0)
+    got = divergences(p, q, base, alpha)
+    want = {
+        "entropy_current": entropy(p, base),
+        "cross_entropy": cross_entropy(p, q, base, alpha),
+        "kl_divergence": kl_divergence(p, q, base, alpha),
+        "kl_reverse": kl_divergence(q, p, base, alpha),
+        "js_divergence": js_divergence(p, q, base),
+        "psi": psi(p, q, base, alpha),
+        "hellinger": hellinger(p, q),
+    }
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        assert type(got[k]) is type(v) and (
+            got[k] == v or (math.isnan(v) and math.isnan(got[k]))
+        ), k
+    rows = divergences(np.stack([p, p]), np.stack([q, q]), base, alpha)
+    for k, v in want.items():
+        assert rows[k].tolist() == [v, v] or math.isnan(v), k
