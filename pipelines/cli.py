@@ -110,8 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from pipelines.startup import freeze_heap, import_beam
+    from pipelines.startup import freeze_heap, import_beam, reuse_freed_memory
 
+    reuse_freed_memory()
     freeze_heap()
     from pipelines.reference_job import (
         categorical_kinds,
@@ -180,8 +181,9 @@ def _load_policy(path: str | None):
 
 
 def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from pipelines.startup import freeze_heap, import_beam
+    from pipelines.startup import freeze_heap, import_beam, reuse_freed_memory
 
+    reuse_freed_memory()
     freeze_heap()
     from pipelines.check_job import CheckJob, job_with_state, run_check_command
     from pipelines.local import can_check_locally
