@@ -259,7 +259,10 @@ def column_role(col: Any, min_rows: int = 100) -> str | None:
         return None
     if text:
         numeric = pc.match_substring_regex(arr, r"^\s*[+-]?\d+(\.\d*)?\s*$")
-        if not pc.all(numeric).as_py():
+        # Every text an event time is read from starts with a digit, a sign or a point
+        # (``eventtime``'s patterns): a column where fewer than 95% do is not parsed at all.
+        could = pc.sum(pc.match_substring_regex(arr, r"^\s*[-+.\d]")).as_py() or 0
+        if not pc.all(numeric).as_py() and could / len(arr) >= 0.95:
             _, ok, _ = parse_event_times(arr, "column")
             if ok.mean() >= 0.95:
                 return "its values are dates or times (an event-time column)"

@@ -6,7 +6,10 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from divtransforms import ReferenceProfile, compare
@@ -208,3 +211,48 @@ def test_building_and_a_clean_check_do_not_import_scipy_stats():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _role_without_prefilter(values: list) -> bool:
+    """The event-time judgement as it was before the prefilter (parse every value)."""
+    from divtransforms.eventtime import parse_event_times
+
+    arr = pa.array(values, type=pa.string()).drop_null()
+    numeric = pc.match_substring_regex(arr, r"^\s*[+-]?\d+(\.\d*)?\s*$")
+    if pc.all(numeric).as_py():
+        return False
+    _, ok, _ = parse_event_times(arr, "column")
+    return bool(ok.mean() >= 0.95)
+
+
+TEXTS = [
+    "2024-03-01T10:00:00Z",
+    " 2024-03-01 10:00",
+    "2024/3/1",
+    "1700000000",
+    "+1.7e9",
+    ".5",
+    "c0_v12",
+    "x",
+    "",
+    "-3",
+    "2024-02-30",
+    None,
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(TEXTS[:6]),
+    st.lists(st.sampled_from(TEXTS), max_size=12),
+    st.integers(100, 140),
+)
+def test_the_event_time_prefilter_never_changes_the_judgement(main, noise, n):
+    """Columns near the 95% line: mostly one time-like text and a few others."""
+    from divtransforms.quality import column_role
+
+    values = [main] * (n - len(noise)) + noise
+    role = column_role(pa.array(values, type=pa.string()), min_rows=100)
+    is_time = role is not None and "dates or times" in role
+    if len([v for v in values if v is not None]) >= 100:
+        assert is_time == _role_without_prefilter(values)
