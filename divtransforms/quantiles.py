@@ -170,8 +170,7 @@ class ExactQuantiles:
                 if math.isinf(width):  # the width overflows float64
                     scale = CELLS / (r.hi / 2 - r.lo / 2) / 2
                 if math.isfinite(scale) and scale > 0:  # else (subnormal widths): gather
-                    r.grid = (r.lo, scale)
-                    r.counts = np.zeros(CELLS, dtype=np.int64)
+                    r.grid = (r.lo, scale)  # counts start with the second distinct value
             if r.path:
                 lo, scale, cell = r.path[0]
                 if self._top is None:
@@ -201,14 +200,23 @@ class ExactQuantiles:
                     xs = xs[_cells(xs, lo, scale) == cell]
             if xs.size == 0:
                 continue
+            before, atom = r.seen, r.vmin
             r.seen += xs.size
             r.vmin = min(r.vmin, float(xs.min()))
             r.vmax = max(r.vmax, float(xs.max()))
             if r.grid is None:
                 r.values.append(xs.copy() if xs is x else xs)
-            else:
-                assert r.counts is not None
-                r.counts += np.bincount(_cells(xs, *r.grid), minlength=CELLS)
+                continue
+            if r.counts is None:
+                # A cell too full to gather often holds one repeated value (an atom of
+                # integer or 0/1 data), resolved at the end of the pass without counts: count
+                # only once a second value shows up, the earlier ones (all ``atom``) at once.
+                if r.vmin == r.vmax:
+                    continue
+                r.counts = np.zeros(CELLS, dtype=np.int64)
+                if before:
+                    r.counts[_cells(np.array([atom]), *r.grid)[0]] += before
+            r.counts += np.bincount(_cells(xs, *r.grid), minlength=CELLS)
 
     def end_pass(self) -> None:
         pending, self._pending = self._pending, []
