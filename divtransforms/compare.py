@@ -123,13 +123,15 @@ def drift_record(
     created_at: datetime | None = None,
     columns: Mapping[str, int] | None = None,
     quality: Sequence[Any] | None = None,
+    divergence_values: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The drift record of one feature and window (see ``records.DRIFT_RECORD_SCHEMA``).
 
     ``columns``: the window's rows per type label of the column (``FeatureStats.columns``), for
-    the schema checks (``divtransforms.quality``). ``quality``: this feature's quality tests
-    when the caller computed them for many features at once
-    (``quality.quality_test_fields_of``); by default they are computed here.
+    the schema checks (``divtransforms.quality``). ``quality`` and ``divergence_values``: this
+    feature's quality tests and divergences when the caller computed them for many features at
+    once (``quality.quality_test_fields_of``, ``divergence.divergences`` on rows); by default
+    they are computed here.
 
     Divergences compare the window (``current``) with the reference: ``kl_divergence`` is
     ``KL(current || reference)`` and ``kl_reverse`` is ``KL(reference || current)``, both with
@@ -168,7 +170,7 @@ def drift_record(
     if n == 0 or n_ref == 0:
         rec.update(_nan_divergences())
     else:
-        fields, histogram_test = _divergence_fields(fp, counts, n, alpha, base)
+        fields, histogram_test = _divergence_fields(fp, counts, n, alpha, base, divergence_values)
         rec.update(fields)
     rec["tests"] = _test_fields(fp, histogram_test, mle_window)
     rec.update(_mle_fields(fp, mle_window, mle_running, rec["tests"], alpha, base))
@@ -247,12 +249,18 @@ def new_column_record(
 
 
 def _divergence_fields(
-    fp: FeatureProfile, counts: np.ndarray, n: int, alpha: float, base: float
+    fp: FeatureProfile,
+    counts: np.ndarray,
+    n: int,
+    alpha: float,
+    base: float,
+    d: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], tuple[float, float, float]]:
-    """Divergences of a non-empty window from the reference, and its histogram test as
-    ``(statistic, p_value, effect)`` for ``significance.window_tests``."""
+    """Divergences of a non-empty window from the reference (``d``: already computed), and its
+    histogram test as ``(statistic, p_value, effect)`` for ``significance.window_tests``."""
     ref_counts = fp.histogram.counts
-    d = divergences(counts, ref_counts, base, alpha)
+    if d is None:
+        d = divergences(counts, ref_counts, base, alpha)
     js = float(d["js_divergence"])
     gt = homogeneity_test(counts, ref_counts, cells=fp.bins.test_cells(ref_counts))
     bias = js_bias(n, fp.histogram.n, int(np.count_nonzero(counts + ref_counts)), base)
@@ -383,6 +391,7 @@ def window_records(
         "created_at": created_at,
     }
     quality = quality_test_fields_of([(fp, stats.histograms[n]) for n, fp in features.items()])
+    divs = _divergences_of(features, stats, alpha, base)
     out = [
         drift_record(
             fp,
@@ -393,6 +402,7 @@ def window_records(
             base=base,
             columns=stats.columns.get(name),
             quality=tests,
+            divergence_values=divs.get(name),
             **where,
         )
         for (name, fp), tests in zip(features.items(), quality, strict=True)
@@ -402,6 +412,29 @@ def window_records(
         for name, types in sorted(stats.columns.items())
         if name not in features
     ]
+    return out
+
+
+def _divergences_of(
+    features: Mapping[str, FeatureProfile], stats: FeatureStats, alpha: float, base: float
+) -> dict[str, dict[str, Any]]:
+    """The divergences of every feature with data on both sides, the features with the same
+    number of bins as rows of one array (the same values as one by one, row by row)."""
+    groups: dict[int, list[str]] = {}
+    for name, fp in features.items():
+        hist = stats.histograms[name]
+        if hist.n and fp.histogram.n:
+            groups.setdefault(len(hist.counts), []).append(name)
+    out: dict[str, dict[str, Any]] = {}
+    for names in groups.values():
+        rows = divergences(
+            np.stack([stats.histograms[n].counts for n in names]),
+            np.stack([features[n].histogram.counts for n in names]),
+            base,
+            alpha,
+        )
+        for i, name in enumerate(names):
+            out[name] = {k: v[i] for k, v in rows.items()}
     return out
 
 
