@@ -198,3 +198,51 @@ def test_severity_comes_from_the_default_policy_unless_told_otherwise(reference)
     assert set(compare(reference, tiny).column("severity").to_pylist()) == {"insufficient"}
     with pytest.raises(ValueError, match="policy"):
         compare(reference, calm, policy="strict")
+
+
+def test_a_windows_records_equal_each_features_record_alone_to_the_bit():
+    """``window_records`` computes the divergences of all features with the same number of bins
+    as rows of one array and the quality tests at once: every field equals the record that
+    ``drift_record`` makes for the feature alone (floats bit for bit, NaN where NaN)."""
+    from divtransforms.compare import drift_record, window_records
+    from divtransforms.window import RunningEstimates, feature_stats_of_batch
+
+    rng = np.random.default_rng(8)
+    n = 3000
+    ref = pa.table(
+        {
+            "a": rng.normal(0, 1, n),
+            "b": rng.normal(5, 2, n),
+            "k": rng.poisson(2.0, n).astype(float),
+            "c": rng.choice(["x", "y", "z"], n),
+            "gone": rng.normal(size=n),
+        }
+    )
+    profile = ReferenceProfile.build(ref)
+    cur = pa.table(
+        {
+            "a": rng.normal(0.3, 1, 500),
+            "b": rng.normal(5, 2, 500),
+            "k": rng.poisson(2.5, 500).astype(float),
+            "c": rng.choice(["x", "y", "w"], 500),
+            "gone": np.full(500, np.nan),  # a window without values: NaN divergences
+        }
+    )
+    stats = feature_stats_of_batch(profile.features, cur)
+    running = RunningEstimates.seed(profile.features)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    together = window_records(profile.features, stats, running, run_id="r", created_at=when)
+    for rec in together:
+        name = rec["feature"]
+        alone = drift_record(
+            profile.features[name],
+            stats.histograms[name],
+            stats.mle.get(name),
+            running.get(name),
+            run_id="r",
+            created_at=when,
+            columns=stats.columns.get(name),
+        )
+        assert json.dumps(rec, default=str, sort_keys=True) == json.dumps(
+            alone, default=str, sort_keys=True
+        ), name
