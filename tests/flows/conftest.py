@@ -24,6 +24,18 @@ def prefect_harness():
         yield
 
 
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_harness) -> str:
+    """The harness's API server, for a command in a process of its own (``PREFECT_API_URL``):
+    the same server (Prefect's ephemeral API, as ``divmon run`` starts for itself), so a test
+    that is not about the server's start pays no start of its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness set no API URL"
+    return url
+
+
 @pytest.fixture()
 def monitor_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A monitor directory: reference data, config (webhook target via env), reference built."""

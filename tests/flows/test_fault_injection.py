@@ -2,8 +2,8 @@
 boundary, each followed by a clean ``divmon run``; rows, windows and alerts counted exactly
 (docs/reliability.md).
 
-Every ``divmon run`` here is the installed command in a process of its own, on one local Prefect
-API server that the module starts once (``PREFECT_API_URL``), so a run costs seconds instead of
+Every ``divmon run`` here is the installed command in a process of its own, on the local Prefect
+API server of the session's test harness (``PREFECT_API_URL``), so a run costs seconds instead of
 the 10-25 s of a server start. A kill at a stage boundary is made exactly by the run itself: the
 test puts a ``sitecustomize`` on its ``PYTHONPATH`` that, when ``DIVMON_KILL_AT`` names a
 boundary, wraps the function that ends that stage so that the process SIGKILLs itself there. A
@@ -12,7 +12,8 @@ a server it started itself is ``tests/flows/test_serve.py``'s.
 
 ``make test`` runs a bounded set: each boundary once and 3 uniform kills, and 2 rounds of
 overlapping runs. ``DIVMON_FAULT_TRIALS=33`` (``make test-faults``) runs the full campaign: each
-boundary twice, the rest uniform, and 5 rounds.
+boundary twice, the rest uniform, and 5 rounds. The trials are dealt into ``PARTS`` independent
+parts, each on a monitor of its own, so that the suite's workers share them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from flows.state import StateStore
 pytestmark = [pytest.mark.slow, pytest.mark.beam, pytest.mark.prefect]
 ROWS = 400
 CAMPAIGN = int(os.environ.get("DIVMON_FAULT_TRIALS") or 0)  # 0: the bounded set of make test
+PARTS = 2  # the SIGKILL trials in independent parts (one per xdist worker of make test)
 
 # The stage boundaries, in the order a run reaches them. ``install`` wraps the function that ends
 # each one so that the process kills itself right there.
@@ -221,19 +223,6 @@ def _child(root: Path, point: str, env: dict) -> _Child:
     return _Child(root, point, env)
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory):
-    """One local Prefect API server (as ``divmon run`` starts for itself) for the module."""
-    from flows.server import local_server
-
-    home = tmp_path_factory.mktemp("prefect-server-home")
-    with pytest.MonkeyPatch.context() as mp_:
-        mp_.setenv("PREFECT_HOME", str(home))
-        with local_server(timeout=180, log_path=home / "server.log", ephemeral=True) as url:
-            mp_.undo()
-            yield url
-
-
 def _divmon_cmd(root: Path) -> list[str]:
     script = Path(sys.executable).with_name("divmon")
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "flows.cli"]
@@ -324,21 +313,28 @@ def _plan(rng: random.Random) -> tuple[list[str], int]:
     return plan, rounds
 
 
-def test_sigkill_trials_of_divmon_run(tmp_path: Path, prefect_api: str):
+@pytest.mark.parametrize("part", range(PARTS), ids=[f"part{k + 1}of{PARTS}" for k in range(PARTS)])
+def test_sigkill_trials_of_divmon_run(tmp_path: Path, prefect_api_url: str, part: int):
     """Each trial lands one new hourly file, starts ``divmon run``, SIGKILLs it (at a boundary,
     or at a uniformly random time within the duration of the previous clean run), checks that
     nothing of it is left running, runs ``divmon run`` again to completion and checks rows,
-    windows, alerts and state exactly. A boundary a run did not reach is tried again."""
+    windows, alerts and state exactly. A boundary a run did not reach is tried again.
+
+    The plan (every boundary ``rounds`` times, the rest uniform) is dealt into ``PARTS`` parts,
+    each with a monitor of its own: together they run every trial of the plan."""
     rng = random.Random(13)
-    plan, rounds = _plan(rng)
-    extra_allowed = 6
+    whole, _ = _plan(rng)
+    plan = whole[part::PARTS]
+    wanted = Counter(plan)  # this part's share of the plan: each must really be hit
+    rng = random.Random(13 + part)
+    extra_allowed = 6 // PARTS
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
     (hook / "divmon_kill_points.py").write_text(KILL_POINTS)
     with AlertReceiver() as receiver:
         root, env = _monitor(tmp_path, receiver)
-        env.update(PREFECT_API_URL=prefect_api, PREFECT_HOME=str(tmp_path / "prefect-home"))
+        env.update(PREFECT_API_URL=prefect_api_url, PREFECT_HOME=str(tmp_path / "prefect-home"))
         cmd = _divmon_cmd(root)
 
         def clean_run() -> float:
@@ -395,10 +391,11 @@ def test_sigkill_trials_of_divmon_run(tmp_path: Path, prefect_api: str):
             durations.append(clean_run())
             figures = _check_invariants(root, trial + 1, receiver)
         for point in BOUNDARIES:
-            assert killed_at[point] == rounds, killed_at  # every boundary really hit
-        assert killed_at["uniform"] >= plan.count("uniform") // 2, killed_at
+            assert killed_at[point] == wanted[point], killed_at  # every boundary really hit
+        assert killed_at["uniform"] >= wanted["uniform"] // 2, killed_at
     rows = sum(pq.read_metadata(p).num_rows for p in (root / "landing").glob("*.parquet"))
     report = {
+        "part": f"{part + 1} of {PARTS}",
         "trials": len(plan),
         "rows": rows,
         "files": trial + 1,
