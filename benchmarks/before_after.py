@@ -34,6 +34,7 @@ DATA_DIR = Path(os.environ.get("DIVMON_BENCH_DATA", tempfile.gettempdir())) / "d
 CASES = {
     "standard": (1_000_000, 20, 5),
     "wide": (20_000, 1000, 0),
+    "cols-100": (20_000, 100, 0),
 }
 
 

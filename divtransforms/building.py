@@ -22,7 +22,7 @@ slices of values per feature, whatever the number of rows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -112,14 +112,21 @@ class ProfileBuilder:
             return list(self._kinds)
         return [n for n, q in self._quantiles.items() if not q.done]
 
-    def add(self, batch: Any) -> None:
-        """One batch of the current pass (an Arrow RecordBatch/Table or a dict of columns)."""
+    def add(self, batch: Any, columns: Collection[str] | None = None) -> None:
+        """One batch of the current pass (an Arrow RecordBatch/Table or a dict of columns).
+
+        ``columns``: the features this batch is for, when the caller reads the pass's columns
+        in groups (each group over all the rows, in the same batches; memory then does not grow
+        with the number of columns); default all of :meth:`columns`. Every feature's result is
+        the same either way: each feature sees the same batches in the same order.
+        """
+        only = None if columns is None else set(columns)
         if self._pass == 1:
-            self._add_summaries(batch)
+            self._add_summaries(batch, only)
         elif self._pass == 2:
-            self._add_stats(batch)  # the quantile searches of pending features too
+            self._add_stats(batch, only)  # the quantile searches of pending features too
         else:
-            self._add_quantiles(batch)
+            self._add_quantiles(batch, only)
 
     def end_pass(self) -> None:
         if self._pass == 1:
@@ -132,7 +139,7 @@ class ProfileBuilder:
         self._pass += 1
 
     # -- pass 1 --------------------------------------------------------------------------------
-    def _add_summaries(self, batch: Any) -> None:
+    def _add_summaries(self, batch: Any, only: set[str] | None) -> None:
         def one(name: str) -> ValueSummary | None:
             """A numeric feature's summary of the batch (its first count kept in place), or
             a categorical one's value counts added to its own dict."""
@@ -146,7 +153,7 @@ class ProfileBuilder:
                 counting.add(x)
             return ValueSummary.of(x)
 
-        names = [*self._numeric, *self._categorical]
+        names = [n for n in (*self._numeric, *self._categorical) if only is None or n in only]
         for name, summary in zip(names, parallel.map_ordered(one, names), strict=True):
             if summary is not None:
                 self._summary[name] = self._summary[name].merge(summary)
@@ -209,8 +216,11 @@ class ProfileBuilder:
                 self._mle[name] = None
 
     # -- pass 2 and later ----------------------------------------------------------------------
-    def _add_stats(self, batch: Any) -> None:
-        stats = feature_stats_of_batch(self._known, batch)
+    def _add_stats(self, batch: Any, only: set[str] | None) -> None:
+        known = self._known
+        if only is not None:
+            known = {n: fp for n, fp in known.items() if n in only}
+        stats = feature_stats_of_batch(known, batch)
         for name, types in stats.columns.items():
             self._types[name] = merge_type_counts(self._types.get(name, {}), types)
         for name, h in stats.histograms.items():
@@ -238,7 +248,7 @@ class ProfileBuilder:
                 q.add(x)
             return label, nan, n_bad, m
 
-        pending = list(self._pending.items())
+        pending = [(n, p) for n, p in self._pending.items() if only is None or n in only]
         for (name, _), (label, nan, n_bad, m) in zip(
             pending, parallel.map_ordered(one, pending), strict=True
         ):
@@ -250,13 +260,14 @@ class ProfileBuilder:
                 pm = self._mle[name]
                 self._mle[name] = m if pm is None else pm.merge(m)  # type: ignore[arg-type]
 
-    def _add_quantiles(self, batch: Any) -> None:
+    def _add_quantiles(self, batch: Any, only: set[str] | None) -> None:
         def one(item: tuple[str, ExactQuantiles]) -> None:
             name, q = item
             if not q.done:
                 q.add(to_float_array(column_of(batch, name), name)[0])
 
-        parallel.map_ordered(one, list(self._quantiles.items()))
+        items = [(n, q) for n, q in self._quantiles.items() if only is None or n in only]
+        parallel.map_ordered(one, items)
 
     # -- the result ----------------------------------------------------------------------------
     def profile(self) -> ReferenceProfile:

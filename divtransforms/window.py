@@ -20,7 +20,7 @@ directory watcher), as TFDV runs the same generators in memory and on Beam:
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -147,6 +147,22 @@ class FeatureStats:
             },
             columns,
         )
+
+    @classmethod
+    def of_groups(cls, parts: Sequence[FeatureStats]) -> FeatureStats:
+        """The statistics of the same rows taken for disjoint groups of features (a reader that
+        decodes a few columns at a time), as one: each feature's histogram, MLE accumulator and
+        types as its group has them, in the groups' order; the rows once."""
+        rows = {p.rows for p in parts}
+        if len(rows) > 1:
+            raise ValueError(f"feature groups saw different numbers of rows: {sorted(rows)}")
+        out = cls(parts[0].rows)
+        for p in parts:
+            out.histograms.update(p.histograms)
+            out.mle.update(p.mle)
+            for name, types in p.columns.items():
+                out.columns[name] = merge_type_counts(out.columns.get(name, {}), types)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tests, debugging)."""

@@ -31,6 +31,7 @@ from divtransforms.profile import ReferenceProfile
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
+    "READ_BYTES",
     "BatchSource",
     "build_reference_local",
     "can_check_locally",
@@ -55,9 +56,12 @@ def _on_every_core(fn: F) -> F:
     return run  # type: ignore[return-value]
 
 
-# 64 MiB: memory stays flat when the rows grow 10x (256 MiB held 2x the memory of a 1M-row
-# build at 10M rows); inputs beyond it are read again, only the columns a pass needs.
-DEFAULT_CACHE_BYTES = 64 << 20
+# What one read decodes at once (a row group of a group of columns): memory does not grow with
+# the number of columns.
+READ_BYTES = 16 << 20
+# The first pass's batches kept for the next: as much as one read holds, so that memory stays
+# flat when the rows grow 10x too; inputs beyond it are read again, only the columns a pass needs.
+DEFAULT_CACHE_BYTES = READ_BYTES
 PROGRESS_SECONDS = 5.0
 
 
@@ -84,9 +88,17 @@ def expand_local(patterns: Sequence[str]) -> list[str]:
 
 class BatchSource:
     """Record batches of local files, read in passes with ``pipelines.io`` (the Beam job's
-    readers: the same batches, file/row annotations and checks); the first pass's batches are
-    kept up to ``cache_bytes`` and later passes read only the rest again, and only the columns
-    they ask for. ``require_columns`` False (a check): a file may lack a feature column."""
+    readers: the same batches, file/row annotations and checks).
+
+    A pass reads its columns in consecutive groups (:meth:`read_pass`), each decoded within
+    ``read_bytes`` at a time (``pipelines.io.decoded_bytes``: one Parquet row group of the
+    group's columns), so memory does not grow with the number of columns; every group sees the
+    same rows in the same batches. The first pass's batches are kept up to ``cache_bytes``;
+    later passes read only the rest again, and only the columns they ask for.
+    ``require_columns`` False (a check): a file may lack a feature column.
+
+    Accounting: ``rows_read``/``batches_read`` (the first pass, counted once whatever the
+    groups), ``max_batch_bytes`` (the largest batch decoded), ``groups`` (per pass)."""
 
     def __init__(
         self,
@@ -95,20 +107,49 @@ class BatchSource:
         input_format: str | None = None,
         numeric: Sequence[str] = (),
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        read_bytes: int = READ_BYTES,
         require_columns: bool = True,
     ) -> None:
+        from pipelines import io as pio
+
         self._files = list(files)
         self._format = input_format
         self._numeric = tuple(numeric)
         self._budget = cache_bytes
+        self._read_bytes = read_bytes
         self._require = require_columns
-        self._cache: list[pa.RecordBatch] = []
-        self._cached_tasks = 0  # read tasks wholly in the cache
+        self._opened = pio.OpenFiles()
+        self._sizes: dict[str, int] = {}
+        # columns read -> (their first batches, the number of read tasks wholly among them)
+        self._cache: dict[tuple[str, ...], tuple[list[pa.RecordBatch], int]] = {}
+        self._cached_bytes = 0
         self.rows_read = 0
         self.batches_read = 0
+        self.max_batch_bytes = 0
+        self.groups: list[int] = []
 
-    def batches(self, columns: Sequence[str], first: bool) -> Iterator[pa.RecordBatch]:
-        """One pass: every batch, with at least ``columns``."""
+    def read_pass(
+        self, columns: Sequence[str], *, first: bool, extra: Sequence[str] = ()
+    ) -> Iterator[tuple[list[str], Iterator[pa.RecordBatch]]]:
+        """One pass: ``(group, batches)`` for each group of ``columns`` (consecutive, in order);
+        the batches hold the group's columns and ``extra`` (e.g. the event time)."""
+        from pipelines import io as pio
+
+        extra = [c for c in extra if c not in columns]
+        unknown = [c for c in (*columns, *extra) if c not in self._sizes]
+        if unknown:
+            self._sizes.update(
+                pio.decoded_bytes(
+                    self._files, unknown, input_format=self._format, opened=self._opened
+                )
+            )
+        budget = self._read_bytes - sum(self._sizes[c] for c in extra)
+        groups = pio.column_groups(columns, self._sizes, budget)
+        self.groups.append(len(groups))
+        for i, group in enumerate(groups):
+            yield group, self._batches([*group, *extra], first, count=first and i == 0)
+
+    def _batches(self, columns: list[str], first: bool, count: bool) -> Iterator[pa.RecordBatch]:
         from pipelines import io as pio
 
         tasks = pio.plan_reads(
@@ -117,32 +158,37 @@ class BatchSource:
             columns=columns,
             numeric=[n for n in self._numeric if n in set(columns)],
             require_columns=self._require,
+            opened=self._opened,
         )
+        key = tuple(columns)
         start = 0
-        if not first:
-            yield from self._cache
-            start = self._cached_tasks
-        cached = sum(b.nbytes for b in self._cache)
+        if not first:  # batches kept by the first pass, of these columns or more
+            wanted = set(columns)
+            for have, (kept, done) in self._cache.items():
+                if wanted <= set(have):
+                    yield from kept
+                    start = done
+                    break
+        kept = []
+        keep = first
         for i in range(start, len(tasks)):
-            keep = first and self._cached_tasks == i  # cache this task while it fits
-            kept: list[pa.RecordBatch] = []
-            for batch in pio.read_task(tasks[i]):
-                if first:
+            task_kept: list[pa.RecordBatch] = []
+            for batch in pio.read_task(tasks[i], self._opened):
+                self.max_batch_bytes = max(self.max_batch_bytes, batch.nbytes)
+                if count:
                     self.rows_read += batch.num_rows
                     self.batches_read += 1
-                # the first batch is kept whatever its size: the pass held it anyway (a wide
-                # table's single row group), and reading it again would take more memory
-                if keep and (cached + batch.nbytes <= self._budget or not (self._cache or kept)):
-                    kept.append(batch)
-                    cached += batch.nbytes
-                else:
+                if keep and self._cached_bytes + batch.nbytes <= self._budget:
+                    task_kept.append(batch)
+                    self._cached_bytes += batch.nbytes
+                elif keep:
                     keep = False
+                    self._cached_bytes -= sum(b.nbytes for b in task_kept)
+                    task_kept = []
                 yield batch
             if keep:
-                self._cache.extend(kept)
-                self._cached_tasks = i + 1
-            else:
-                cached -= sum(b.nbytes for b in kept)
+                kept.extend(task_kept)
+                self._cache[key] = (kept, i + 1)
 
 
 def _role_candidate(t: pa.DataType) -> bool:
@@ -210,21 +256,22 @@ def build_reference_local(
     passes = 0
     while columns := builder.columns():
         passes += 1
-        rows, last, t0 = 0, time.perf_counter(), time.perf_counter()
-        for batch in src.batches(columns, first=passes == 1):
-            builder.add(batch)
-            rows += batch.num_rows
-            if time.perf_counter() - last >= PROGRESS_SECONDS:
-                last = time.perf_counter()
-                _LOG.info(
-                    "pass %d: %d rows x %d columns (%.0f rows/s)",
-                    passes, rows, len(columns), rows / (last - t0),
-                )  # fmt: skip
+        cells, last, t0 = 0, time.perf_counter(), time.perf_counter()
+        for group, batches in src.read_pass(columns, first=passes == 1):
+            for batch in batches:
+                builder.add(batch, group)
+                cells += batch.num_rows * len(group)
+                if time.perf_counter() - last >= PROGRESS_SECONDS:
+                    last = time.perf_counter()
+                    _LOG.info(
+                        "pass %d: %d of %d columns, %d values (%.0f values/s)",
+                        passes, columns.index(group[0]), len(columns), cells, cells / (last - t0),
+                    )  # fmt: skip
+            pa.default_memory_pool().release_unused()  # the readers' transient buffers
         builder.end_pass()
-        pa.default_memory_pool().release_unused()  # the readers' transient buffers
         _LOG.info(
-            "pass %d done: %d rows x %d columns in %.1f s",
-            passes, rows, len(columns), time.perf_counter() - t0,
+            "pass %d done: %d columns (%d groups), %d values in %.1f s",
+            passes, len(columns), src.groups[-1], cells, time.perf_counter() - t0,
         )  # fmt: skip
     profile = builder.profile()
     if output is not None:
@@ -332,33 +379,45 @@ def run_check_local(job: Any) -> Any:
         cache_bytes=0,
         require_columns=False,
     )
-    windows: dict[int | None, FeatureStats] = {}
     known = {
         *profile.known_columns,
         EVENT_TIME_COLUMN,
         *([job.timestamp_column] if job.timestamp_column else []),
     }
+    extra = [c for c in job.columns(profile) if c not in features]  # the event time
     no_event_time, last = 0, t0
-    for batch in src.batches(job.columns(profile), first=True):
-        if size is None:
-            parts = [(None, batch)]
-        else:
-            parts, bad = split_by_window(
-                batch, job.timestamp_column or "", size, job.timestamp_format
-            )
-            if bad is not None:
-                no_event_time += bad.count
-                _LOG.warning("%s", bad.message())
-        for start, rows in parts:
-            acc = windows.get(start) or FeatureStats.empty(features)
-            n = num_rows(rows)
-            for lo in range(0, max(n, 1), CHUNK_ROWS):
-                part = rows.slice(lo, CHUNK_ROWS) if n > CHUNK_ROWS else rows
-                acc = acc.merge(feature_stats_of_batch(features, part, known))
-            windows[start] = acc
-        if time.perf_counter() - last >= PROGRESS_SECONDS:
-            last = time.perf_counter()
-            _LOG.info("checked %d rows (%.0f rows/s)", src.rows_read, src.rows_read / (last - t0))
+    parts: list[dict[int | None, FeatureStats]] = []  # per column group: window -> statistics
+    for i, (group, batches) in enumerate(src.read_pass(list(features), first=True, extra=extra)):
+        feats = {n: features[n] for n in group}
+        windows: dict[int | None, FeatureStats] = {}
+        parts.append(windows)
+        for batch in batches:
+            if size is None:
+                split = [(None, batch)]
+            else:
+                split, bad = split_by_window(
+                    batch, job.timestamp_column or "", size, job.timestamp_format
+                )
+                if bad is not None and i == 0:  # the same rows in every group: told once
+                    no_event_time += bad.count
+                    _LOG.warning("%s", bad.message())
+            for start, rows in split:
+                acc = windows.get(start) or FeatureStats.empty(feats)
+                n = num_rows(rows)
+                for lo in range(0, max(n, 1), CHUNK_ROWS):
+                    part = rows.slice(lo, CHUNK_ROWS) if n > CHUNK_ROWS else rows
+                    # the columns the reference does not know: counted with the first group
+                    acc = acc.merge(feature_stats_of_batch(feats, part, known if i == 0 else None))
+                windows[start] = acc
+            if time.perf_counter() - last >= PROGRESS_SECONDS:
+                last = time.perf_counter()
+                _LOG.info(
+                    "checked %d rows, %d of %d features (%.0f rows/s)",
+                    src.rows_read, sum(len(next(iter(p.values())).histograms) for p in parts if p),
+                    len(features), src.rows_read / (last - t0),
+                )  # fmt: skip
+    # every group saw the same rows in the same windows: each window's statistics, all features
+    windows = {s: FeatureStats.of_groups([p[s] for p in parts]) for s in parts[0]}
     if size is None and not windows:
         windows[None] = FeatureStats.empty(features)
     records, cumulation = records_over_windows(
