@@ -346,14 +346,15 @@ def decoded_bytes(
     opened: OpenFiles | None = None,
 ) -> dict[str, int]:
     """Per column, the most bytes one read of ``files`` decodes it to at once: for Parquet, its
-    largest column chunk (``read_task`` decodes a row group at a time), from the footers:
-    exact for fixed-width types (values and validity), for text and other types an upper
-    estimate (offsets, and the larger of the chunk's uncompressed size and its rows times the
-    mean length of its min/max statistics: a dictionary-encoded chunk is smaller than its
-    values). CSV is read in blocks of ``READ_BLOCK_BYTES`` and JSON Lines whole: 0 (reading
-    fewer of their columns does not decode less)."""
+    largest column chunk (``read_task`` decodes a row group at a time), from the footers. Exact
+    for fixed-width types (values and validity); for text and other types, the chunk's rows
+    times the bytes per row of the first row group that has the column (decoded once here:
+    the footer does not tell, and a dictionary-encoded chunk is much smaller than its values),
+    and at least the chunk's uncompressed size. CSV is read in blocks of ``READ_BLOCK_BYTES``
+    and JSON Lines whole: 0 (reading fewer of their columns does not decode less)."""
     wanted = set(columns)
     out = dict.fromkeys(columns, 0)
+    per_row: dict[str, float] = {}  # variable-width columns: decoded bytes per row
     for path in files:
         if detect_format(path, input_format) != "parquet":
             continue
@@ -367,30 +368,22 @@ def decoded_bytes(
         for g in range(md.num_row_groups):
             rg = md.row_group(g)
             rows = rg.num_rows
-            size: dict[str, int] = {}
+            raw: dict[str, int] = {}
             for i in range(rg.num_columns):
                 chunk = rg.column(i)
                 name = chunk.path_in_schema.split(".", 1)[0]
                 if name in width:
-                    size[name] = size.get(name, 0) + _chunk_bytes(chunk, rows, width[name])
-            for name, b in size.items():
-                out[name] = max(out[name], b)
+                    raw[name] = raw.get(name, 0) + chunk.total_uncompressed_size
+            for name, size in raw.items():
+                bits = width[name]
+                if bits is not None:  # values, and the validity bitmap (allocated, nulls or not)
+                    size = (rows * bits + 7) // 8 + (rows + 7) // 8 + 128
+                elif rows:
+                    if name not in per_row:
+                        per_row[name] = _read_row_group(pf, g, [name]).column(0).nbytes / rows
+                    size = max(size, int(rows * per_row[name]) + 128)
+                out[name] = max(out[name], size)
     return out
-
-
-def _chunk_bytes(chunk: Any, rows: int, bit_width: int | None) -> int:
-    """Decoded bytes of one column chunk (see :func:`decoded_bytes`)."""
-    stats = chunk.statistics if chunk.is_stats_set else None
-    validity = (rows + 7) // 8 + 128  # the reader allocates it, nulls or not; 64-byte padding
-    if bit_width is not None:
-        return (rows * bit_width + 7) // 8 + validity
-    mean = 0
-    if stats is not None and stats.has_min_max:
-        try:
-            mean = (len(stats.min) + len(stats.max)) // 2
-        except TypeError:  # not text or bytes
-            mean = 0
-    return validity + 8 * rows + max(chunk.total_uncompressed_size, rows * mean)
 
 
 def column_groups(columns: Sequence[str], sizes: Mapping[str, int], budget: int) -> list[list[str]]:

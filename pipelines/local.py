@@ -107,7 +107,7 @@ class BatchSource:
         input_format: str | None = None,
         numeric: Sequence[str] = (),
         cache_bytes: int = DEFAULT_CACHE_BYTES,
-        read_bytes: int = READ_BYTES,
+        read_bytes: int | None = None,
         require_columns: bool = True,
     ) -> None:
         from pipelines import io as pio
@@ -116,7 +116,7 @@ class BatchSource:
         self._format = input_format
         self._numeric = tuple(numeric)
         self._budget = cache_bytes
-        self._read_bytes = read_bytes
+        self._read_bytes = READ_BYTES if read_bytes is None else read_bytes
         self._require = require_columns
         self._opened = pio.OpenFiles()
         self._sizes: dict[str, int] = {}
