@@ -56,7 +56,7 @@ class _Region:
     lo: float
     hi: float
     values: list[NDArray[np.float64]] = field(default_factory=list)  # gathering
-    counts: NDArray[np.int64] | None = None  # counting on a finer grid
+    counts: NDArray[np.integer] | None = None  # counting on a finer grid
     vmin: float = math.inf
     vmax: float = -math.inf
     seen: int = 0  # values of this pass in the region
@@ -84,7 +84,9 @@ class CellCounts:
 
     def __init__(self) -> None:
         self.grid: tuple[float, float] | None = None
-        self.counts = np.zeros(CELLS, dtype=np.int64)
+        # int32 while fewer than 2**31 values are counted (half the memory of a wide table's
+        # thousand searches), int64 beyond
+        self.counts: NDArray[np.int32] | NDArray[np.int64] = np.zeros(CELLS, dtype=np.int32)
         self.n = 0
         self.vmin, self.vmax = math.inf, -math.inf
 
@@ -97,6 +99,8 @@ class CellCounts:
         if self.grid is None:
             self.grid = (lo, _scale(lo, hi))
         self.n += int(x.size)
+        if self.n >= 1 << 31 and self.counts.dtype != np.int64:
+            self.counts = self.counts.astype(np.int64)
         self.vmin, self.vmax = min(self.vmin, lo), max(self.vmax, hi)
         self.counts += np.bincount(_cells(x, *self.grid), minlength=CELLS)
 
