@@ -56,8 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cache-mb",
         type=int,
         default=None,
-        help="in-process build: MiB of batches kept between passes (default 64; the first "
-        "batch is always kept)",
+        help="in-process build: MiB of batches kept between passes (default 4, what one "
+        "read decodes at once)",
     )
     build.set_defaults(handler=_reference_build, accepts_pipeline_args=True)
 
