@@ -15,6 +15,7 @@ are importable from here as before.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -206,13 +207,12 @@ def _check_columns(
     """``(columns to read, {the file's other columns: type label})``; a missing column is an
     error only when ``require`` (building a reference), else it is left to be counted as absent.
     ``names`` is the file's schema where known (the other columns' types), else its names."""
-    from divtransforms.quality import type_label
-
     schema = names if isinstance(names, pa.Schema) else None
     have = list(schema.names if schema is not None else names)
     if not columns:
         return None, []
-    missing = [c for c in columns if c not in have]
+    have_set = set(have)
+    missing = [c for c in columns if c not in have_set]
     if missing and require:
         raise InputError(
             f"{path}: feature column(s) {', '.join(map(repr, missing))} not in "
@@ -223,11 +223,19 @@ def _check_columns(
             "%s: column(s) %s missing: checked as absent", path, ", ".join(map(repr, missing))
         )
     wanted = set(columns)
-    return [c for c in columns if c in have], {
-        c: type_label(schema.field(c).type) if schema is not None else "unread"
-        for c in have
-        if c not in wanted
+    labels = _type_labels(schema) if schema is not None else {}
+    return [c for c in columns if c in have_set], {
+        c: labels.get(c, "unread") for c in have if c not in wanted
     }
+
+
+@functools.lru_cache(maxsize=16)
+def _type_labels(schema: pa.Schema) -> dict[str, str]:
+    """``{column: type label}`` of a file's schema (asked again for every read of a few of
+    its columns: once per schema). Callers do not change the dict."""
+    from divtransforms.quality import type_label
+
+    return {f.name: type_label(f.type) for f in schema}
 
 
 def _annotate(
