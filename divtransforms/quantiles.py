@@ -84,9 +84,9 @@ class CellCounts:
 
     def __init__(self) -> None:
         self.grid: tuple[float, float] | None = None
-        # int32 while fewer than 2**31 values are counted (half the memory of a wide table's
-        # thousand searches), int64 beyond
-        self.counts: NDArray[np.int32] | NDArray[np.int64] = np.zeros(CELLS, dtype=np.int32)
+        # The narrowest integers the values counted so far fit (a wide table holds a thousand
+        # of these at once): int16 below 2**15 values, int32 below 2**31, int64 beyond.
+        self.counts: NDArray[np.signedinteger] = np.zeros(CELLS, dtype=np.int16)
         self.n = 0
         self.vmin, self.vmax = math.inf, -math.inf
 
@@ -99,8 +99,9 @@ class CellCounts:
         if self.grid is None:
             self.grid = (lo, _scale(lo, hi))
         self.n += int(x.size)
-        if self.n >= 1 << 31 and self.counts.dtype != np.int64:
-            self.counts = self.counts.astype(np.int64)
+        for dtype in (np.int16, np.int32):
+            if self.counts.dtype == dtype and self.n > np.iinfo(dtype).max:
+                self.counts = self.counts.astype(np.int32 if dtype is np.int16 else np.int64)
         self.vmin, self.vmax = min(self.vmin, lo), max(self.vmax, hi)
         self.counts += np.bincount(_cells(x, *self.grid), minlength=CELLS)
 

@@ -167,3 +167,25 @@ def test_a_full_cell_of_one_repeated_value_is_counted_only_when_a_second_value_s
         x[:5] = near
     passes = _assert_exact(x, batch=997, first_count=first_count)
     assert passes <= 6
+
+
+def test_first_count_widens_its_integers_before_they_could_overflow():
+    """``CellCounts`` holds int16 counts below 2**15 values, int32 below 2**31, int64 beyond
+    (a wide table keeps a thousand of them): widened before a cell could overflow, equal to the
+    plain count throughout."""
+    rng = np.random.default_rng(4)
+    counted = CellCounts()
+    want = np.zeros(quantiles.CELLS, dtype=np.int64)
+    seen = []
+    for size in (30_000, 2_767, 1, 5_000):  # 32,767 fits int16; the next value does not
+        x = np.full(size, 1.0) if not seen else rng.normal(1.0, 1e-9, size)
+        counted.add(x)
+        seen.append(x)
+        want = np.bincount(
+            quantiles._cells(np.concatenate(seen), *counted.grid), minlength=quantiles.CELLS
+        )
+        assert counted.counts.tolist() == want.tolist()
+        assert counted.counts.dtype == (np.int16 if counted.n <= 32_767 else np.int32)
+    counted.n = (1 << 31) - 2  # as if two billion values had been counted
+    counted.add(np.ones(3))
+    assert counted.counts.dtype == np.int64
