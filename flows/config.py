@@ -176,7 +176,9 @@ class DeliveryConfig(_Section):
 
 
 class RunnerConfig(_Section):
-    pipeline_args: list[str] = Field(default_factory=lambda: ["--runner=FnApiRunner"])
+    # Empty: local files are checked in this process (pipelines.local) and everything else on
+    # Beam's FnApiRunner; any Beam option (e.g. --runner=DataflowRunner) selects the Beam job.
+    pipeline_args: list[str] = Field(default_factory=list)
 
 
 class HistoryConfig(_Section):

@@ -9,7 +9,8 @@
 4. render the dashboard and print where the history, alert log and dashboard are.
 
 Runs on a temporary local Prefect API (``flows.server.prefect_api``: SQLite under PREFECT_HOME,
-stopped with the demo) unless PREFECT_API_URL is set, and on Beam's FnApiRunner.
+stopped with the demo) unless PREFECT_API_URL is set; the reference is built on Beam's FnApiRunner
+and the checks run in the flow's own process (local files, no runner option).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ lock, after removing temp files that killed writes left behind:
 1. recover: finish a run that crashed (same run id, same files), so nothing is lost or doubled;
 2. discover: the files matching ``source.paths`` that the ledger has not seen, and failed files
    due for another try (names follow the readers' rule, ``pipelines.io.is_data_file``);
-3. check: the Beam check job over those files, with the running MLE state of earlier runs. A file
+3. check: the check job over those files (in this process for local files and no runner
+   option, else on Beam), with the running MLE state of earlier runs. A file
    that fails is taken out of the batch and recorded as failed (``flows.quarantine`` finds it),
    quarantined after ``source.quarantine_after`` runs; a planned file that vanished is dropped.
    The policy sets each record's severity; the records go to the history; the ledger, MLE state
@@ -77,7 +78,7 @@ class RunSummary:
         return [r for r in self.records.to_pylist() if r["severity"] in ("warning", "critical")]
 
 
-def _run_beam_check(
+def _run_check(
     config: MonitorConfig,
     profile: ReferenceProfile,
     state: MonitorState,
@@ -87,10 +88,7 @@ def _run_beam_check(
     on_job: JobHook | None = None,
 ):
     from pipelines.check_job import CheckJob, Source, run_check
-    from pipelines.options import make_pipeline_options
-    from pipelines.remote import require_remote_paths
-
-    require_remote_paths(make_pipeline_options(config.runner.pipeline_args), paths, "source.paths")
+    from pipelines.local import can_check_locally, run_check_local
 
     job = CheckJob(
         profile,
@@ -102,9 +100,18 @@ def _run_beam_check(
         mle_state=state.mle_state or None,
         run_id=run_id,
     )
+    args = list(config.runner.pipeline_args)
+    if can_check_locally(job, args):
+        # Local files and no Beam option: the in-process engine, whose records are Beam's bit
+        # for bit (tests/beam/test_local_engine.py), without importing Beam or starting a runner.
+        return run_check_local(job)
+    from pipelines.options import make_pipeline_options
+    from pipelines.remote import require_remote_paths
+
+    require_remote_paths(make_pipeline_options(args), paths, "source.paths")
     # On a remote runner the job writes to <temp_location>/divmon/<monitor>/<run id>/, which
     # run_check reads back and deletes (pipelines.remote.work_folder).
-    return run_check(job, list(config.runner.pipeline_args), work_name=config.name, on_job=on_job)
+    return run_check(job, args, work_name=config.name, on_job=on_job)
 
 
 def check_stage(
@@ -118,10 +125,11 @@ def check_stage(
     logger: logging.Logger,
     on_job: JobHook | None = None,
 ) -> tuple[pa.Table, int]:
-    """Beam check of ``files`` (ledger keys) -> history; commits ledger + MLE state + journal
-    ``recorded``. ``on_job`` gets the Dataflow job when the check runs there."""
+    """Check of ``files`` (ledger keys: in this process for local files and no runner option,
+    else the Beam job) -> history; commits ledger + MLE state + journal ``recorded``.
+    ``on_job`` gets the Dataflow job when the check runs there."""
     paths = [store.path_of(k) for k in files]
-    result = _run_beam_check(config, profile, state, run_id, paths, policy, on_job)
+    result = _run_check(config, profile, state, run_id, paths, policy, on_job)
     records = sort_records(result.records)
     store.check_lock()  # a run that lost its lease writes nothing more, history included
     append_records(config.history_dir, records, run_id)
@@ -186,9 +194,7 @@ def check_planned(
             culprits = find_culprits(
                 exc,
                 [store.path_of(k) for k in files],
-                lambda paths: _run_beam_check(
-                    config, profile, state, run_id, paths, policy, on_job
-                ),
+                lambda paths: _run_check(config, profile, state, run_id, paths, policy, on_job),
                 logger,
             )
             if not culprits:

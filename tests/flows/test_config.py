@@ -28,7 +28,7 @@ def test_minimal_config_defaults_and_relative_paths(tmp_path: Path):
     assert config.state_dir == tmp_path / "history" / "_state"
     assert config.reference_path == tmp_path / "ref" / "reference.json"
     assert config.source_patterns() == [str(tmp_path / "data" / "*.parquet")]
-    assert config.runner.pipeline_args == ["--runner=FnApiRunner"]
+    assert config.runner.pipeline_args == []  # local files: the in-process engine
     assert config.build_policy().default.significance == pytest.approx(0.009)
     assert config.thresholds()["*"][0] == "js_divergence"
 
