@@ -238,6 +238,11 @@ def schema_issues(
     return issues
 
 
+def _share_matching(arr: pa.Array, pattern: str) -> float:
+    """The share of a (non-empty) text array's values that match ``pattern``."""
+    return (pc.sum(pc.match_substring_regex(arr, pattern)).as_py() or 0) / len(arr)
+
+
 def column_role(col: Any, min_rows: int = 100) -> str | None:
     """Why a column should not be a feature by default, or None: text that parses as event times
     (95% of its values), or text or integers unique per row (identifiers), judged on at least
@@ -261,8 +266,7 @@ def column_role(col: Any, min_rows: int = 100) -> str | None:
         numeric = pc.match_substring_regex(arr, r"^\s*[+-]?\d+(\.\d*)?\s*$")
         # Every text an event time is read from starts with a digit, a sign or a point
         # (``eventtime``'s patterns): a column where fewer than 95% do is not parsed at all.
-        could = pc.sum(pc.match_substring_regex(arr, r"^\s*[-+.\d]")).as_py() or 0
-        if not pc.all(numeric).as_py() and could / len(arr) >= 0.95:
+        if not pc.all(numeric).as_py() and _share_matching(arr, r"^\s*[-+.\d]") >= 0.95:
             _, ok, _ = parse_event_times(arr, "column")
             if ok.mean() >= 0.95:
                 return "its values are dates or times (an event-time column)"
