@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 from divtransforms.bins import CategoricalBins, NumericBins
 from divtransforms.divergence import js_divergence
@@ -44,11 +43,11 @@ from divtransforms.policy import Evidence, FeaturePolicy, Policy, decide, dense_
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.significance import (
     DriftTest,
-    comparison_table,
+    histogram_p_values,
     js_bias,
     mean_test,
     moment_columns,
-    power_divergence,
+    range_test,
     window_tests,
 )
 
@@ -185,15 +184,12 @@ def row_moments(t: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def histogram_evidence(
-    counts: np.ndarray, ref: np.ndarray, cells: np.ndarray
+    counts: np.ndarray, ref: np.ndarray, cells: np.ndarray, ordered: bool = False
 ) -> tuple[np.ndarray, ...]:
     """``(statistic, p, js_corrected, dof)`` of each window, as ``compare.drift_record``."""
     n = counts.sum(axis=1).astype(np.float64)
     n_ref = float(ref.sum())
-    table, table_ref = comparison_table(counts, ref, float(n[0]), cells)  # one n per cell
-    stat, dof = power_divergence(table, table_ref)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(dof >= 1, special.chdtrc(np.maximum(dof, 1), stat), 1.0)
+    stat, p, dof = histogram_p_values(counts, ref, float(n[0]), cells, ordered)  # one n per cell
     js = np.asarray(js_divergence(counts, np.broadcast_to(ref, counts.shape)), dtype=np.float64)
     corrected = np.maximum(js - js_bias(n, n_ref, ((counts + ref) > 0).sum(axis=1)), 0.0)
     stat = np.where(dof >= 1, stat, 0.0)
@@ -212,7 +208,10 @@ def judge(fp: FeatureProfile, window: np.ndarray, policy: FeaturePolicy) -> np.n
         valid = np.isfinite(window)
         counts = bin_numeric(window, spec.edges, valid)
     ref_counts = np.asarray(fp.histogram.counts)
-    stat, p, effect, dof = histogram_evidence(counts, ref_counts, spec.test_cells(ref_counts))
+    numeric = isinstance(spec, NumericBins)
+    stat, p, effect, dof = histogram_evidence(
+        counts, ref_counts, spec.test_cells(ref_counts), numeric
+    )
     n = counts.sum(axis=1)
     p = np.where(dense_enough(n, dof, policy.min_expected), p, np.nan)
     t_pair = dev_pair = None
@@ -224,7 +223,8 @@ def judge(fp: FeatureProfile, window: np.ndarray, policy: FeaturePolicy) -> np.n
         t_pair = (row_moments(t, ok), moment_columns(mle.t))
         if mle.dev.n:
             dev_pair = (row_moments(np.abs(t - mle.center), ok), moment_columns(mle.dev))
-    tests: list[DriftTest] = window_tests(fp.family, (stat, p, effect), t_pair, dev_pair)
+    beyond = range_test(counts, ref_counts) if numeric else None
+    tests: list[DriftTest] = window_tests(fp.family, (stat, p, effect), t_pair, dev_pair, beyond)
     return decide(policy, Evidence(n, tests))
 
 
@@ -393,6 +393,12 @@ def cross_check(n_windows: int = 6, seed: int = 7) -> tuple[int, int, float]:
             total += 1
             # The p-values of the record against the vectorised ones (same functions, same data).
             for t in rec["tests"]:
+                if t["kind"] == "range":
+                    valid = np.isfinite(x)[None, :]
+                    counts = bin_numeric(x[None, :].astype(np.float64), fp.bins.edges, valid)
+                    _, p, _ = range_test(counts, np.asarray(fp.histogram.counts))
+                    worst = max(worst, abs(float(p[0]) - t["p_value"]))
+                    continue
                 if t["kind"] in ("histogram", "quality"):
                     continue
                 mle = fp.mle

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from divtransforms.bins import NumericBins
 from divtransforms.columns import as_columns, batch_columns, parse_duration
 from divtransforms.divergence import divergences, entropy
 from divtransforms.histogram import Histogram
@@ -33,7 +34,13 @@ from divtransforms.policy import UNPROFILED
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.quality import quality_fields, quality_test_fields, quality_test_fields_of
 from divtransforms.records import RECORD_FIELDS, records_to_table, sort_records
-from divtransforms.significance import homogeneity_test, js_bias, moment_columns, window_tests
+from divtransforms.significance import (
+    homogeneity_test,
+    js_bias,
+    moment_columns,
+    range_test,
+    window_tests,
+)
 from divtransforms.window import (
     FeatureStats,
     RunningEstimates,
@@ -166,13 +173,15 @@ def drift_record(
         "bin_labels": fp.bins.labels,
         "dof": 0,
     }
-    histogram_test = None
+    histogram_test = beyond = None
     if n == 0 or n_ref == 0:
         rec.update(_nan_divergences())
     else:
         fields, histogram_test = _divergence_fields(fp, counts, n, alpha, base, divergence_values)
         rec.update(fields)
-    rec["tests"] = _test_fields(fp, histogram_test, mle_window)
+        if isinstance(fp.bins, NumericBins):
+            beyond = range_test(counts, ref_counts)
+    rec["tests"] = _test_fields(fp, histogram_test, mle_window, beyond)
     rec.update(_mle_fields(fp, mle_window, mle_running, rec["tests"], alpha, base))
     if quality is None:
         quality = quality_test_fields(fp, hist)
@@ -262,7 +271,8 @@ def _divergence_fields(
     if d is None:
         d = divergences(counts, ref_counts, base, alpha)
     js = float(d["js_divergence"])
-    gt = homogeneity_test(counts, ref_counts, cells=fp.bins.test_cells(ref_counts))
+    ordered = isinstance(fp.bins, NumericBins)
+    gt = homogeneity_test(counts, ref_counts, cells=fp.bins.test_cells(ref_counts), ordered=ordered)
     bias = js_bias(n, fp.histogram.n, int(np.count_nonzero(counts + ref_counts)), base)
     js_corrected = max(js - bias, 0.0)
     fields = {
@@ -284,7 +294,10 @@ def _divergence_fields(
 
 
 def _test_fields(
-    fp: FeatureProfile, histogram_test: tuple | None, mle_window: MLEAccumulator | None
+    fp: FeatureProfile,
+    histogram_test: tuple | None,
+    mle_window: MLEAccumulator | None,
+    beyond: tuple | None = None,
 ) -> list[dict[str, Any]]:
     """The record's ``tests``: ``significance.window_tests`` on the window and the reference."""
     ref_mle = fp.mle if isinstance(fp.mle, MomentMLE) else None
@@ -297,6 +310,7 @@ def _test_fields(
         (moment_columns(win_mle.dev), moment_columns(ref_mle.dev))
         if both and win_mle.dev.n and ref_mle.dev.n
         else None,
+        beyond,
     )
     return [_test_dict(t) for t in tests]
 

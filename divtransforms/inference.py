@@ -87,10 +87,11 @@ def choose_family(summary: ValueSummary) -> FamilyChoice:
             others = ", ".join(
                 f"{f} {ll[f][0]:.4g}" for f in sorted(aic, key=aic.__getitem__) if f != best
             )
+            rivals = f"; {others}" if others else "; no other candidate fits these values"
             return FamilyChoice(
                 best,
                 f"{prefix}positive values, best AIC: {best} (mean log-likelihood "
-                f"{ll[best][0]:.4g}; {others})",
+                f"{ll[best][0]:.4g}{rivals})",
             )
     return FamilyChoice("normal", f"{prefix}real values: normal (mean and standard deviation)")
 

@@ -49,8 +49,10 @@ realistic no-drift shapes is in ``docs/policy.md`` (``benchmarks/bench_policy.py
   ``quality_warn`` (``quality_critical``), a fraction: 0.1 is 10 rate points, whatever n
   (real feeds' missing rates wander by a few points from window to window: the floor keeps
   that quiet at large n);
-* a window whose values are *all* missing or invalid (and whose reference had values) is
-  ``critical``, never ``insufficient``;
+* a window whose values are *all* missing or invalid is judged by those rate tests, exact at
+  every n: ``critical`` when they breach (its reason then says so), and otherwise, with no value
+  to test, ``insufficient``: one row of a feature the reference misses half the time is all
+  missing half the time;
 * a schema issue takes the severity the policy gives its code: ``missing_column``
   (default ``critical``), ``type_change`` (``warning``) and ``new_column`` (``ok``: reported,
   not alerted, unless asked).
@@ -71,6 +73,11 @@ from divtransforms.records import SEVERITY_RANK
 from divtransforms.significance import DriftTest, nan_to
 
 SCHEMA_CODES = ("missing_column", "type_change", "new_column")
+# Tests exact at every n (``significance.range_test``): they alone may alert below min_samples.
+EXACT_KINDS = ("range",)
+# A bias-corrected JS (bits) this close to its maximum of 1 is never "ok" at n >= MIN_TESTED.
+JS_NEAR_MAX = 0.5
+MIN_TESTED = 10
 UNPROFILED = "unprofiled"  # a record's kind for a column the reference does not know
 METRICS = ("js_divergence", "js_distance", "hellinger", "psi", "kl_divergence", "kl_reverse")
 
@@ -280,21 +287,46 @@ class Evidence:
         return out
 
     def reason(self, fp: FeaturePolicy, severity: str) -> str:
+        n = int(self.n[0])
+        small = not n >= max(fp.min_samples, 1)
         if severity == "insufficient":
-            return f"n={int(self.n[0])} < min_samples={fp.min_samples}"
+            if small:
+                return f"n={n} < min_samples={fp.min_samples}"
+            untested = [t.name for t in self.tests if t.kind not in EXACT_KINDS]
+            return (
+                f"no test could decide at n={n}: "
+                + (", ".join(untested) if untested else "no test")
+                + " not applicable (NaN p)"
+            )
         parts = []
-        for t in self.describe(fp):
+        for test, t in zip(self.tests, self.describe(fp), strict=True):
+            if small and test.kind not in EXACT_KINDS:
+                continue
             if t["p_value"] <= t["level"] and t["effect"] >= t["floor"]:
                 parts.append(
                     f"{t['name']}: p={t['p_value']:.2g} <= {t['level']:.2g}, "
                     f"effect {t['effect']:.3g} >= {t['floor']:.3g}"
                 )
+        if not parts and severity in ("warning", "critical"):
+            js = self.histogram_effect()
+            return (
+                f"histogram effect {js:.3g} >= {JS_NEAR_MAX} (near its maximum) at n={n}, "
+                "although no test decided"
+            )
         return "; ".join(parts) if parts else "no significant effect above the floor"
+
+    def histogram_effect(self) -> float:
+        for t in self.tests:
+            if t.kind == "histogram":
+                return float(t.effect[0])
+        return math.nan
 
 
 def _floors(fp: FeaturePolicy, test: DriftTest) -> tuple[float, float]:
     if test.kind == "histogram":
         return fp.warn, fp.critical
+    if test.kind == "range":  # a share of the window: floors in rate points, as quality rates
+        return fp.quality_warn, fp.quality_critical
     return fp.parameter_warn, fp.parameter_critical
 
 
@@ -303,7 +335,7 @@ def _levels(fp: FeaturePolicy, tests: Sequence[DriftTest]) -> list[float]:
     weights = []
     n_other = sum(1 for t in tests if t.kind not in ("histogram", "location"))
     for t in tests:
-        if t.kind == "histogram":
+        if t.kind in ("histogram", "range"):
             weights.append(fp.weight_histogram)
         elif t.kind == "location":
             weights.append(fp.weight_location)
@@ -320,15 +352,24 @@ def decide(fp: FeaturePolicy, evidence: Evidence) -> np.ndarray:
     n = np.asarray(evidence.n, dtype=np.float64)
     warn = np.zeros(n.shape, dtype=bool)
     crit = np.zeros(n.shape, dtype=bool)
+    small = ~(n >= max(fp.min_samples, 1))
+    decided = np.zeros(n.shape, dtype=bool)
+    near_max = np.zeros(n.shape, dtype=bool)
     for test, level in zip(evidence.tests, _levels(fp, evidence.tests), strict=True):
         p = nan_to(test.p_value, 1.0)
         effect = nan_to(test.effect, 0.0)
         w_floor, c_floor = _floors(fp, test)
         significant = p <= level
+        if test.kind not in EXACT_KINDS:
+            significant &= ~small  # below min_samples only an exact test may alert
+            decided |= np.isfinite(np.asarray(test.p_value, dtype=np.float64))
+        if test.kind == "histogram" and fp.metric == "js_divergence":
+            near_max |= (effect >= JS_NEAR_MAX) & (n >= MIN_TESTED)
         warn |= significant & (effect >= w_floor)
         crit |= significant & (effect >= c_floor)
+    warn |= near_max & ~small
     out = np.where(crit, "critical", np.where(warn, "warning", "ok")).astype(object)
-    out[~(n >= max(fp.min_samples, 1))] = "insufficient"
+    out[(out == "ok") & (small | ~decided)] = "insufficient"
     return out
 
 
@@ -373,13 +414,14 @@ def quality_verdict(
             )
     n = _num(record.get("n"), 0.0)
     missing, invalid = _num(record.get("n_missing"), 0.0), _num(record.get("n_invalid"), 0.0)
-    if record.get("kind") != UNPROFILED and n == 0 and missing + invalid > 0:
-        if _num(record.get("n_reference"), 0.0) > 0:
-            worsen(
-                "critical",
-                f"all {int(missing + invalid)} values missing ({int(missing)}) or invalid "
-                f"({int(invalid)})",
-            )
+    if record.get("kind") != UNPROFILED and n == 0 and missing + invalid > 0 and reasons:
+        # All values missing or invalid: judged by the rate tests above (exact at every n,
+        # against the reference's own missing rate), not alone: a window of one row of a
+        # feature missing half the time is all missing half the time.
+        reasons.append(
+            f"all {int(missing + invalid)} values missing ({int(missing)}) or invalid "
+            f"({int(invalid)})"
+        )
     for issue in record.get("schema_issues") or []:
         code = str(issue.get("code"))
         if code in SCHEMA_CODES:

@@ -29,8 +29,10 @@ calibration benchmark run the very same code.
     ``delta = g1 (a - b) / sqrt(a + b)`` and ``k = g2 (a^3 + b^3) / (a + b)^2`` with ``a = 1/n_w``,
     ``b = 1/n_r``. Hall's monotone transformation ``u = z - delta (z^2 - 1) / 6 + delta^2 z^3 / 27``
     removes the skewness; the excess kurtosis is matched by a Student t with ``4 + 6 / k`` degrees
-    of freedom scaled to unit variance. Where ``|delta| > MAX_SKEW`` the window is too small for
-    a mean of such skewed values to be near normal, and the test is not applied (NaN).
+    of freedom scaled to unit variance. Where ``|delta| > MAX_SKEW``, with ``delta`` computed
+    from the reference's skewness (never the pooled sample's: a window far away makes the pooled
+    sample skewed, and must not switch the test off), the window is too small for a mean of
+    such skewed values to be near normal, and the test is not applied (NaN).
     Effect size: ``|mean_w - mean_r|`` in reference standard deviations of the tested value.
 
 References: P. Hall (1992), "On the removal of skewness by transformation", JRSS B 54; N. Cressie
@@ -58,12 +60,15 @@ __all__ = [
     "HomogeneityTest",
     "comparison_table",
     "g_statistics",
+    "histogram_p_values",
     "homogeneity_test",
     "js_bias",
     "mean_test",
     "merge_cells",
+    "ordered_cells",
     "pool_cells",
     "power_divergence",
+    "range_test",
     "sparse_cells",
 ]
 
@@ -75,7 +80,8 @@ CRESSIE_READ_LAMBDA = 2.0 / 3.0
 class DriftTest(NamedTuple):
     """One test over a batch of windows: signed statistic, p-value and effect (NaN = not applied).
 
-    ``kind`` is ``histogram``, ``location`` (the mean) or ``dispersion``.
+    ``kind`` is ``histogram``, ``location`` (the mean), ``dispersion`` or ``range`` (values beyond
+    the reference's observed range: :func:`range_test`).
     """
 
     name: str
@@ -179,19 +185,161 @@ def merge_cells(counts: ArrayLike, cells: ArrayLike) -> np.ndarray:
     return c @ onehot
 
 
+def ordered_cells(
+    reference: ArrayLike, n: float, min_expected: float = POOL_EXPECTED
+) -> np.ndarray:
+    """The cell of each (ordered) bin when runs of ADJACENT bins merge until a window of ``n``
+    values is expected to fill each cell with at least ``min_expected`` values.
+
+    A left-to-right sweep closes a run as soon as it expects ``min_expected`` values; a last run
+    that expects fewer joins the run before it. Bins that expect enough on their own stay cells of
+    their own (so a window large enough for every bin compares the bins themselves), and bins
+    that each expect little (quantile bins in a small window) form cells of about equal
+    reference probability. Depends on the reference and ``n`` alone. With fewer than
+    ``2 * min_expected`` values expected in all, every bin is in cell 0.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    total = ref.sum()
+    out = np.zeros(ref.shape[-1], dtype=np.int64)
+    if total <= 0 or n <= 0:
+        return out
+    expected = n * ref / total
+    cell, run = 0, 0.0
+    for i, e in enumerate(expected.tolist()):
+        out[i] = cell
+        run += e
+        if run >= min_expected:
+            cell, run = cell + 1, 0.0
+    if run < min_expected and cell > 0:  # the last run expects too little: join the one before
+        out[out == cell] = cell - 1
+    return out
+
+
 def comparison_table(
-    counts: ArrayLike, reference: ArrayLike, n: float, cells: ArrayLike | None = None
+    counts: ArrayLike,
+    reference: ArrayLike,
+    n: float,
+    cells: ArrayLike | None = None,
+    ordered: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The window and reference counts the homogeneity test compares: bins merged by ``cells``
-    (a bin spec's ``test_cells``), then the cells a window of ``n`` values is expected to fill
-    with fewer than ``POOL_EXPECTED`` values pooled into one. Both depend on the reference and
-    ``n`` alone, never on the window's data."""
+    (a bin spec's ``test_cells``), then, for ``ordered`` bins (numeric), runs of adjacent cells
+    merged until each expects at least ``POOL_EXPECTED`` values (:func:`ordered_cells`); for
+    unordered ones (categories), the cells a window of ``n`` values is expected to fill with
+    fewer than ``POOL_EXPECTED`` values pooled into one. Both depend on the reference and ``n``
+    alone, never on the window's data."""
     a = np.asarray(counts, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
     if cells is not None:
         a, b = merge_cells(a, cells), merge_cells(b, cells)
+    if ordered:
+        idx = ordered_cells(b, n)
+        if idx.max(initial=0) < idx.size - 1:
+            a, b = merge_cells(a, idx), merge_cells(b, idx)
+        return a, b
     sparse = sparse_cells(b, n)
     return pool_cells(a, sparse), pool_cells(b, sparse)
+
+
+def _two_cells(reference: np.ndarray, ordered: bool) -> np.ndarray:
+    """The split of too small a window's cells into two for the exact binomial test: at the
+    reference median (ordered cells), or the most frequent cell against the rest."""
+    ref = np.asarray(reference, dtype=np.float64)
+    share = ref / ref.sum()
+    if ordered:
+        k = int(np.argmin(np.abs(np.cumsum(share)[:-1] - 0.5))) + 1
+        return (np.arange(ref.size) >= k).astype(np.int64)
+    out = np.ones(ref.size, dtype=np.int64)
+    out[int(np.argmax(ref))] = 0
+    return out
+
+
+def histogram_p_values(
+    counts: ArrayLike,
+    reference: ArrayLike,
+    n: float,
+    cells: ArrayLike | None = None,
+    ordered: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(statistic, p_value, dof)`` of the homogeneity test of each row of ``counts`` (windows
+    of ``n`` values) against ``reference``: the Cressie-Read statistic of
+    :func:`comparison_table` and its chi-square p-value. Where even two cells would expect fewer
+    than ``POOL_EXPECTED`` values (about ``n < 10``), the cells are split in two (at the reference
+    median for ordered cells) and the p-value is the exact two-sided binomial test of the
+    window's count in the first half against the reference's share (``dof`` 1). NaN where there
+    is nothing to test (fewer than two cells with reference mass, or an empty window)."""
+    a = np.asarray(counts, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    table, table_ref = comparison_table(a, b, n, cells, ordered)
+    stat, dof = power_divergence(table, table_ref)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(dof >= 1, special.chdtrc(np.maximum(dof, 1), stat), np.nan)
+    merged_ref = merge_cells(b, cells) if cells is not None else b
+    if table_ref.shape[-1] < 2 and np.count_nonzero(merged_ref) >= 2 and n >= 1:
+        merged = merge_cells(a, cells) if cells is not None else a
+        two = _two_cells(merged_ref, ordered)
+        t_a, t_b = merge_cells(merged, two), merge_cells(merged_ref, two)
+        stat, dof = power_divergence(t_a, t_b)
+        x, size = t_a[..., 0], t_a.sum(axis=-1)
+        p0 = t_b[0] / t_b.sum()
+        x, size = x.astype(np.int64), size.astype(np.int64)
+        low = special.bdtr(x, size, p0)
+        high = np.where(x >= 1, special.bdtrc(x - 1, size, p0), 1.0)
+        p = np.minimum(1.0, 2.0 * np.minimum(low, high))
+        dof = np.ones_like(dof)
+    n_rows = a.sum(axis=-1)
+    return stat, np.where(n_rows > 0, p, np.nan), dof
+
+
+def range_test(counts: ArrayLike, reference: ArrayLike) -> tuple[Any, Any, Any]:
+    """``(k, p_value, effect)``: values beyond the reference's observed range (numeric bins in
+    the layout ``[underflow, bins, overflow]``, whose edges end at the reference's minimum and
+    maximum).
+
+    Under "no drift" the window's and the reference's values are exchangeable, so the chance
+    that ``k`` or more of a window's ``n`` values lie above the largest of the ``n_ref``
+    reference values (the ``k`` largest of all ``N = n + n_ref`` values are window values) is
+    exactly ``C(n, k) / C(N, k)`` for any continuous distribution, and at most that with ties:
+    about ``(n / N)^k``, whatever the feature's shape. The same holds below the minimum. The
+    p-value is twice the smaller of the two tails' (Bonferroni), exact at every n: even one
+    window of 10 values all beyond a reference of 10,000 has ``p ~ 1e-34``. ``k`` is the
+    number of values beyond either end, ``effect`` their share of the window. A tail whose
+    reference count is not 0 (explicit edges inside the data) is not tested; NaN when neither
+    is, or the window is empty. Rows of ``counts`` are windows (vectorised).
+    """
+    a = np.asarray(counts, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    n_ref = b.sum()
+    n = a.sum(axis=-1)
+    big_n = n + n_ref
+    tails = [(a[..., 0], b[0] == 0), (a[..., -1], b[-1] == 0)]
+    p = np.full(np.shape(n), np.inf)
+    k = np.zeros(np.shape(n))
+    tested = 0
+    for x, ok in tails:
+        if not ok or n_ref <= 0:
+            continue
+        tested += 1
+        k = k + x
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_p = (
+                special.gammaln(n + 1.0)
+                - special.gammaln(n - x + 1.0)
+                - special.gammaln(big_n + 1.0)
+                + special.gammaln(big_n - x + 1.0)
+            )
+        p = np.minimum(p, np.where(x > 0, np.exp(log_p), 1.0))
+    if tested == 0:
+        nan = np.full(np.shape(n), np.nan)
+        return (nan, nan, nan) if np.ndim(n) else (math.nan, math.nan, math.nan)
+    p = np.minimum(1.0, tested * p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        effect = k / n
+    empty = n <= 0
+    p, effect = np.where(empty, np.nan, p), np.where(empty, np.nan, effect)
+    if np.ndim(n) == 0:
+        return float(k), float(p), float(effect)
+    return k, p, effect
 
 
 def homogeneity_test(
@@ -199,15 +347,18 @@ def homogeneity_test(
     counts_reference: ArrayLike,
     pool: bool = True,
     cells: ArrayLike | None = None,
+    ordered: bool = False,
 ) -> HomogeneityTest:
     """Two-sample test of homogeneity of a window's histogram against the reference's.
 
     With ``pool`` (the default) the test compares :func:`comparison_table`: bins merged by ``cells``
-    (``spec.test_cells(reference_counts)``), sparse cells pooled. The p-value is the chi-square
-    survival of the Cressie-Read statistic (lambda = 2/3) of that table, with ``dof = K' - 1``
-    (``K'`` its non-empty cells). ``g_statistic`` and ``js_weighted`` describe the histograms
-    themselves. With fewer than two non-empty cells there is nothing to test: ``p = 1``, ``dof =
-    0``; ``p`` is NaN when a sample is empty, since nothing was observed.
+    (``spec.test_cells(reference_counts)``), then adjacent cells merged (``ordered``: numeric
+    bins) or sparse cells pooled (categories); see :func:`histogram_p_values`. The p-value is
+    the chi-square survival of the Cressie-Read statistic (lambda = 2/3) of that table, with
+    ``dof = K' - 1`` (``K'`` its non-empty cells), or an exact binomial test on two cells when the
+    window is too small for two cells of ``POOL_EXPECTED``. ``g_statistic`` and ``js_weighted``
+    describe the histograms themselves. With fewer than two cells there is nothing to test:
+    ``p`` is NaN (untested, not "no evidence"), ``dof = 0``; so is it when a sample is empty.
     """
     a = np.asarray(counts_window, dtype=np.float64)
     b = np.asarray(counts_reference, dtype=np.float64)
@@ -224,12 +375,14 @@ def homogeneity_test(
     g = float(g_statistics(a, b)[0])
     js = g / (2.0 * (n_a + n_b) * math.log(2.0))
     if pool:
-        a, b = comparison_table(a, b, n_a, cells)
-    stat, dof = power_divergence(a, b)
-    stat, dof = float(stat), int(dof)
-    if dof < 1:
-        return HomogeneityTest(g, 0, 0.0, 1.0, js)
-    return HomogeneityTest(g, dof, stat, float(special.chdtrc(dof, stat)), js)
+        stat, p, dof = histogram_p_values(a, b, n_a, cells, ordered)
+    else:
+        stat, dof = power_divergence(a, b)
+        p = special.chdtrc(max(int(dof), 1), stat) if dof >= 1 else math.nan
+    stat, dof, p = float(stat), int(dof), float(p)
+    if dof < 1 or not math.isfinite(p):
+        return HomogeneityTest(g, 0, 0.0, math.nan, js)
+    return HomogeneityTest(g, dof, stat, p, js)
 
 
 def js_bias(n_a: Any, n_b: Any, k_nonempty: Any, base: float = 2.0) -> Any:
@@ -254,7 +407,9 @@ def mean_test(window: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, np.n
     ``window`` and ``reference`` are ``(n, mean, M2, M3, M4)`` tuples of floats or arrays
     (``Moments``: ``n``, ``mean``, ``m2``, ``m3``, ``m4``). Returns ``(u, p_value, effect)``: the
     skewness-corrected signed statistic, its two-sided p-value (NaN where not applicable: fewer
-    than 2 values on a side, or ``|delta| > MAX_SKEW``) and ``|mean_w - mean_r| / sd_r``.
+    than 2 values on a side, or ``|delta| > MAX_SKEW`` with ``delta`` from the REFERENCE's
+    skewness, so that a window cannot switch the test off by moving away) and
+    ``|mean_w - mean_r| / sd_r``.
     """
     nw, mw, m2w, m3w, m4w = (np.asarray(v, dtype=np.float64) for v in window)
     nr, mr, m2r, m3r, m4r = (np.asarray(v, dtype=np.float64) for v in reference)
@@ -279,7 +434,12 @@ def mean_test(window: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, np.n
     u = np.where(constant, 0.0, u)
     p = np.where(constant, 1.0, p)
     effect = np.where(constant | (diff == 0), 0.0, effect)
-    usable = (nw >= 2) & (nr >= 2) & (np.abs(delta) <= MAX_SKEW) & np.isfinite(p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Whether the test applies is judged from the reference's skewness and n alone: a window
+        # far away makes the pooled sample skewed, and must not switch the test off.
+        g1_ref = (m3r / nr) / (m2r / nr) ** 1.5
+        delta_ref = nan_to(g1_ref, 0.0) * (a - b) / np.sqrt(a + b)
+    usable = (nw >= 2) & (nr >= 2) & (np.abs(delta_ref) <= MAX_SKEW) & np.isfinite(p)
     return u, np.where(usable, np.minimum(p, 1.0), np.nan), effect
 
 
@@ -293,6 +453,7 @@ def window_tests(
     histogram: tuple[Any, Any, Any] | None,
     t: tuple[Any, Any] | None = None,
     dev: tuple[Any, Any] | None = None,
+    beyond: tuple[Any, Any, Any] | None = None,
 ) -> list[DriftTest]:
     """The drift tests of windows of one feature, in the order records and the policy use.
 
@@ -302,15 +463,18 @@ def window_tests(
     A family without ``dispersion`` (bernoulli: for 0/1 values it is a function of the mean)
     gets no dispersion test;
     ``categorical`` and features without a family get only the histogram test.
+    ``beyond``: :func:`range_test` of numeric bins (kind ``range``), last.
     """
     tests: list[DriftTest] = []
     if histogram is not None:
         stat, p, effect = (np.asarray(v, dtype=np.float64) for v in histogram)
         tests.append(DriftTest("histogram", "histogram", stat, p, effect))
-    if family is None or family == "categorical":
-        return tests
-    if t is not None:
-        tests.append(DriftTest("mean", "location", *mean_test(*t)))
-    if dev is not None and REGISTRY[family].dispersion:
-        tests.append(DriftTest("dispersion", "dispersion", *mean_test(*dev)))
+    if family is not None and family != "categorical":
+        if t is not None:
+            tests.append(DriftTest("mean", "location", *mean_test(*t)))
+        if dev is not None and REGISTRY[family].dispersion:
+            tests.append(DriftTest("dispersion", "dispersion", *mean_test(*dev)))
+    if beyond is not None:
+        k, p, effect = (np.asarray(v, dtype=np.float64) for v in beyond)
+        tests.append(DriftTest("out_of_range", "range", k, p, effect))
     return tests

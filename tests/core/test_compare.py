@@ -194,7 +194,7 @@ def test_severity_comes_from_the_default_policy_unless_told_otherwise(reference)
     assert sev["color"] in ("warning", "critical")
     assert compare(reference, calm, features=["x"]).column("severity").to_pylist()[0] == "ok"
     assert compare(reference, drifted, policy=None).column("severity").to_pylist() == [None, None]
-    tiny = {"x": RNG.normal(3, 1, 5), "color": ["red"] * 5}
+    tiny = {"x": RNG.normal(0.5, 1, 5), "color": ["red"] * 5}
     assert set(compare(reference, tiny).column("severity").to_pylist()) == {"insufficient"}
     with pytest.raises(ValueError, match="policy"):
         compare(reference, calm, policy="strict")

@@ -87,6 +87,7 @@ def test_record_carries_the_p_values_the_policy_decided_on(profile):
         "histogram",
         "mean",
         "dispersion",
+        "out_of_range",
         "missing_rate",
         "invalid_rate",
     ]
@@ -102,7 +103,8 @@ def test_record_carries_the_p_values_the_policy_decided_on(profile):
 def test_min_samples_makes_small_windows_insufficient(profile):
     policy = Policy.from_dict({"default": {"min_samples": 50}})
     rng = np.random.default_rng(1)
-    small = window_record(profile, "x", rng.normal(3.0, 1.0, 49), policy=policy)  # too small
+    # too small for every test but the exact out-of-range one, which sees nothing here
+    small = window_record(profile, "x", rng.normal(1.0, 1.0, 49), policy=policy)
     assert policy.assess(small) == "insufficient" == small["severity"]
     big = window_record(profile, "x", rng.normal(3.0, 1.0, 50), policy=policy)
     assert policy.assess(big) == "critical"
@@ -110,7 +112,7 @@ def test_min_samples_makes_small_windows_insufficient(profile):
     assert tracker.update(small) is None
     assert tracker.active("x") is None
     # the tracker reads the record's severity (assessed once); without one its policy decides
-    unassessed = window_record(profile, "x", rng.normal(3.0, 1.0, 49), policy=None)
+    unassessed = window_record(profile, "x", rng.normal(1.0, 1.0, 49), policy=None)
     assert unassessed["severity"] is None and tracker.update(unassessed) is None
     assert tracker.update(big).severity == "critical"
 
