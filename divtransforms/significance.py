@@ -192,8 +192,8 @@ def ordered_cells(
     values is expected to fill each cell with at least ``min_expected`` values.
 
     A left-to-right sweep closes a run as soon as it expects ``min_expected`` values; a last run
-    that expects fewer joins the run before it. Bins that expect enough on their own stay cells of
-    their own (so a window large enough for every bin compares the bins themselves), and bins
+    that expects fewer joins the run before it. So a window large enough for every bin compares
+    the bins themselves, a sparse bin joins its neighbours (a sparse tail stays a tail), and bins
     that each expect little (quantile bins in a small window) form cells of about equal
     reference probability. Depends on the reference and ``n`` alone. With fewer than
     ``2 * min_expected`` values expected in all, every bin is in cell 0.

@@ -313,3 +313,75 @@ def test_late_windows_change_nothing_about_the_live_stream(live, late, consecuti
         (d.severity if d else None) for d in expected
     ]
     assert all(d.severity != "recovered" for d in late_alerts)
+
+
+def test_gross_drift_in_small_windows_is_never_ok(profile):
+    """Issue 21: a window far away, a unit change, another column's values: critical from
+    n = 10 (the exact out-of-range test may alert below min_samples); the histogram decides
+    at n = 30 (dof >= 1, a p-value, not the old p = 1 of an empty table)."""
+    rng = np.random.default_rng(21)
+    for values in (rng.normal(20.0, 1.0, 10), 1000.0 * rng.standard_normal(10)):
+        rec = window_record(profile, "x", values)
+        assert rec["severity"] == "critical" and "out_of_range: p=" in rec["severity_reason"]
+    rec = window_record(profile, "x", rng.integers(0, 100, 30).astype(float))
+    assert rec["severity"] == "critical" and rec["dof"] >= 1 and rec["p_value"] < 1e-6
+    calm = window_record(profile, "x", rng.standard_normal(10))
+    assert calm["severity"] == "insufficient" and calm["severity_reason"].startswith("n=10 <")
+
+
+def test_a_constant_that_changes_is_critical_at_ten_values():
+    reference = ReferenceProfile.build({"year": np.full(10_000, 2015.0)})
+    assert "; )" not in reference.features["year"].reason  # no empty list of rivals
+    rec = window_record(reference, "year", np.full(10, 2016.0))
+    assert rec["severity"] == "critical"
+    by_name = {t["name"]: t for t in rec["tests"]}
+    assert by_name["out_of_range"]["p_value"] < 1e-30  # the reference saw 0 of 10,000
+    assert window_record(reference, "year", np.full(10, 2015.0))["severity"] == "insufficient"
+    assert window_record(reference, "year", np.full(50, 2015.0))["severity"] == "ok"
+
+
+def test_untested_is_insufficient_never_ok():
+    """A 3% flag in 30 values: one bin, and the mean test does not apply to so skewed a
+    reference at this n. Nothing decides, so the window is insufficient, with the reason."""
+    rng = np.random.default_rng(5)
+    flag = ReferenceProfile.build({"f": (rng.random(10_000) < 0.03).astype(float)})
+    rec = window_record(flag, "f", (rng.random(30) < 0.03).astype(float))
+    assert rec["severity"] == "insufficient"
+    assert rec["severity_reason"].startswith("no test could decide at n=30")
+    by_name = {t["name"]: t for t in rec["tests"]}
+    assert np.isnan(by_name["histogram"]["p_value"]) and np.isnan(rec["p_value"])
+
+
+def test_js_near_its_maximum_is_never_ok():
+    from divtransforms.policy import Evidence, decide
+    from divtransforms.significance import DriftTest
+
+    fp = FeaturePolicy()
+
+    def evidence(js, n=50):
+        nan = np.array([np.nan])
+        return Evidence(
+            np.array([float(n)]),
+            [
+                DriftTest("histogram", "histogram", nan, np.array([0.5]), np.array([js])),
+                DriftTest("mean", "location", nan, np.array([0.5]), np.array([0.0])),
+            ],
+        )
+
+    assert decide(fp, evidence(0.6))[0] == "warning"
+    assert decide(fp, evidence(0.4))[0] == "ok"
+    assert decide(fp, evidence(0.6, n=20))[0] == "insufficient"
+
+
+def test_all_missing_is_judged_by_the_exact_missing_rate_test():
+    """One row missing of a feature the reference misses half the time is no evidence; a few
+    rows all missing of a feature the reference never misses are critical."""
+    rng = np.random.default_rng(8)
+    half = rng.standard_normal(10_000)
+    half[rng.random(10_000) < 0.5] = np.nan
+    reference = ReferenceProfile.build({"h": half, "d": rng.standard_normal(10_000)})
+    rec = window_record(reference, "h", np.array([np.nan]))
+    assert rec["severity"] == "insufficient" and rec["quality_severity"] == "ok"
+    rec = window_record(reference, "d", np.array([np.nan, np.nan, np.nan]))
+    assert rec["severity"] == "critical" == rec["quality_severity"]
+    assert "all 3 values missing" in rec["quality_reason"]

@@ -58,3 +58,19 @@ def test_tiny_drift_at_large_n_does_not_alert():
         ("gamma k=2", "relative"),
         ("normal", "irrelevant"),
     }
+
+
+def test_small_windows_catch_gross_drift_and_stay_calm_when_sparse():
+    """Issue 21: gross drift alerts in >= 99% of windows of 30 and 100 values (values all beyond
+    the reference's range and a constant that changes: of 10 values too), and tiny windows of
+    features missing 10-80% of the time do not alert without drift; the vectorised path agrees
+    with compare() on such windows."""
+    results = bench_policy.simulate_small(windows=300, n_references=4, seed=3)
+    assert not bench_policy.check_small_targets(results)
+    gross = [k for k in results if k[1] != "no drift"]
+    assert len(gross) == (len(bench_policy.GROSS) + 1) * len(bench_policy.SMALL_SIZES)
+    for key, r in results.items():
+        if key[1] == "no drift":
+            assert r["rate"] <= 0.01 + 3 * _se(0.01, r["windows"]), (key, r)
+    agree, total = bench_policy.cross_check_small(n_windows=2)
+    assert agree == total

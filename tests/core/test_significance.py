@@ -19,11 +19,14 @@ from divtransforms.moments import Moments
 from divtransforms.significance import (
     MAX_SKEW,
     g_statistics,
+    histogram_p_values,
     homogeneity_test,
     js_bias,
     mean_test,
+    ordered_cells,
     pool_cells,
     power_divergence,
+    range_test,
     sparse_cells,
     window_tests,
 )
@@ -275,3 +278,65 @@ def test_nan_to_is_numpys_nan_to_num_to_the_bit():
                 assert np.array_equal(got, want) and np.array_equal(
                     np.signbit(got), np.signbit(want)
                 )
+
+
+def test_ordered_cells_merge_adjacent_bins_only():
+    ref = np.full(32, 100.0)  # quantile bins: equal shares
+    for n in (10, 30, 100):
+        cells = ordered_cells(ref, n)
+        assert np.all(np.diff(cells) >= 0) and np.all(np.diff(cells) <= 1)  # runs of neighbours
+        expected = np.bincount(cells, weights=n * ref / ref.sum())
+        assert expected.min() >= 5.0 and len(expected) >= 2
+        assert expected.max() < 10.0 + n / 32  # about equiprobable: no run longer than needed
+    assert ordered_cells(ref, 9).max() == 0  # fewer than two cells of 5
+    # sparse bins join the run of their neighbours, never a cell far away
+    dense = np.array([500.0, 1.0, 1.0, 500.0, 2.0])
+    assert ordered_cells(dense, 1000).tolist() == [0, 1, 1, 1, 1]
+    assert ordered_cells(dense, 1e6).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_histogram_test_decides_at_every_n_from_ten():
+    ref = np.r_[0, np.full(32, 300), 0]  # layout [under, 32 quantile bins, over]
+    cells = NumericBins(np.linspace(0, 1, 33)).test_cells(ref)
+    far = np.r_[np.zeros(33), 10]  # every value beyond the maximum
+    h = homogeneity_test(far, ref, cells=cells, ordered=True)
+    assert h.dof == 1 and h.p_value < 0.01
+    calm = np.r_[0, np.ones(10), np.zeros(22), 0]
+    assert homogeneity_test(calm, ref, cells=cells, ordered=True).dof == 1
+    # below two cells of 5: the exact binomial test on the two halves
+    stat, p, dof = histogram_p_values(np.r_[0, np.zeros(32), 4], ref, 4, cells, ordered=True)
+    assert int(dof) == 1 and float(p) == pytest.approx(2 * 0.5**4)
+    stat, p, dof = histogram_p_values(np.r_[0, 2, np.zeros(30), 2, 0], ref, 4, cells, True)
+    assert float(p) == 1.0
+
+
+def test_range_test_is_exact_under_exchangeability():
+    rng = np.random.default_rng(5)
+    n_ref, n, reps = 200, 20, 4000
+    pooled = rng.standard_t(3, (reps, n_ref + n))
+    ref, win = pooled[:, :n_ref], pooled[:, n_ref:]
+    above = (win > ref.max(axis=1, keepdims=True)).sum(axis=1)
+    below = (win < ref.min(axis=1, keepdims=True)).sum(axis=1)
+    counts = np.stack([below, n - above - below, above], axis=1)
+    ref_counts = np.array([0, n_ref, 0])
+    _, p, effect = range_test(counts, ref_counts)
+    for level in (0.05, 0.2):
+        assert (p <= level).mean() <= level + 3 * math.sqrt(level / reps)
+    # the exact tail: k of n beyond the maximum, C(n, k) / C(N, k), doubled for two tails
+    k, p1, e1 = range_test(np.array([0, 7, 3]), ref_counts)
+    assert p1 == pytest.approx(2 * math.comb(10, 3) / math.comb(210, 3)) and e1 == 0.3
+    assert math.isnan(range_test(np.array([1, 2, 3]), np.array([5, 5, 5]))[1])  # no empty tail
+    assert range_test(np.array([0, 10, 0]), ref_counts)[1] == 1.0
+
+
+def test_a_window_far_away_cannot_switch_the_mean_test_off():
+    rng = np.random.default_rng(9)
+    ref = Moments.of(rng.standard_normal(10_000))
+    for shift in (3.0, 20.0, 1000.0):
+        win = Moments.of(rng.normal(shift, 1.0, 30))
+        _, p, effect = mean_test(_cols(win), _cols(ref))
+        assert p < 1e-6 and effect > shift / 2
+    # a reference too skewed for a window of 30 values: not applied, however calm the window
+    skewed = Moments.of(rng.lognormal(0.0, 2.0, 10_000))
+    _, p, _ = mean_test(_cols(Moments.of(rng.lognormal(0.0, 2.0, 30))), _cols(skewed))
+    assert math.isnan(p)
