@@ -304,9 +304,9 @@ def test_histogram_test_decides_at_every_n_from_ten():
     calm = np.r_[0, np.ones(10), np.zeros(22), 0]
     assert homogeneity_test(calm, ref, cells=cells, ordered=True).dof == 1
     # below two cells of 5: the exact binomial test on the two halves
-    stat, p, dof = histogram_p_values(np.r_[0, np.zeros(32), 4], ref, 4, cells, ordered=True)
+    _, p, dof = histogram_p_values(np.r_[0, np.zeros(32), 4], ref, 4, cells, ordered=True)
     assert int(dof) == 1 and float(p) == pytest.approx(2 * 0.5**4)
-    stat, p, dof = histogram_p_values(np.r_[0, 2, np.zeros(30), 2, 0], ref, 4, cells, True)
+    _, p, _ = histogram_p_values(np.r_[0, 2, np.zeros(30), 2, 0], ref, 4, cells, True)
     assert float(p) == 1.0
 
 
@@ -319,11 +319,11 @@ def test_range_test_is_exact_under_exchangeability():
     below = (win < ref.min(axis=1, keepdims=True)).sum(axis=1)
     counts = np.stack([below, n - above - below, above], axis=1)
     ref_counts = np.array([0, n_ref, 0])
-    _, p, effect = range_test(counts, ref_counts)
+    _, p, _effect = range_test(counts, ref_counts)
     for level in (0.05, 0.2):
         assert (p <= level).mean() <= level + 3 * math.sqrt(level / reps)
     # the exact tail: k of n beyond the maximum, C(n, k) / C(N, k), doubled for two tails
-    k, p1, e1 = range_test(np.array([0, 7, 3]), ref_counts)
+    _k, p1, e1 = range_test(np.array([0, 7, 3]), ref_counts)
     assert p1 == pytest.approx(2 * math.comb(10, 3) / math.comb(210, 3)) and e1 == 0.3
     assert math.isnan(range_test(np.array([1, 2, 3]), np.array([5, 5, 5]))[1])  # no empty tail
     assert range_test(np.array([0, 10, 0]), ref_counts)[1] == 1.0
