@@ -368,7 +368,10 @@ def test_js_near_its_maximum_is_never_ok():
             ],
         )
 
-    assert decide(fp, evidence(0.6))[0] == "warning"
+    # Nearly disjoint histograms that no test finds drift in (a long-tailed feature whose
+    # window shares few values with the reference) are not judged "ok": too sparse to judge.
+    assert decide(fp, evidence(0.6))[0] == "insufficient"
+    assert "too sparse to judge" in evidence(0.6).reason(fp, "insufficient")
     assert decide(fp, evidence(0.4))[0] == "ok"
     assert decide(fp, evidence(0.6, n=20))[0] == "insufficient"
 
