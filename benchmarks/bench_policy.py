@@ -16,6 +16,14 @@ windows of n = 30 ... 100,000 values are judged by the default ``Policy``:
   Target: no alert where the shift is a translation (see ``check_targets``);
 * **categorical shift**: [.5, .3, .15, .05] -> [.45, .3, .15, .1] at n = 300. Target: 65%.
 
+Small windows (issue 21, :func:`simulate_small`): gross drift against N(0, 1) references at n = 10,
+30 and 100 (shifts of 3, 20 and 1000 sd, values all beyond the reference's range, a unit change
+x1000, whole numbers 0..99 from another column, lognormal(3, 2)) and a constant reference (2015)
+whose values become 2016. Target: 99% of windows alert at n = 30 and 100, and at n = 10 for values
+beyond the range and the constant. And no-drift windows of 1-5 rows of features missing in 10-80%
+of the reference's rows, judged with the quality tests too (:func:`full_severity`). Target: at
+most 1% alert.
+
 A cell simulates many windows at once: their histograms on the profile's bins, their moments
 (``moments.merge_moments`` semantics, two passes) and then the very functions records use
 (``significance.comparison_table``, ``power_divergence``, ``js_bias``, ``window_tests``) and the

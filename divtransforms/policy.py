@@ -5,7 +5,8 @@ flows share one decision rule.
 
 The decision for one window (``Policy.assess``) follows DESIGN.md section 3. A window breaches when
 
-* it has at least ``min_samples`` samples (otherwise it is ``"insufficient"``), and
+* it has at least ``min_samples`` samples (otherwise it is ``"insufficient"``, unless the exact
+  ``out_of_range`` test breaches: values beyond the reference's extremes), and
 * some test is significant after a weighted Bonferroni correction of the family-wise level
   ``significance`` over the tests available for the feature, and
 * the effect size measured by *that* test is above a floor that does not depend on n.
@@ -29,6 +30,14 @@ records, Beam and the benchmark alike), so an alert is explained by its record a
     The same test on the absolute deviations from the reference centre (a Levene-type scale
     test). Effect: the change of the mean absolute deviation in its reference standard
     deviations.
+``range`` (the ``out_of_range`` test, numeric features)
+    Values beyond the reference's minimum or maximum, exact at every n
+    (``significance.range_test``). Effect: their share of the window, with the quality floors
+    (rate points). Its level is the histogram's, beside the split below.
+
+Untested is not ``ok``: a window where no test could decide (every p-value NaN), or whose
+bias-corrected JS is at least ``JS_NEAR_MAX`` (0.5 bits) at n >= 10 although no test found drift,
+is ``insufficient`` and its reason says why.
 
 Weights (``weight_location``, ``weight_other_parameters``, ``weight_histogram``) split the level:
 the first parameter (the location) is by far the most powerful test for the drift users mean by
