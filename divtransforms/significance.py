@@ -274,7 +274,9 @@ def histogram_p_values(
     stat, dof = power_divergence(table, table_ref)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.where(dof >= 1, special.chdtrc(np.maximum(dof, 1), stat), np.nan)
-    merged_ref = merge_cells(b, cells) if cells is not None else b
+    merged_ref = b
+    if table_ref.shape[-1] < 2 and cells is not None:
+        merged_ref = merge_cells(b, cells)
     if table_ref.shape[-1] < 2 and np.count_nonzero(merged_ref) >= 2 and n >= 1:
         merged = merge_cells(a, cells) if cells is not None else a
         two = _two_cells(merged_ref, ordered)
