@@ -311,6 +311,8 @@ def range_test(counts: ArrayLike, reference: ArrayLike) -> tuple[Any, Any, Any]:
     """
     a = np.asarray(counts, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
+    if a.ndim == 1:
+        return _range_test_one(a, b)
     n_ref = b.sum()
     n = a.sum(axis=-1)
     big_n = n + n_ref
@@ -342,6 +344,33 @@ def range_test(counts: ArrayLike, reference: ArrayLike) -> tuple[Any, Any, Any]:
     if np.ndim(n) == 0:
         return float(k), float(p), float(effect)
     return k, p, effect
+
+
+def _range_test_one(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """:func:`range_test` of one window (a record), in plain floats: the same values."""
+    n_ref, n = float(b.sum()), float(a.sum())
+    tails = [float(a[0])] if b[0] == 0 else []
+    if b[-1] == 0:
+        tails.append(float(a[-1]))
+    if not tails or n_ref <= 0:
+        return math.nan, math.nan, math.nan
+    if n <= 0:
+        return sum(tails), math.nan, math.nan
+    big_n = n + n_ref
+    p = math.inf
+    for x in tails:
+        if x > 0:
+            log_p = (
+                math.lgamma(n + 1.0)
+                - math.lgamma(n - x + 1.0)
+                - math.lgamma(big_n + 1.0)
+                + math.lgamma(big_n - x + 1.0)
+            )
+            p = min(p, math.exp(log_p))
+        else:
+            p = min(p, 1.0)
+    k = sum(tails)
+    return k, min(1.0, len(tails) * p), k / n
 
 
 def homogeneity_test(
