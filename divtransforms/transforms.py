@@ -209,7 +209,27 @@ class BinSamples(beam.PTransform):
 
 # -- running MLE --
 
+#: The tag of ``RunningMLE``'s cumulative-state output.
+STATE_TAG = "state"
 
+
+def _with_state_output(dofn: type[beam.DoFn]) -> type[beam.DoFn]:
+    """Types a cumulation DoFn's outputs: the main one ``(WindowStats, RunningEstimates)`` and
+    the tagged ``RunningMLE.STATE`` one, ``{feature: accumulator dict}``.
+
+    Beam 2.78 and later infer a DoFn's output type from what ``process`` yields, tagged outputs
+    included (``Union[TaggedOutput, ...]``), unless each tag is typed with a keyword of
+    ``with_output_types`` (tested on 2.77 and 2.78); releases without per-tag hints take the main
+    type alone."""
+    main = tuple[WindowStats, RunningEstimates]
+    if hasattr(beam.typehints.decorators.IOTypeHints, "tagged_output_types"):
+        hints = beam.typehints.with_output_types(main, **{STATE_TAG: dict[str, Any]})
+    else:  # a Beam without per-tag output hints
+        hints = beam.typehints.with_output_types(main)
+    return hints(dofn)
+
+
+@_with_state_output
 class _CumulateSortedFn(beam.DoFn):
     """Batch: all windows at once, in event-time order; emits (window, running) and the state."""
 
@@ -222,9 +242,10 @@ class _CumulateSortedFn(beam.DoFn):
             if ws.window_start is not None:
                 cumulation.fold(before=ws.window_start)  # earlier windows have all their panes
             yield (ws, cumulation.observe(ws.window_start, ws.window_end, ws.pane, ws.stats))
-        yield beam.pvalue.TaggedOutput(RunningMLE.STATE, cumulation.latest().to_state())
+        yield beam.pvalue.TaggedOutput(STATE_TAG, cumulation.latest().to_state())
 
 
+@_with_state_output
 class _CumulateStatefulFn(beam.DoFn):
     """Streaming: a :class:`WindowCumulation` in Beam state. When an on-time pane of window W
     arrives the watermark has passed W's end, so windows that ended more than the allowed
@@ -244,7 +265,7 @@ class _CumulateStatefulFn(beam.DoFn):
         if ws.on_time and ws.window_end is not None and ws.window_start is not None:
             cumulation.fold(before=ws.window_start, ended_before=ws.window_end - self._lateness)
         state.write(cumulation)
-        yield beam.pvalue.TaggedOutput(RunningMLE.STATE, cumulation.latest().to_state())
+        yield beam.pvalue.TaggedOutput(STATE_TAG, cumulation.latest().to_state())
 
 
 @beam.typehints.with_input_types(WindowStats)
@@ -257,7 +278,7 @@ class RunningMLE(beam.PTransform):
     are several windows or a seed.
     """
 
-    STATE = "state"
+    STATE = STATE_TAG
 
     def __init__(
         self,
