@@ -289,13 +289,13 @@ def _test_fields(
     """The record's ``tests``: ``significance.window_tests`` on the window and the reference."""
     ref_mle = fp.mle if isinstance(fp.mle, MomentMLE) else None
     win_mle = mle_window if isinstance(mle_window, MomentMLE) else None
-    both = ref_mle is not None and win_mle is not None
+    pair = (win_mle, ref_mle) if win_mle is not None and ref_mle is not None else None
     tests = window_tests(
         fp.family,
         histogram_test,
-        (moment_columns(win_mle.t), moment_columns(ref_mle.t)) if both else None,
-        (moment_columns(win_mle.dev), moment_columns(ref_mle.dev))
-        if both and win_mle.dev.n and ref_mle.dev.n
+        (moment_columns(pair[0].t), moment_columns(pair[1].t)) if pair else None,
+        (moment_columns(pair[0].dev), moment_columns(pair[1].dev))
+        if pair and pair[0].dev.n and pair[1].dev.n
         else None,
     )
     return [_test_dict(t) for t in tests]
@@ -328,7 +328,11 @@ def _mle_fields(
     # sigma: the dispersion test); categorical rows the two-proportion z-test of each category
     # (descriptive: categorical features are decided by the histogram); gamma's rows none.
     by_kind = {t["kind"]: t for t in tests}
-    per_category = category_tests(win, fp.mle) if isinstance(win, CategoricalMLE) else {}
+    per_category = (
+        category_tests(win, fp.mle)
+        if isinstance(win, CategoricalMLE) and isinstance(fp.mle, CategoricalMLE)
+        else {}
+    )
     params = []
     for k in ref_est.params:
         test = by_kind.get(_TESTED_BY.get(k, ""))

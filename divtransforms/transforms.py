@@ -314,7 +314,7 @@ class _RecordsFn(beam.DoFn):
         run_id: str,
         alpha: float,
         base: float,
-        policy: Assessor | None,
+        policy: Assessor | str | None,
     ) -> None:
         self._features = profile.features
         self._reference_id = profile.reference_id

@@ -31,6 +31,7 @@ import pyarrow as pa
 from divtransforms import parallel
 from divtransforms.building import ProfileBuilder
 from divtransforms.profile import ReferenceProfile
+from pipelines.spec import CheckJob, CheckResult, summarize
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -345,7 +346,7 @@ def can_check_locally(job: Any, pipeline_args: Sequence[str]) -> bool:
 
 
 @_on_every_core
-def run_check_local(job: Any) -> Any:
+def run_check_local(job: CheckJob) -> CheckResult:
     """``divmon check`` in this process: the Beam batch check's steps and results
     (``pipelines.check_job.run_check``) without Beam: windows split, each window's
     :class:`~divtransforms.window.FeatureStats` merged batch by batch, the running MLE folded in
@@ -368,7 +369,6 @@ def run_check_local(job: Any) -> Any:
         mle_state_bytes,
         split_by_window,
     )
-    from pipelines.check_job import CheckResult, summarize
     from pipelines.spec import load_reference
 
     t0 = time.perf_counter()
@@ -399,7 +399,7 @@ def run_check_local(job: Any) -> Any:
         parts.append(windows)
         for batch in batches:
             if size is None:
-                split = [(None, batch)]
+                split: Sequence[tuple[int | None, Any]] = [(None, batch)]
             else:
                 split, bad = split_by_window(
                     batch, job.timestamp_column or "", size, job.timestamp_format
