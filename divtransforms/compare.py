@@ -1,7 +1,8 @@
 """One call for notebooks and scripts: compare current data with a reference, get drift records.
 
 ``drift_record`` is the single place where a window's histogram and MLE statistics become a drift
-record (DESIGN.md section 6); the Beam transforms call it too, so both paths give the same records.
+record (docs/concepts.md, "Drift records"); the Beam transforms call it too, so both paths give
+the same records.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from divtransforms.columns import as_columns, batch_columns, parse_duration
+from divtransforms.columns import as_columns, batch_columns, duration_micros
 from divtransforms.divergence import divergences, entropy
 from divtransforms.histogram import Histogram
 from divtransforms.mle import (
@@ -39,6 +40,7 @@ from divtransforms.window import (
     RunningEstimates,
     WindowCumulation,
     feature_stats_of_batch,
+    known_columns,
     split_by_window,
     when,
 )
@@ -513,7 +515,7 @@ def compare(
         raise ValueError("a window needs a timestamp_column to read event times from")
     run_id = run_id or new_run_id()
     created = datetime.now(UTC)
-    known = {*reference.known_columns, *([timestamp_column] if timestamp_column else [])}
+    known = known_columns(reference, timestamp_column)
     features = {name: reference.features[name] for name in names}
     bad = None
     if window is None:
@@ -525,7 +527,7 @@ def compare(
                 f"timestamp column {timestamp_column!r} is not in the data "
                 f"(columns: {batch_columns(cols)})"
             )
-        size = round(parse_duration(window) * 1e6)
+        size = duration_micros(window)
         parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format)
         if bad is not None:
             _log.warning("%s", bad.message())

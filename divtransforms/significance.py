@@ -1,4 +1,5 @@
-"""The tests that decide drift (DESIGN.md section 3), valid whatever the feature's true shape.
+"""The tests that decide drift, valid whatever the feature's true shape (docs/policy.md, "The
+tests").
 
 Every function here is vectorised (one row per window), so drift records, the policy and the
 calibration benchmark run the very same code.

@@ -46,13 +46,13 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 from divtransforms.columns import parse_duration
 from divtransforms.combiners import NAMESPACE, FeatureStatsFn
 from divtransforms.compare import DEFAULT_ALPHA, Assessor, new_run_id, window_records
-from divtransforms.eventtime import EVENT_TIME_COLUMN
 from divtransforms.profile import ReferenceProfile
 from divtransforms.window import (
     EPOCH,
     FeatureStats,
     RunningEstimates,
     WindowCumulation,
+    known_columns,
     split_by_window,
     when,
 )
@@ -396,11 +396,7 @@ class DriftMonitor(beam.PTransform):
             timestamp_format=timestamp_format,
         )
         # Columns a check expects besides the features (not reported as new columns).
-        self._known = {
-            *profile.known_columns,
-            EVENT_TIME_COLUMN,
-            *([timestamp_column] if timestamp_column else []),
-        }
+        self._known = known_columns(profile, timestamp_column)
         self._running = RunningMLE(
             profile, initial_state, streaming=streaming, allowed_lateness=allowed_lateness
         )

@@ -35,6 +35,7 @@ ALERT_LOG_VERSION = 1
 ALERTS_FILE = "_alerts.json"
 INPUT_ERROR = "input-error"  # severity of the alert about quarantined input files
 INPUT_ERROR_FEATURE = "(input files)"
+FEED = "__feed__"  # the pseudo-feature of a feed's freshness alerts (flows.freshness)
 
 log = logging.getLogger(__name__)
 

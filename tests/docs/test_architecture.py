@@ -90,3 +90,19 @@ def test_the_import_contract_covers_the_whole_core() -> None:
     )
     assert {"apache_beam", "prefect"} <= forbidden
     assert beam <= forbidden, "the core must be forbidden to import every Beam adapter"
+
+
+def test_the_public_api_is_what_a_user_calls() -> None:
+    """``from divtransforms import *`` gives what a user calls, including ``Policy`` (which
+    ``compare(policy=)`` takes); plumbing stays importable but is not exported."""
+    import divtransforms
+
+    exported = set(divtransforms.__all__)
+    user = {"compare", "ReferenceProfile", "Policy", "read_records", "entropy", "cross_entropy"}
+    user |= {"kl_divergence", "js_divergence", "js_distance", "psi", "hellinger"}
+    assert user <= exported, sorted(user - exported)
+    plumbing = {"drift_record", "accumulator_for", "accumulator_from_dict", "bin_spec_from_dict"}
+    plumbing |= {"js_bias"}
+    assert not plumbing & exported, sorted(plumbing & exported)
+    assert all(callable(getattr(divtransforms, name)) for name in plumbing)
+    assert all(hasattr(divtransforms, name) for name in exported)
