@@ -24,11 +24,13 @@ CODE = re.compile(r"`([\w./]+)`")
 
 
 def modules() -> set[str]:
-    """Every module and subpackage of the three packages, dotted (the packages themselves left
-    out)."""
+    """Every module and subpackage of the three packages, dotted (the packages themselves and
+    ``__main__`` scripts left out)."""
     out: set[str] = set()
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
+            if path.name == "__main__.py":
+                continue
             parts = path.relative_to(ROOT).with_suffix("").parts
             if parts[-1] == "__init__":
                 parts = parts[:-1]
