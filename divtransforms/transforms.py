@@ -46,13 +46,13 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 from divtransforms.columns import parse_duration
 from divtransforms.combiners import NAMESPACE, FeatureStatsFn
 from divtransforms.compare import DEFAULT_ALPHA, Assessor, new_run_id, window_records
-from divtransforms.eventtime import EVENT_TIME_COLUMN
 from divtransforms.profile import ReferenceProfile
 from divtransforms.window import (
     EPOCH,
     FeatureStats,
     RunningEstimates,
     WindowCumulation,
+    known_columns,
     split_by_window,
     when,
 )
@@ -335,7 +335,7 @@ class _RecordsFn(beam.DoFn):
         run_id: str,
         alpha: float,
         base: float,
-        policy: Assessor | None,
+        policy: Assessor | str | None,
     ) -> None:
         self._features = profile.features
         self._reference_id = profile.reference_id
@@ -417,11 +417,7 @@ class DriftMonitor(beam.PTransform):
             timestamp_format=timestamp_format,
         )
         # Columns a check expects besides the features (not reported as new columns).
-        self._known = {
-            *profile.known_columns,
-            EVENT_TIME_COLUMN,
-            *([timestamp_column] if timestamp_column else []),
-        }
+        self._known = known_columns(profile, timestamp_column)
         self._running = RunningMLE(
             profile, initial_state, streaming=streaming, allowed_lateness=allowed_lateness
         )
