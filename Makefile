@@ -100,6 +100,8 @@ bench-peers:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check divtransforms pipelines flows tests benchmarks
 	$(VENV)/bin/ruff format --check divtransforms pipelines flows tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .prefect build *.egg-info .pytest_cache .hypothesis
