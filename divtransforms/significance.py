@@ -1,4 +1,5 @@
-"""The tests that decide drift (DESIGN.md section 3), valid whatever the feature's true shape.
+"""The tests that decide drift, valid whatever the feature's true shape (docs/policy.md, "The
+tests").
 
 Every function here is vectorised (one row per window), so drift records, the policy and the
 calibration benchmark run the very same code.
@@ -406,11 +407,12 @@ def homogeneity_test(
     g = float(g_statistics(a, b)[0])
     js = g / (2.0 * (n_a + n_b) * math.log(2.0))
     if pool:
-        stat, p, dof = histogram_p_values(a, b, n_a, cells, ordered)
+        stats, ps, dofs = histogram_p_values(a, b, n_a, cells, ordered)
+        p = float(ps)
     else:
-        stat, dof = power_divergence(a, b)
-        p = special.chdtrc(max(int(dof), 1), stat) if dof >= 1 else math.nan
-    stat, dof, p = float(stat), int(dof), float(p)
+        stats, dofs = power_divergence(a, b)
+        p = float(special.chdtrc(max(int(dofs), 1), stats)) if dofs >= 1 else math.nan
+    stat, dof = float(stats), int(dofs)
     if dof < 1 or not math.isfinite(p):
         return HomogeneityTest(g, 0, 0.0, math.nan, js)
     return HomogeneityTest(g, dof, stat, p, js)

@@ -31,10 +31,10 @@ import pyarrow as pa
 from divtransforms import parallel
 from divtransforms.bins import to_float_array
 from divtransforms.columns import batch_columns, column_of, num_rows
-from divtransforms.eventtime import BadEventTimes, parse_event_times
+from divtransforms.eventtime import EVENT_TIME_COLUMN, BadEventTimes, parse_event_times
 from divtransforms.histogram import Histogram
 from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_from_dict
-from divtransforms.profile import FeatureProfile
+from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.quality import ABSENT, merge_type_counts, type_label
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "RunningEstimates",
     "WindowCumulation",
     "feature_stats_of_batch",
+    "known_columns",
     "mle_state_bytes",
     "parse_mle_state",
     "split_by_window",
@@ -244,6 +245,21 @@ def feature_stats_of_batch(
     if known is not None:
         columns.update(_other_columns(batch, {*known, *features}))
     return FeatureStats(rows, hists, mles, columns)
+
+
+def known_columns(profile: ReferenceProfile, timestamp_column: str | None = None) -> frozenset[str]:
+    """The columns a check of ``profile`` expects, so not reported as new columns (the ``known``
+    of :func:`feature_stats_of_batch`): the reference's features and the columns it ignored, the
+    event time a streaming source attaches (``EVENT_TIME_COLUMN``) and the check's timestamp
+    column. Every driver of a check (``compare``, ``DriftMonitor``, the local engine, the
+    directory watcher) takes it from here."""
+    return frozenset(
+        {
+            *profile.known_columns,
+            EVENT_TIME_COLUMN,
+            *([timestamp_column] if timestamp_column else []),
+        }
+    )
 
 
 # -- running estimates --------------------------------------------------------------------------

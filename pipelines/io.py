@@ -234,7 +234,7 @@ def _check_columns(
     schema = names if isinstance(names, pa.Schema) else None
     have = list(schema.names if schema is not None else names)
     if not columns:
-        return None, []
+        return None, {}
     have_set = set(have)
     missing = [c for c in columns if c not in have_set]
     if missing and require:
