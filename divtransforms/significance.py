@@ -14,9 +14,18 @@ calibration benchmark run the very same code.
     than G (lambda = 0) against a rare category or tail that grows. The table it compares is
     fixed by the reference and n alone (``comparison_table``). Bins whose reference count is 0
     or biased by construction (numeric tail bins, the edge of a truncated vocabulary,
-    ``__unseen__``) merge into neighbouring cells (the bin spec's ``test_cells``), and cells the
+    ``__unseen__``) merge into neighbouring cells (the bin spec's ``test_cells``). Then numeric
+    bins merge in runs of adjacent bins until each cell expects ``POOL_EXPECTED`` values
+    (``ordered_cells``: never two distant bins in one cell), and a categorical feature's cells the
     window is expected to fill with fewer than ``POOL_EXPECTED`` values are pooled into one. So
-    the test holds its level on quantile bins, rare categories and sparse tails.
+    the test holds its level on quantile bins, rare categories and sparse tails, and has cells to
+    compare from n = 10 on; below that, an exact binomial test on two halves
+    (``histogram_p_values``). With nothing to test the p-value is NaN, never 1.
+
+``range``: values beyond the reference's observed minimum or maximum (``range_test``)
+    Exact at every n by exchangeability: ``k`` of ``n`` window values above all ``n_ref``
+    reference values has probability ``C(n, k) / C(N, k)``, whatever the shape. The test that
+    sees a window far away, a unit change or a constant that changes from its first few values.
 
 ``mean`` and ``dispersion``: two-sample tests of a mean, from mergeable moments
     ``mean`` compares the mean of the family's value ``t`` (``x``, or ``log x`` for the
