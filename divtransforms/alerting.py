@@ -6,6 +6,11 @@ warning to critical is sent), ``cooldown`` windows after an alert before a new o
 ``recovered`` alert after ``recovery`` windows back under the threshold. Its state is a JSON
 document with a schema version (``TRACKER_STATE_VERSION``).
 
+A feature's sequential detector (the records' ``cusum*`` fields, ``divtransforms.sequential``)
+raises one alert of kind ``persistent`` when it crosses its threshold ("amount: mean has drifted
+by about +0.1 sd since 2026-03-02 14:00") and one ``recovered`` alert of that kind when it is
+back below; windows the detector did not count (null fields) change nothing.
+
 Decisions follow event time, not processing order. The tracker remembers, per feature, the end of
 the newest window it has seen. A window ending before it (late data, a backfill) is judged on its
 own: it goes through a scratch state that starts clean, so late breaching windows still alert
@@ -38,6 +43,8 @@ class AlertDecision:
     window_start: Any
     window_end: Any
     record: Mapping[str, Any]
+    kind: str = "window"  # window (the per-window severity) | persistent (the CUSUM)
+    reason: str = ""  # persistent: what drifted, by how much, since when
 
 
 @dataclass
@@ -47,6 +54,7 @@ class _FeatureState:
     active: str | None = None  # severity of the open alert
     since_alert: int | None = None  # windows since the last warning/critical alert
     newest: str | float | None = None  # end of the newest window seen (ISO 8601 or a number)
+    persistent: str | None = None  # the sequential detector's open alarm (mean | histogram)
 
 
 class AlertTracker:
@@ -81,6 +89,7 @@ class AlertTracker:
                 active=fs.get("active"),
                 since_alert=fs.get("since_alert"),
                 newest=fs.get("newest"),
+                persistent=fs.get("persistent"),
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +128,42 @@ class AlertTracker:
         if end is not None and (newest is None or comparable):
             live.newest = _persisted(end)
         return self._step(live, record, severity, fp)
+
+    def update_persistent(self, record: Mapping[str, Any]) -> AlertDecision | None:
+        """The feature's sequential detector at this window: a ``persistent`` alert when it
+        crosses its threshold, a ``recovered`` one (kind ``persistent``) when it is back below.
+        Call after :meth:`update` with the same record; a late window changes nothing."""
+        feature = _require(record, "feature")
+        fp = self.policy.for_feature(feature)
+        live = self._features.setdefault(feature, _FeatureState())
+        end, newest = _instant(record.get("window_end")), _instant(live.newest)
+        if end is None or newest is None or type(end) is not type(newest) or end < newest:
+            return None
+        if record.get("cusum") is None and record.get("cusum_histogram") is None:
+            return None  # the detector did not count this window
+        alarm = record.get("cusum_alarm")
+
+        def alert(kind: str, reason: str) -> AlertDecision | None:
+            if not fp.enabled:
+                return None
+            return AlertDecision(
+                feature,
+                kind,
+                record.get("window_start"),
+                record.get("window_end"),
+                record,
+                "persistent",
+                reason,
+            )
+
+        if alarm and live.persistent is None:
+            live.persistent = str(alarm)
+            return alert("persistent", persistent_reason(record))
+        if not alarm and live.persistent is not None:
+            was, live.persistent = live.persistent, None
+            what = "mean" if was == "mean" else "distribution"
+            return alert("recovered", f"{feature}: {what} back within the persistent-drift bound")
+        return None
 
     @staticmethod
     def _step(
@@ -176,7 +221,27 @@ class AlertTracker:
             decision = self.update(rec)
             if decision is not None:
                 out.append(decision)
+            persistent = self.update_persistent(rec)
+            if persistent is not None:
+                out.append(persistent)
         return out
+
+
+def persistent_reason(record: Mapping[str, Any]) -> str:
+    """The persistent alert's text from a record's detector fields: "amount: mean has drifted
+    by about +0.1 sd since 2026-03-02 14:00" (or "the distribution has drifted persistently
+    since ...")."""
+    feature = record.get("feature")
+    since = _instant(record.get("cusum_change_point"))
+    when = (
+        since.strftime("%Y-%m-%d %H:%M")
+        if isinstance(since, datetime)
+        else "the start of the stream"
+    )
+    shift = record.get("cusum_shift")
+    if record.get("cusum_alarm") == "mean" and shift is not None and shift == shift:
+        return f"{feature}: mean has drifted by about {float(shift):+.2g} sd since {when}"
+    return f"{feature}: the distribution has drifted persistently since {when}"
 
 
 def _instant(value: Any) -> datetime | float | None:

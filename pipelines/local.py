@@ -352,7 +352,7 @@ def run_check_local(job: Any) -> Any:
     event-time order, ``compare.drift_record`` for every feature and window. One read, bounded
     memory (the statistics of the windows, not the data). Returns a ``CheckResult``."""
     from divtransforms.columns import num_rows, parse_duration
-    from divtransforms.compare import new_run_id, records_over_windows
+    from divtransforms.compare import new_run_id, records_over_windows, resolve_policy
     from divtransforms.eventtime import EVENT_TIME_COLUMN
     from divtransforms.records import (
         atomic_write_bytes,
@@ -433,7 +433,7 @@ def run_check_local(job: Any) -> Any:
             for start in sorted(windows, key=lambda s: (s is not None, s or 0))
         ],
         size or 0,
-        RunningEstimates.seed(features, job.mle_state),
+        RunningEstimates.seed(features, job.mle_state, resolve_policy(job.policy)),
         run_id=run_id,
         reference_id=reference_id,
         policy=job.policy,
