@@ -8,8 +8,10 @@ document with a schema version (``TRACKER_STATE_VERSION``).
 
 A feature's sequential detector (the records' ``cusum*`` fields, ``divtransforms.sequential``)
 raises one alert of kind ``persistent`` when it crosses its threshold ("amount: mean has drifted
-by about +0.1 sd since 2026-03-02 14:00") and one ``recovered`` alert of that kind when it is
-back below; windows the detector did not count (null fields) change nothing.
+by about +0.1 sd since 2026-03-02 14:00") and one ``recovered`` alert of that kind when its alarm
+ends; windows the detector did not count (null fields) change nothing. A drift the window alerts
+already report (one is open as the detector crosses, and the estimated shift is one a window's
+test finds at least half the time) gets no second alert.
 
 Decisions follow event time, not processing order. The tracker remembers, per feature, the end of
 the newest window it has seen. A window ending before it (late data, a backfill) is judged on its
@@ -20,9 +22,11 @@ escalates, resolves or re-arms the current incident, and never sends a recovery.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from statistics import NormalDist
 from typing import Any
 
 from divtransforms.policy import Policy, PolicyError, _num, _require
@@ -54,7 +58,8 @@ class _FeatureState:
     active: str | None = None  # severity of the open alert
     since_alert: int | None = None  # windows since the last warning/critical alert
     newest: str | float | None = None  # end of the newest window seen (ISO 8601 or a number)
-    persistent: str | None = None  # the sequential detector's open alarm (mean | histogram)
+    persistent: str | None = None  # the sequential detector's alarm: mean | histogram | covered
+    opened: str | float | None = None  # start of the window that opened the active alert
 
 
 class AlertTracker:
@@ -90,6 +95,7 @@ class AlertTracker:
                 since_alert=fs.get("since_alert"),
                 newest=fs.get("newest"),
                 persistent=fs.get("persistent"),
+                opened=fs.get("opened"),
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,10 +163,15 @@ class AlertTracker:
             )
 
         if alarm and live.persistent is None:
+            if _covered(live, record, fp.significance):
+                live.persistent = "covered"  # the window alerts have reported it all along
+                return None
             live.persistent = str(alarm)
             return alert("persistent", persistent_reason(record))
         if not alarm and live.persistent is not None:
             was, live.persistent = live.persistent, None
+            if was == "covered":
+                return None
             what = "mean" if was == "mean" else "distribution"
             return alert("recovered", f"{feature}: {what} back within the persistent-drift bound")
         return None
@@ -197,6 +208,8 @@ class AlertTracker:
             if fs.since_alert is not None and fs.since_alert <= fp.cooldown:
                 return None
             fs.active, fs.since_alert = severity, 0
+            start = _instant(record.get("window_start"))
+            fs.opened = _persisted(start) if start is not None else None
             return alert(severity)
         if SEVERITY_RANK[severity] > SEVERITY_RANK[fs.active]:
             fs.active, fs.since_alert = severity, 0
@@ -225,6 +238,23 @@ class AlertTracker:
             if persistent is not None:
                 out.append(persistent)
         return out
+
+
+def _covered(fs: _FeatureState, record: Mapping[str, Any], significance: float) -> bool:
+    """Whether the window alerts already report this drift: a window alert is open as the
+    detector crosses, and the estimated shift is one the window's own test finds at least half
+    the time (``|shift| / se`` beyond the test's two-sided critical value at ``significance``).
+    A histogram alarm with a window alert open counts as reported."""
+    if fs.active is None:
+        return False
+    if record.get("cusum_alarm") != "mean":
+        return True
+    shift, n, n_ref = record.get("cusum_shift"), record.get("n"), record.get("n_reference")
+    try:
+        z = abs(float(shift)) / math.sqrt(1.0 / float(n) + 1.0 / float(n_ref))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return False
+    return z >= NormalDist().inv_cdf(1.0 - significance / 2.0)
 
 
 def persistent_reason(record: Mapping[str, Any]) -> str:

@@ -216,6 +216,7 @@ class AlertLog:
                 **_outbox_fields(key, targets, run_id),
                 "reason": (reasons or {}).get(i, ""),
                 "record": record_summary(d.record, persistent=kind == "persistent"),
+                **({"kind": kind} if kind != "window" else {}),
             }
             self.entries.append(entry)
             known.add(key)

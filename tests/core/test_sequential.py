@@ -210,7 +210,7 @@ def test_policy_settings_are_checked():
 
 def test_persistent_alert_once_then_recovered(reference):
     rng = np.random.default_rng(10)
-    drift = _stream(rng, 20, 300, 0.2, start=5)
+    drift = _stream(rng, 20, 300, 0.12, start=5)  # a window's test finds it 1 time in 5
     calm = _stream(rng, 40, 300, 0.0, start=99, first=20)
     records = _run(reference, {k: np.concatenate([drift[k], calm[k]]) for k in drift}).to_pylist()
     tracker = AlertTracker(Policy())
@@ -220,7 +220,7 @@ def test_persistent_alert_once_then_recovered(reference):
     assert "x: mean has drifted by about +0." in opened.reason and "sd since 1970-01-01 0" in (
         opened.reason
     )
-    assert opened.window_start.hour < 12
+    assert opened.window_start.hour < 17  # 12 drifted windows at most
     again = AlertTracker(Policy(), tracker.to_dict())
     assert not [d for d in again.run(records) if d.kind == "persistent"]  # nothing twice
 
