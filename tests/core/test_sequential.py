@@ -235,3 +235,19 @@ def test_reduced_panel_run_length_and_delays():
     d2 = delays(300, 0.2, streams=50, seed=6)
     assert d1["median"] <= 6 and d2["median"] <= 3
     assert math.isfinite(d1["mean"])
+
+
+def test_sql_history_has_the_detector_columns(reference, tmp_path):
+    from flows.sql_history import SqlHistory
+
+    rng = np.random.default_rng(12)
+    table = _run(reference, _stream(rng, 3, 100, 0.0, start=99))
+    with SqlHistory(f"sqlite:///{tmp_path / 'h.db'}") as h:
+        h.migrate()
+        h.write(table)
+        rows = h.read("run")
+    got = {(r["feature"], r["window_start"]): r for r in rows}
+    for r in table.to_pylist():
+        row = got[(r["feature"], r["window_start"])]
+        for k in ("cusum", "cusum_histogram", "cusum_threshold", "cusum_windows", "cusum_alarm"):
+            assert row[k] == (pytest.approx(r[k]) if isinstance(r[k], float) else r[k])
