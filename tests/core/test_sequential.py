@@ -251,3 +251,19 @@ def test_sql_history_has_the_detector_columns(reference, tmp_path):
         row = got[(r["feature"], r["window_start"])]
         for k in ("cusum", "cusum_histogram", "cusum_threshold", "cusum_windows", "cusum_alarm"):
             assert row[k] == (pytest.approx(r[k]) if isinstance(r[k], float) else r[k])
+
+
+def test_dashboard_draws_the_detector_and_its_change_point(reference, tmp_path):
+    from flows.dashboard import build_payload
+
+    rng = np.random.default_rng(13)
+    table = _run(reference, _stream(rng, 30, 300, 0.2, start=10))
+    write_records_parquet(table, tmp_path / "history" / "part.parquet")
+    payload = build_payload(tmp_path / "history")
+    x = next(f for f in payload["features"] if f["name"] == "x")
+    rows = table.filter(pa.compute.equal(table["feature"], "x")).to_pylist()
+    assert x["cusum"]["statistic"] == pytest.approx([r["cusum"] for r in rows], rel=1e-4)
+    assert x["cusum"]["threshold"] == pytest.approx([r["cusum_threshold"] for r in rows], rel=1e-4)
+    assert x["cusum"]["alarm"] == rows[-1]["cusum_alarm"] == "mean"
+    change = rows[-1]["cusum_change_point"]
+    assert x["cusum"]["change_point"] == int(change.timestamp() * 1000)
