@@ -311,10 +311,16 @@ class WindowScore(NamedTuple):
 
 def window_score(fp: Any, hist: Any, mle_window: Any, tau2: float = 0.0) -> WindowScore:
     """The detector inputs of one feature's window: the very tests records carry
-    (``significance.mean_test`` on the family's value, ``homogeneity_test`` on the reference's
-    test cells), turned into scores by :func:`location_score` and :func:`histogram_score`."""
+    (``significance.mean_test`` on the family's value, the p-value of ``homogeneity_test`` on
+    the reference's test cells), turned into scores by :func:`location_score` and
+    :func:`histogram_score`."""
     from divtransforms.mle import MomentMLE
-    from divtransforms.significance import homogeneity_test, mean_test, moment_columns
+    from divtransforms.significance import (
+        comparison_table,
+        mean_test,
+        moment_columns,
+        power_divergence,
+    )
 
     loc = scale = shared = hs = hist_se = hist_shared = math.nan
     dof = 0
@@ -328,9 +334,11 @@ def window_score(fp: Any, hist: Any, mle_window: Any, tau2: float = 0.0) -> Wind
             shared = float(sc) ** 2 / ref.t.n
     ref_counts = fp.histogram.counts
     if hist.n and fp.histogram.n:
-        gt = homogeneity_test(hist.counts, ref_counts, cells=fp.bins.test_cells(ref_counts))
-        if gt.dof >= 1 and math.isfinite(gt.p_value):
-            hs, dof = histogram_score(gt.p_value), int(gt.dof)
+        # homogeneity_test's p-value without its descriptive G
+        a, b = comparison_table(hist.counts, ref_counts, hist.n, fp.bins.test_cells(ref_counts))
+        stat, k = power_divergence(a, b)
+        if int(k) >= 1:
+            hs, dof = histogram_score(special.chdtrc(int(k), float(stat))), int(k)
             hist_se = float(standard_error(hist.n, fp.histogram.n, tau2))
             hist_shared = 1.0 / (fp.histogram.n * hist_se**2)
     return WindowScore(loc, scale, shared, hs, hist_se, hist_shared, dof)

@@ -395,9 +395,21 @@ class WindowCumulation:
     folded: RunningEstimates
     known: dict[Any, tuple[Any, int, FeatureStats]] = field(default_factory=dict)
     scores: dict[Any, Mapping[str, WindowScore]] = field(default_factory=dict)
+    # window -> (detectors before, scores, detectors after): a window observed and then folded
+    # from the same detectors is stepped once
+    _stepped: dict[Any, tuple[Any, Any, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def _through(self, running: RunningEstimates, start: Any) -> RunningEstimates:
-        return running.merge(self.known[start][2]).advance(start, self.scores.get(start))
+        merged = running.merge(self.known[start][2])
+        scores = self.scores.get(start)
+        memo = self._stepped.get(start)
+        if memo is not None and memo[0] is running.detectors and memo[1] is scores:
+            return RunningEstimates(merged.accumulators, memo[2], merged.scorer)
+        out = merged.advance(start, scores)
+        self._stepped[start] = (running.detectors, scores, out.detectors)
+        return out
 
     def observe(self, start: Any, end: Any, pane: int, stats: FeatureStats) -> RunningEstimates:
         previous = self.known.get(start)
@@ -411,7 +423,7 @@ class WindowCumulation:
         if start is None:
             return running
         for s in sorted(k for k in self.known if k is not None and k <= start):
-            running = running.merge(self.known[s][2]).advance(s, self.scores.get(s))
+            running = self._through(running, s)
         return running
 
     def fold(self, before: Any, ended_before: Any = None) -> None:
@@ -422,6 +434,7 @@ class WindowCumulation:
                 self.folded = self._through(self.folded, s)
                 del self.known[s]
                 self.scores.pop(s, None)
+                self._stepped.pop(s, None)
 
     def latest(self) -> RunningEstimates:
         """The running estimate over everything seen (the state for the next run)."""
