@@ -24,13 +24,18 @@ Detector (Page 1954, in log-likelihood-ratio units so the window size may vary)
     of ``z`` with reference value ``k = mu / 2`` and threshold ``h``, scaled by ``mu``; records
     report it in those units (``S / mu_t`` against ``h_t``). ``h`` follows from the in-control
     average run length by Siegmund's approximation for a normal CUSUM,
-    ``ARL0 = (exp(2 k b) - 2 k b - 1) / (2 k^2)`` with ``b = h + 1.166`` (Siegmund 1985), solved
-    for ``h``. The false-alarm budget is split: the location detector's two sides and the histogram
-    detector get ``4 ARL0``, ``4 ARL0`` and ``2 ARL0`` each, so the feature's run length is at
-    least ``ARL0``. Above the threshold the statistic is held at ``h + 2`` (in score units) at
-    most, and an alarm lasts until it falls to ``max(h - 2, h / 2)``: a persistent drift gives
-    one alarm, not a flicker, and when it ends the alarm clears within about ``4 / k`` windows
-    (5 for the mean at n = 300, more for a detector as weak as the histogram's there).
+    ``ARL0 = (exp(2 k b) - 2 k b - 1) / (2 k^2)`` with ``b = h + 1.166`` (Siegmund 1985), for
+    increments of any drift (:func:`alarm_rate`), averaged over the reference's own sampling
+    error: every window of a stream is compared with the same reference sample, so its error is a
+    shift all the windows share (a share ``1 / (n_r se^2)`` of the location score's variance; about
+    that share as the histogram score's standard deviation). :func:`calibrated_threshold` solves
+    for ``h``. The location detector (both sides) and the histogram detector each get a run length
+    of ``2.5 ARL0``, so the feature's is ``1.25 ARL0``: half the budget each and a 25% margin for
+    the approximations (``benchmarks/bench_cusum.py`` checks the result by simulation).
+    Above the threshold the statistic is held at ``h + 2`` (in score units) at most, and an alarm
+    lasts until it falls to ``max(h - 2, h / 2)``: a persistent drift gives one alarm, not a
+    flicker, and when it ends the alarm clears within about ``4 / k`` windows (5 for the mean at
+    n = 300, more for a detector as weak as the histogram's there).
 
 Change point and size
     The change point is the first window of the crossing side's current excursion (the window
