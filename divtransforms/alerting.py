@@ -6,6 +6,13 @@ warning to critical is sent), ``cooldown`` windows after an alert before a new o
 ``recovered`` alert after ``recovery`` windows back under the threshold. Its state is a JSON
 document with a schema version (``TRACKER_STATE_VERSION``).
 
+A feature's sequential detector (the records' ``cusum*`` fields, ``divtransforms.sequential``)
+raises one alert of kind ``persistent`` when it crosses its threshold ("amount: mean has drifted
+by about +0.1 sd since 2026-03-02 14:00") and one ``recovered`` alert of that kind when its alarm
+ends; windows the detector did not count (null fields) change nothing. A drift the window alerts
+already report (one is open as the detector crosses, and the estimated shift is one a window's
+test finds at least half the time) gets no second alert.
+
 Decisions follow event time, not processing order. The tracker remembers, per feature, the end of
 the newest window it has seen. A window ending before it (late data, a backfill) is judged on its
 own: it goes through a scratch state that starts clean, so late breaching windows still alert
@@ -15,9 +22,11 @@ escalates, resolves or re-arms the current incident, and never sends a recovery.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from statistics import NormalDist
 from typing import Any
 
 from divtransforms.policy import Policy, PolicyError, _num, _require
@@ -38,6 +47,8 @@ class AlertDecision:
     window_start: Any
     window_end: Any
     record: Mapping[str, Any]
+    kind: str = "window"  # window (the per-window severity) | persistent (the CUSUM)
+    reason: str = ""  # persistent: what drifted, by how much, since when
 
 
 @dataclass
@@ -47,6 +58,8 @@ class _FeatureState:
     active: str | None = None  # severity of the open alert
     since_alert: int | None = None  # windows since the last warning/critical alert
     newest: str | float | None = None  # end of the newest window seen (ISO 8601 or a number)
+    persistent: str | None = None  # the sequential detector's alarm: mean | histogram | covered
+    opened: str | float | None = None  # start of the window that opened the active alert
 
 
 class AlertTracker:
@@ -81,6 +94,8 @@ class AlertTracker:
                 active=fs.get("active"),
                 since_alert=fs.get("since_alert"),
                 newest=fs.get("newest"),
+                persistent=fs.get("persistent"),
+                opened=fs.get("opened"),
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +135,47 @@ class AlertTracker:
             live.newest = _persisted(end)
         return self._step(live, record, severity, fp)
 
+    def update_persistent(self, record: Mapping[str, Any]) -> AlertDecision | None:
+        """The feature's sequential detector at this window: a ``persistent`` alert when it
+        crosses its threshold, a ``recovered`` one (kind ``persistent``) when it is back below.
+        Call after :meth:`update` with the same record; a late window changes nothing."""
+        feature = _require(record, "feature")
+        fp = self.policy.for_feature(feature)
+        live = self._features.setdefault(feature, _FeatureState())
+        end, newest = _instant(record.get("window_end")), _instant(live.newest)
+        if end is None or newest is None or type(end) is not type(newest) or _earlier(end, newest):
+            return None
+        if record.get("cusum") is None and record.get("cusum_histogram") is None:
+            return None  # the detector did not count this window
+        alarm = record.get("cusum_alarm")
+
+        def alert(kind: str, reason: str) -> AlertDecision | None:
+            if not fp.enabled:
+                return None
+            return AlertDecision(
+                feature,
+                kind,
+                record.get("window_start"),
+                record.get("window_end"),
+                record,
+                "persistent",
+                reason,
+            )
+
+        if alarm and live.persistent is None:
+            if _covered(live, record, fp.significance):
+                live.persistent = "covered"  # the window alerts have reported it all along
+                return None
+            live.persistent = str(alarm)
+            return alert("persistent", persistent_reason(record))
+        if not alarm and live.persistent is not None:
+            was, live.persistent = live.persistent, None
+            if was == "covered":
+                return None
+            what = "mean" if was == "mean" else "distribution"
+            return alert("recovered", f"{feature}: {what} back within the persistent-drift bound")
+        return None
+
     @staticmethod
     def _step(
         fs: _FeatureState, record: Mapping[str, Any], severity: str, fp: Any
@@ -152,6 +208,8 @@ class AlertTracker:
             if fs.since_alert is not None and fs.since_alert <= fp.cooldown:
                 return None
             fs.active, fs.since_alert = severity, 0
+            start = _instant(record.get("window_start"))
+            fs.opened = _persisted(start) if start is not None else None
             return alert(severity)
         if SEVERITY_RANK[severity] > SEVERITY_RANK[fs.active]:
             fs.active, fs.since_alert = severity, 0
@@ -176,6 +234,9 @@ class AlertTracker:
             decision = self.update(rec)
             if decision is not None:
                 out.append(decision)
+            persistent = self.update_persistent(rec)
+            if persistent is not None:
+                out.append(persistent)
         return out
 
 
@@ -184,6 +245,42 @@ def _earlier(a: datetime | float | None, b: datetime | float | None) -> bool:
     if isinstance(a, datetime) and isinstance(b, datetime):
         return a < b
     return isinstance(a, float) and isinstance(b, float) and a < b
+
+
+def _covered(fs: _FeatureState, record: Mapping[str, Any], significance: float) -> bool:
+    """Whether the window alerts already report this drift: a window alert is open as the
+    detector crosses, and the estimated shift is one the window's own test finds at least half
+    the time (``|shift| / se`` beyond the test's two-sided critical value at ``significance``).
+    A histogram alarm with a window alert open counts as reported."""
+    if fs.active is None:
+        return False
+    if record.get("cusum_alarm") != "mean":
+        return True
+    shift, n, n_ref = record.get("cusum_shift"), record.get("n"), record.get("n_reference")
+    if shift is None or n is None or n_ref is None:
+        return False
+    try:
+        z = abs(float(shift)) / math.sqrt(1.0 / float(n) + 1.0 / float(n_ref))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return False
+    return z >= NormalDist().inv_cdf(1.0 - significance / 2.0)
+
+
+def persistent_reason(record: Mapping[str, Any]) -> str:
+    """The persistent alert's text from a record's detector fields: "amount: mean has drifted
+    by about +0.1 sd since 2026-03-02 14:00" (or "the distribution has drifted persistently
+    since ...")."""
+    feature = record.get("feature")
+    since = _instant(record.get("cusum_change_point"))
+    when = (
+        since.strftime("%Y-%m-%d %H:%M")
+        if isinstance(since, datetime)
+        else "the start of the stream"
+    )
+    shift = record.get("cusum_shift")
+    if record.get("cusum_alarm") == "mean" and shift is not None and shift == shift:
+        return f"{feature}: mean has drifted by about {float(shift):+.2g} sd since {when}"
+    return f"{feature}: the distribution has drifted persistently since {when}"
 
 
 def _instant(value: Any) -> datetime | float | None:

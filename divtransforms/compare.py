@@ -35,6 +35,7 @@ from divtransforms.policy import UNPROFILED
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.quality import quality_fields, quality_test_fields, quality_test_fields_of
 from divtransforms.records import RECORD_FIELDS, records_to_table, sort_records
+from divtransforms.sequential import RECORD_KEYS as SEQUENTIAL_KEYS
 from divtransforms.significance import (
     homogeneity_test,
     js_bias,
@@ -133,8 +134,12 @@ def drift_record(
     columns: Mapping[str, int] | None = None,
     quality: Sequence[Any] | None = None,
     divergence_values: Mapping[str, Any] | None = None,
+    sequential: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The drift record of one feature and window (see ``records.DRIFT_RECORD_SCHEMA``).
+
+    ``sequential``: the feature's detector fields at this window
+    (``RunningEstimates.sequential_fields``; null without).
 
     ``columns``: the window's rows per type label of the column (``FeatureStats.columns``), for
     the schema checks (``divtransforms.quality``). ``quality`` and ``divergence_values``: this
@@ -188,6 +193,7 @@ def drift_record(
     if quality is None:
         quality = quality_test_fields(fp, hist)
     rec["tests"] += [_test_dict(t) for t in quality]
+    rec.update(sequential or dict.fromkeys(SEQUENTIAL_KEYS))
     return _assessed(rec, policy, created_at)
 
 
@@ -423,6 +429,7 @@ def window_records(
             columns=stats.columns.get(name),
             quality=tests,
             divergence_values=divs.get(name),
+            sequential=running.sequential_fields(name, window_start),
             **where,
         )
         for (name, fp), tests in zip(features.items(), quality, strict=True)
@@ -549,7 +556,7 @@ def compare(
         features,
         ((start, feature_stats_of_batch(features, part, known=known)) for start, part in parts),
         size,
-        RunningEstimates.seed(features, mle_state),
+        RunningEstimates.seed(features, mle_state, resolve_policy(policy)),
         run_id=run_id,
         reference_id=reference.reference_id,
         alpha=alpha,

@@ -79,6 +79,7 @@ from typing import Any
 import numpy as np
 
 from divtransforms.records import SEVERITY_RANK
+from divtransforms.sequential import CusumSettings
 from divtransforms.significance import DriftTest, nan_to
 
 SCHEMA_CODES = ("missing_column", "type_change", "new_column")
@@ -121,6 +122,10 @@ class FeaturePolicy:
         quality_significance: false-alarm level per window of the quality tests together.
         missing_column, type_change, new_column: the severity (``ok``, ``warning`` or
             ``critical``) of each schema issue.
+        persistent_shift: the smallest persistent shift the sequential detector (CUSUM over
+            windows, ``divtransforms.sequential``) is tuned to, in reference standard deviations
+            (Cohen's w for the histogram); 0 turns it off.
+        persistent_arl: its in-control average run length: windows between false alarms.
     """
 
     metric: str = "js_divergence"
@@ -144,6 +149,8 @@ class FeaturePolicy:
     missing_column: str = "critical"
     type_change: str = "warning"
     new_column: str = "ok"
+    persistent_shift: float = 0.1
+    persistent_arl: float = 1000.0
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -180,6 +187,16 @@ class FeaturePolicy:
             raise PolicyError(
                 f"quality_significance must be in (0, 1), got {self.quality_significance!r}"
             )
+        if not (isinstance(self.persistent_shift, int | float) and 0 <= self.persistent_shift < 10):
+            raise PolicyError(
+                f"persistent_shift must be in [0, 10) sd, got {self.persistent_shift!r}"
+            )
+        if not (
+            isinstance(self.persistent_arl, int | float)
+            and math.isfinite(self.persistent_arl)
+            and self.persistent_arl >= 2
+        ):
+            raise PolicyError(f"persistent_arl must be >= 2 windows, got {self.persistent_arl!r}")
         for name in SCHEMA_CODES:
             if getattr(self, name) not in ("ok", "warning", "critical"):
                 raise PolicyError(
@@ -188,6 +205,10 @@ class FeaturePolicy:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def cusum(self) -> CusumSettings:
+        """The sequential detector's settings (``persistent_shift``, ``persistent_arl``)."""
+        return CusumSettings(float(self.persistent_shift), float(self.persistent_arl))
 
 
 FEATURE_POLICY_FIELDS = tuple(f.name for f in fields(FeaturePolicy))

@@ -19,9 +19,11 @@ import pyarrow.parquet as pq
 from divtransforms import storage
 from divtransforms.storage import Location
 
-RECORD_SCHEMA_VERSION = 3
+RECORD_SCHEMA_VERSION = 4
 # Version 3 adds the data-quality and schema fields (rates, unseen values, column types, schema
 # issues, quality severity); files of versions 1 and 2 read with those fields null.
+# Version 4 appends the sequential detector's fields (``cusum*``, ``divtransforms.sequential``):
+# null in older files, for the global window and for a window an earlier run already counted.
 SEVERITIES = ("ok", "insufficient", "warning", "critical")
 # Order of concern (escalation, sorting): ok < insufficient < warning < critical.
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -117,6 +119,18 @@ DRIFT_RECORD_SCHEMA = pa.schema(
         ("quality_severity", pa.string()),
         ("quality_reason", pa.string()),
         ("created_at", _TS),
+        # The feature's CUSUM over windows: location statistic and threshold (in the window's
+        # score units), the histogram detector's, which one is above its threshold ("mean",
+        # "histogram" or null), its estimated change point and shift (reference sd), and the
+        # windows counted since the reference.
+        ("cusum", pa.float64()),
+        ("cusum_threshold", pa.float64()),
+        ("cusum_histogram", pa.float64()),
+        ("cusum_histogram_threshold", pa.float64()),
+        ("cusum_alarm", pa.string()),
+        ("cusum_change_point", _TS),
+        ("cusum_shift", pa.float64()),
+        ("cusum_windows", pa.int64()),
     ],
     metadata={b"divtransforms.record_schema_version": str(RECORD_SCHEMA_VERSION).encode()},
 )

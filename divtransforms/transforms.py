@@ -45,7 +45,13 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from divtransforms.columns import parse_duration
 from divtransforms.combiners import NAMESPACE, FeatureStatsFn
-from divtransforms.compare import DEFAULT_ALPHA, Assessor, new_run_id, window_records
+from divtransforms.compare import (
+    DEFAULT_ALPHA,
+    Assessor,
+    new_run_id,
+    resolve_policy,
+    window_records,
+)
 from divtransforms.profile import ReferenceProfile
 from divtransforms.window import (
     EPOCH,
@@ -287,9 +293,10 @@ class RunningMLE(beam.PTransform):
         *,
         streaming: bool | None = None,
         allowed_lateness: str | float | timedelta | None = None,
+        policy: Any = None,
     ) -> None:
         super().__init__()
-        self._seed = RunningEstimates.seed(profile.features, initial_state)
+        self._seed = RunningEstimates.seed(profile.features, initial_state, policy)
         self._streaming = streaming
         self._lateness = timedelta(
             seconds=parse_duration(allowed_lateness) if allowed_lateness else 0.0
@@ -419,7 +426,11 @@ class DriftMonitor(beam.PTransform):
         # Columns a check expects besides the features (not reported as new columns).
         self._known = known_columns(profile, timestamp_column)
         self._running = RunningMLE(
-            profile, initial_state, streaming=streaming, allowed_lateness=allowed_lateness
+            profile,
+            initial_state,
+            streaming=streaming,
+            allowed_lateness=allowed_lateness,
+            policy=resolve_policy(policy),
         )
         self._records = ComputeDivergence(
             profile, run_id=run_id, alpha=alpha, base=base, policy=policy

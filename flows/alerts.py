@@ -79,8 +79,9 @@ def _num(value: Any) -> float | None:
     return out if out == out and abs(out) != float("inf") else None
 
 
-def record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record fields an alert message carries (JSON-safe)."""
+def record_summary(record: Mapping[str, Any], persistent: bool = False) -> dict[str, Any]:
+    """The record fields an alert message carries (JSON-safe); with ``persistent`` also the
+    sequential detector's (``cusum*``)."""
     keys = (
         "n",
         "n_missing",
@@ -103,10 +104,14 @@ def record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
         "mle_p_value",
         "run_id",
     )
+    if persistent:
+        keys += ("cusum", "cusum_threshold", "cusum_alarm", "cusum_shift", "cusum_windows")
     out: dict[str, Any] = {}
     for k in keys:
         v = record.get(k)
         out[k] = v if isinstance(v, str) or v is None else _num(v)
+    if persistent:
+        out["cusum_change_point"] = _iso(record.get("cusum_change_point"))
     params = []
     for p in record.get("mle_params") or []:
         params.append(
@@ -188,7 +193,9 @@ class AlertLog:
         known = self.keys()
         new = []
         for i, d in enumerate(decisions):
-            key = dedup_key(d.feature, d.window_start, d.window_end, d.severity, reference_id)
+            kind = getattr(d, "kind", "window")
+            severity = d.severity if kind == "window" else f"{kind}:{d.severity}"
+            key = dedup_key(d.feature, d.window_start, d.window_end, severity, reference_id)
             if key in known:
                 continue
             metric = metric_for(d.feature)
@@ -203,7 +210,8 @@ class AlertLog:
                 "reference_id": reference_id,
                 **_outbox_fields(key, targets, run_id),
                 "reason": (reasons or {}).get(i, ""),
-                "record": record_summary(d.record),
+                "record": record_summary(d.record, persistent=kind == "persistent"),
+                **({"kind": kind} if kind != "window" else {}),
             }
             self.entries.append(entry)
             known.add(key)

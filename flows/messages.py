@@ -37,12 +37,14 @@ _COLOURS = {
     "critical": "#cf222e",
     "warning": "#bf8700",
     "stale": "#8250df",
+    "persistent": "#bc4c00",
     "recovered": "#1a7f37",
 }
 _EMOJI = {
     "critical": ":red_circle:",
     "warning": ":large_orange_circle:",
     "stale": ":hourglass:",
+    "persistent": ":chart_with_upwards_trend:",
     "recovered": ":white_check_mark:",
 }
 

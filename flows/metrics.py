@@ -28,6 +28,10 @@ metric                                                  type     labels
 ``divtransforms_quality_severity``                      gauge    monitor, feature (data-quality
                                                                  verdict, codes as above)
 ``divtransforms_window_end_timestamp_seconds``          gauge    monitor, feature
+``divtransforms_cusum``                                 gauge    monitor, feature, detector
+                                                                 (mean, histogram: the
+                                                                 sequential detector's statistic)
+``divtransforms_cusum_threshold``                       gauge    monitor, feature, detector
 ``divtransforms_last_success_timestamp_seconds``        gauge    monitor
 ``divtransforms_alerts_outstanding``                    gauge    monitor, feature
 ``divtransforms_alerts_total``                          counter  monitor, feature, severity
@@ -60,6 +64,8 @@ METRIC_NAMES = (
     "divtransforms_drift_value",
     "divtransforms_drift_threshold",
     "divtransforms_drift_p_value",
+    "divtransforms_cusum",
+    "divtransforms_cusum_threshold",
     "divtransforms_drift_severity",
     "divtransforms_window_samples",
     "divtransforms_window_missing_ratio",
@@ -74,6 +80,10 @@ METRIC_NAMES = (
 )
 
 _LATEST_COLUMNS = (
+    "cusum",
+    "cusum_threshold",
+    "cusum_histogram",
+    "cusum_histogram_threshold",
     "feature",
     "window_start",
     "window_end",
@@ -299,8 +309,24 @@ class MonitorCollector:
             "End of the latest checked window (creation time for unwindowed checks)",
             ["feature"],
         )
+        cusum = gauge(
+            "cusum",
+            "The sequential detector (CUSUM over windows) at the latest window, in score units; "
+            "a persistent drift alert when above divtransforms_cusum_threshold",
+            ["feature", "detector"],
+        )
+        cusum_threshold = gauge(
+            "cusum_threshold", "The sequential detector's threshold", ["feature", "detector"]
+        )
         for feature, r in sorted(snap.latest.items()):
             fp = self.policy.for_feature(feature)
+            for detector, stat, limit in (
+                ("mean", "cusum", "cusum_threshold"),
+                ("histogram", "cusum_histogram", "cusum_histogram_threshold"),
+            ):
+                if r.get(stat) is not None and not math.isnan(_f(r.get(stat))):
+                    cusum.add_metric([mon, feature, detector], _f(r[stat]))
+                    cusum_threshold.add_metric([mon, feature, detector], _f(r.get(limit)))
             cols = {k: [_f(r.get(k))] for k in ("js_divergence", "js_bias", "js_corrected")}
             cols[fp.metric] = [_f(r.get(fp.metric))]
             value.add_metric([mon, feature, fp.metric], float(judged_values(cols, fp.metric)[0]))
@@ -335,7 +361,7 @@ class MonitorCollector:
             if end is not None:
                 window_end.add_metric([mon, feature], end)
         yield from (value, threshold, p_value, severity, samples, missing, invalid, unseen)
-        yield from (quality, window_end)
+        yield from (quality, window_end, cusum, cusum_threshold)
 
         last = gauge("last_success_timestamp_seconds", "When the last run finished", [])
         if snap.last_success is not None:

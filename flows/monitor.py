@@ -236,7 +236,7 @@ def alert_stage(
     tracker = AlertTracker(policy, state.tracker)
     decisions = tracker.run(records)
     reasons = {
-        i: d.record.get("severity_reason") or policy.explain(d.record)["reason"]
+        i: d.reason or d.record.get("severity_reason") or policy.explain(d.record)["reason"]
         for i, d in enumerate(decisions)
     }
     alert_log = AlertLog.open(config.history_dir)

@@ -34,10 +34,17 @@ from flows.secrets import resolve_secret
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 SENDGRID_URL = "https://api.sendgrid.com/v3/mail/send"
 ALERTNAME = "DataDrift"
-_PD_SEVERITY = {"critical": "critical", "warning": "warning", "stale": "error"}
+_PD_SEVERITY = {
+    "critical": "critical",
+    "warning": "warning",
+    "stale": "error",
+    "persistent": "warning",
+}
 # Alerts that open (or escalate) an incident; ``recovered`` closes it. ``stale`` is the feed's
 # (flows.freshness), on its own pseudo-feature, so it never mixes with a feature's drift.
-_OPENING = ("warning", "critical", "stale")
+# ``persistent`` (the sequential detector, kind ``persistent``) is an incident of its own: entries
+# match on feature and kind.
+_OPENING = ("warning", "critical", "stale", "persistent")
 
 
 def incident_key(entries: Sequence[Mapping[str, Any]], entry: Mapping[str, Any]) -> str:
@@ -50,7 +57,7 @@ def incident_key(entries: Sequence[Mapping[str, Any]], entry: Mapping[str, Any])
     for e in entries:
         if e.get("dedup_key") == entry.get("dedup_key"):
             break
-        if e.get("feature") != entry.get("feature"):
+        if e.get("feature") != entry.get("feature") or e.get("kind") != entry.get("kind"):
             continue
         if e.get("severity") in _OPENING:
             opened = opened or e.get("dedup_key")
@@ -67,7 +74,11 @@ def incident_severities(
     for e in entries:
         if e.get("dedup_key") == entry.get("dedup_key"):
             break
-        if e.get("feature") == entry.get("feature") and e.get("severity") in _OPENING:
+        if (
+            e.get("feature") == entry.get("feature")
+            and e.get("kind") == entry.get("kind")
+            and e.get("severity") in _OPENING
+        ):
             if incident_key(entries, e) == key and e["severity"] not in seen:
                 seen.append(e["severity"])
     return seen

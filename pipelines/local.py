@@ -353,7 +353,7 @@ def run_check_local(job: CheckJob) -> CheckResult:
     event-time order, ``compare.drift_record`` for every feature and window. One read, bounded
     memory (the statistics of the windows, not the data). Returns a ``CheckResult``."""
     from divtransforms.columns import duration_micros, num_rows
-    from divtransforms.compare import new_run_id, records_over_windows
+    from divtransforms.compare import new_run_id, records_over_windows, resolve_policy
     from divtransforms.records import (
         atomic_write_bytes,
         records_to_table,
@@ -429,7 +429,7 @@ def run_check_local(job: CheckJob) -> CheckResult:
             for start in sorted(windows, key=lambda s: (s is not None, s or 0))
         ],
         size or 0,
-        RunningEstimates.seed(features, job.mle_state),
+        RunningEstimates.seed(features, job.mle_state, resolve_policy(job.policy)),
         run_id=run_id,
         reference_id=reference_id,
         policy=job.policy,

@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from divtransforms.columns import duration_micros
-from divtransforms.compare import new_run_id, window_records
+from divtransforms.compare import new_run_id, resolve_policy, window_records
 from divtransforms.eventtime import parse_event_times
 from divtransforms.records import atomic_write_bytes, records_to_table, write_records_parquet
 from divtransforms.window import (
@@ -101,7 +101,9 @@ class DirectoryWatcher:
 
     def __post_init__(self) -> None:
         self._cumulation = WindowCumulation(
-            RunningEstimates.seed(self.profile.features, self.mle_state)
+            RunningEstimates.seed(
+                self.profile.features, self.mle_state, resolve_policy(self.policy)
+            )
         )
 
     def new_files(self) -> list[str]:

@@ -140,6 +140,10 @@ The tables below work without it.</p></noscript>
         </figcaption><div class="chart-group" data-chart="mle"></div></figure>
       <figure><figcaption>p-value (histogram test) and sample size per window
         </figcaption><div class="chart" data-chart="significance"></div></figure>
+      <figure><figcaption>Persistent drift: the sequential detector (CUSUM over windows)
+        against its threshold, change point marked{% if f.cusum and f.cusum.alarm %}
+        (in alarm: {{ f.cusum.alarm }}){% endif %}</figcaption>
+        <div class="chart" data-chart="cusum"></div></figure>
       <figure><figcaption>Data quality: missing, invalid and unseen rates, quality breaches
         and stale periods of the feed</figcaption>
         <div class="chart" data-chart="quality"></div></figure>
@@ -394,6 +398,36 @@ APP_JS = r"""
     });
   }
 
+  function cusumChart(div, f) {
+    var c = f.cusum;
+    if (!c) {
+      empty(div, "No sequential detector for this feature (unwindowed checks, or turned off).");
+      return;
+    }
+    var s = f.series;
+    var traces = [
+      {x: s.t, y: c.statistic, mode: "lines", name: "mean detector",
+       line: {color: "#1f5fbf", width: 1.6}},
+      {x: s.t, y: c.threshold, mode: "lines", name: "mean threshold",
+       line: {color: "#1f5fbf", width: 1, dash: "dash"}},
+      {x: s.t, y: c.histogram, mode: "lines", name: "histogram detector",
+       line: {color: "#bc4c00", width: 1.4}},
+      {x: s.t, y: c.histogram_threshold, mode: "lines", name: "histogram threshold",
+       line: {color: "#bc4c00", width: 1, dash: "dash"}}
+    ];
+    var shapes = [], annotations = [];
+    if (c.change_point !== null) {
+      shapes.push({type: "line", xref: "x", yref: "paper", x0: c.change_point,
+                   x1: c.change_point, y0: 0, y1: 1, line: {color: "#cf222e", dash: "dot"}});
+      annotations.push({xref: "x", yref: "paper", x: c.change_point, y: 1, showarrow: false,
+                        xanchor: "left", yanchor: "top", font: {size: 10},
+                        text: "change point"});
+    }
+    Plotly.newPlot(div, traces, layout({
+      xaxis: {type: "date"}, yaxis: {title: {text: "score units"}, rangemode: "tozero"},
+      shapes: shapes, annotations: annotations}), CONFIG);
+  }
+
   function significanceChart(div, f) {
     var s = f.series;
     // p = 0 (underflow) cannot sit on a log axis: draw it at the smallest double's decade.
@@ -484,7 +518,7 @@ APP_JS = r"""
     article.setAttribute("data-rendered", "1");
     var f = data.features[Number(article.getAttribute("data-feature-index"))];
     var draw = {metric: metricChart, histogram: histogramChart, mle: mleCharts,
-                significance: significanceChart, quality: qualityChart};
+                significance: significanceChart, quality: qualityChart, cusum: cusumChart};
     article.querySelectorAll("[data-chart]").forEach(function (div) {
       try { draw[div.getAttribute("data-chart")](div, f); }
       catch (e) { state.errors.push(String(e)); throw e; }

@@ -51,6 +51,15 @@ SPARK_POINTS = 60
 MAX_ALERT_ROWS = 500
 NUMERIC_METRICS = tuple(f.name for f in DRIFT_RECORD_SCHEMA if pa.types.is_float64(f.type))
 
+#: The sequential detector's record fields the page draws (``divtransforms.sequential``).
+CUSUM_COLUMNS = [
+    "cusum",
+    "cusum_threshold",
+    "cusum_histogram",
+    "cusum_histogram_threshold",
+    "cusum_alarm",
+    "cusum_change_point",
+]
 _COLUMNS = [
     "feature",
     "kind",
@@ -76,6 +85,7 @@ _COLUMNS = [
     "severity",
     "severity_reason",
     *QUALITY_COLUMNS,
+    *CUSUM_COLUMNS,
 ]
 
 
@@ -347,6 +357,25 @@ def _mle_series(table: pa.Table, rows: np.ndarray, series: _Series) -> dict[str,
     return {"family": family, "params": out, "fit": fit, "fit_quality": fit_quality(fit)}
 
 
+def _cusum_series(table: pa.Table, rows: np.ndarray, series: _Series) -> dict[str, Any] | None:
+    """The sequential detector's path (``divtransforms.sequential``): each detector's statistic
+    and threshold per window (a bucket: its largest), and the latest alarm with its change point.
+    None when no window was counted by a detector."""
+    cols = {c: _float_col(table, c)[rows] for c in CUSUM_COLUMNS[:4]}
+    if not (np.isfinite(cols["cusum"]).any() or np.isfinite(cols["cusum_histogram"]).any()):
+        return None
+    last = int(rows[-1])
+    change = _ts_ms(table["cusum_change_point"].slice(last, 1))
+    return {
+        "statistic": _nums(series.reduce(cols["cusum"], "max")),
+        "threshold": _nums(series.reduce(cols["cusum_threshold"], "max")),
+        "histogram": _nums(series.reduce(cols["cusum_histogram"], "max")),
+        "histogram_threshold": _nums(series.reduce(cols["cusum_histogram_threshold"], "max")),
+        "alarm": table["cusum_alarm"][last].as_py(),
+        "change_point": _times(change)[0],
+    }
+
+
 def _sparkline(values: np.ndarray, points: int) -> list[float | None]:
     """The metric over time squeezed to ``points`` values (bucket maxima, so spikes show)."""
     values = np.asarray(values, dtype=float)
@@ -563,6 +592,7 @@ def _feature_payload(
             "tail": _tail_bins(kind, labels),
         },
         "mle": _mle_series(table, rows, series),
+        "cusum": _cusum_series(table, rows, series),
         "quality": quality_payload(table, rows, series),
         "alerts": [
             {

@@ -94,7 +94,9 @@ def test_mle_state_file_round_trip_and_errors():
     assert parse_mle_state(b'{"x": {}}', "bare.json") == {"x": {}}
     with pytest.raises(ValueError, match="MLE state bad.json: not valid JSON"):
         parse_mle_state(b"{", "bad.json")
-    future = raw.replace(b'"schema_version": 1', b'"schema_version": 9')
+    old = raw.replace(b'"schema_version": 2', b'"schema_version": 1')
+    assert old != raw and parse_mle_state(old, "v1.json") == {"x": {"family": "normal"}}
+    future = raw.replace(b'"schema_version": 2', b'"schema_version": 9')
     with pytest.raises(ValueError, match="schema version 9"):
         parse_mle_state(future, "new.json")
     with pytest.raises(ValueError, match="expected a JSON object"):

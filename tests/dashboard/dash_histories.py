@@ -90,6 +90,16 @@ def record(
         "mle_params": _params(rng, i, js * 5) if kind == "numeric" else [],
         "severity": severity,
         "created_at": start + timedelta(minutes=minutes + 1),
+        # the sequential detector: a path that grows with the drift (threshold 4.5)
+        "cusum": min(js * 200.0, 6.5),
+        "cusum_threshold": 4.5,
+        "cusum_histogram": min(js * 100.0, 12.0),
+        "cusum_histogram_threshold": 11.0,
+        "cusum_alarm": "mean" if js * 200.0 > 4.5 else None,
+        "cusum_change_point": T0 + timedelta(minutes=minutes * max(i - 3, 0))
+        if js * 200.0 > 4.5
+        else None,
+        "cusum_windows": i + 1,
     }
 
 
@@ -204,6 +214,10 @@ def big_history(root: Path, n_windows: int = 10_000, n_features: int = 50) -> Pa
         "mle_params": params,
         "severity": pa.array(severity),
         "created_at": pa.array(start_us + 3_700_000_000, pa.timestamp("us", tz="UTC")),
+        "cusum": pa.array(np.minimum(js * 40.0, 6.5)),
+        "cusum_threshold": pa.array(np.full(n, 4.5)),
+        "cusum_histogram": pa.array(np.minimum(js * 20.0, 12.0)),
+        "cusum_histogram_threshold": pa.array(np.full(n, 11.0)),
     }
     table = pa.table(
         {f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in DRIFT_RECORD_SCHEMA},

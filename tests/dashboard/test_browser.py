@@ -103,7 +103,7 @@ def test_page_loads_offline_shows_every_feature_and_draws(page, drift_page, tmp_
     assert sorted(headings) == sorted(names)
     assert headings[0] == "age"  # the critical feature comes first
     charts = page.eval(CHART_SIZES)
-    assert len(charts) == 5 * len(names)  # metric, histogram, MLE, significance, quality
+    assert len(charts) == 6 * len(names)  # metric, histogram, MLE, significance, CUSUM, quality
     for c in charts:
         if c["chart"] == "mle" and c["empty"]:
             continue  # categorical features have no MLE family: a message instead
@@ -176,9 +176,9 @@ def test_one_window_opens_and_draws(page, tmp_path):
     open_dashboard(page, out)
     assert_offline_and_clean(page, out.resolve().as_uri())
     charts = page.eval(CHART_SIZES)
-    assert len(charts) == 5
+    assert len(charts) == 6
     for c in charts:  # a hand-made record without quality rates gets a message, not a chart
-        if not (c["chart"] == "quality" and c["empty"]):
+        if not (c["chart"] in ("quality", "cusum") and c["empty"]):
             assert c["drawn"] and c["width"] > 100 and c["height"] > 100, c
 
 
@@ -239,7 +239,7 @@ def test_ten_thousand_windows_by_fifty_features(page, tmp_path):
     page.drain(0.3)
     assert_offline_and_clean(page, out.resolve().as_uri())
     charts = page.eval(CHART_SIZES)
-    assert len(charts) == 250  # five charts a feature
+    assert len(charts) == 300  # six charts a feature
     assert all(c["drawn"] and c["width"] > 100 and c["height"] > 100 for c in charts)
     page.eval("window.scrollTo(0, 0)")
     save_screenshot(page, tmp_path, "dashboard-big.png")

@@ -24,7 +24,7 @@ from flows.server import free_port
 from .conftest import start_prometheus, stop, wait_http
 from .records import drift_table, populated_monitor
 
-ALLOWED_LABELS = {"monitor", "feature", "metric", "level", "test", "severity"}
+ALLOWED_LABELS = {"monitor", "feature", "metric", "level", "test", "severity", "detector"}
 
 
 def _families(text: str):
@@ -56,6 +56,13 @@ def _check_values(samples: dict, monitor: str = "orders") -> None:
         return samples[(name, frozenset({"monitor": monitor, **labels}.items()))]
 
     for feature, r in _expected_latest().items():
+        for detector, stat in (("mean", "cusum"), ("histogram", "cusum_histogram")):
+            if r[stat] is not None:
+                labels = {"feature": feature, "detector": detector}
+                assert get("divtransforms_cusum", **labels) == pytest.approx(r[stat], rel=1e-12)
+                assert get("divtransforms_cusum_threshold", **labels) == pytest.approx(
+                    r[f"{stat}_threshold"], rel=1e-12
+                )
         assert get("divtransforms_drift_value", feature=feature, metric="js_divergence") == (
             pytest.approx(max(r["js_corrected"], 0.0), rel=1e-12)
         )
@@ -112,6 +119,7 @@ def test_names_and_labels_follow_the_conventions(tmp_path: Path) -> None:
             assert all(s.name.endswith("_total") for s in fam.samples)
     # units in the names of the time and ratio gauges
     assert "divtransforms_window_end_timestamp_seconds" in families
+    assert "divtransforms_cusum" in families and "divtransforms_cusum_threshold" in families
     assert "divtransforms_window_missing_ratio" in families
 
 
