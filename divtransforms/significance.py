@@ -248,14 +248,23 @@ def js_bias(n_a: Any, n_b: Any, k_nonempty: Any, base: float = 2.0) -> Any:
     return float(out) if out.ndim == 0 else out
 
 
-def mean_test(window: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_test(
+    window: Any, reference: Any, between: tuple[float, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two-sample test of equal means from moments (see the module docstring).
 
     ``window`` and ``reference`` are ``(n, mean, M2, M3, M4)`` tuples of floats or arrays
     (``Moments``: ``n``, ``mean``, ``m2``, ``m3``, ``m4``). Returns ``(u, p_value, effect)``: the
     skewness-corrected signed statistic, its two-sided p-value (NaN where not applicable: fewer
     than 2 values on a side, or ``|delta| > MAX_SKEW``) and ``|mean_w - mean_r| / sd_r``.
+
+    ``between``: ``(variance, dof)`` of the between-window variation the difference of means
+    has beyond sampling noise (``divtransforms.variation.location_between``): it is added to the
+    sampling variance, the skewness and kurtosis corrections shrink with the sampling share, and
+    the t's degrees of freedom are at most ``dof``. None: today's test, bit for bit.
     """
+    if between is not None:
+        return _mean_test_between(window, reference, *between)
     nw, mw, m2w, m3w, m4w = (np.asarray(v, dtype=np.float64) for v in window)
     nr, mr, m2r, m3r, m4r = (np.asarray(v, dtype=np.float64) for v in reference)
     big_n, _, m2, m3, m4 = merge_moments(nw, mw, m2w, m3w, m4w, nr, mr, m2r, m3r, m4r)
@@ -283,6 +292,41 @@ def mean_test(window: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, np.n
     return u, np.where(usable, np.minimum(p, 1.0), np.nan), effect
 
 
+def _mean_test_between(
+    window: Any, reference: Any, extra: float, dof: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mean_test` with ``extra`` variance between windows (t with at most ``dof``)."""
+    nw, mw, m2w, m3w, m4w = (np.asarray(v, dtype=np.float64) for v in window)
+    nr, mr, m2r, m3r, m4r = (np.asarray(v, dtype=np.float64) for v in reference)
+    big_n, _, m2, m3, m4 = merge_moments(nw, mw, m2w, m3w, m4w, nr, mr, m2r, m3r, m4r)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        a, b = 1.0 / nw, 1.0 / nr
+        sampling = m2 / (big_n - 1.0) * (a + b)
+        share = sampling / (sampling + extra)  # the sampling part of the variance
+        diff = mw - mr
+        z = diff / np.sqrt(sampling + extra)
+        g1 = (m3 / big_n) / (m2 / big_n) ** 1.5
+        g2 = (m4 / big_n) / (m2 / big_n) ** 2 - 3.0
+        delta = nan_to(g1, 0.0) * (a - b) / np.sqrt(a + b) * share**1.5
+        k = nan_to(g2, 0.0) * (a**3 + b**3) / (a + b) ** 2 * share**2
+        u = z - delta * (z * z - 1.0) / 6.0 + delta * delta * z**3 / 27.0
+        # the heavier tail of the two: the sampling kurtosis (a t scaled to unit variance) or
+        # the uncertainty of tau^2 (a t with ``dof`` degrees of freedom, the predictive law)
+        nu_k = 4.0 + 6.0 / np.where(k > 0, k, 0.0)
+        by_kurtosis = nu_k < dof
+        nu = np.where(by_kurtosis, nu_k, float(max(dof, 1)))
+        scale = np.where(by_kurtosis, np.sqrt(nu_k / (nu_k - 2.0)), 1.0)
+        p = 2.0 * special.stdtr(nu, -np.abs(u) * scale)
+        sd_r = np.sqrt(m2r / nr)
+        effect = np.abs(diff) / sd_r
+    constant = m2 == 0
+    u = np.where(constant, 0.0, u)
+    p = np.where(constant, 1.0, p)
+    effect = np.where(constant | (diff == 0), 0.0, effect)
+    usable = (nw >= 2) & (nr >= 2) & (np.abs(delta) <= MAX_SKEW) & np.isfinite(p)
+    return u, np.where(usable, np.minimum(p, 1.0), np.nan), effect
+
+
 def moment_columns(m: Any) -> tuple[Any, Any, Any, Any, Any]:
     """``(n, mean, M2, M3, M4)`` of a :class:`~divtransforms.moments.Moments`."""
     return m.n, m.mean, m.m2, m.m3, m.m4
@@ -293,6 +337,7 @@ def window_tests(
     histogram: tuple[Any, Any, Any] | None,
     t: tuple[Any, Any] | None = None,
     dev: tuple[Any, Any] | None = None,
+    between: tuple[tuple[float, int] | None, tuple[float, int] | None] = (None, None),
 ) -> list[DriftTest]:
     """The drift tests of windows of one feature, in the order records and the policy use.
 
@@ -302,6 +347,8 @@ def window_tests(
     A family without ``dispersion`` (bernoulli: for 0/1 values it is a function of the mean)
     gets no dispersion test;
     ``categorical`` and features without a family get only the histogram test.
+    ``between``: the between-window variation of the location and dispersion tests
+    (``divtransforms.variation.location_between``; ``(None, None)``: today's tests).
     """
     tests: list[DriftTest] = []
     if histogram is not None:
@@ -310,7 +357,7 @@ def window_tests(
     if family is None or family == "categorical":
         return tests
     if t is not None:
-        tests.append(DriftTest("mean", "location", *mean_test(*t)))
+        tests.append(DriftTest("mean", "location", *mean_test(*t, between=between[0])))
     if dev is not None and REGISTRY[family].dispersion:
-        tests.append(DriftTest("dispersion", "dispersion", *mean_test(*dev)))
+        tests.append(DriftTest("dispersion", "dispersion", *mean_test(*dev, between=between[1])))
     return tests
