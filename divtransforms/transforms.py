@@ -48,6 +48,7 @@ from divtransforms.combiners import NAMESPACE, FeatureStatsFn
 from divtransforms.compare import DEFAULT_ALPHA, Assessor, new_run_id, window_records
 from divtransforms.eventtime import EVENT_TIME_COLUMN
 from divtransforms.profile import ReferenceProfile
+from divtransforms.variation import window_judge
 from divtransforms.window import (
     EPOCH,
     FeatureStats,
@@ -315,10 +316,14 @@ class _RecordsFn(beam.DoFn):
         alpha: float,
         base: float,
         policy: Assessor | None,
+        window_micros: int | None = None,
+        season: str | None = None,
     ) -> None:
         self._features = profile.features
         self._reference_id = profile.reference_id
         self._run_id, self._alpha, self._base, self._policy = run_id, alpha, base, policy
+        # a windowed reference judges each window against its own variation (and season)
+        self._judge = window_judge(profile, window_micros, season)
 
     def process(self, element: tuple[WindowStats, RunningEstimates]):
         ws, running = element
@@ -334,6 +339,7 @@ class _RecordsFn(beam.DoFn):
             alpha=self._alpha,
             base=self._base,
             policy=self._policy,
+            judge=self._judge,
         )
 
 
@@ -350,9 +356,13 @@ class ComputeDivergence(beam.PTransform):
         alpha: float = DEFAULT_ALPHA,
         base: float = 2.0,
         policy: Assessor | str | None = "default",
+        window_micros: int | None = None,
+        season: str | None = None,
     ) -> None:
         super().__init__()
-        self._fn = _RecordsFn(profile, run_id or new_run_id(), alpha, base, policy)
+        self._fn = _RecordsFn(
+            profile, run_id or new_run_id(), alpha, base, policy, window_micros, season
+        )
 
     def display_data(self) -> dict[str, Any]:
         return {"run_id": self._fn._run_id, "reference_id": self._fn._reference_id}
@@ -367,6 +377,8 @@ class DriftMonitor(beam.PTransform):
     ``window`` (``"1h"``, seconds, timedelta) with ``timestamp_column`` gives event-time fixed
     windows; without ``window`` there is one global window. With ``with_mle_state=True`` the
     output is ``{"records": ..., "mle_state": ...}`` (the cumulative MLE state for the next run).
+    A windowed reference (``divtransforms.variation``) judges every window against the
+    reference's own between-window variation; ``season`` against the same season's windows.
     """
 
     def __init__(
@@ -385,6 +397,7 @@ class DriftMonitor(beam.PTransform):
         streaming: bool | None = None,
         with_mle_state: bool = False,
         timestamp_format: str | None = None,
+        season: str | None = None,
     ) -> None:
         super().__init__()
         self._profile = profile
@@ -405,7 +418,13 @@ class DriftMonitor(beam.PTransform):
             profile, initial_state, streaming=streaming, allowed_lateness=allowed_lateness
         )
         self._records = ComputeDivergence(
-            profile, run_id=run_id, alpha=alpha, base=base, policy=policy
+            profile,
+            run_id=run_id,
+            alpha=alpha,
+            base=base,
+            policy=policy,
+            window_micros=round(parse_duration(window) * 1e6) if window is not None else None,
+            season=season,
         )
         self._with_state = with_mle_state
 

@@ -79,6 +79,7 @@ __all__ = [
     "estimate",
     "histogram_between",
     "season_of",
+    "window_judge",
 ]
 
 _log = logging.getLogger(__name__)
@@ -395,47 +396,68 @@ class WindowedSummaryBuilder:
             raise ValueError("a windowed reference needs the timestamp column of its event times")
         if chunk is not None and chunk < 2:
             raise ValueError(f"chunk must be at least 2 rows, got {chunk}")
-        self._profile = profile
+        self.profile = self._profile = profile
         self._ts = timestamp_column
         self._size = round(window * 1e6) if window is not None else None
         if self._size is not None and self._size <= 0:
             raise ValueError(f"window must be positive, got {window}")
         self._chunk = chunk
         self._fmt = timestamp_format
-        self._rows = 0
-        self._windows: dict[int, Any] = {}
+        self._rows: dict[tuple[str, ...], int] = {}
+        self._windows: dict[int, dict[str, tuple[Histogram, MLEAccumulator | None]]] = {}
+        self._group0: tuple[str, ...] | None = None
         self.excluded = 0
 
-    def add(self, batch: Any) -> None:
+    def add(self, batch: Any, columns: Iterable[str] | None = None) -> None:
+        """One batch; ``columns``: the features it is for (a reader that decodes a few columns
+        at a time gives every group the same rows in the same batches); default all."""
         from divtransforms.columns import num_rows
         from divtransforms.window import feature_stats_of_batch, split_by_window, take_rows
 
         features = self._profile.features
+        group = tuple(features) if columns is None else tuple(columns)
         if self._size is not None:
             parts, bad = split_by_window(batch, self._ts or "", self._size, self._fmt)
-            if bad is not None:
+            if bad is not None and group == self._first_group(group):
                 self.excluded += bad.count
         else:
             rows = num_rows(batch)
-            idx = (self._rows + np.arange(rows)) // (self._chunk or 1)
-            self._rows += rows
+            first = self._rows.get(group, 0)
+            idx = (first + np.arange(rows)) // (self._chunk or 1)
+            self._rows[group] = first + rows
             parts = [(int(c), take_rows(batch, np.flatnonzero(idx == c))) for c in np.unique(idx)]
+        feats = {n: features[n] for n in group}
         for start, part in parts:
-            stats = feature_stats_of_batch(features, part)
-            prev = self._windows.get(start)
-            self._windows[start] = stats if prev is None else prev.merge(stats)
+            stats = feature_stats_of_batch(feats, part)
+            window = self._windows.setdefault(start, {})
+            for name in group:
+                h, m = stats.histograms[name], stats.mle.get(name)
+                prev = window.get(name)
+                if prev is not None:
+                    ph, pm = prev
+                    h = ph.merge(h)
+                    m = pm if m is None else m if pm is None else pm.merge(m)  # type: ignore[arg-type]
+                window[name] = (h, m)
+
+    def _first_group(self, group: tuple[str, ...]) -> tuple[str, ...]:
+        if self._group0 is None:
+            self._group0 = group
+        return self._group0
 
     def summary(self) -> WindowedSummary:
         feats = self._profile.features
-        return _summary_of(
-            self._profile,
-            self._size,
-            self._chunk,
-            (
-                (s, {n: (st.histograms[n], st.mle.get(n)) for n in feats})
-                for s, st in self._windows.items()
-            ),
-        )
+        windows = []
+        for start, window in self._windows.items():
+            windows.append(
+                (
+                    start,
+                    {
+                        n: window.get(n) or (Histogram.empty(fp.bins), fp.empty_mle())
+                        for n, fp in feats.items()
+                    },
+                )
+            )
+        return _summary_of(self._profile, self._size, self._chunk, windows)
 
 
 # -- the variation model -------------------------------------------------------------------------
@@ -640,6 +662,7 @@ class WindowJudge:
     window_micros: int | None = None
     season: str | None = None
     _cache: dict[Any, dict[str, Judged]] = field(default_factory=dict)
+    _within_seasons: dict[str, FeatureVariation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         summary = self.profile.windows
@@ -699,7 +722,9 @@ class WindowJudge:
                 )
                 out[name] = whole
                 continue
-            variation = estimate(fp, fw, seasons)
+            variation = self._within_seasons.get(name)
+            if variation is None:
+                variation = self._within_seasons[name] = estimate(fp, fw, seasons)
             hist = s.window_histogram(fp, name, int(mine[0]))
             mle = fw.accumulator(fp, int(mine[0]))
             for i in mine[1:].tolist():
@@ -727,3 +752,18 @@ def _note(v: FeatureVariation, s: WindowedSummary, k: int) -> str:
             f"windows < {MIN_WINDOWS}): tests as for independent samples"
         )
     return f"between-window variation from {v.windows} reference windows of {unit} ({k} judging)"
+
+
+def window_judge(
+    profile: ReferenceProfile, window_micros: int | None = None, season: str | None = None
+) -> WindowJudge | None:
+    """The judge every driver uses: a windowed reference's :class:`WindowJudge`, None for a
+    reference without windows (today's tests); a ``season`` needs a windowed reference."""
+    if profile.windows is None:
+        if season is not None:
+            raise ValueError(
+                f"season {season!r} needs a windowed reference: build {profile.reference_id} "
+                "with a window (event time)"
+            )
+        return None
+    return WindowJudge(profile, window_micros, season)
