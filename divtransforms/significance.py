@@ -249,7 +249,7 @@ def js_bias(n_a: Any, n_b: Any, k_nonempty: Any, base: float = 2.0) -> Any:
 
 
 def mean_test(
-    window: Any, reference: Any, between: tuple[float, int] | None = None
+    window: Any, reference: Any, between: tuple[float, int, float, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two-sample test of equal means from moments (see the module docstring).
 
@@ -258,10 +258,12 @@ def mean_test(
     skewness-corrected signed statistic, its two-sided p-value (NaN where not applicable: fewer
     than 2 values on a side, or ``|delta| > MAX_SKEW``) and ``|mean_w - mean_r| / sd_r``.
 
-    ``between``: ``(variance, dof)`` of the between-window variation the difference of means
-    has beyond sampling noise (``divtransforms.variation.location_between``): it is added to the
-    sampling variance, the skewness and kurtosis corrections shrink with the sampling share, and
-    the t's degrees of freedom are at most ``dof``. None: today's test, bit for bit.
+    ``between``: ``(variance, dof, kurtosis, skewness)`` of the between-window variation the
+    difference of means has beyond sampling noise (``divtransforms.variation.location_between``):
+    it is added to the sampling variance; skewness and kurtosis are the variance-weighted sums of
+    the two parts' (the skewness clipped to ``MAX_SKEW``), and the t's degrees of freedom are at
+    most those of the variance's estimate (``dof``, Satterthwaite). None: today's test, bit for
+    bit.
     """
     if between is not None:
         return _mean_test_between(window, reference, *between)
@@ -293,7 +295,7 @@ def mean_test(
 
 
 def _mean_test_between(
-    window: Any, reference: Any, extra: float, dof: int
+    window: Any, reference: Any, extra: float, dof: int, kurtosis: float, skewness: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`mean_test` with ``extra`` variance between windows (t with at most ``dof``)."""
     nw, mw, m2w, m3w, m4w = (np.asarray(v, dtype=np.float64) for v in window)
@@ -307,14 +309,18 @@ def _mean_test_between(
         z = diff / np.sqrt(sampling + extra)
         g1 = (m3 / big_n) / (m2 / big_n) ** 1.5
         g2 = (m4 / big_n) / (m2 / big_n) ** 2 - 3.0
-        delta = nan_to(g1, 0.0) * (a - b) / np.sqrt(a + b) * share**1.5
+        sampling_delta = nan_to(g1, 0.0) * (a - b) / np.sqrt(a + b) * share**1.5
+        delta = np.clip(sampling_delta + skewness * (1.0 - share) ** 1.5, -MAX_SKEW, MAX_SKEW)
         k = nan_to(g2, 0.0) * (a**3 + b**3) / (a + b) ** 2 * share**2
+        k = k + kurtosis * (1.0 - share) ** 2
         u = z - delta * (z * z - 1.0) / 6.0 + delta * delta * z**3 / 27.0
         # the heavier tail of the two: the sampling kurtosis (a t scaled to unit variance) or
-        # the uncertainty of tau^2 (a t with ``dof`` degrees of freedom, the predictive law)
+        # the uncertainty of tau^2 on ``dof`` degrees of freedom (Satterthwaite: a t with
+        # ``dof / f^2``, ``f`` the between-window share of the variance)
         nu_k = 4.0 + 6.0 / np.where(k > 0, k, 0.0)
-        by_kurtosis = nu_k < dof
-        nu = np.where(by_kurtosis, nu_k, float(max(dof, 1)))
+        nu_tau = max(dof, 1) / (1.0 - share) ** 2
+        by_kurtosis = nu_k < nu_tau
+        nu = np.where(by_kurtosis, nu_k, nu_tau)
         scale = np.where(by_kurtosis, np.sqrt(nu_k / (nu_k - 2.0)), 1.0)
         p = 2.0 * special.stdtr(nu, -np.abs(u) * scale)
         sd_r = np.sqrt(m2r / nr)
@@ -323,7 +329,7 @@ def _mean_test_between(
     u = np.where(constant, 0.0, u)
     p = np.where(constant, 1.0, p)
     effect = np.where(constant | (diff == 0), 0.0, effect)
-    usable = (nw >= 2) & (nr >= 2) & (np.abs(delta) <= MAX_SKEW) & np.isfinite(p)
+    usable = (nw >= 2) & (nr >= 2) & (np.abs(sampling_delta) <= MAX_SKEW) & np.isfinite(p)
     return u, np.where(usable, np.minimum(p, 1.0), np.nan), effect
 
 
@@ -337,7 +343,7 @@ def window_tests(
     histogram: tuple[Any, Any, Any] | None,
     t: tuple[Any, Any] | None = None,
     dev: tuple[Any, Any] | None = None,
-    between: tuple[tuple[float, int] | None, tuple[float, int] | None] = (None, None),
+    between: tuple[Any, Any] = (None, None),
 ) -> list[DriftTest]:
     """The drift tests of windows of one feature, in the order records and the policy use.
 

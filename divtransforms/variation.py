@@ -472,6 +472,10 @@ class FeatureVariation:
     ``tau2``/``tau2_dev``: between-window variance of the mean of ``t`` and of ``|t - c|``;
     ``sd``: the reference standard deviation of ``t`` (``tau`` is reported in it);
     ``between``: the histogram's between-window covariance of bin proportions (None: 0).
+    ``units``: the windows' effective number of independent deviations (``dof`` shrunk by the
+    lag-1 autocorrelation ``rho`` of consecutive windows' deviations, ``(1 - rho) / (1 + rho)``:
+    a day-level wander judged hour by hour has about one unit a day); the degrees of freedom of
+    the variation's estimate, and ``1 / units`` its share in the reference's own mean.
     """
 
     windows: int
@@ -481,6 +485,14 @@ class FeatureVariation:
     tau2_dev: float = 0.0
     sd: float = math.nan
     between: np.ndarray | None = None
+    units: float = math.inf
+    kurtosis: float = 0.0  # excess kurtosis of the standardised deviations of t's window means
+    kurtosis_dev: float = 0.0  # the same of |t - c|'s
+    skewness: float = 0.0  # skewness of the standardised deviations of t's window means
+    skewness_dev: float = 0.0  # the same of |t - c|'s
+    skewness_histogram: float = 0.0  # of the reference windows' standardised statistics
+    spread: float = 1.0  # the histogram statistic's variance: observed on the reference's own
+    # windows over the model's (at least 1; second-order moments of a non-normal wander)
 
     @property
     def tau(self) -> float:
@@ -490,6 +502,28 @@ class FeatureVariation:
 
 def _moment_arrays(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return m[:, 0], m[:, 1] + m[:, 2], m[:, 3]
+
+
+def standardised_shape(
+    n: np.ndarray, mean: np.ndarray, m2: np.ndarray, groups: np.ndarray, tau2: float
+) -> tuple[float, float]:
+    """Skewness and excess kurtosis (>= 0) of the window means' deviations from their group
+    means, each standardised by ``sqrt(s^2 / n_i + tau^2)``: how far from normal the
+    between-window deviations are (their tails)."""
+    ok = n >= 2
+    n, mean, m2, groups = n[ok], mean[ok], m2[ok], groups[ok]
+    if n.size < MIN_WINDOWS:
+        return 0.0, 0.0
+    s2 = float(m2.sum() / (n - 1.0).sum())
+    _, g = np.unique(groups, return_inverse=True)
+    w = n / s2 if s2 > 0 else np.ones_like(n)
+    ybar = np.bincount(g, w * mean) / np.bincount(g, w)
+    z = (mean - ybar[g]) / np.sqrt(s2 / n + tau2)
+    z2 = float(np.mean(z * z))
+    if not z2 > 0:
+        return 0.0, 0.0
+    skew = float(np.mean(z**3)) / z2**1.5
+    return skew, max(0.0, float(np.mean(z**4)) / z2**2 - 3.0)
 
 
 def dersimonian_laird(
@@ -569,19 +603,98 @@ def estimate(
     dof = int(usable.sum()) - n_groups
     if dof < MIN_WINDOWS:
         return FeatureVariation(int(usable.sum()), max(dof, 0), False)
-    tau2 = tau2_dev = 0.0
+    tau2 = tau2_dev = kurt = kurt_dev = skew = skew_dev = 0.0
     sd = math.nan
     if fw.t.shape[1]:
         n, mean, m2 = _moment_arrays(fw.t)
         tau2, _ = dersimonian_laird(n, mean, m2, groups)
+        if tau2 > 0:
+            skew, kurt = standardised_shape(n, mean, m2, groups, tau2)
         mle = fp.mle
         if isinstance(mle, MomentMLE) and mle.n:
             sd = math.sqrt(mle.t.variance)
         n, mean, m2 = _moment_arrays(fw.dev)
         if n.sum() > 0:
             tau2_dev, _ = dersimonian_laird(n, mean, m2, groups)
+            if tau2_dev > 0:
+                skew_dev, kurt_dev = standardised_shape(n, mean, m2, groups, tau2_dev)
     between = between_covariance(fw.counts, groups)
-    return FeatureVariation(int(usable.sum()), dof, True, tau2, tau2_dev, sd, between)
+    rho = _lag1_correlation(fw, groups, usable, between)
+    units = max(1.0, dof * (1.0 - rho) / (1.0 + rho))
+    out = FeatureVariation(
+        int(usable.sum()), dof, True, tau2, tau2_dev, sd, between, units, kurt, kurt_dev,
+        skew, skew_dev,
+    )  # fmt: skip
+    if between is not None:
+        spread, hist_skew = _histogram_spread(fp, fw, groups, out)
+        out = replace(out, spread=spread, skewness_histogram=hist_skew)
+    return out
+
+
+def _histogram_spread(
+    fp: FeatureProfile, fw: FeatureWindows, groups: np.ndarray, v: FeatureVariation
+) -> tuple[float, float]:
+    """Observed over modelled variance of the histogram statistic of the reference's own
+    windows, each against its group's other windows (at least 1), and the skewness of their
+    standardised statistics."""
+    from divtransforms.significance import power_divergence
+
+    cells = fp.bins.test_cells(fp.histogram.counts)
+    _, g = np.unique(groups, return_inverse=True)
+    totals = np.zeros((int(g.max()) + 1, fw.counts.shape[1]), np.int64)
+    np.add.at(totals, g, fw.counts)
+    sizes = fw.counts.sum(axis=1)
+    dev = var = 0.0
+    resid: list[float] = []
+    scale: list[float] = []
+    for i in np.flatnonzero(sizes >= 2).tolist():
+        rest = (totals[g[i]] - fw.counts[i]).astype(np.float64)
+        if rest.sum() <= 0:
+            continue
+        a, b = comparison_table(fw.counts[i], rest, float(sizes[i]), cells)
+        stat, dof = power_divergence(a, b)
+        moments = _rao_scott_moments(int(dof), float(sizes[i]), rest, cells, v, 0.0)
+        if moments is None:
+            continue
+        dev += (float(stat) - moments[0]) ** 2
+        var += moments[1]
+        resid.append(float(stat) - moments[0])
+        scale.append(moments[1])
+    if not var > 0:
+        return 1.0, 0.0
+    spread = max(1.0, dev / var)
+    z = np.asarray(resid) / np.sqrt(np.asarray(scale) * spread)
+    return spread, float(np.mean(z**3)) if z.size >= MIN_WINDOWS else 0.0
+
+
+def _lag1_correlation(
+    fw: FeatureWindows, groups: np.ndarray, usable: np.ndarray, between: np.ndarray | None
+) -> float:
+    """Lag-1 autocorrelation (clipped to [0, 0.99]) of consecutive usable windows' deviations
+    from their group: of the mean of ``t`` when the feature has one, else of the bin
+    proportions along the histogram's main between-window direction."""
+    idx = np.flatnonzero(usable)
+    if idx.size < 3:
+        return 0.0
+    g = groups[idx]
+    if fw.t.shape[1]:
+        y = (fw.t[idx, 1] + fw.t[idx, 2]).astype(np.float64)
+    elif between is not None:
+        counts = fw.counts[idx].astype(np.float64)
+        props = counts / counts.sum(axis=1, keepdims=True)
+        _, vecs = np.linalg.eigh((between + between.T) / 2.0)
+        y = props @ vecs[:, -1]
+    else:
+        return 0.0
+    _, gi = np.unique(g, return_inverse=True)
+    sums = np.bincount(gi, y)
+    sizes = np.bincount(gi)
+    r = y - (sums / sizes)[gi]
+    r = r[sizes[gi] > 1]
+    if r.size < 3 or not np.any(r):
+        return 0.0
+    rho = float(np.sum(r[1:] * r[:-1]) / np.sum(r * r))
+    return min(max(rho, 0.0), 0.99)
 
 
 # -- the hooks of the tests ----------------------------------------------------------------------
@@ -589,16 +702,21 @@ def estimate(
 
 def location_between(
     variation: FeatureVariation | None, share: float, dispersion: bool = False
-) -> tuple[float, int] | None:
-    """``(extra variance, dof)`` a location (``dispersion``: scale) test adds to its sampling
-    variance: ``tau^2 (1 + share)``, ``share = sum n_i^2 / N^2`` of the reference's windows;
-    None when there is none (the test is today's)."""
+) -> tuple[float, int, float] | None:
+    """``(extra variance, dof, kurtosis)`` a location (``dispersion``: scale) test adds to its
+    sampling variance: ``tau^2 (1 + share)``, ``share`` the larger of ``sum n_i^2 / N^2`` of the
+    reference's windows and ``1 / units``; the degrees of freedom of that estimate
+    (``units``) and the excess kurtosis of the between-window deviations. None when there is
+    none (the test is today's)."""
     if variation is None or not variation.estimated:
         return None
     tau2 = variation.tau2_dev if dispersion else variation.tau2
     if not tau2 > 0:
         return None
-    return tau2 * (1.0 + share), variation.dof
+    share = max(share, 1.0 / variation.units)
+    kurtosis = variation.kurtosis_dev if dispersion else variation.kurtosis
+    skewness = variation.skewness_dev if dispersion else variation.skewness
+    return tau2 * (1.0 + share), max(1, math.floor(variation.units)), kurtosis, skewness
 
 
 def histogram_between(
@@ -615,13 +733,44 @@ def histogram_between(
     is 0 or not estimated (the test is today's). ``dispersion`` is ``E X^2 / dof``."""
     if variation is None or variation.between is None or dof < 1:
         return None
+    moments = _rao_scott_moments(dof, n, reference_counts, cells, variation, share)
+    if moments is None:
+        return None
+    mean, var, between_share = moments
+    var *= variation.spread
+    # a chi-square law matching the mean, the variance and the skewness (the model's, or the
+    # reference windows' when theirs is larger): a * chi2_nu + c
+    nu = 2.0 * mean * mean / var
+    skew = max(math.sqrt(8.0 / nu), variation.skewness_histogram)
+    nu = 8.0 / (skew * skew)
+    a = math.sqrt(var / (2.0 * nu))
+    statistic = max(statistic - (mean - a * nu), 0.0)
+    # the between part of the mean is estimated on ``units`` degrees of freedom: an F law
+    # whose denominator has the Satterthwaite degrees of freedom of the whole mean
+    if between_share <= 0:
+        return float(special.chdtrc(nu, statistic / a)), mean / dof
+    d = variation.units / between_share**2
+    return float(special.fdtrc(nu, d, statistic / (a * nu))), mean / dof
+
+
+def _rao_scott_moments(
+    dof: int,
+    n: float,
+    reference_counts: Any,
+    cells: Any,
+    variation: FeatureVariation,
+    share: float,
+) -> tuple[float, float, float] | None:
+    """Mean and variance of the histogram statistic of a window of ``n`` values under the
+    between-window model, and the between part's share of the mean."""
     ref = np.asarray(reference_counts, dtype=np.float64)
     big_n = float(ref.sum())
-    if big_n <= 0 or n <= 0:
+    if big_n <= 0 or n <= 0 or dof < 1 or variation.between is None:
         return None
     # the bins -> cells map of the test's comparison table for a window of n values
     onehot, ref_cells = comparison_table(np.eye(ref.size), ref, n, cells)
     p = ref_cells / big_n
+    share = max(share, 1.0 / variation.units)
     b = onehot.T @ (variation.between * (1.0 + share)) @ onehot
     live = p > 0
     p, b = p[live], b[np.ix_(live, live)]
@@ -630,9 +779,7 @@ def histogram_between(
     tr_c2 = float(np.sum(b * b / np.outer(p, p)))
     mean = dof + m * tr_c
     var = 2.0 * (dof + 2.0 * m * tr_c + m * m * tr_c2)
-    a = var / (2.0 * mean)
-    nu = 2.0 * mean * mean / var
-    return float(special.chdtrc(nu, statistic / a)), mean / dof
+    return mean, var, m * tr_c / mean
 
 
 # -- judging windows -----------------------------------------------------------------------------

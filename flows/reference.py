@@ -58,20 +58,24 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
         if on_job is not None:
             on_job(job)
 
-    profile = run_build_reference(
-        patterns,
-        str(tmp_out),
-        features=features,
-        kinds=config.kinds() or None,
-        families=config.families() or None,
-        n_bins=config.reference.n_bins,
-        strategy=config.reference.strategy,
-        top_n=config.reference.top_n,
-        input_format=config.reference.format,
-        pipeline_args=list(config.runner.pipeline_args),
-        work_name=config.name,
-        on_job=job_started,
-    )
+    ref = config.reference
+    if ref.windows or ref.chunk is not None:
+        profile = _build_windowed(config, patterns, str(tmp_out), features)
+    else:
+        profile = run_build_reference(
+            patterns,
+            str(tmp_out),
+            features=features,
+            kinds=config.kinds() or None,
+            families=config.families() or None,
+            n_bins=ref.n_bins,
+            strategy=ref.strategy,
+            top_n=ref.top_n,
+            input_format=ref.format,
+            pipeline_args=list(config.runner.pipeline_args),
+            work_name=config.name,
+            on_job=job_started,
+        )
     version = storage.move(tmp_out, storage.join(vdir, f"{stamp}-{profile.reference_id}.json"))
     previous = None
     if storage.exists(config.reference_path):
@@ -98,6 +102,37 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
         },
         "dataflow_job": jobs[-1] if jobs else None,
     }
+
+
+def _build_windowed(config: MonitorConfig, patterns: list[str], out: str, features: Any) -> Any:
+    """A windowed reference (``[reference] windows`` or ``chunk``), built in process: its last
+    pass summarises the reference's own windows (``divtransforms.variation``)."""
+    from divtransforms.columns import parse_duration
+    from pipelines.local import is_local, run_build_local
+
+    ref = config.reference
+    if config.runner.pipeline_args or not is_local(patterns):
+        raise ValueError(
+            "a windowed reference ([reference] windows/chunk) is built in process: local "
+            "reference.inputs and no runner.pipeline_args"
+        )
+    ts = config.source.timestamp_column
+    return run_build_local(
+        patterns,
+        out,
+        features=features,
+        kinds=config.kinds() or None,
+        families=config.families() or None,
+        n_bins=ref.n_bins,
+        strategy=ref.strategy,
+        top_n=ref.top_n,
+        input_format=ref.format,
+        exclude=[ts] if ts else (),
+        timestamp_column=ts if ref.windows else None,
+        window=parse_duration(config.window.size) if ref.windows and config.window.size else None,
+        chunk=ref.chunk,
+        timestamp_format=config.source.timestamp_format,
+    )
 
 
 @flow(name="build_reference", log_prints=False)

@@ -121,7 +121,7 @@ def test_without_variation_the_tests_are_todays_bit_for_bit(cycle_reference):
     base = mean_test(w, r)
     again = mean_test(w, r, between=None)
     assert all(np.array_equal(x, y) for x, y in zip(base, again, strict=True))
-    close = mean_test(w, r, between=(0.0, 10**9))
+    close = mean_test(w, r, between=(0.0, 10**9, 0.0, 0.0))
     np.testing.assert_allclose(close[1], base[1], rtol=1e-6)
 
 
