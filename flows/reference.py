@@ -59,7 +59,16 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
             on_job(job)
 
     ref = config.reference
-    if ref.windows or ref.chunk is not None:
+    windowed = {}
+    if ref.windows and config.window.size:
+        from divtransforms.columns import parse_duration
+
+        windowed = {
+            "timestamp_column": config.source.timestamp_column,
+            "window": parse_duration(config.window.size),
+            "timestamp_format": config.source.timestamp_format,
+        }
+    if ref.chunk is not None or (windowed and _in_process(config, patterns)):
         profile = _build_windowed(config, patterns, str(tmp_out), features)
     else:
         profile = run_build_reference(
@@ -75,6 +84,7 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
             pipeline_args=list(config.runner.pipeline_args),
             work_name=config.name,
             on_job=job_started,
+            **windowed,
         )
     version = storage.move(tmp_out, storage.join(vdir, f"{stamp}-{profile.reference_id}.json"))
     previous = None
@@ -104,17 +114,24 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
     }
 
 
+def _in_process(config: MonitorConfig, patterns: list[str]) -> bool:
+    from pipelines.local import is_local
+
+    return not config.runner.pipeline_args and is_local(patterns)
+
+
 def _build_windowed(config: MonitorConfig, patterns: list[str], out: str, features: Any) -> Any:
-    """A windowed reference (``[reference] windows`` or ``chunk``), built in process: its last
-    pass summarises the reference's own windows (``divtransforms.variation``)."""
+    """A windowed reference (``[reference] windows`` or ``chunk``) built in process: its last
+    pass summarises the reference's own windows (``divtransforms.variation``). A ``chunk``
+    reference is built in process only (its windows are rows in reading order)."""
     from divtransforms.columns import parse_duration
-    from pipelines.local import is_local, run_build_local
+    from pipelines.local import run_build_local
 
     ref = config.reference
-    if config.runner.pipeline_args or not is_local(patterns):
+    if not _in_process(config, patterns):
         raise ValueError(
-            "a windowed reference ([reference] windows/chunk) is built in process: local "
-            "reference.inputs and no runner.pipeline_args"
+            "a reference of [reference] chunk windows is built in process: local "
+            "reference.inputs and no runner.pipeline_args (or use windows = true)"
         )
     ts = config.source.timestamp_column
     return run_build_local(

@@ -161,11 +161,13 @@ def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
             args.inputs, args.output, cache_mb=args.cache_mb, **options, **windowed
         )
     else:
-        if windowed["window"] or windowed["chunk"]:
+        if windowed["chunk"]:
             raise ValueError(
-                "a windowed reference (--window, --chunk) is built in process: local inputs and "
-                "no Beam runner options"
+                "a reference of --chunk windows is built in process (rows in reading order): "
+                "local inputs and no Beam runner options"
             )
+        if windowed["window"]:
+            options.update(timestamp_column=args.timestamp_column, window=windowed["window"])
         import_beam()
         freeze_heap()
         from pipelines.reference_job import run_build_reference

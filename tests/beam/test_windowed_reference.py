@@ -85,3 +85,22 @@ def test_windowed_reference_in_every_engine(files):
     seasons = set(in_process.records.column("season").to_pylist())
     assert "hour_of_day=05h" in seasons
     assert all(v is not None for v in in_process.records.column("tau").to_pylist())
+
+
+def test_the_beam_build_keeps_the_same_windows(files):
+    from pipelines.reference_job import run_build_reference
+
+    ref = str(files / "ref.parquet")
+    local = run_build_local([ref], None, exclude=["ts"], timestamp_column="ts", window=3600.0)
+    beam = run_build_reference(
+        [ref], str(files / "beam.json"), exact=True, exclude=["ts"], timestamp_column="ts",
+        window=3600.0,
+    )  # fmt: skip
+    assert beam.schema_version == 4
+    assert np.array_equal(beam.windows.starts, local.windows.starts)
+    for name, fp in local.features.items():
+        assert beam.features[name].histogram == fp.histogram, name
+        a, b = beam.windows.features[name], local.windows.features[name]
+        assert np.array_equal(a.counts, b.counts), name
+        np.testing.assert_allclose(a.t, b.t, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(a.dev, b.dev, rtol=1e-9, atol=1e-9)
