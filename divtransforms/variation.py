@@ -472,10 +472,10 @@ class FeatureVariation:
     ``tau2``/``tau2_dev``: between-window variance of the mean of ``t`` and of ``|t - c|``;
     ``sd``: the reference standard deviation of ``t`` (``tau`` is reported in it);
     ``between``: the histogram's between-window covariance of bin proportions (None: 0).
-    ``units``: the windows' effective number of independent deviations (``dof`` shrunk by the
-    lag-1 autocorrelation ``rho`` of consecutive windows' deviations, ``(1 - rho) / (1 + rho)``:
-    a day-level wander judged hour by hour has about one unit a day); the degrees of freedom of
-    the variation's estimate, and ``1 / units`` its share in the reference's own mean.
+    ``units``: the windows' effective number of independent deviations (``dof`` over the
+    batch-means inflation of consecutive windows' deviations: a day-level wander judged hour by
+    hour has about one unit a day); the degrees of freedom of the variation's estimate, and
+    ``1 / units`` its share in the reference's own mean.
     """
 
     windows: int
@@ -619,8 +619,7 @@ def estimate(
             if tau2_dev > 0:
                 skew_dev, kurt_dev = standardised_shape(n, mean, m2, groups, tau2_dev)
     between = between_covariance(fw.counts, groups)
-    rho = _lag1_correlation(fw, groups, usable, between)
-    units = max(1.0, dof * (1.0 - rho) / (1.0 + rho))
+    units = _effective_units(fw, groups, usable, between, tau2, dof)
     out = FeatureVariation(
         int(usable.sum()), dof, True, tau2, tau2_dev, sd, between, units, kurt, kurt_dev,
         skew, skew_dev,
@@ -667,34 +666,56 @@ def _histogram_spread(
     return spread, float(np.mean(z**3)) if z.size >= MIN_WINDOWS else 0.0
 
 
-def _lag1_correlation(
-    fw: FeatureWindows, groups: np.ndarray, usable: np.ndarray, between: np.ndarray | None
+def _effective_units(
+    fw: FeatureWindows,
+    groups: np.ndarray,
+    usable: np.ndarray,
+    between: np.ndarray | None,
+    tau2: float,
+    dof: int,
 ) -> float:
-    """Lag-1 autocorrelation (clipped to [0, 0.99]) of consecutive usable windows' deviations
-    from their group: of the mean of ``t`` when the feature has one, else of the bin
-    proportions along the histogram's main between-window direction."""
+    """The effective number of independent between-window deviations among ``dof``: the
+    batch-means estimate of how much consecutive windows' deviations from their group move
+    together (batches of about ``sqrt(k)`` windows), for the between-window part of them
+    (the sampling noise is independent from window to window). A day-level wander judged
+    hour by hour has about one unit a day. Deviations are those of the mean of ``t`` when the
+    feature has one, else of the bin proportions along the histogram's main between-window
+    direction."""
     idx = np.flatnonzero(usable)
-    if idx.size < 3:
-        return 0.0
+    if idx.size < 4:
+        return float(max(dof, 1))
     g = groups[idx]
-    if fw.t.shape[1]:
-        y = (fw.t[idx, 1] + fw.t[idx, 2]).astype(np.float64)
+    n = fw.counts[idx].sum(axis=1).astype(np.float64)
+    if fw.t.shape[1] and tau2 > 0:
+        nt, mean, m2 = _moment_arrays(fw.t[idx])
+        y = mean
+        ok = nt >= 2
+        s2 = float(m2[ok].sum() / (nt[ok] - 1.0).sum())
+        noise = s2 / np.maximum(nt, 1.0)
     elif between is not None:
         counts = fw.counts[idx].astype(np.float64)
-        props = counts / counts.sum(axis=1, keepdims=True)
+        props = counts / n[:, None]
         _, vecs = np.linalg.eigh((between + between.T) / 2.0)
-        y = props @ vecs[:, -1]
+        v = vecs[:, -1]
+        y = props @ v
+        p = counts.sum(axis=0) / n.sum()
+        noise = (float(v * v @ p) - float(v @ p) ** 2) / n
     else:
-        return 0.0
+        return float(max(dof, 1))
     _, gi = np.unique(g, return_inverse=True)
-    sums = np.bincount(gi, y)
-    sizes = np.bincount(gi)
-    r = y - (sums / sizes)[gi]
-    r = r[sizes[gi] > 1]
-    if r.size < 3 or not np.any(r):
-        return 0.0
-    rho = float(np.sum(r[1:] * r[:-1]) / np.sum(r * r))
-    return min(max(rho, 0.0), 0.99)
+    r = y - (np.bincount(gi, y) / np.bincount(gi))[gi]
+    var_r = float(np.mean(r * r))
+    if not var_r > 0:
+        return float(max(dof, 1))
+    share = max(0.0, 1.0 - float(np.mean(noise)) / var_r)  # the between part of var(r)
+    b = max(2, round(math.sqrt(r.size)))
+    m = r.size // b
+    if m < 2 or share <= 0:
+        return float(max(dof, 1))
+    batch = r[: m * b].reshape(m, b).mean(axis=1)
+    inflation = b * float(np.var(batch, ddof=1)) / var_r
+    inflation = (inflation - (1.0 - share)) / share
+    return float(min(max(dof / max(inflation, 1.0), 1.0), max(dof, 1)))
 
 
 # -- the hooks of the tests ----------------------------------------------------------------------
