@@ -676,7 +676,7 @@ def _effective_units(
 ) -> float:
     """The effective number of independent between-window deviations among ``dof``: the
     batch-means estimate of how much consecutive windows' deviations from their group move
-    together (batches of about ``sqrt(k)`` windows), for the between-window part of them
+    together (overlapping batches of about ``2 sqrt(k)`` windows), for the between-window part
     (the sampling noise is independent from window to window). A day-level wander judged
     hour by hour has about one unit a day. Deviations are those of the mean of ``t`` when the
     feature has one, else of the bin proportions along the histogram's main between-window
@@ -708,12 +708,14 @@ def _effective_units(
     if not var_r > 0:
         return float(max(dof, 1))
     share = max(0.0, 1.0 - float(np.mean(noise)) / var_r)  # the between part of var(r)
-    b = max(2, round(math.sqrt(r.size)))
-    m = r.size // b
-    if m < 2 or share <= 0:
+    # overlapping batch means (Meketon and Schmeiser 1984) of 2 sqrt(k) windows: long enough to
+    # hold a day of hourly windows of 4 weeks, with many batches
+    b = max(2, round(2.0 * math.sqrt(r.size)))
+    if r.size < 2 * b or share <= 0:
         return float(max(dof, 1))
-    batch = r[: m * b].reshape(m, b).mean(axis=1)
-    inflation = b * float(np.var(batch, ddof=1)) / var_r
+    c = np.concatenate([[0.0], np.cumsum(r)])
+    batch = (c[b:] - c[:-b]) / b
+    inflation = b * float(np.mean(batch * batch)) / var_r
     inflation = (inflation - (1.0 - share)) / share
     return float(min(max(dof / max(inflation, 1.0), 1.0), max(dof, 1)))
 
