@@ -620,6 +620,12 @@ def estimate(
                 skew_dev, kurt_dev = standardised_shape(n, mean, m2, groups, tau2_dev)
     between = between_covariance(fw.counts, groups)
     units = _effective_units(fw, groups, usable, between, tau2, dof)
+    if units < dof:
+        # windows that move together: the deviations from the mean hold (1 - 1/units) of the
+        # between-window variance, not the (1 - 1/k) the moment estimate assumed
+        k_used = float(usable.sum())
+        scale = (1.0 - 1.0 / k_used) / max(1.0 - 1.0 / units, 0.5)
+        tau2, tau2_dev = tau2 * scale, tau2_dev * scale
     out = FeatureVariation(
         int(usable.sum()), dof, True, tau2, tau2_dev, sd, between, units, kurt, kurt_dev,
         skew, skew_dev,
