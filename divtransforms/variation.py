@@ -682,8 +682,8 @@ def _effective_units(
 ) -> float:
     """The effective number of independent between-window deviations among ``dof``: the
     batch-means estimate of how much consecutive windows' deviations from their group move
-    together (overlapping batches of about ``2 sqrt(k)`` windows), for the between-window part
-    (the sampling noise is independent from window to window). A day-level wander judged
+    together (overlapping batches of ``2 sqrt(k)`` and ``4 sqrt(k)`` windows, the larger), for
+    the between-window part (the sampling noise is independent from window to window). A day-level wander judged
     hour by hour has about one unit a day. Deviations are those of the mean of ``t`` when the
     feature has one, else of the bin proportions along the histogram's main between-window
     direction."""
@@ -714,15 +714,20 @@ def _effective_units(
     if not var_r > 0:
         return float(max(dof, 1))
     share = max(0.0, 1.0 - float(np.mean(noise)) / var_r)  # the between part of var(r)
-    # overlapping batch means (Meketon and Schmeiser 1984) of 2 sqrt(k) windows: long enough to
-    # hold a day of hourly windows of 4 weeks, with many batches
-    b = max(2, round(2.0 * math.sqrt(r.size)))
-    if r.size < 2 * b or share <= 0:
+    # overlapping batch means (Meketon and Schmeiser 1984) of 2 sqrt(k) and 4 sqrt(k) windows
+    # (long enough to hold a day of hourly windows of 4 weeks, with many batches); the larger
+    # inflation of the two (fewer units: heavier tails, the safe side of a noisy estimate)
+    if share <= 0:
         return float(max(dof, 1))
     c = np.concatenate([[0.0], np.cumsum(r)])
-    batch = (c[b:] - c[:-b]) / b
-    inflation = b * float(np.mean(batch * batch)) / var_r
-    inflation = (inflation - (1.0 - share)) / share
+    inflation = 1.0
+    for factor in (2.0, 4.0):
+        b = max(2, round(factor * math.sqrt(r.size)))
+        if r.size < 2 * b:
+            continue
+        batch = (c[b:] - c[:-b]) / b
+        raw = b * float(np.mean(batch * batch)) / var_r
+        inflation = max(inflation, (raw - (1.0 - share)) / share)
     return float(min(max(dof / max(inflation, 1.0), 1.0), max(dof, 1)))
 
 
