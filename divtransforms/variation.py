@@ -62,7 +62,7 @@ from scipy import special
 
 from divtransforms.histogram import Histogram
 from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE
-from divtransforms.moments import Moments, merge_moments
+from divtransforms.moments import Moments
 from divtransforms.significance import comparison_table
 
 if TYPE_CHECKING:
@@ -281,9 +281,9 @@ class WindowedSummary:
         fw = self.features[name]
         return Histogram(fp.bins, fw.counts[i], int(fw.missing[i]), int(fw.invalid[i]))
 
-    def regrouped(self, size_micros: int) -> WindowedSummary:
+    def regrouped(self, size_micros: int, profile: ReferenceProfile) -> WindowedSummary:
         """The summary on windows ``size_micros`` long (a multiple of this one's size): the
-        windows inside each longer one merged."""
+        windows inside each longer one merged (exact, as :meth:`merge`)."""
         if self.size_micros is None or size_micros == self.size_micros:
             return self
         if size_micros % self.size_micros:
@@ -291,58 +291,12 @@ class WindowedSummary:
                 f"windows of {size_micros / 1e6:g} s are not a multiple of the reference's "
                 f"{self.size_micros / 1e6:g} s"
             )
-        new = np.floor_divide(self.starts, size_micros) * size_micros
-        uniq, inv = np.unique(new, return_inverse=True)
-        feats = {}
-        for name, fw in self.features.items():
-            feats[name] = _group_sum(fw, inv, len(uniq))
-        return WindowedSummary(uniq, feats, size_micros=size_micros)
-
-
-def _group_sum(fw: FeatureWindows, inv: np.ndarray, g: int) -> FeatureWindows:
-    """Per group ``inv``: counts summed, moments merged (Pebay, vectorised)."""
-    counts = np.zeros((g, fw.counts.shape[1]), np.int64)
-    np.add.at(counts, inv, fw.counts)
-    missing = np.bincount(inv, fw.missing, g).astype(np.int64)
-    invalid = np.bincount(inv, fw.invalid, g).astype(np.int64)
-    t, dev, extra = fw.t, fw.dev, fw.extra
-    if t.shape[1]:
-        t = _merge_rows(fw.t, inv, g)
-        dev = _merge_rows(fw.dev, inv, g)
-        n = fw.t[:, 0]
-        n_g = np.bincount(inv, n, g)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lfact = np.bincount(inv, fw.extra[:, 1] * n, g) / n_g
-        # gamma's s sums deviations about each window's mean: not mergeable by rows; the
-        # variation model does not read it (the regrouped summary is for tests only)
-        extra = np.stack(
-            [np.full(g, np.nan), np.nan_to_num(lfact), np.bincount(inv, fw.extra[:, 2], g)], axis=1
+        return _summary_of(
+            profile,
+            size_micros,
+            None,
+            ((s // size_micros * size_micros, feats) for s, feats in self._windows(profile)),
         )
-    elif extra.shape[1]:
-        extra = np.bincount(inv, fw.extra[:, 0], g)[:, None]
-    return FeatureWindows(counts, missing, invalid, t, dev, extra)
-
-
-def _merge_rows(m: np.ndarray, inv: np.ndarray, g: int) -> np.ndarray:
-    """Moment lists ``(n, shift, offset, M2, M3, M4)`` merged by group (about shift 0)."""
-    out = np.zeros((g, 6))
-    n = m[:, 0]
-    mean = m[:, 1] + m[:, 2]
-    acc = np.zeros((g, 5))  # n, mean, M2, M3, M4
-    order = np.argsort(inv, kind="stable")
-    for i in order.tolist():
-        gi = inv[i]
-        if n[i] == 0:
-            continue
-        a = acc[gi]
-        if a[0] == 0:
-            acc[gi] = (n[i], mean[i], m[i, 3], m[i, 4], m[i, 5])
-        else:
-            acc[gi] = merge_moments(a[0], a[1], a[2], a[3], a[4], n[i], mean[i], *m[i, 3:6])
-    out[:, 0] = acc[:, 0]
-    out[:, 1] = np.where(acc[:, 0] > 0, acc[:, 1], 0.0)
-    out[:, 3:6] = acc[:, 2:5]
-    return out
 
 
 def _summary_of(
@@ -683,8 +637,8 @@ def _effective_units(
     """The effective number of independent between-window deviations among ``dof``: the
     batch-means estimate of how much consecutive windows' deviations from their group move
     together (overlapping batches of ``2 sqrt(k)`` and ``4 sqrt(k)`` windows, the larger), for
-    the between-window part (the sampling noise is independent from window to window). A day-level wander judged
-    hour by hour has about one unit a day. Deviations are those of the mean of ``t`` when the
+    the between-window part (the sampling noise is independent from window to window). A
+    day-level wander judged hour by hour has about one unit a day. Deviations are those of the mean of ``t`` when the
     feature has one, else of the bin proportions along the histogram's main between-window
     direction."""
     idx = np.flatnonzero(usable)
@@ -859,7 +813,7 @@ class WindowJudge:
                 raise ValueError("a seasonal reference needs event-time windows, not chunks")
         if self.window_micros and summary.size_micros and self.window_micros != summary.size_micros:
             if self.window_micros % summary.size_micros == 0:
-                summary = summary.regrouped(self.window_micros)
+                summary = summary.regrouped(self.window_micros, self.profile)
             else:
                 _log.warning(
                     "reference windows of %g s are not a divisor of the monitor's %g s: the "

@@ -203,3 +203,23 @@ def test_chunks_without_time():
     new = {"x": rng.normal(rng.normal(0, 0.3), 1.0, 200)}
     rec = compare(prof, new).to_pylist()[0]
     assert 0.2 < rec["tau"] < 0.4 and "200 rows" in rec["variation"]
+
+
+def test_a_monitor_window_that_is_a_multiple_regroups_the_reference_windows(cycle_reference):
+    data, prof = cycle_reference
+    two = ReferenceProfile.build(data, exclude=["ts"], timestamp_column="ts", window="2h")
+    regrouped = prof.windows.regrouped(2 * HOUR, prof)
+    assert np.array_equal(regrouped.starts, two.windows.starts)
+    a, b = regrouped.features["x"], two.windows.features["x"]
+    assert np.array_equal(a.counts, b.counts)
+    np.testing.assert_allclose(a.t[:, 0], b.t[:, 0])
+    np.testing.assert_allclose(a.t[:, 1] + a.t[:, 2], b.t[:, 1] + b.t[:, 2], rtol=1e-12)
+    np.testing.assert_allclose(a.t[:, 3:], b.t[:, 3:], rtol=1e-9)
+    np.testing.assert_allclose(a.dev[:, 3:], b.dev[:, 3:], rtol=1e-9)
+    with pytest.raises(ValueError, match="not a multiple"):
+        prof.windows.regrouped(HOUR * 3 // 2, prof)
+    rng = np.random.default_rng(12)
+    out = compare(prof, feed(rng, 1, 28, cycle=0.5), timestamp_column="ts", window="2h")
+    rows = [r for r in out.to_pylist() if r["feature"] == "x"]
+    assert len(rows) == 12 and rows[0]["reference_windows"] == 28 * 12
+    assert "7200 s" in rows[0]["variation"]
