@@ -638,9 +638,9 @@ def _effective_units(
     batch-means estimate of how much consecutive windows' deviations from their group move
     together (overlapping batches of ``2 sqrt(k)`` and ``4 sqrt(k)`` windows, the larger), for
     the between-window part (the sampling noise is independent from window to window). A
-    day-level wander judged hour by hour has about one unit a day. Deviations are those of the mean of ``t`` when the
-    feature has one, else of the bin proportions along the histogram's main between-window
-    direction."""
+    day-level wander judged hour by hour has about one unit a day. Deviations are those of the
+    mean of ``t`` when the feature has one, else of the bin proportions along the histogram's
+    main between-window direction."""
     idx = np.flatnonzero(usable)
     if idx.size < 4:
         return float(max(dof, 1))
