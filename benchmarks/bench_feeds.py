@@ -212,8 +212,8 @@ class Row:
         per_day = self.flags.reshape(-1, 24).mean(axis=1) if self.flags.size % 24 == 0 else None
         if per_day is None or per_day.size < 2:
             return wilson(int(self.flags.sum()), int(self.flags.size))
-        if not per_day.any():  # no alert on any day: at most the Wilson bound of the days
-            return 0.0, wilson(0, per_day.size)[1]
+        if not per_day.any():  # no alert at all: the windows' Wilson bound
+            return wilson(0, int(self.flags.size))
         half = 1.96 * float(per_day.std(ddof=1)) / math.sqrt(per_day.size)
         return max(0.0, self.rate - half), min(1.0, self.rate + half)
 
