@@ -821,6 +821,13 @@ class WindowJudge:
                     summary.size_micros / 1e6,
                     self.window_micros / 1e6,
                 )
+        if self.window_micros is None and summary.size_micros is not None:
+            _log.warning(
+                "reference %s: windows of %g s judge a check without windows: the whole data "
+                "is one window, and their between-window variation is applied to it as is",
+                self.profile.reference_id,
+                summary.size_micros / 1e6,
+            )
         self._summary = summary
         self._seasons = season_of(self.season, summary.starts) if self.season is not None else None
 
