@@ -56,6 +56,11 @@ class ProfileBuilder:
 
     ``kinds``: ``{feature: numeric|categorical}``; ``families``: ``{feature: family|None}``
     (default inferred); ``edges``: explicit numeric edges per feature.
+
+    A windowed reference (``divtransforms.variation``): with ``timestamp_column`` and ``window``
+    (seconds), or ``chunk`` (rows), one more pass over every feature, once the bins are known,
+    summarises the reference's own windows; the batches of that pass also need the
+    :meth:`extra_columns` (the event time).
     """
 
     def __init__(
@@ -69,7 +74,27 @@ class ProfileBuilder:
         edges: Mapping[str, Sequence[float]] | None = None,
         source: str = "",
         ignored_columns: Sequence[str] = (),
+        timestamp_column: str | None = None,
+        window: float | None = None,
+        chunk: int | None = None,
+        timestamp_format: str | None = None,
     ) -> None:
+        if window is not None and chunk is not None:
+            raise ValueError("a windowed reference has a window or a chunk, not both")
+        if window is not None and not timestamp_column:
+            raise ValueError("a windowed reference needs the timestamp column of its event times")
+        self._windowing: dict[str, Any] | None = (
+            {
+                "timestamp_column": timestamp_column,
+                "window": window,
+                "chunk": chunk,
+                "timestamp_format": timestamp_format,
+            }
+            if window is not None or chunk is not None
+            else None
+        )
+        self._windows: Any = None  # the WindowedSummaryBuilder of the last pass
+        self._windows_done = False
         bad = {n: k for n, k in kinds.items() if k not in ("numeric", "categorical")}
         if bad:
             raise ValueError(f"unknown feature kinds {bad} (numeric or categorical)")
@@ -110,7 +135,16 @@ class ProfileBuilder:
         """The columns the next pass reads (empty: the profile is ready)."""
         if self._pass <= 2:
             return list(self._kinds)
+        if self._windows is not None:
+            return [] if self._windows_done else list(self._kinds)
         return [n for n, q in self._quantiles.items() if not q.done]
+
+    def extra_columns(self) -> list[str]:
+        """Columns the next pass's batches need besides :meth:`columns` (the event time of a
+        windowed reference's last pass)."""
+        if self._windows is not None and self._windowing and self._windowing["timestamp_column"]:
+            return [self._windowing["timestamp_column"]]
+        return []
 
     def add(self, batch: Any, columns: Collection[str] | None = None) -> None:
         """One batch of the current pass (an Arrow RecordBatch/Table or a dict of columns).
@@ -121,7 +155,9 @@ class ProfileBuilder:
         the same either way: each feature sees the same batches in the same order.
         """
         only = None if columns is None else set(columns)
-        if self._pass == 1:
+        if self._windows is not None:
+            self._windows.add(batch, columns)
+        elif self._pass == 1:
             self._add_summaries(batch, only)
         elif self._pass == 2:
             self._add_stats(batch, only)  # the quantile searches of pending features too
@@ -129,7 +165,9 @@ class ProfileBuilder:
             self._add_quantiles(batch, only)
 
     def end_pass(self) -> None:
-        if self._pass == 1:
+        if self._windows is not None:
+            self._windows_done = True
+        elif self._pass == 1:
             self._plan()
             self._counting.clear()
         else:
@@ -137,6 +175,10 @@ class ProfileBuilder:
                 if not q.done:
                     q.end_pass()
         self._pass += 1
+        if self._windowing and self._windows is None and self._pass >= 3 and not self.columns():
+            from divtransforms.variation import WindowedSummaryBuilder
+
+            self._windows = WindowedSummaryBuilder(self._profile(), **self._windowing)
 
     # -- pass 1 --------------------------------------------------------------------------------
     def _add_summaries(self, batch: Any, only: set[str] | None) -> None:
@@ -273,6 +315,11 @@ class ProfileBuilder:
     def profile(self) -> ReferenceProfile:
         if self._pass < 3 or self.columns():
             raise RuntimeError("the profile needs more passes over the data")
+        if self._windows is not None:
+            return replace(self._windows.profile, windows=self._windows.summary())
+        return self._profile()
+
+    def _profile(self) -> ReferenceProfile:
         out: dict[str, FeatureProfile] = {}
         for name in self._kinds:
             if name in self._known:

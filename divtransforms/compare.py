@@ -43,6 +43,7 @@ from divtransforms.significance import (
     range_test,
     window_tests,
 )
+from divtransforms.variation import Judged, WindowJudge, histogram_between, location_between
 from divtransforms.window import (
     FeatureStats,
     RunningEstimates,
@@ -135,6 +136,7 @@ def drift_record(
     quality: Sequence[Any] | None = None,
     divergence_values: Mapping[str, Any] | None = None,
     sequential: Mapping[str, Any] | None = None,
+    judged: Judged | None = None,
 ) -> dict[str, Any]:
     """The drift record of one feature and window (see ``records.DRIFT_RECORD_SCHEMA``).
 
@@ -153,7 +155,13 @@ def drift_record(
     smoothed distributions (so ``kl_divergence = cross_entropy - H(smoothed current)``); the
     entropies, JS and Hellinger use raw frequencies. An empty window (``n = 0``) has NaN
     divergences and p-value: nothing was observed.
+
+    ``judged``: the window's reference and between-window variation from a windowed reference
+    (``divtransforms.variation.WindowJudge``); its ``fp`` replaces ``fp`` (a season's part of
+    the reference), and the tests account for the variation.
     """
+    if judged is not None:
+        fp = judged.fp
     ref_counts = fp.histogram.counts
     counts = hist.counts
     n, n_ref = hist.n, fp.histogram.n
@@ -188,7 +196,9 @@ def drift_record(
         rec.update(fields)
         if isinstance(fp.bins, NumericBins):
             beyond = range_test(counts, ref_counts)
-    rec["tests"] = _test_fields(fp, histogram_test, mle_window, beyond)
+    if judged is not None:
+        histogram_test = _variation_fields(rec, fp, judged, histogram_test, n)
+    rec["tests"] = _test_fields(fp, histogram_test, mle_window, beyond, judged)
     rec.update(_mle_fields(fp, mle_window, mle_running, rec["tests"], alpha, base))
     if quality is None:
         quality = quality_test_fields(fp, hist)
@@ -301,16 +311,47 @@ def _divergence_fields(
     return fields, (gt.statistic, gt.p_value, js_corrected)
 
 
+def _variation_fields(
+    rec: dict[str, Any], fp: FeatureProfile, judged: Judged, histogram_test: tuple | None, n: int
+) -> tuple | None:
+    """The record's between-window fields; the histogram test's p-value against the reference's
+    own variation (``variation.histogram_between``)."""
+    v = judged.variation
+    rec["season"], rec["variation"] = judged.season, judged.note
+    rec["reference_windows"] = v.windows if v is not None else None
+    rec["tau"] = v.tau if v is not None and v.estimated else None
+    rec["dispersion"] = 1.0 if v is not None and v.estimated else None
+    if histogram_test is None or v is None or not v.estimated:
+        return histogram_test
+    stat, _, effect = histogram_test
+    adjusted = histogram_between(
+        stat, rec["dof"], n, fp.histogram.counts, fp.bins.test_cells(fp.histogram.counts),
+        v, judged.share, isinstance(fp.bins, NumericBins),
+    )  # fmt: skip
+    if adjusted is None:
+        return histogram_test
+    rec["dispersion"] = adjusted[1]
+    rec["p_value"] = adjusted[0]
+    return stat, adjusted[0], effect
+
+
 def _test_fields(
     fp: FeatureProfile,
     histogram_test: tuple | None,
     mle_window: MLEAccumulator | None,
     beyond: tuple | None = None,
+    judged: Judged | None = None,
 ) -> list[dict[str, Any]]:
     """The record's ``tests``: ``significance.window_tests`` on the window and the reference."""
     ref_mle = fp.mle if isinstance(fp.mle, MomentMLE) else None
     win_mle = mle_window if isinstance(mle_window, MomentMLE) else None
     pair = (win_mle, ref_mle) if win_mle is not None and ref_mle is not None else None
+    between: tuple[Any, Any] = (None, None)
+    if judged is not None:
+        between = (
+            location_between(judged.variation, judged.share),
+            location_between(judged.variation, judged.share, dispersion=True),
+        )
     tests = window_tests(
         fp.family,
         histogram_test,
@@ -318,7 +359,8 @@ def _test_fields(
         (moment_columns(pair[0].dev), moment_columns(pair[1].dev))
         if pair and pair[0].dev.n and pair[1].dev.n
         else None,
-        beyond,
+        beyond=beyond,
+        between=between,
     )
     return [_test_dict(t) for t in tests]
 
@@ -403,10 +445,20 @@ def window_records(
     base: float = 2.0,
     policy: Assessor | str | None = "default",
     created_at: datetime | None = None,
+    judge: WindowJudge | None = None,
 ) -> list[dict[str, Any]]:
     """The records of one window (pane): one per feature, and one per column the reference does
     not know (``stats.columns`` beyond the features; see ``feature_stats_of_batch``'s ``known``).
-    ``compare()``, the Beam transforms and the directory watcher all make records here."""
+    ``compare()``, the Beam transforms and the directory watcher all make records here.
+    ``judge``: a windowed reference's judge (``divtransforms.variation``): each feature is
+    judged against its season's part of the reference and the reference's own variation."""
+    judged: Mapping[str, Judged] = {}
+    if judge is not None:
+        start = None
+        if window_start is not None:
+            start = (window_start - when(0)) // timedelta(microseconds=1)
+        judged = judge.judged(start)
+        features = {n: judged[n].fp if n in judged else fp for n, fp in features.items()}
     where: dict[str, Any] = {
         "window_start": window_start,
         "window_end": window_end,
@@ -430,6 +482,7 @@ def window_records(
             quality=tests,
             divergence_values=divs.get(name),
             sequential=running.sequential_fields(name, window_start),
+            judged=judged.get(name),
             **where,
         )
         for (name, fp), tests in zip(features.items(), quality, strict=True)
@@ -504,6 +557,8 @@ def compare(
     alpha: float = DEFAULT_ALPHA,
     base: float = 2.0,
     mle_state: Mapping[str, Mapping[str, Any]] | None = None,
+    between_windows: bool | None = None,
+    season: str | None = None,
 ) -> pa.Table:
     """Drift records of ``current`` against ``reference``, one per feature (and window).
 
@@ -520,6 +575,12 @@ def compare(
     A feature the data lacks gets a record with a ``missing_column`` schema issue; a column the
     reference does not know gets a record of kind ``unprofiled`` (``new_column``). Returns a
     ``pyarrow.Table`` with ``records.DRIFT_RECORD_SCHEMA`` (``.to_pandas()`` for a DataFrame).
+
+    A windowed reference (``ReferenceProfile.build(..., window=...)`` or ``chunk``) judges each
+    window against the reference's own between-window variation (``between_windows``, default
+    on for such a reference; ``False``: today's tests); ``season`` (``hour_of_day``,
+    ``day_of_week``, ``hour_of_week``) compares each window with the reference's windows of the
+    same season (``divtransforms.variation``).
     """
     # Arrow data stays Arrow (its schema metadata may name columns a reader left unread).
     cols = current if isinstance(current, pa.Table | pa.RecordBatch) else as_columns(current)
@@ -536,6 +597,16 @@ def compare(
         raise ValueError("a window needs a timestamp_column to read event times from")
     run_id = run_id or new_run_id()
     created = datetime.now(UTC)
+    if season is not None and window is None:
+        raise ValueError("a seasonal reference needs a window and a timestamp_column")
+    judge = None
+    if between_windows is None:
+        between_windows = reference.windows is not None
+    if season is not None and not between_windows:
+        raise ValueError("a seasonal reference needs a windowed reference (between_windows)")
+    if between_windows:
+        size_micros = duration_micros(window) if window is not None else None
+        judge = WindowJudge(reference, size_micros, season)
     known = known_columns(reference, timestamp_column)
     features = {name: reference.features[name] for name in names}
     bad = None
@@ -563,6 +634,7 @@ def compare(
         base=base,
         policy=policy,
         created_at=created,
+        judge=judge,
     )
     table = sort_records(records_to_table(records))
     if bad is not None:

@@ -47,7 +47,10 @@ PROFILE_SCHEMA_VERSION = 3
 # (categorical) the number of values seen once, a vocabulary's membership sketch, and the
 # columns the reference left out; a version-2 profile reads as it was written (same hash, same
 # reference_id), without those.
-READABLE_VERSIONS = (2, 3)
+READABLE_VERSIONS = (2, 3, 4)
+# Version 4 is version 3 plus the reference's own windows (``windows``: the windowed summary of
+# ``divtransforms.variation``); a profile without them is still written as version 3.
+WINDOWED_SCHEMA_VERSION = 4
 _log = logging.getLogger(__name__)
 
 
@@ -150,6 +153,12 @@ class ReferenceProfile:
     # a check does not report them as new columns.
     ignored_columns: tuple[str, ...] = ()
     schema_version: int = PROFILE_SCHEMA_VERSION
+    # The reference's own windows (``divtransforms.variation.WindowedSummary``): version 4.
+    windows: Any = None
+
+    def __post_init__(self) -> None:
+        if self.windows is not None and self.schema_version < WINDOWED_SCHEMA_VERSION:
+            object.__setattr__(self, "schema_version", WINDOWED_SCHEMA_VERSION)
 
     # -- identity --------------------------------------------------------------------------------
     def _body(self) -> dict[str, Any]:
@@ -162,6 +171,8 @@ class ReferenceProfile:
         }
         if self.schema_version >= 3:
             body["ignored_columns"] = sorted(self.ignored_columns)
+        if self.windows is not None:
+            body["windows"] = self.windows.to_dict()
         return body
 
     @property
@@ -229,12 +240,20 @@ class ReferenceProfile:
             features = {
                 name: FeatureProfile.from_dict(name, fd) for name, fd in doc["features"].items()
             }
+            windows = None
+            if doc.get("windows") is not None:
+                from divtransforms.variation import WindowedSummary
+
+                windows = WindowedSummary.from_dict(
+                    doc["windows"], {n: fp.bins.n_bins for n, fp in features.items()}
+                )
             profile = cls(
                 features,
                 source=str(doc.get("source", "")),
                 created_at=str(doc["created_at"]),
                 ignored_columns=tuple(doc.get("ignored_columns", ())),
                 schema_version=int(version),
+                windows=windows,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"reference profile {origin}: malformed contents: {exc}") from None
@@ -267,6 +286,10 @@ class ReferenceProfile:
         top_n: int = 50,
         exclude: Iterable[str] = (),
         source: str = "",
+        timestamp_column: str | None = None,
+        window: str | float | Any = None,
+        chunk: int | None = None,
+        timestamp_format: str | None = None,
     ) -> ReferenceProfile:
         """Build a profile from in-memory data (one process; use ``BuildReference`` on Beam).
 
@@ -274,6 +297,11 @@ class ReferenceProfile:
         ``kinds`` overrides the kind inferred from the column type; ``families`` sets the MLE
         family per feature (inferred when absent; ``None`` disables it); ``edges`` gives explicit
         bin edges for numeric features.
+
+        A windowed reference (``divtransforms.variation``): with ``timestamp_column`` and
+        ``window`` (``"1h"``, seconds, a timedelta: the monitor's window), or ``chunk`` (rows, for
+        data without time), the profile also keeps the reference's own windows, from which the
+        tests learn how much windows vary when nothing changed.
         """
         cols = as_columns(data)
         kinds, families, edges = dict(kinds or {}), dict(families or {}), dict(edges or {})
@@ -310,7 +338,47 @@ class ReferenceProfile:
                 edges=edges.get(name),
                 top_n=top_n,
             )
-        return cls(out, source=source, ignored_columns=tuple(n for n in cols if n not in out))
+        profile = cls(out, source=source, ignored_columns=tuple(n for n in cols if n not in out))
+        if window is not None or chunk is not None:
+            profile = profile.with_windows(
+                cols,
+                timestamp_column=timestamp_column,
+                window=window,
+                chunk=chunk,
+                timestamp_format=timestamp_format,
+            )
+        return profile
+
+    def with_windows(
+        self,
+        data: Any,
+        *,
+        timestamp_column: str | None = None,
+        window: str | float | Any = None,
+        chunk: int | None = None,
+        timestamp_format: str | None = None,
+    ) -> ReferenceProfile:
+        """This profile with the windowed summary of ``data`` (the data it was built from, on
+        its bins and families; see :meth:`build`)."""
+        from dataclasses import replace
+
+        from divtransforms.columns import parse_duration
+        from divtransforms.variation import WindowedSummaryBuilder
+
+        builder = WindowedSummaryBuilder(
+            self,
+            timestamp_column=timestamp_column,
+            window=parse_duration(window) if window is not None else None,
+            chunk=chunk,
+            timestamp_format=timestamp_format,
+        )
+        builder.add(data)
+        if builder.excluded:
+            _log.warning(
+                "reference windows: %d rows without a usable event time are left out",
+                builder.excluded,
+            )
+        return replace(self, windows=builder.summary())
 
 
 def build_feature(

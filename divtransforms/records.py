@@ -131,6 +131,15 @@ DRIFT_RECORD_SCHEMA = pa.schema(
         ("cusum_change_point", _TS),
         ("cusum_shift", pa.float64()),
         ("cusum_windows", pa.int64()),
+        # Between-window variation (``divtransforms.variation``; null without a windowed
+        # reference): the location's tau in reference standard deviations, the histogram
+        # statistic's dispersion factor (E X^2 / dof), the reference windows it was estimated
+        # from, the season judged against, and what was done.
+        ("tau", pa.float64()),
+        ("dispersion", pa.float64()),
+        ("reference_windows", pa.int64()),
+        ("season", pa.string()),
+        ("variation", pa.string()),
     ],
     metadata={b"divtransforms.record_schema_version": str(RECORD_SCHEMA_VERSION).encode()},
 )

@@ -124,6 +124,38 @@ def _finish_profile(
     return ReferenceProfile(out, source=source, ignored_columns=tuple(ignored))
 
 
+class _WindowStatsFn(beam.DoFn):
+    """Per batch: ``(window start, FeatureStats)`` of each reference window it has rows of (a
+    windowed reference, ``divtransforms.variation``)."""
+
+    def __init__(self, timestamp_column: str, size_micros: int, fmt: str | None) -> None:
+        self._ts, self._size, self._fmt = timestamp_column, size_micros, fmt
+
+    def process(self, batch, features):
+        from divtransforms.window import split_by_window
+
+        parts, _ = split_by_window(batch, self._ts, self._size, self._fmt)
+        for start, part in parts:
+            yield start, feature_stats_of_batch(features, part)
+
+
+def _with_windows(
+    profile: ReferenceProfile, windows: list[tuple[int, FeatureStats]], size_micros: int
+) -> ReferenceProfile:
+    from dataclasses import replace
+
+    from divtransforms.variation import _summary_of
+
+    feats = profile.features
+    summary = _summary_of(
+        profile,
+        size_micros,
+        None,
+        ((s, {n: (st.histograms[n], st.mle.get(n)) for n in feats}) for s, st in windows),
+    )
+    return replace(profile, windows=summary)
+
+
 class _MergeStatsFn(beam.CombineFn):
     def create_accumulator(self):
         return None
@@ -151,6 +183,8 @@ class BuildReference(beam.PTransform):
     ``numpy.quantile``, as ``ReferenceProfile.build``; for small data), vocabularies from exact
     value counts, ranges and family hints from mergeable moments; (2) histograms and MLE
     statistics on those bins. ``families``: ``{feature: family|None}``, default inferred.
+    With ``timestamp_column`` and ``window`` (seconds), the profile also keeps the reference's
+    own windows (``divtransforms.variation``), from the same statistics per window.
     """
 
     def __init__(
@@ -165,8 +199,18 @@ class BuildReference(beam.PTransform):
         exact: bool = False,
         source: str = "",
         ignored_columns: Sequence[str] = (),
+        timestamp_column: str | None = None,
+        window: float | None = None,
+        timestamp_format: str | None = None,
     ) -> None:
         super().__init__()
+        if window is not None and not timestamp_column:
+            raise ValueError("a windowed reference needs the timestamp column of its event times")
+        self._window = (
+            (timestamp_column, round(window * 1e6), timestamp_format)
+            if window is not None
+            else None
+        )
         bad = {n: k for n, k in kinds.items() if k not in ("numeric", "categorical")}
         if bad:
             raise ValueError(f"unknown feature kinds {bad} (numeric or categorical)")
@@ -246,11 +290,23 @@ class BuildReference(beam.PTransform):
                 vocab=vocab,
             )
         )
-        return (
+        profile = (
             batches
             | "Stats" >> beam.ParDo(_StatsWithSpecsFn(), features)
             | "Merge" >> beam.CombineGlobally(_MergeStatsFn())
             | "Profile" >> beam.Map(_empty_if_none, features, self._source, self._ignored)
+        )
+        if self._window is None:
+            return profile
+        ts, size, fmt = self._window
+        windows = (
+            batches
+            | "WindowStats" >> beam.ParDo(_WindowStatsFn(ts, size, fmt), features)
+            | "MergeWindows" >> beam.CombinePerKey(_MergeStatsFn())
+            | "AllWindows" >> beam.combiners.ToList()
+        )
+        return profile | "WithWindows" >> beam.Map(
+            _with_windows, beam.pvalue.AsSingleton(windows), size
         )
 
 

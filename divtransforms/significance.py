@@ -443,7 +443,9 @@ def js_bias(n_a: Any, n_b: Any, k_nonempty: Any, base: float = 2.0) -> Any:
     return float(out) if out.ndim == 0 else out
 
 
-def mean_test(window: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_test(
+    window: Any, reference: Any, between: tuple[float, int, float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two-sample test of equal means from moments (see the module docstring).
 
     ``window`` and ``reference`` are ``(n, mean, M2, M3, M4)`` tuples of floats or arrays
@@ -452,7 +454,16 @@ def mean_test(window: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, np.n
     than 2 values on a side, or ``|delta| > MAX_SKEW`` with ``delta`` from the REFERENCE's
     skewness, so that a window cannot switch the test off by moving away) and
     ``|mean_w - mean_r| / sd_r``.
+
+    ``between``: ``(variance, dof, kurtosis, skewness)`` of the between-window variation the
+    difference of means has beyond sampling noise (``divtransforms.variation.location_between``):
+    it is added to the sampling variance; skewness and kurtosis are the variance-weighted sums of
+    the two parts' (the skewness clipped to ``MAX_SKEW``), and the t's degrees of freedom are at
+    most those of the variance's estimate (``dof``, Satterthwaite). None: today's test, bit for
+    bit.
     """
+    if between is not None:
+        return _mean_test_between(window, reference, *between)
     nw, mw, m2w, m3w, m4w = (np.asarray(v, dtype=np.float64) for v in window)
     nr, mr, m2r, m3r, m4r = (np.asarray(v, dtype=np.float64) for v in reference)
     big_n, _, m2, m3, m4 = merge_moments(nw, mw, m2w, m3w, m4w, nr, mr, m2r, m3r, m4r)
@@ -485,6 +496,52 @@ def mean_test(window: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, np.n
     return u, np.where(usable, np.minimum(p, 1.0), np.nan), effect
 
 
+def _mean_test_between(
+    window: Any, reference: Any, extra: float, dof: int, kurtosis: float, skewness: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mean_test` with ``extra`` variance between windows (t with at most ``dof``)."""
+    nw, mw, m2w, m3w, m4w = (np.asarray(v, dtype=np.float64) for v in window)
+    nr, mr, m2r, m3r, m4r = (np.asarray(v, dtype=np.float64) for v in reference)
+    big_n, _, m2, m3, m4 = merge_moments(nw, mw, m2w, m3w, m4w, nr, mr, m2r, m3r, m4r)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        a, b = 1.0 / nw, 1.0 / nr
+        sampling = m2 / (big_n - 1.0) * (a + b)
+        share = sampling / (sampling + extra)  # the sampling part of the variance
+        diff = mw - mr
+        z = diff / np.sqrt(sampling + extra)
+        g1 = (m3 / big_n) / (m2 / big_n) ** 1.5
+        g2 = (m4 / big_n) / (m2 / big_n) ** 2 - 3.0
+        sampling_delta = nan_to(g1, 0.0) * (a - b) / np.sqrt(a + b) * share**1.5
+        delta = np.clip(sampling_delta + skewness * (1.0 - share) ** 1.5, -MAX_SKEW, MAX_SKEW)
+        k = nan_to(g2, 0.0) * (a**3 + b**3) / (a + b) ** 2 * share**2
+        k = k + kurtosis * (1.0 - share) ** 2
+        u = z - delta * (z * z - 1.0) / 6.0 + delta * delta * z**3 / 27.0
+        # the heavier tail of the two: the sampling kurtosis (a t scaled to unit variance) or
+        # the uncertainty of tau^2 on ``dof`` degrees of freedom (Satterthwaite: a t with
+        # ``dof / f^2``, ``f`` the between-window share of the variance)
+        nu_k = 4.0 + 6.0 / np.where(k > 0, k, 0.0)
+        nu_tau = max(dof, 1) / (1.0 - share) ** 2
+        by_kurtosis = nu_k < nu_tau
+        nu = np.where(by_kurtosis, nu_k, nu_tau)
+        scale = np.where(by_kurtosis, np.sqrt(nu_k / (nu_k - 2.0)), 1.0)
+        p = 2.0 * special.stdtr(nu, -np.abs(u) * scale)
+        sd_r = np.sqrt(m2r / nr)
+        effect = np.abs(diff) / sd_r
+    constant = m2 == 0
+    u = np.where(constant, 0.0, u)
+    p = np.where(constant, 1.0, p)
+    effect = np.where(constant | (diff == 0), 0.0, effect)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # applicability from the reference alone (as :func:`mean_test`): its skewness, and the
+        # sampling share of the variance with the reference's own variance
+        g1_ref = (m3r / nr) / (m2r / nr) ** 1.5
+        sampling_ref = m2r / np.maximum(nr - 1.0, 1.0) * (a + b)
+        share_ref = sampling_ref / (sampling_ref + extra)
+        delta_ref = nan_to(g1_ref, 0.0) * (a - b) / np.sqrt(a + b) * share_ref**1.5
+    usable = (nw >= 2) & (nr >= 2) & (np.abs(delta_ref) <= MAX_SKEW) & np.isfinite(p)
+    return u, np.where(usable, np.minimum(p, 1.0), np.nan), effect
+
+
 def moment_columns(m: Any) -> tuple[Any, Any, Any, Any, Any]:
     """``(n, mean, M2, M3, M4)`` of a :class:`~divtransforms.moments.Moments`."""
     return m.n, m.mean, m.m2, m.m3, m.m4
@@ -496,6 +553,7 @@ def window_tests(
     t: tuple[Any, Any] | None = None,
     dev: tuple[Any, Any] | None = None,
     beyond: tuple[Any, Any, Any] | None = None,
+    between: tuple[Any, Any] = (None, None),
 ) -> list[DriftTest]:
     """The drift tests of windows of one feature, in the order records and the policy use.
 
@@ -506,6 +564,8 @@ def window_tests(
     gets no dispersion test;
     ``categorical`` and features without a family get only the histogram test.
     ``beyond``: :func:`range_test` of numeric bins (kind ``range``), last.
+    ``between``: the between-window variation of the location and dispersion tests
+    (``divtransforms.variation.location_between``; ``(None, None)``: today's tests).
     """
     tests: list[DriftTest] = []
     if histogram is not None:
@@ -513,9 +573,11 @@ def window_tests(
         tests.append(DriftTest("histogram", "histogram", stat, p, effect))
     if family is not None and family != "categorical":
         if t is not None:
-            tests.append(DriftTest("mean", "location", *mean_test(*t)))
+            tests.append(DriftTest("mean", "location", *mean_test(*t, between=between[0])))
         if dev is not None and REGISTRY[family].dispersion:
-            tests.append(DriftTest("dispersion", "dispersion", *mean_test(*dev)))
+            tests.append(
+                DriftTest("dispersion", "dispersion", *mean_test(*dev, between=between[1]))
+            )
     if beyond is not None:
         k, p, effect = (np.asarray(v, dtype=np.float64) for v in beyond)
         tests.append(DriftTest("out_of_range", "range", k, p, effect))

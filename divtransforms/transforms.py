@@ -53,6 +53,7 @@ from divtransforms.compare import (
     window_records,
 )
 from divtransforms.profile import ReferenceProfile
+from divtransforms.variation import window_judge
 from divtransforms.window import (
     EPOCH,
     FeatureStats,
@@ -343,10 +344,14 @@ class _RecordsFn(beam.DoFn):
         alpha: float,
         base: float,
         policy: Assessor | str | None,
+        window_micros: int | None = None,
+        season: str | None = None,
     ) -> None:
         self._features = profile.features
         self._reference_id = profile.reference_id
         self._run_id, self._alpha, self._base, self._policy = run_id, alpha, base, policy
+        # a windowed reference judges each window against its own variation (and season)
+        self._judge = window_judge(profile, window_micros, season)
 
     def process(self, element: tuple[WindowStats, RunningEstimates]):
         ws, running = element
@@ -362,6 +367,7 @@ class _RecordsFn(beam.DoFn):
             alpha=self._alpha,
             base=self._base,
             policy=self._policy,
+            judge=self._judge,
         )
 
 
@@ -378,9 +384,13 @@ class ComputeDivergence(beam.PTransform):
         alpha: float = DEFAULT_ALPHA,
         base: float = 2.0,
         policy: Assessor | str | None = "default",
+        window_micros: int | None = None,
+        season: str | None = None,
     ) -> None:
         super().__init__()
-        self._fn = _RecordsFn(profile, run_id or new_run_id(), alpha, base, policy)
+        self._fn = _RecordsFn(
+            profile, run_id or new_run_id(), alpha, base, policy, window_micros, season
+        )
 
     def display_data(self) -> dict[str, Any]:
         return {"run_id": self._fn._run_id, "reference_id": self._fn._reference_id}
@@ -395,6 +405,8 @@ class DriftMonitor(beam.PTransform):
     ``window`` (``"1h"``, seconds, timedelta) with ``timestamp_column`` gives event-time fixed
     windows; without ``window`` there is one global window. With ``with_mle_state=True`` the
     output is ``{"records": ..., "mle_state": ...}`` (the cumulative MLE state for the next run).
+    A windowed reference (``divtransforms.variation``) judges every window against the
+    reference's own between-window variation; ``season`` against the same season's windows.
     """
 
     def __init__(
@@ -413,6 +425,7 @@ class DriftMonitor(beam.PTransform):
         streaming: bool | None = None,
         with_mle_state: bool = False,
         timestamp_format: str | None = None,
+        season: str | None = None,
     ) -> None:
         super().__init__()
         self._profile = profile
@@ -433,7 +446,13 @@ class DriftMonitor(beam.PTransform):
             policy=resolve_policy(policy),
         )
         self._records = ComputeDivergence(
-            profile, run_id=run_id, alpha=alpha, base=base, policy=policy
+            profile,
+            run_id=run_id,
+            alpha=alpha,
+            base=base,
+            policy=policy,
+            window_micros=round(parse_duration(window) * 1e6) if window is not None else None,
+            season=season,
         )
         self._with_state = with_mle_state
 

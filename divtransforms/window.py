@@ -25,7 +25,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +36,6 @@ from divtransforms.columns import batch_columns, column_of, num_rows
 from divtransforms.eventtime import EVENT_TIME_COLUMN, BadEventTimes, parse_event_times
 from divtransforms.histogram import Histogram
 from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_from_dict
-from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.quality import ABSENT, merge_type_counts, type_label
 from divtransforms.sequential import (
     RECORD_KEYS,
@@ -46,6 +45,9 @@ from divtransforms.sequential import (
     reference_key,
     window_key,
 )
+
+if TYPE_CHECKING:  # annotations only: profile imports this module's users
+    from divtransforms.profile import FeatureProfile, ReferenceProfile
 
 __all__ = [
     "EPOCH",

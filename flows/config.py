@@ -78,6 +78,17 @@ class ReferenceConfig(_Section):
     n_bins: int = Field(32, ge=2, le=10_000)
     strategy: Literal["quantile", "uniform"] = "quantile"
     top_n: int = Field(50, ge=1)
+    windows: bool = Field(
+        False,
+        description="keep the reference's own windows ([window] size, source.timestamp_column) "
+        "and judge each window against their variation (docs/policy.md)",
+    )
+    chunk: int | None = Field(
+        None, ge=2, description="windows of this many rows, for data without event times"
+    )
+    season: Literal["hour_of_day", "day_of_week", "hour_of_week"] | None = Field(
+        None, description="judge each window against the same season of a windowed reference"
+    )
 
 
 class FeatureConfig(_Section):
@@ -331,6 +342,20 @@ class MonitorConfig(_Section):
                     storage.location(value)
                 except storage.StorageError as exc:
                     raise ValueError(f"{key}: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _windowed_reference(self) -> MonitorConfig:
+        ref = self.reference
+        if ref.windows and ref.chunk is not None:
+            raise ValueError("reference: windows (event time) and chunk exclude each other")
+        if ref.windows and not (self.window.size and self.source.timestamp_column):
+            raise ValueError(
+                "reference.windows needs [window] size and source.timestamp_column: the "
+                "reference's windows are the monitor's"
+            )
+        if ref.season is not None and not ref.windows:
+            raise ValueError("reference.season needs reference.windows = true")
         return self
 
     @model_validator(mode="after")

@@ -99,6 +99,7 @@ def _run_check(
         policy=policy,  # records are assessed once, here, with the monitor's policy
         mle_state=state.mle_state or None,
         run_id=run_id,
+        season=config.reference.season,
     )
     args = list(config.runner.pipeline_args)
     if can_check_locally(job, args):

@@ -58,20 +58,34 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
         if on_job is not None:
             on_job(job)
 
-    profile = run_build_reference(
-        patterns,
-        str(tmp_out),
-        features=features,
-        kinds=config.kinds() or None,
-        families=config.families() or None,
-        n_bins=config.reference.n_bins,
-        strategy=config.reference.strategy,
-        top_n=config.reference.top_n,
-        input_format=config.reference.format,
-        pipeline_args=list(config.runner.pipeline_args),
-        work_name=config.name,
-        on_job=job_started,
-    )
+    ref = config.reference
+    windowed = {}
+    if ref.windows and config.window.size:
+        from divtransforms.columns import parse_duration
+
+        windowed = {
+            "timestamp_column": config.source.timestamp_column,
+            "window": parse_duration(config.window.size),
+            "timestamp_format": config.source.timestamp_format,
+        }
+    if ref.chunk is not None or (windowed and _in_process(config, patterns)):
+        profile = _build_windowed(config, patterns, str(tmp_out), features)
+    else:
+        profile = run_build_reference(
+            patterns,
+            str(tmp_out),
+            features=features,
+            kinds=config.kinds() or None,
+            families=config.families() or None,
+            n_bins=ref.n_bins,
+            strategy=ref.strategy,
+            top_n=ref.top_n,
+            input_format=ref.format,
+            pipeline_args=list(config.runner.pipeline_args),
+            work_name=config.name,
+            on_job=job_started,
+            **windowed,
+        )
     version = storage.move(tmp_out, storage.join(vdir, f"{stamp}-{profile.reference_id}.json"))
     previous = None
     if storage.exists(config.reference_path):
@@ -98,6 +112,44 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
         },
         "dataflow_job": jobs[-1] if jobs else None,
     }
+
+
+def _in_process(config: MonitorConfig, patterns: list[str]) -> bool:
+    from pipelines.local import is_local
+
+    return not config.runner.pipeline_args and is_local(patterns)
+
+
+def _build_windowed(config: MonitorConfig, patterns: list[str], out: str, features: Any) -> Any:
+    """A windowed reference (``[reference] windows`` or ``chunk``) built in process: its last
+    pass summarises the reference's own windows (``divtransforms.variation``). A ``chunk``
+    reference is built in process only (its windows are rows in reading order)."""
+    from divtransforms.columns import parse_duration
+    from pipelines.local import run_build_local
+
+    ref = config.reference
+    if not _in_process(config, patterns):
+        raise ValueError(
+            "a reference of [reference] chunk windows is built in process: local "
+            "reference.inputs and no runner.pipeline_args (or use windows = true)"
+        )
+    ts = config.source.timestamp_column
+    return run_build_local(
+        patterns,
+        out,
+        features=features,
+        kinds=config.kinds() or None,
+        families=config.families() or None,
+        n_bins=ref.n_bins,
+        strategy=ref.strategy,
+        top_n=ref.top_n,
+        input_format=ref.format,
+        exclude=[ts] if ts else (),
+        timestamp_column=ts if ref.windows else None,
+        window=parse_duration(config.window.size) if ref.windows and config.window.size else None,
+        chunk=ref.chunk,
+        timestamp_format=config.source.timestamp_format,
+    )
 
 
 @flow(name="build_reference", log_prints=False)

@@ -108,6 +108,7 @@ def build_check_pipeline(
         policy=job.policy,
         streaming=streaming,
         with_mle_state=True,
+        season=job.season,
     )
     out["records"] | "WriteRecords" >> WriteRecords(
         output_dir, run_id, jsonl=job.jsonl, streaming=streaming

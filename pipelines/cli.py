@@ -41,6 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--strategy", choices=["quantile", "uniform"], default="quantile")
     build.add_argument("--top-n", type=int, default=50, help="categorical vocabulary size")
     build.add_argument("--input-format", choices=["parquet", "csv", "jsonl"])
+    build.add_argument(
+        "--window",
+        help="windowed reference: also summarise the reference's own windows of this size "
+        "(the monitor's window, e.g. 1h; needs --timestamp-column)",
+    )
+    build.add_argument("--timestamp-column", help="windowed reference: the event-time column")
+    build.add_argument(
+        "--chunk", type=int, help="windowed reference without time: windows of this many rows"
+    )
     q = build.add_mutually_exclusive_group()
     q.add_argument(
         "--exact-quantiles",
@@ -73,6 +82,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--output", "-o", help="directory for records-<run_id>.parquet")
     check.add_argument("--window", help="event-time window, e.g. 15m, 1h, 1d")
+    check.add_argument(
+        "--season",
+        choices=["hour_of_day", "day_of_week", "hour_of_week"],
+        help="judge each window against the same season of a windowed reference",
+    )
     check.add_argument("--timestamp-column", help="column with the event time")
     check.add_argument(
         "--timestamp-format",
@@ -114,6 +128,7 @@ def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     reuse_freed_memory()
     freeze_heap()
+    from divtransforms.columns import parse_duration
     from pipelines.reference_job import (
         categorical_kinds,
         exact_from_flags,
@@ -131,14 +146,28 @@ def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
         "input_format": args.input_format,
         "exclude": split_names(args.exclude) or (),
     }
+    windowed = {
+        "timestamp_column": args.timestamp_column,
+        "window": parse_duration(args.window) if args.window else None,
+        "chunk": args.chunk,
+    }
     from pipelines.local import is_local
 
     if not extra and not args.approximate_quantiles and is_local(args.inputs):
         # No Beam runner asked for: build in this process (exact quantiles, bounded memory).
         from pipelines.local import run_build_local
 
-        profile = run_build_local(args.inputs, args.output, cache_mb=args.cache_mb, **options)
+        profile = run_build_local(
+            args.inputs, args.output, cache_mb=args.cache_mb, **options, **windowed
+        )
     else:
+        if windowed["chunk"]:
+            raise ValueError(
+                "a reference of --chunk windows is built in process (rows in reading order): "
+                "local inputs and no Beam runner options"
+            )
+        if windowed["window"]:
+            options.update(timestamp_column=args.timestamp_column, window=windowed["window"])
         import_beam()
         freeze_heap()
         from pipelines.reference_job import run_build_reference

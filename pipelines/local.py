@@ -245,8 +245,15 @@ def build_reference_local(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     source: str = "",
     ignored_columns: Sequence[str] = (),
+    timestamp_column: str | None = None,
+    window: float | None = None,
+    chunk: int | None = None,
+    timestamp_format: str | None = None,
 ) -> ReferenceProfile:
-    """Build a reference profile from local files in this process; save it to ``output``."""
+    """Build a reference profile from local files in this process; save it to ``output``.
+
+    With ``timestamp_column`` and ``window`` (seconds), or ``chunk`` (rows), the profile keeps
+    the reference's own windows (``divtransforms.variation``; one more pass)."""
     files = expand_local(inputs)
     numeric = [n for n, k in kinds.items() if k == "numeric"]
     builder = ProfileBuilder(
@@ -257,6 +264,10 @@ def build_reference_local(
         top_n=top_n,
         source=source,
         ignored_columns=ignored_columns,
+        timestamp_column=timestamp_column,
+        window=window,
+        chunk=chunk,
+        timestamp_format=timestamp_format,
     )
     src = BatchSource(files, input_format=input_format, numeric=numeric, cache_bytes=cache_bytes)
     start = time.perf_counter()
@@ -264,7 +275,8 @@ def build_reference_local(
     while columns := builder.columns():
         passes += 1
         cells, last, t0 = 0, time.perf_counter(), time.perf_counter()
-        for group, batches in src.read_pass(columns, first=passes == 1):
+        extra = builder.extra_columns()
+        for group, batches in src.read_pass(columns, first=passes == 1, extra=extra):
             for batch in batches:
                 builder.add(batch, group)
                 cells += batch.num_rows * len(group)
@@ -422,6 +434,8 @@ def run_check_local(job: CheckJob) -> CheckResult:
     windows = {s: FeatureStats.of_groups([p[s] for p in parts]) for s in parts[0]}
     if size is None and not windows:
         windows[None] = FeatureStats.empty(features)
+    from divtransforms.variation import window_judge
+
     records, cumulation = records_over_windows(
         features,
         [
@@ -433,6 +447,7 @@ def run_check_local(job: CheckJob) -> CheckResult:
         run_id=run_id,
         reference_id=reference_id,
         policy=job.policy,
+        judge=window_judge(profile, size, job.season),
     )
     table = sort_records(records_to_table(records))
     state = cumulation.latest().to_state()

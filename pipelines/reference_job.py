@@ -79,6 +79,9 @@ def build_reference_pipeline(
     exact: bool = False,
     source: str = "",
     ignored_columns: Sequence[str] = (),
+    timestamp_column: str | None = None,
+    window: float | None = None,
+    timestamp_format: str | None = None,
 ):
     import apache_beam as beam
 
@@ -90,7 +93,12 @@ def build_reference_pipeline(
     profile = (
         pipeline
         | "Read"
-        >> pio.ReadBatches(inputs, input_format=input_format, columns=list(kinds), numeric=numeric)
+        >> pio.ReadBatches(
+            inputs,
+            input_format=input_format,
+            columns=[*kinds, *([timestamp_column] if window and timestamp_column else [])],
+            numeric=numeric,
+        )
         | "BuildReference"
         >> BuildReference(
             kinds,
@@ -101,6 +109,9 @@ def build_reference_pipeline(
             exact=exact,
             source=source,
             ignored_columns=ignored_columns,
+            timestamp_column=timestamp_column,
+            window=window,
+            timestamp_format=timestamp_format,
         )
     )
 
@@ -130,6 +141,9 @@ def run_build_reference(
     exclude: Sequence[str] = (),
     work_name: str = "reference",
     on_job=None,
+    timestamp_column: str | None = None,
+    window: float | None = None,
+    timestamp_format: str | None = None,
 ) -> ReferenceProfile:
     """Build a reference profile from files with Beam and save it to ``output`` (JSON).
 
@@ -187,6 +201,9 @@ def run_build_reference(
             exact=exact,
             source=", ".join(patterns),
             ignored_columns=[n for n in sample.schema.names if n not in resolved],
+            timestamp_column=timestamp_column,
+            window=window,
+            timestamp_format=timestamp_format,
         )
         submit(pipeline, options, on_job=on_job, logger=_LOG)
         submitted = True

@@ -101,6 +101,7 @@ class CheckJob:
     run_id: str | None = None
     jsonl: bool = False
     bigquery_table: str | None = None  # "project.dataset.table": records also go to BigQuery
+    season: str | None = None  # a windowed reference's season (divtransforms.variation)
 
     def __post_init__(self) -> None:
         for name in ("window", "allowed_lateness"):
@@ -120,6 +121,13 @@ class CheckJob:
             raise CheckJobError('--bigquery-table must be "project.dataset.table"')
         if self.window is not None and not (self.timestamp_column or self.source.pubsub):
             raise CheckJobError("--window needs --timestamp-column (the event time of each row)")
+        if self.season is not None:
+            from divtransforms.variation import SEASONS
+
+            if self.season not in SEASONS:
+                raise CheckJobError(f"--season must be one of {', '.join(SEASONS)}")
+            if self.window is None:
+                raise CheckJobError("--season needs --window (event-time windows)")
 
     @classmethod
     def from_options(
@@ -147,6 +155,7 @@ class CheckJob:
             run_id=getattr(options, "run_id", None),
             jsonl=bool(getattr(options, "jsonl", False)),
             bigquery_table=getattr(options, "bigquery_table", None),
+            season=getattr(options, "season", None),
         )
 
     def columns(self, profile: ReferenceProfile) -> list[str]:

@@ -74,6 +74,7 @@ class DirectoryWatcher:
     dropped_late: int = 0
     no_event_time: int = 0
     timestamp_format: str | None = None
+    season: str | None = None  # a windowed reference's season (divtransforms.variation)
 
     @classmethod
     def for_job(cls, job: CheckJob) -> DirectoryWatcher:
@@ -93,6 +94,7 @@ class DirectoryWatcher:
             job.mle_state,
             job.policy,
             timestamp_format=job.timestamp_format,
+            season=job.season,
         )
 
     @property
@@ -105,6 +107,9 @@ class DirectoryWatcher:
                 self.profile.features, self.mle_state, resolve_policy(self.policy)
             )
         )
+        from divtransforms.variation import window_judge
+
+        self._judge = window_judge(self.profile, self.window_micros, self.season)
 
     def new_files(self) -> list[str]:
         names = sorted(
@@ -204,6 +209,7 @@ class DirectoryWatcher:
                 run_id=self.run_id,
                 reference_id=self.profile.reference_id,
                 policy=self.policy,
+                judge=self._judge,
             ):
                 out.append(rec)
                 name = rec["feature"]

@@ -1,0 +1,302 @@
+"""Structured feeds: does the policy stay calm on feeds whose normal state varies (issue 22)?
+
+The independent-sample panel (``bench_policy``) asks whether each window differs from the pooled
+reference by more than sampling noise. Real feeds vary from window to window when nothing
+changed: daily and weekly cycles, day-to-day wander, rows grouped by place or batch. This panel
+simulates such feeds hour by hour (``rows`` rows per hourly window), builds the reference as a
+user would, ``ReferenceProfile.build(ref, timestamp_column="ts", window="1h")`` on 28 days, and
+judges new days of the *same process* with ``compare()`` and the default ``Policy``:
+
+* **today**: the windowed reference ignored (``between_windows=False``): the issue's "before";
+* **windowed**: each window judged against the reference's own between-window variation;
+* **seasonal**: the same, against the reference's windows of the same season.
+
+Rows: no-drift feeds (a daily cycle of +-0.5 sd; day-level wander of tau = 0.05 ... 0.3 sd;
+grouped rows, clusters of 20-200 rows sharing a N(0, 0.3^2) shift; Poisson counts with a daily
+cycle; a categorical feature whose shares follow the day of the week), the reference's own
+windows judged leave-one-day-out (each day against a reference built from the other 27), and
+power: a persistent 0.5 sd shift on a tau = 0.1 wander, and a broken season (the peak hour of a
++-0.5 sd daily cycle inverted) with a seasonal reference.
+
+Targets: no-drift feeds with matching options <= 1% of windows alert; the reference's own
+windows (leave one day out) <= 1%; the shift >= 90%; the broken season >= 90%. A day's windows
+share its wander, so their alerts come in clusters: the 95% intervals treat each day as one
+cluster, and a target counts as missed when the interval lies beyond it (a rate of 1.6% from 28
+days of wander is one unlucky day).
+
+Run: ``python -m benchmarks.bench_feeds`` (``make bench`` runs every ``bench_*``); exit status 1
+when a target is missed.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from divtransforms.compare import compare
+from divtransforms.profile import ReferenceProfile
+
+HOUR = 3_600_000_000
+REFERENCE_DAYS = 28
+ROWS = 300
+
+Level = Callable[[np.random.Generator, np.ndarray], np.ndarray]
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion."""
+    if n == 0:
+        return math.nan, math.nan
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A process of hourly windows; ``make(rng, first_day, days, rows)`` gives its rows."""
+
+    name: str
+    make: Callable[[np.random.Generator, int, int, int], dict[str, object]]
+    options: tuple[str | None, ...] = (None,)  # the seasons to judge with (None: windowed)
+
+
+def _times(rng: np.random.Generator, first_day: int, days: int, rows: int) -> np.ndarray:
+    hours = np.arange(first_day * 24, (first_day + days) * 24)
+    return hours[:, None] * HOUR + rng.integers(0, HOUR, (hours.size, rows))
+
+
+def _numeric(
+    cycle: float = 0.0,
+    wander: float = 0.0,
+    clusters: float = 0.0,
+    shift: float = 0.0,
+    broken_hour: int | None = None,
+) -> Callable[[np.random.Generator, int, int, int], dict[str, object]]:
+    def make(rng: np.random.Generator, first_day: int, days: int, rows: int) -> dict[str, object]:
+        ts = _times(rng, first_day, days, rows)
+        hours = ts[:, 0] // HOUR
+        phase = np.sin(2 * np.pi * (hours % 24) / 24)
+        if broken_hour is not None:
+            phase = np.where(hours % 24 == broken_hour, -phase, phase)
+        level = cycle * phase + shift
+        if wander:
+            level = level + rng.normal(0.0, wander, days)[hours // 24 - first_day]
+        x = rng.normal(level[:, None], 1.0, ts.shape)
+        if clusters:
+            # rows come in clusters of 20-200 rows (places, batches) sharing a shift
+            flat = x.ravel()
+            sizes = rng.integers(20, 201, flat.size // 20 + 1)
+            ids = np.repeat(np.arange(sizes.size), sizes)[: flat.size]
+            flat += rng.normal(0.0, clusters, sizes.size)[ids]
+            x = flat.reshape(ts.shape)
+        return {"ts": pa.array(ts.ravel(), pa.timestamp("us", tz="UTC")), "x": x.ravel()}
+
+    return make
+
+
+def _counts(rng: np.random.Generator, first_day: int, days: int, rows: int) -> dict[str, object]:
+    """Poisson counts whose rate follows a daily cycle (x1.5 at the peak)."""
+    ts = _times(rng, first_day, days, rows)
+    hours = ts[:, 0] // HOUR
+    rate = 4.0 * (1.0 + 0.5 * np.sin(2 * np.pi * (hours % 24) / 24))
+    x = rng.poisson(rate[:, None], ts.shape).astype(float)
+    return {"ts": pa.array(ts.ravel(), pa.timestamp("us", tz="UTC")), "x": x.ravel()}
+
+
+WEEKLY = np.array(
+    [[0.5, 0.3, 0.15, 0.05]] * 5 + [[0.35, 0.35, 0.2, 0.1]] * 2
+)  # Monday-Friday, weekend
+
+
+def _weekly(rng: np.random.Generator, first_day: int, days: int, rows: int) -> dict[str, object]:
+    """A categorical feature whose shares differ at weekends."""
+    ts = _times(rng, first_day, days, rows)
+    dow = (ts[:, 0] // HOUR // 24 + 3) % 7
+    u = rng.random(ts.shape)
+    cum = np.cumsum(WEEKLY[dow], axis=1)
+    codes = (u[:, :, None] > cum[:, None, :]).sum(axis=2)
+    labels = np.array(["web", "app", "store", "phone"])
+    return {"ts": pa.array(ts.ravel(), pa.timestamp("us", tz="UTC")), "x": labels[codes.ravel()]}
+
+
+NO_DRIFT = (
+    Feed("daily cycle +-0.5 sd", _numeric(cycle=0.5), (None, "hour_of_day")),
+    Feed("day-level wander tau=0.05", _numeric(wander=0.05)),
+    Feed("day-level wander tau=0.1", _numeric(wander=0.1)),
+    Feed("day-level wander tau=0.2", _numeric(wander=0.2)),
+    Feed("day-level wander tau=0.3", _numeric(wander=0.3)),
+    Feed("grouped rows (clusters of 20-200, sd 0.3)", _numeric(clusters=0.3)),
+    Feed("poisson counts, daily cycle x1.5", _counts, (None, "hour_of_day")),
+    Feed("categorical, weekly pattern", _weekly, (None, "day_of_week")),
+    Feed("independent samples", _numeric()),
+)
+
+
+def alert_flags(table: pa.Table) -> np.ndarray:
+    sev = table.column("severity").to_pylist()
+    return np.array([s in ("warning", "critical") for s in sev])
+
+
+def judge(
+    feed: Feed,
+    season: str | None,
+    rng: np.random.Generator,
+    new_days: int,
+    rows: int,
+    between: bool = True,
+    reference: tuple[ReferenceProfile, dict] | None = None,
+    new: Callable[[np.random.Generator, int, int, int], dict[str, object]] | None = None,
+) -> np.ndarray:
+    """Alert flags of the new days' windows (``new``: another process for the new days)."""
+    if reference is None:
+        data = feed.make(rng, 0, REFERENCE_DAYS, rows)
+        prof = ReferenceProfile.build(data, exclude=["ts"], timestamp_column="ts", window="1h")
+    else:
+        prof = reference[0]
+    cur = (new or feed.make)(rng, REFERENCE_DAYS, new_days, rows)
+    out = compare(
+        prof,
+        cur,
+        timestamp_column="ts",
+        window="1h",
+        between_windows=between,
+        season=season if between else None,
+    )
+    return alert_flags(out)
+
+
+def leave_one_day_out(
+    feed: Feed, season: str | None, rng: np.random.Generator, days: int, rows: int
+) -> np.ndarray:
+    """The reference's own windows: each of ``days`` days judged against the other days."""
+    data = feed.make(rng, 0, REFERENCE_DAYS, rows)
+    ts = np.asarray(data["ts"].cast(pa.int64()))  # type: ignore[attr-defined]
+    day = ts // HOUR // 24
+    flags = []
+    for d in rng.choice(REFERENCE_DAYS, days, replace=False).tolist():
+        keep = np.flatnonzero(day != d)
+        out = np.flatnonzero(day == d)
+        ref = {k: (v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep])
+               for k, v in data.items()}  # fmt: skip
+        own = {k: (v.take(pa.array(out)) if isinstance(v, pa.Array) else v[out])
+               for k, v in data.items()}  # fmt: skip
+        prof = ReferenceProfile.build(ref, exclude=["ts"], timestamp_column="ts", window="1h")
+        table = compare(prof, own, timestamp_column="ts", window="1h", season=season)
+        flags.append(alert_flags(table))
+    return np.concatenate(flags)
+
+
+@dataclass
+class Row:
+    case: str
+    option: str
+    flags: np.ndarray
+    target: str  # "<= 1%", ">= 90%" or "" (reported)
+
+    @property
+    def rate(self) -> float:
+        return float(self.flags.mean()) if self.flags.size else math.nan
+
+    def day_interval(self) -> tuple[float, float]:
+        """A 95% interval of the rate that treats each day's windows as one cluster (a day's
+        windows share its wander: their alerts are not independent)."""
+        per_day = self.flags.reshape(-1, 24).mean(axis=1) if self.flags.size % 24 == 0 else None
+        if per_day is None or per_day.size < 2:
+            return wilson(int(self.flags.sum()), int(self.flags.size))
+        if not per_day.any():  # no alert at all: the windows' Wilson bound
+            return wilson(0, int(self.flags.size))
+        half = 1.96 * float(per_day.std(ddof=1)) / math.sqrt(per_day.size)
+        return max(0.0, self.rate - half), min(1.0, self.rate + half)
+
+    def met(self) -> bool:
+        """Met unless the rate is significantly beyond the target (day-clustered interval)."""
+        lo, hi = self.day_interval()
+        if self.target == "<= 1%":
+            return lo <= 0.01
+        if self.target == ">= 90%":
+            return hi >= 0.90
+        return True
+
+
+def option_name(season: str | None, between: bool = True) -> str:
+    if not between:
+        return "today"
+    return f"seasonal {season}" if season else "windowed"
+
+
+def panel(
+    references: int = 4, new_days: int = 7, own_days: int = 7, rows: int = ROWS, seed: int = 22
+) -> list[Row]:
+    """Every row of the panel (``references`` references per feed, each judging ``new_days``
+    new days; ``own_days`` days of one reference judged leave-one-day-out)."""
+    rng = np.random.default_rng(seed)
+    rows_out: list[Row] = []
+    for feed in NO_DRIFT:
+        today = np.concatenate(
+            [judge(feed, None, rng, new_days, rows, between=False) for _ in range(references)]
+        )
+        rows_out.append(Row(feed.name, "today", today, ""))
+        for season in feed.options:
+            flags = np.concatenate(
+                [judge(feed, season, rng, new_days, rows) for _ in range(references)]
+            )
+            rows_out.append(Row(feed.name, option_name(season), flags, "<= 1%"))
+            own = leave_one_day_out(feed, season, rng, own_days, rows)
+            rows_out.append(Row(feed.name, option_name(season) + ", own windows", own, "<= 1%"))
+    wander = Feed("0.5 sd shift on a tau=0.1 wander", _numeric(wander=0.1))
+    shifted = _numeric(wander=0.1, shift=0.5)
+    flags = np.concatenate(
+        [judge(wander, None, rng, new_days, rows, new=shifted) for _ in range(references)]
+    )
+    rows_out.append(Row(wander.name, "windowed", flags, ">= 90%"))
+    cycle = Feed("broken season (peak hour 6h inverted)", _numeric(cycle=0.5))
+    broken = _numeric(cycle=0.5, broken_hour=6)
+    peak = []
+    for _ in range(references):
+        f = judge(cycle, "hour_of_day", rng, new_days, rows, new=broken)
+        peak.append(f.reshape(new_days, 24)[:, 6])  # records sorted by feature, then time
+    rows_out.append(Row(cycle.name, "seasonal hour_of_day", np.concatenate(peak), ">= 90%"))
+    return rows_out
+
+
+def format_rows(rows: list[Row]) -> str:
+    lines = [
+        "| feed | reference | windows | alert | 95% interval (days as clusters) | target |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for r in rows:
+        lo, hi = r.day_interval()
+        mark = "" if not r.target else (" (met)" if r.met() else " (MISSED)")
+        lines.append(
+            f"| {r.case} | {r.option} | {r.flags.size} | {100 * r.rate:.1f}% | "
+            f"{100 * lo:.1f}-{100 * hi:.1f}% | {r.target}{mark} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    t0 = time.perf_counter()
+    rows = panel()
+    print(format_rows(rows))
+    print(f"panel in {time.perf_counter() - t0:.1f} s")
+    misses = [
+        f"{r.case}, {r.option}: {100 * r.rate:.1f}% vs {r.target}" for r in rows if not r.met()
+    ]
+    for miss in misses:
+        print(f"TARGET MISSED: {miss}")
+    if not misses:
+        print("all targets met")
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
