@@ -693,11 +693,11 @@ def _effective_units(
 def location_between(
     variation: FeatureVariation | None, share: float, dispersion: bool = False
 ) -> tuple[float, int, float, float] | None:
-    """``(extra variance, dof, kurtosis, skewness)`` a location (``dispersion``: scale) test adds to its
-    sampling variance: ``tau^2 (1 + share)``, ``share`` the larger of ``sum n_i^2 / N^2`` of the
-    reference's windows and ``1 / units``; the degrees of freedom of that estimate
-    (``units``) and the excess kurtosis of the between-window deviations. None when there is
-    none (the test is today's)."""
+    """``(extra variance, dof, kurtosis, skewness)`` a location (``dispersion``: scale) test
+    adds to its sampling variance: ``tau^2 (1 + share)``, ``share`` the larger of
+    ``sum n_i^2 / N^2`` of the reference's windows and ``1 / units``; the degrees of freedom of
+    that estimate (``units``) and the excess kurtosis and skewness of the between-window
+    deviations. None when there is none (the test is today's)."""
     if variation is None or not variation.estimated:
         return None
     tau2 = variation.tau2_dev if dispersion else variation.tau2
