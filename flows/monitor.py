@@ -16,7 +16,9 @@ lock, after removing temp files that killed writes left behind:
    records into alerts, plus one ``input-error`` alert for the files the run quarantined; new
    dedup keys go to the alert log and become Prefect events (deterministic ids);
 5. deliver: outstanding alerts in the outbox are sent to their targets within the run's delivery
-   budget (what fails or does not fit is kept for the next run).
+   budget (what fails or does not fit is kept for the next run);
+6. finish: exports, the last-success stamp and the metrics textfile, still under the lock: every
+   write into the state folder happens while the lock is held.
 """
 
 from __future__ import annotations
@@ -343,7 +345,9 @@ def run_monitor(
 
     tables = []
     with store.locked(owner=f"run {run_id or 'drift_check'}"):
-        removed = store.clean_temp_files() + remove_stale_temp_files(config.history_dir)
+        removed = store.clean_temp_files() + remove_stale_temp_files(
+            config.history_dir, older_than=store.lease_seconds
+        )
         if removed:
             logger.info("removed %d temp file(s) left by an interrupted write", removed)
         state = store.load()
@@ -409,11 +413,23 @@ def run_monitor(
             from flows.exports import export_pending
 
             summary.exports = export_pending(config, logger)
+        _finish_under_lock(config, store, logger)
     if tables:
         summary.records = sort_records(
             pa.concat_tables([t.cast(DRIFT_RECORD_SCHEMA) for t in tables])
         )
     return summary
+
+
+def _finish_under_lock(config: MonitorConfig, store: StateStore, logger: logging.Logger) -> None:
+    """The run's last writes, still under the run lock (a run that wrote after releasing it
+    raced the next run's temp-file cleanup): the last-success stamp (also a run that found no
+    new data: the schedule is alive) and the metrics textfile / Pushgateway, when configured."""
+    from flows.metrics import publish_metrics, record_success
+
+    store.check_lock()
+    record_success(config)
+    publish_metrics(config, logger)
 
 
 def _checked_since_freshness(state: MonitorState) -> bool:

@@ -4,8 +4,10 @@ runs, quarantined with one input-error alert, and can be released with ``divmon 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -191,10 +193,17 @@ def test_stale_temp_files_are_removed_at_run_start(monitor_dir: Path):
     root = monitor_dir
     state_dir = root / "history" / "_state"
     state_dir.mkdir(parents=True, exist_ok=True)
-    (root / "history" / "._alerts.json.a1b2c3d4.tmp").write_text("{half")
-    (state_dir / ".state.json.zz99yy88.tmp").write_text("{half")
+    stale = [
+        root / "history" / "._alerts.json.a1b2c3d4.tmp",
+        state_dir / ".state.json.zz99yy88.tmp",
+    ]
+    for path in stale:  # writers unknown, older than the lease (60 s): abandoned
+        path.write_text("{half")
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    fresh = state_dir / ".last_success.json.qwer5678.tmp"  # might be a write in flight
+    fresh.write_text("{half")
     _run(root)
-    assert list((root / "history").rglob("*.tmp")) == []
+    assert list((root / "history").rglob("*.tmp")) == [fresh]
 
 
 def test_find_culprits_bisects_an_error_that_names_no_file(tmp_path: Path):
@@ -226,3 +235,63 @@ def test_find_culprits_bisects_an_error_that_names_no_file(tmp_path: Path):
 
     assert not input_failure(OSError(28, "No space left on device"))
     assert input_failure(OverflowError("x"))
+
+
+def test_last_writes_happen_under_the_run_lock(monitor_dir: Path, monkeypatch):
+    """Deterministic interleaving: while the run writes its last-success stamp (temp file
+    written, not yet renamed) a second run starts. It must be refused (the first still holds the
+    lock) and the first run's write must land; a run that wrote after releasing the lock let
+    the second take the lock and delete the live temp file (StorageNotFound, exit 2)."""
+    from divtransforms import storage
+    from flows.metrics import SUCCESS_FILE
+    from flows.state import LockHeld
+
+    root = monitor_dir
+    _good(root, 0)
+    write_local = storage._write_local
+    second: list[str] = []
+
+    def write_then_second_run(path, data, if_version):
+        if path.name != SUCCESS_FILE or second:
+            return write_local(path, data, if_version)
+
+        def writer(fh):
+            fh.write(data)
+            fh.flush()
+            try:  # between the temp file and its rename: the other run starts
+                _run(root)
+                second.append("ran")
+            except LockHeld as exc:
+                second.append(f"refused: {exc}")
+
+        return write_local(path, writer, if_version)
+
+    monkeypatch.setattr(storage, "_write_local", write_then_second_run)
+    summary = _run(root)
+    assert summary.ok and summary.n_rows_read == N
+    assert len(second) == 1 and second[0].startswith("refused: another run holds"), second
+    stamp = json.loads((root / "history" / "_state" / SUCCESS_FILE).read_text())
+    assert stamp["schema_version"] == 1 and stamp["finished_at"]
+
+
+def test_divmon_run_is_refused_before_it_starts_prefect(monitor_dir: Path, monkeypatch, capsys):
+    """The run lock is taken before the temporary Prefect API starts: a second ``divmon run``
+    is refused at once, at no cost (it used to start Prefect first, 10-25 s, and then often
+    found the lock free because the first run had finished meanwhile)."""
+    import flows.server
+    from flows.cli import main
+
+    root = monitor_dir
+    started: list[str] = []
+
+    def no_prefect(*a, **k):
+        started.append("prefect")
+        raise AssertionError("the Prefect API was started before the run lock was taken")
+
+    monkeypatch.setattr(flows.server, "prefect_api", no_prefect)
+    config = load_config(root / "monitor.toml")
+    with StateStore.for_config(config).locked(owner="the first run"):
+        code = main(["run", "--config", str(root / "monitor.toml")])
+    assert code == 2 and started == []
+    err = capsys.readouterr().err
+    assert "another run holds the run lock" in err and "the first run" in err, err
