@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from divtransforms.columns import as_columns, batch_columns, parse_duration
 from divtransforms.divergence import divergences, entropy
+from divtransforms.eventtime import Horizon
 from divtransforms.histogram import Histogram
 from divtransforms.mle import (
     CategoricalMLE,
@@ -477,6 +478,8 @@ def compare(
     alpha: float = DEFAULT_ALPHA,
     base: float = 2.0,
     mle_state: Mapping[str, Mapping[str, Any]] | None = None,
+    max_future: str | float | timedelta | None = None,
+    max_age: str | float | timedelta | None = None,
 ) -> pa.Table:
     """Drift records of ``current`` against ``reference``, one per feature (and window).
 
@@ -487,7 +490,10 @@ def compare(
     ``mle_state`` (``{feature: accumulator dict}``) when given. Event times are parsed as
     ``divtransforms.eventtime.parse_event_times`` does (``timestamp_format`` for other layouts);
     rows without a usable one are left out, counted in the table's metadata
-    (``divtransforms.excluded_rows``) and logged. Each record's ``severity`` comes from ``policy``
+    (``divtransforms.excluded_rows``) and logged, as are rows whose event time is later than
+    ``max_future`` after now or, with ``max_age``, earlier than that before now (durations; both
+    off by default here, a monitor's ``[source] max_future`` is one day: docs/reliability.md).
+    Each record's ``severity`` comes from ``policy``
     (the default :class:`divtransforms.policy.Policy` unless given; ``None`` leaves it empty).
 
     A feature the data lacks gets a record with a ``missing_column`` schema issue; a column the
@@ -522,7 +528,8 @@ def compare(
                 f"(columns: {batch_columns(cols)})"
             )
         size = round(parse_duration(window) * 1e6)
-        parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format)
+        horizon = Horizon.of(max_future, max_age, created.timestamp())
+        parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format, horizon)
         if bad is not None:
             _log.warning("%s", bad.message())
     records, _ = records_over_windows(
@@ -542,6 +549,7 @@ def compare(
         meta = dict(table.schema.metadata or {})
         meta[b"divtransforms.excluded_rows"] = json.dumps(
             {"count": bad.count, "reason": bad.message()}
+            | ({"implausible": bad.implausible} if bad.implausible else {})
         ).encode()
         table = table.replace_schema_metadata(meta)
     return table

@@ -31,7 +31,7 @@ import pyarrow as pa
 from divtransforms import parallel
 from divtransforms.bins import to_float_array
 from divtransforms.columns import batch_columns, column_of, num_rows
-from divtransforms.eventtime import BadEventTimes, parse_event_times
+from divtransforms.eventtime import BadEventTimes, Horizon, parse_event_times
 from divtransforms.histogram import Histogram
 from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_from_dict
 from divtransforms.profile import FeatureProfile
@@ -78,11 +78,16 @@ def take_column(col: Any, idx: np.ndarray) -> Any:
 
 
 def split_by_window(
-    batch: Any, timestamp_column: str, size_micros: int, fmt: str | None = None
+    batch: Any,
+    timestamp_column: str,
+    size_micros: int,
+    fmt: str | None = None,
+    horizon: Horizon | None = None,
 ) -> tuple[list[tuple[int, Any]], BadEventTimes | None]:
     """``[(window_start_micros, rows)]`` for each fixed window the batch's rows fall in, in time
     order (windows aligned to the epoch; vectorised), and the rows left out because they have no
-    usable event time (``divtransforms.eventtime.parse_event_times``; None when there are none).
+    usable event time (``divtransforms.eventtime.parse_event_times``; None when there are none),
+    or one outside the plausibility ``horizon`` (:class:`divtransforms.eventtime.Horizon`).
     """
     micros, ok, bad = parse_event_times(
         column_of(batch, timestamp_column),
@@ -90,6 +95,7 @@ def split_by_window(
         fmt,
         window_micros=size_micros,
         batch=batch,
+        horizon=horizon,
     )
     if bad is not None:
         keep = np.flatnonzero(ok)

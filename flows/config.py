@@ -69,6 +69,31 @@ class SourceConfig(_Section):
     quarantine_after: int = Field(
         3, ge=1, le=100, description="failed runs of a file before it is quarantined"
     )
+    max_future: str = Field(
+        "1d",
+        description="plausibility horizon: rows whose event time is later than this after the "
+        'run\'s wall clock are in no window (counted, logged); "off" lifts it',
+    )
+    max_age: str = Field(
+        "off",
+        description='rows whose event time is earlier than this before the run ("off": no bound)',
+    )
+
+    @field_validator("max_future", "max_age")
+    @classmethod
+    def _check_horizon(cls, value: str) -> str:
+        from divtransforms.eventtime import Horizon
+
+        Horizon.of(value, None)  # the parser the jobs use; "off" lifts the bound
+        return value
+
+    @property
+    def max_future_seconds(self) -> float | None:
+        """The horizon ahead of the wall clock, in seconds (None: off)."""
+        from divtransforms.eventtime import Horizon
+
+        horizon = Horizon.of(self.max_future, None)
+        return None if horizon is None else horizon.max_future
 
 
 class ReferenceConfig(_Section):

@@ -101,6 +101,8 @@ def _run_check(
         policy=policy,  # records are assessed once, here, with the monitor's policy
         mle_state=state.mle_state or None,
         run_id=run_id,
+        max_future=config.source.max_future,
+        max_age=config.source.max_age,
     )
     args = list(config.runner.pipeline_args)
     if can_check_locally(job, args):
@@ -235,7 +237,7 @@ def alert_stage(
 ) -> list[dict[str, Any]]:
     """The run's records (from the history) -> tracker -> new alert-log entries; commits."""
     records = read_history(config.history_dir, run_id).to_pylist()
-    tracker = AlertTracker(policy, state.tracker)
+    tracker = AlertTracker(policy, state.tracker, max_future=config.source.max_future_seconds)
     decisions = tracker.run(records)
     reasons = {
         i: d.record.get("severity_reason") or policy.explain(d.record)["reason"]
@@ -387,7 +389,9 @@ def run_monitor(
             config,
             state,
             store,
-            found_data=bool(found.new) or _checked_since_freshness(state),
+            # a file that failed (all its event times implausible, say) is no sign of life
+            found_data=bool(set(found.new) - {f["file"] for f in summary.failed_files})
+            or _checked_since_freshness(state),
             reference_id=profile.reference_id,
             run_id=summary.run_ids[-1] if summary.run_ids else run_id or new_run_id(),
             logger=logger,

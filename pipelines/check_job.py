@@ -114,6 +114,7 @@ def build_check_pipeline(
         timestamp_column=timestamp_column,
         allowed_lateness=job.allowed_lateness,
         timestamp_format=job.timestamp_format,
+        horizon=job.horizon(),
         initial_state=job.mle_state,
         run_id=run_id,
         policy=job.policy,

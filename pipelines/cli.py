@@ -80,6 +80,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "format such as '%%d/%%m/%%Y %%H:%%M', or epoch_s, epoch_ms, epoch_us, epoch_ns",
     )
     check.add_argument(
+        "--max-future",
+        help="plausibility horizon: rows whose event time is later than this after now (default "
+        "1d) are in no window, counted and logged; a file with only such rows fails; 'off' "
+        "lifts it",
+    )
+    check.add_argument(
+        "--max-age",
+        help="rows whose event time is earlier than this before now are in no window either "
+        "(default off), e.g. 3650d against the epoch 0 of a null written as 0",
+    )
+    check.add_argument(
         "--fail-on",
         choices=["warning", "critical"],
         help="exit 1 when a window's severity is at least this (gate CI jobs and scripts)",

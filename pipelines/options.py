@@ -130,6 +130,14 @@ class CheckOptions(PipelineOptions):
             default=None,
             help="how late data may arrive and still update its window",
         )
+        parser.add_argument(
+            "--max_future",
+            default=None,
+            help="plausibility horizon after now (default 1d; 'off'): later rows are in no window",
+        )
+        parser.add_argument(
+            "--max_age", default=None, help="rows older than this before now are in no window"
+        )
         parser.add_argument("--run_id", default=None)
         parser.add_argument("--jsonl", action="store_true", default=False)
         parser.add_argument("--bigquery_table", default=None, help="project.dataset.table")

@@ -6,11 +6,13 @@ directory watcher. Beam-free, so building and validating a job costs no Beam imp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from divtransforms.columns import parse_duration
+from divtransforms.eventtime import DEFAULT_MAX_FUTURE, Horizon
 from divtransforms.profile import ReferenceProfile
 
 __all__ = ["CheckJob", "CheckJobError", "Source", "load_reference"]
@@ -88,6 +90,12 @@ class CheckJob:
     run_id: str | None = None
     jsonl: bool = False
     bigquery_table: str | None = None  # "project.dataset.table": records also go to BigQuery
+    # The plausible event times (divtransforms.eventtime.Horizon): at most max_future after the
+    # run's wall clock ``now`` (epoch seconds, fixed when the job is made) and, with max_age, at
+    # most that long before it; "off" (or None) lifts a bound.
+    max_future: str | float | None = DEFAULT_MAX_FUTURE
+    max_age: str | float | None = None
+    now: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         for name in ("window", "allowed_lateness"):
@@ -97,6 +105,10 @@ class CheckJob:
                     parse_duration(value)
                 except ValueError as exc:
                     raise CheckJobError(f"--{name.replace('_', '-')}: {exc}") from None
+        try:
+            self.horizon()
+        except ValueError as exc:
+            raise CheckJobError(f"--{str(exc).replace('_', '-')}") from None
         if self.source.watch_directory and (self.window is None or not self.timestamp_column):
             raise CheckJobError(
                 "watching a directory needs --window and --timestamp-column (event-time windows)"
@@ -134,6 +146,16 @@ class CheckJob:
             run_id=getattr(options, "run_id", None),
             jsonl=bool(getattr(options, "jsonl", False)),
             bigquery_table=getattr(options, "bigquery_table", None),
+            max_future=getattr(options, "max_future", None) or DEFAULT_MAX_FUTURE,
+            max_age=getattr(options, "max_age", None),
+        )
+
+    def horizon(self) -> Horizon | None:
+        """The plausible event times of this job (None: unbounded). A batch job's bounds are
+        relative to ``now``; a streaming or watching job, which runs for days, reads the clock
+        at each batch."""
+        return Horizon.of(
+            self.max_future, self.max_age, None if self.source.streaming else self.now
         )
 
     def columns(self, profile: ReferenceProfile) -> list[str]:

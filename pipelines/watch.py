@@ -29,7 +29,7 @@ from typing import Any
 
 from divtransforms.columns import parse_duration
 from divtransforms.compare import new_run_id, window_records
-from divtransforms.eventtime import parse_event_times
+from divtransforms.eventtime import Horizon, parse_event_times
 from divtransforms.records import atomic_write_bytes, records_to_table, write_records_parquet
 from divtransforms.window import (
     FeatureStats,
@@ -73,6 +73,7 @@ class DirectoryWatcher:
     dropped_late: int = 0
     no_event_time: int = 0
     timestamp_format: str | None = None
+    horizon: Horizon | None = None  # plausible event times (the wall clock at each batch)
 
     @classmethod
     def for_job(cls, job: CheckJob) -> DirectoryWatcher:
@@ -92,6 +93,7 @@ class DirectoryWatcher:
             job.mle_state,
             job.policy,
             timestamp_format=job.timestamp_format,
+            horizon=job.horizon(),
         )
 
     @property
@@ -142,7 +144,7 @@ class DirectoryWatcher:
     def _add(self, batch) -> set[int]:
         touched = set()
         parts, bad = split_by_window(
-            batch, self.timestamp_column, self.window_micros, self.timestamp_format
+            batch, self.timestamp_column, self.window_micros, self.timestamp_format, self.horizon
         )
         if bad is not None:
             self.no_event_time += bad.count
@@ -171,6 +173,7 @@ class DirectoryWatcher:
                 self.timestamp_column,
                 self.timestamp_format,
                 window_micros=self.window_micros,
+                horizon=self.horizon,  # an implausible time never moves the watermark
             )
             latest = int(micros[ok].max())
             self.watermark = latest if self.watermark is None else max(self.watermark, latest)

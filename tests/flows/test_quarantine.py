@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flows import demo
@@ -295,3 +296,93 @@ def test_divmon_run_is_refused_before_it_starts_prefect(monitor_dir: Path, monke
     assert code == 2 and started == []
     err = capsys.readouterr().err
     assert "another run holds the run lock" in err and "the first run" in err, err
+
+
+def _mis_dated(root: Path, name: str, n: int = N) -> Path:
+    """A producer's file with epoch numbers of 1e13 and no format: read as milliseconds, as
+    documented, its rows fall in the year 2286."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good = pq.read_table(_good(root, 0))
+    ts = pa.array(10_000_000_000_000 + np.arange(good.num_rows, dtype=np.int64) * 1_000)
+    path = root / "landing" / name
+    pq.write_table(good.set_column(0, "ts", ts), path)
+    return path
+
+
+def test_one_mis_dated_file_does_not_blind_alerting(monitor_dir: Path, caplog):
+    """Issue 26: a file dated 2286 used to be accepted (exit 0, no warning) and moved the alert
+    tracker's clock there, so every later real window counted as late: one critical per drifted
+    window, never a recovery. Now its rows are outside the plausibility horizon: the file is an
+    input failure named in the log, retried, quarantined; the next real drift is alerted and
+    recovered, and freshness is not fooled by it."""
+    root = monitor_dir
+    _mis_dated(root, "events-2286.parquet")
+    with caplog.at_level("WARNING"):
+        first = _run(root)
+    assert first.n_rows_read == N  # the good file's rows; the mis-dated file failed
+    (failed,) = first.failed_files
+    assert failed["file"] == "landing/events-2286.parquet" and failed["status"] == "failed"
+    assert "outside the plausibility horizon" in failed["reason"], failed
+    assert "2286-11-20" in failed["reason"] and "max_future 1d" in failed["reason"]
+    assert all(r["window_start"].year == 2026 for r in read_history(root / "history").to_pylist())
+    _run(root)
+    third = _run(root)
+    assert [f["status"] for f in third.failed_files] == ["quarantined"]
+    assert [a["severity"] for a in third.new_alerts] == ["input-error"]
+    tracker = StateStore(root / "history" / "_state", root=root).load().tracker
+    assert all(f["newest"] < "2027" for f in tracker["features"].values()), tracker
+
+    demo.write_stream_file(root / "landing", 1, n=N, drifted=True)
+    drifted = _run(root)
+    demo.write_stream_file(root / "landing", 2, n=N, drifted=False)
+    demo.write_stream_file(root / "landing", 3, n=N, drifted=False)
+    recovered = _run(root)
+    sent = [(a["feature"], a["severity"]) for a in drifted.new_alerts + recovered.new_alerts]
+    assert sorted(sent) == [
+        ("amount", "critical"),
+        ("amount", "recovered"),
+        ("country", "recovered"),
+        ("country", "warning"),
+    ], sent
+
+
+def test_rows_beyond_the_horizon_are_counted_and_named_once_per_file(monitor_dir: Path, caplog):
+    """A file with a few mis-dated rows is checked: those rows are in no window, counted, and
+    one log line names the file and the first such row; the records are those of the file
+    without them, bit for bit."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.check_job import CheckJob, Source
+    from pipelines.local import run_check_local
+    from pipelines.spec import load_reference
+
+    root = monitor_dir
+    clean = _good(root, 0)
+    table = pq.read_table(clean)
+    late = pa.array(10**16 + np.arange(5, dtype=np.int64)).cast(table.schema.field("ts").type)
+    bad = table.slice(0, 5).set_column(0, "ts", late)  # 2286-11-20
+    mixed = root / "mixed" / "events-mixed.parquet"
+    mixed.parent.mkdir()
+    pq.write_table(pa.concat_tables([table, bad]), mixed, row_group_size=150)
+    clean = mixed.parent / "events-clean.parquet"  # the same batches, without the 5 rows
+    pq.write_table(table, clean, row_group_size=150)
+    profile = load_reference(str(root / "reference" / "reference.json"))
+
+    def check(path):
+        source = Source((str(path),))
+        job = CheckJob(profile, source, window="1h", timestamp_column="ts", run_id="r1")
+        return run_check_local(job)
+
+    with caplog.at_level("WARNING", logger="pipelines.local"):
+        got = check(mixed)
+    want = check(clean)
+    lines = [r.getMessage() for r in caplog.records if "implausible" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert str(mixed) in lines[0] and f"first at row {N}" in lines[0], lines
+    assert "5 row(s) with an implausible event time" in lines[0] and "2286-11-20" in lines[0]
+    assert got.metrics["implausible_event_time"] == 5 and got.metrics["no_event_time"] == 5
+    same = [repr(t.drop(["created_at"]).to_pylist()) for t in (got.records, want.records)]
+    assert same[0] == same[1]  # (repr: NaN fields compare equal)
