@@ -236,7 +236,13 @@ def parse_event_times(
     ``horizon``: a time outside it is not plausible; its row counts as without one.
     """
     arr = _as_arrow(col)
-    micros, ok = _to_micros(arr, name, fmt)
+    try:
+        micros, ok = _to_micros(arr, name, fmt)
+    except ValueError as exc:  # not a time at all: name the file, when known
+        path = source_of(batch)[0] if batch is not None else None
+        if path is None:
+            raise
+        raise ValueError(f"{path}: {exc}") from None
     ok &= (micros >= MIN_MICROS) & (micros <= MAX_MICROS - int(window_micros))
     implausible = None
     if horizon is not None:

@@ -59,6 +59,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CsvConfig(_Section):
+    delimiter: str | None = Field(
+        None, description="field delimiter; default: sniffed from each file's first KiB"
+    )
+    quote: str = Field('"', description='quote character ("" for none)')
+    encoding: str = Field("utf-8", description="text encoding, e.g. latin-1")
+    header: bool = Field(True, description="the first line names the columns")
+    names: list[str] = Field(default_factory=list, description="column names when header = false")
+
+    @model_validator(mode="after")
+    def _check_dialect(self) -> CsvConfig:
+        self.dialect()
+        return self
+
+    def dialect(self) -> Any:
+        """The ``pipelines.io.CsvDialect`` the readers use."""
+        from pipelines.io import CsvDialect
+
+        return CsvDialect(self.delimiter, self.quote, self.encoding, self.header, tuple(self.names))
+
+
 class SourceConfig(_Section):
     paths: list[str] = Field(min_length=1, description="files or glob patterns of new data")
     format: Literal["parquet", "csv", "jsonl"] | None = None
@@ -68,6 +89,9 @@ class SourceConfig(_Section):
     )
     quarantine_after: int = Field(
         3, ge=1, le=100, description="failed runs of a file before it is quarantined"
+    )
+    csv: CsvConfig | None = Field(
+        None, description="CSV dialect: delimiter, quote, encoding, header (docs/reliability.md)"
     )
     max_future: str = Field(
         "1d",

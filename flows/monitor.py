@@ -94,7 +94,11 @@ def _run_check(
 
     job = CheckJob(
         profile,
-        Source(tuple(paths), input_format=config.source.format),
+        Source(
+            tuple(paths),
+            input_format=config.source.format,
+            csv=config.source.csv.dialect() if config.source.csv else None,
+        ),
         window=config.window.size,
         timestamp_column=config.source.timestamp_column,
         timestamp_format=config.source.timestamp_format,

@@ -104,6 +104,7 @@ def build_check_pipeline(
         batches = pipeline | "Read" >> pio.ReadBatches(
             list(source.inputs),
             input_format=source.input_format,
+            csv=source.csv,
             columns=job.columns(profile),
             numeric=[n for n, fp in profile.features.items() if fp.kind == "numeric"],
             require_columns=False,

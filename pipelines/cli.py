@@ -97,6 +97,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--allowed-lateness", help="streaming: how late data may still count")
     check.add_argument("--input-format", choices=["parquet", "csv", "jsonl"])
+    check.add_argument(
+        "--csv-delimiter",
+        help="CSV field delimiter, e.g. ';' or '\\t' (default: sniffed from each file's first "
+        "KiB, and logged)",
+    )
+    check.add_argument("--csv-quote", help="CSV quote character (default '\"'; '' for none)")
+    check.add_argument("--csv-encoding", help="CSV text encoding (default utf-8), e.g. latin-1")
+    check.add_argument(
+        "--csv-no-header",
+        action="store_true",
+        help="CSV files have no header line (columns f0, f1, ...)",
+    )
     check.add_argument("--run-id")
     check.add_argument("--jsonl", action="store_true", help="also write JSON Lines")
     check.add_argument(

@@ -115,11 +115,13 @@ class BatchSource:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         read_bytes: int | None = None,
         require_columns: bool = True,
+        csv: Any = None,
     ) -> None:
         from pipelines import io as pio
 
         self._files = list(files)
         self._format = input_format
+        self._csv = csv  # pipelines.io.CsvDialect (None: CSV delimiters sniffed)
         self._numeric = tuple(numeric)
         self._budget = cache_bytes
         self._read_bytes = READ_BYTES if read_bytes is None else read_bytes
@@ -165,6 +167,7 @@ class BatchSource:
             numeric=[n for n in self._numeric if n in set(columns)],
             require_columns=self._require,
             opened=self._opened,
+            csv=self._csv,
         )
         key = tuple(columns)
         start = 0
@@ -381,6 +384,7 @@ def run_check_local(job: Any) -> Any:
     src = BatchSource(
         expand_local(job.source.inputs),
         input_format=job.source.input_format,
+        csv=job.source.csv,
         numeric=numeric,
         cache_bytes=0,
         require_columns=False,

@@ -51,6 +51,14 @@ class InputOptions(PipelineOptions):
             help="input format (default: from the file suffix)",
         )
         parser.add_argument(
+            "--csv_delimiter", default=None, help="CSV delimiter (default: sniffed per file)"
+        )
+        parser.add_argument("--csv_quote", default=None, help="CSV quote character ('' for none)")
+        parser.add_argument("--csv_encoding", default=None, help="CSV encoding (default utf-8)")
+        parser.add_argument(
+            "--csv_no_header", action="store_true", default=False, help="CSV without header line"
+        )
+        parser.add_argument(
             "--pubsub_subscription",
             default=None,
             help="projects/P/subscriptions/S: JSON messages (streaming)",

@@ -41,6 +41,7 @@ class Source:
     watch_directory: str | None = None
     watch_interval: float = 5.0
     watch_stop_after: float | None = None
+    csv: Any = None  # pipelines.io.CsvDialect of CSV inputs (None: the delimiter is sniffed)
 
     @property
     def pubsub(self) -> bool:
@@ -64,7 +65,17 @@ class Source:
             getattr(options, "watch_directory", None),
             float(getattr(options, "watch_interval", None) or 5.0),
             getattr(options, "watch_stop_after", None),
+            _csv_dialect(options),
         )
+
+
+def _csv_dialect(options: Any) -> Any:
+    from pipelines.io import CsvDialect, InputError
+
+    try:
+        return CsvDialect.from_options(options)
+    except InputError as exc:
+        raise CheckJobError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -95,7 +106,7 @@ class CheckJob:
     # most that long before it; "off" (or None) lifts a bound.
     max_future: str | float | None = DEFAULT_MAX_FUTURE
     max_age: str | float | None = None
-    now: float = field(default_factory=time.time)
+    now: float = field(default_factory=time.time, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("window", "allowed_lateness"):

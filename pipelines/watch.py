@@ -74,6 +74,7 @@ class DirectoryWatcher:
     no_event_time: int = 0
     timestamp_format: str | None = None
     horizon: Horizon | None = None  # plausible event times (the wall clock at each batch)
+    csv: Any = None  # pipelines.io.CsvDialect of CSV files (None: delimiters sniffed)
 
     @classmethod
     def for_job(cls, job: CheckJob) -> DirectoryWatcher:
@@ -94,6 +95,7 @@ class DirectoryWatcher:
             job.policy,
             timestamp_format=job.timestamp_format,
             horizon=job.horizon(),
+            csv=job.source.csv,
         )
 
     @property
@@ -129,6 +131,7 @@ class DirectoryWatcher:
             tasks = pio.plan_reads(
                 [path],
                 input_format=self.input_format,
+                csv=self.csv,
                 columns=columns,
                 numeric=numeric,
                 require_columns=False,

@@ -194,3 +194,24 @@ def test_monitor_on_a_bad_disk_fails_cleanly_and_recovers(tmp_path: Path, tmpfs:
     state = StateStore(config.state_dir, root=root).load()
     assert state.pending is None and len(state.ledger) == 2
     assert list((root / "history").rglob("*.tmp")) == []
+
+
+def test_check_reads_a_semicolon_csv_and_names_the_file_when_the_dialect_is_wrong(workdir: Path):
+    """Issue 26: ``feature 'ts' is not a column of the input (columns: ts;amount;country)``,
+    without the file, was all a semicolon CSV got. The delimiter is now sniffed (and logged)
+    when not given, set with --csv-delimiter, and a wrong one's error names the file."""
+    table = pq.read_table(next(iter(sorted((workdir / "refdata").glob("*.parquet")))))
+    lines = ["ts;amount;country"] + [
+        f"{r['ts'].isoformat()};{r['amount']};{r['country']}"
+        for r in table.slice(0, 500).to_pylist()
+    ]
+    (workdir / "semi.csv").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    args = ("check", "-r", "ref.json", "-i", "semi.csv", "--window", "1h", "--timestamp-column")
+    out = _divmon(*args, "ts", cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    assert "semi.csv: CSV delimiter ';' (sniffed from the first KiB" in out.stderr
+    wrong = _divmon(*args, "ts", "--csv-delimiter", "|", "--csv-encoding", "latin-1", cwd=workdir)
+    assert wrong.returncode == 2
+    (line,) = _error_lines(wrong.stderr)
+    want = "semi.csv: feature 'ts' is not a column of the input (columns: ts;amount;country)"
+    assert line.startswith(f"divmon check: error: {want}; is the CSV delimiter right?"), line
