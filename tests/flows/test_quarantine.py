@@ -298,14 +298,14 @@ def test_divmon_run_is_refused_before_it_starts_prefect(monitor_dir: Path, monke
     assert "another run holds the run lock" in err and "the first run" in err, err
 
 
-def _mis_dated(root: Path, name: str, n: int = N) -> Path:
+def _mis_dated(root: Path, name: str) -> Path:
     """A producer's file with epoch numbers of 1e13 and no format: read as milliseconds, as
     documented, its rows fall in the year 2286."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    good = pq.read_table(_good(root, 0))
-    ts = pa.array(10_000_000_000_000 + np.arange(good.num_rows, dtype=np.int64) * 1_000)
+    good = demo.synth_frame(np.random.default_rng(7), N, demo.START)
+    ts = pa.array(10_000_000_000_000 + np.arange(N, dtype=np.int64) * 1_000)
     path = root / "landing" / name
     pq.write_table(good.set_column(0, "ts", ts), path)
     return path
@@ -315,23 +315,30 @@ def test_one_mis_dated_file_does_not_blind_alerting(monitor_dir: Path, caplog):
     """Issue 26: a file dated 2286 used to be accepted (exit 0, no warning) and moved the alert
     tracker's clock there, so every later real window counted as late: one critical per drifted
     window, never a recovery. Now its rows are outside the plausibility horizon: the file is an
-    input failure named in the log, retried, quarantined; the next real drift is alerted and
-    recovered, and freshness is not fooled by it."""
+    input failure named in the log, retried, quarantined; freshness is not fooled by it; the
+    next real drift is alerted and recovered."""
     root = monitor_dir
+    _good(root, 0)
+    assert _run(root).ok
+    store = StateStore(root / "history" / "_state", root=root)
+    seen = store.load().freshness["last_data_at"]
     _mis_dated(root, "events-2286.parquet")
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("ERROR"):
         first = _run(root)
-    assert first.n_rows_read == N  # the good file's rows; the mis-dated file failed
+    assert first.n_rows_read == 0 and first.run_ids  # planned, then taken out of the batch
     (failed,) = first.failed_files
     assert failed["file"] == "landing/events-2286.parquet" and failed["status"] == "failed"
     assert "outside the plausibility horizon" in failed["reason"], failed
     assert "2286-11-20" in failed["reason"] and "max_future 1d" in failed["reason"]
+    assert any("events-2286.parquet" in r.getMessage() for r in caplog.records)
+    assert store.load().freshness["last_data_at"] == seen  # no sign of life
     assert all(r["window_start"].year == 2026 for r in read_history(root / "history").to_pylist())
     _run(root)
     third = _run(root)
     assert [f["status"] for f in third.failed_files] == ["quarantined"]
-    assert [a["severity"] for a in third.new_alerts] == ["input-error"]
-    tracker = StateStore(root / "history" / "_state", root=root).load().tracker
+    # the input error; and, the mis-dated rows being no sign of life, the feed is stale
+    assert [a["severity"] for a in third.new_alerts] == ["input-error", "stale"]
+    tracker = store.load().tracker
     assert all(f["newest"] < "2027" for f in tracker["features"].values()), tracker
 
     demo.write_stream_file(root / "landing", 1, n=N, drifted=True)
@@ -341,6 +348,7 @@ def test_one_mis_dated_file_does_not_blind_alerting(monitor_dir: Path, caplog):
     recovered = _run(root)
     sent = [(a["feature"], a["severity"]) for a in drifted.new_alerts + recovered.new_alerts]
     assert sorted(sent) == [
+        ("__feed__", "recovered"),  # real data again: the feed is fresh
         ("amount", "critical"),
         ("amount", "recovered"),
         ("country", "recovered"),
