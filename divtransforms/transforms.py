@@ -102,8 +102,7 @@ class WindowStats:
 class _SplitByWindowFn(beam.DoFn):
     """Rows -> their event-time windows; rows without a usable event time are counted (Beam
     metric ``divtransforms/no_event_time``) and logged once per batch, naming file and row, as
-    are rows outside the plausibility ``horizon`` (also ``implausible_event_time``). With
-    ``per_file``, ``(file, (rows, implausible rows))`` go to the output tagged ``files``."""
+    are rows outside the plausibility ``horizon`` (also ``implausible_event_time``)."""
 
     def __init__(
         self,
@@ -111,14 +110,17 @@ class _SplitByWindowFn(beam.DoFn):
         size_micros: int,
         fmt: str | None = None,
         horizon: Horizon | None = None,
-        per_file: bool = False,
     ) -> None:
         self._column, self._size, self._fmt = timestamp_column, size_micros, fmt
-        self._horizon, self._per_file = horizon, per_file
+        self._horizon = horizon
         self._bad = Metrics.counter(NAMESPACE, "no_event_time")
         self._implausible = Metrics.counter(NAMESPACE, "implausible_event_time")
 
     def process(self, batch: Any) -> Iterator[beam_window.TimestampedValue]:
+        parts, _ = self._split(batch)
+        yield from parts
+
+    def _split(self, batch: Any) -> tuple[list[beam_window.TimestampedValue], Any]:
         from apache_beam.utils.timestamp import Timestamp
 
         parts, bad = split_by_window(batch, self._column, self._size, self._fmt, self._horizon)
@@ -127,14 +129,20 @@ class _SplitByWindowFn(beam.DoFn):
             if bad.implausible:
                 self._implausible.inc(bad.implausible)
             _LOG.warning("%s", bad.message())
-        for start, part in parts:
-            yield beam_window.TimestampedValue(part, Timestamp(micros=start))
-        if self._per_file:  # per file: rows, and rows outside the horizon
-            path, _ = source_of(batch)
-            if path is not None:
-                n = batch.num_rows if hasattr(batch, "num_rows") else num_rows(batch)
-                gone = bad.implausible if bad is not None else 0
-                yield beam.pvalue.TaggedOutput(_FILES, (path, (n, gone)))
+        return [beam_window.TimestampedValue(p, Timestamp(micros=s)) for s, p in parts], bad
+
+
+class _SplitByWindowPerFileFn(_SplitByWindowFn):
+    """:class:`_SplitByWindowFn` that also gives, per batch, ``(file, (rows, rows outside the
+    horizon))`` on the output tagged ``files`` (bounded inputs)."""
+
+    def process(self, batch: Any) -> Iterator[Any]:
+        parts, bad = self._split(batch)
+        yield from parts
+        path, _ = source_of(batch)
+        if path is not None:
+            gone = bad.implausible if bad is not None else 0
+            yield beam.pvalue.TaggedOutput(_FILES, (path, (num_rows(batch), gone)))
 
 
 _FILES = "files"
@@ -192,9 +200,9 @@ class AssignWindows(beam.PTransform):
             return batches
         size = round(self._seconds * 1e6)
         if self._column:
-            per_file = self._horizon is not None and batches.is_bounded
-            fn = _SplitByWindowFn(self._column, size, self._fmt, self._horizon, per_file)
-            if per_file:  # a file whose rows are all implausible fails the job, by name
+            if self._horizon is not None and batches.is_bounded:
+                # a file whose rows are all implausible fails the job, by name
+                fn = _SplitByWindowPerFileFn(self._column, size, self._fmt, self._horizon)
                 split = batches | "SplitByWindow" >> beam.ParDo(fn).with_outputs(
                     _FILES, main="rows"
                 )
@@ -205,6 +213,7 @@ class AssignWindows(beam.PTransform):
                     | "PlausibleFiles" >> beam.FlatMap(_fail_implausible_file)
                 )
             else:
+                fn = _SplitByWindowFn(self._column, size, self._fmt, self._horizon)
                 batches = batches | "SplitByWindow" >> beam.ParDo(fn)
         early = beam_trigger.AfterProcessingTime(self._early) if self._early else None
         return batches | "Window" >> beam.WindowInto(
