@@ -436,10 +436,17 @@ def run_check_command(
         write_state_file(job.mle_state_out, result.mle_state)
     print(format_summary(result.per_feature))
     excluded = result.metrics.get("no_event_time", 0)
-    if excluded:
+    implausible = result.metrics.get("implausible_event_time", 0)
+    if excluded - implausible:
         print(
-            f"{excluded} row(s) had no usable event time in {job.timestamp_column!r} and are in "
-            "no window (the log names the first per file; see --timestamp-format)"
+            f"{excluded - implausible} row(s) had no usable event time in "
+            f"{job.timestamp_column!r} and are in no window (the log names the first per file; "
+            "see --timestamp-format)"
+        )
+    if implausible:
+        print(
+            f"{implausible} row(s) had an event time outside the plausibility horizon and are "
+            "in no window (the log names the first per file; see --max-future, --max-age)"
         )
     return result
 

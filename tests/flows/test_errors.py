@@ -215,3 +215,25 @@ def test_check_reads_a_semicolon_csv_and_names_the_file_when_the_dialect_is_wron
     (line,) = _error_lines(wrong.stderr)
     want = "semi.csv: feature 'ts' is not a column of the input (columns: ts;amount;country)"
     assert line.startswith(f"divmon check: error: {want}; is the CSV delimiter right?"), line
+
+
+def test_check_counts_rows_beyond_the_horizon_and_fails_a_file_of_only_those(workdir: Path):
+    """``divmon check``: rows dated 2286 (epoch ms of 1e13) are in no window, counted and
+    named; a file of nothing else is an error naming it."""
+    table = pq.read_table(next(iter(sorted((workdir / "refdata").glob("*.parquet")))))
+    rows = table.slice(0, 300).to_pylist()
+    lines = ["ts,amount,country"] + [
+        f"{int(r['ts'].timestamp() * 1000) if i < 290 else 10**13 + i},{r['amount']},{r['country']}"
+        for i, r in enumerate(rows)
+    ]
+    (workdir / "ms.csv").write_text("\n".join(lines) + "\n")
+    (workdir / "only-2286.csv").write_text("\n".join(lines[:1] + lines[-10:]) + "\n")
+    args = ("check", "-r", "ref.json", "--window", "1h", "--timestamp-column", "ts")
+    out = _divmon(*args, "-i", "ms.csv", cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    assert "10 row(s) had an event time outside the plausibility horizon" in out.stdout
+    assert "ms.csv: timestamp column 'ts': 10 row(s) with an implausible event time" in out.stderr
+    bad = _divmon(*args, "-i", "only-2286.csv", cwd=workdir)
+    assert bad.returncode == 2
+    (line,) = _error_lines(bad.stderr)
+    assert line.startswith("divmon check: error: only-2286.csv: all 10 row(s) have an event time")
