@@ -1,15 +1,17 @@
 # The divtransforms image: Dataflow workers and Prefect flow runs (docs/gcp.md).
 #
-#   docker build --target worker -t REGION-docker.pkg.dev/PROJECT/divmon/worker:TAG .
-#   docker build --target flow   -t REGION-docker.pkg.dev/PROJECT/divmon/flow:TAG .
+#   make image IMAGE_TARGET=worker IMAGE=REGION-docker.pkg.dev/PROJECT/divmon/worker:TAG
+#   make image IMAGE_TARGET=flow   IMAGE=REGION-docker.pkg.dev/PROJECT/divmon/flow:TAG
 #
-# worker: Apache Beam's Python 3.11 SDK image at the apache-beam version the project is tested
-#   with (tests/test_dockerfile.py checks the tag against the installed Beam), plus divtransforms;
+# BEAM_VERSION has no default: `make image` passes the apache-beam version pinned in
+# requirements.lock, the one source of the version the project is tested with
+# (tests/flows/test_dockerfile.py). By hand: --build-arg BEAM_VERSION=$(make -s beam-version).
+# worker: Apache Beam's Python 3.11 SDK image at that version, plus divtransforms;
 #   its entrypoint stays Beam's /opt/apache/beam/boot, as Dataflow's --sdk_container_image needs.
 # flow: the same layers with a plain entrypoint, for Prefect workers (docker, Cloud Run,
 #   Kubernetes pools) that run `divmon deploy`'s deployments; its Dataflow jobs can use the
 #   worker image, so flow and workers run the same code.
-ARG BEAM_VERSION=2.77.0
+ARG BEAM_VERSION
 
 FROM apache/beam_python3.11_sdk:${BEAM_VERSION} AS worker
 ARG BEAM_VERSION

@@ -9,16 +9,56 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: demo test test-fast test-faults bench bench-peers lint venv clean
+.PHONY: demo test test-fast test-latest test-faults bench bench-peers lint venv clean lock \
+	beam-version image fresh-clone
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs come from the lock file (requirements.lock, every extra, with hashes), so a fresh clone
+# gets exactly what CI tested; `make lock` refreshes it, `make test-latest` tries the newest versions
+# that pyproject.toml's ranges allow (docs/development.md).
+$(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run make PYTHON=python3)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -qq --upgrade pip
-	$(PIP) install -qq -e '.[all]'
+	$(PY) -m pip install -qq --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install -qq --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# The newest versions pyproject.toml's ranges allow, in a venv of their own, on the fast suite:
+# the check to run before `make lock`, so an upstream release is seen before users see it.
+LATEST ?= .venv-latest
+test-latest:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -qq --upgrade pip
+	$(LATEST)/bin/python -m pip install -qq --upgrade --upgrade-strategy eager -e '.[all]'
+	$(LATEST)/bin/python -m pip list --format=freeze > $(LATEST)/versions.txt
+	@$(LATEST)/bin/python -c "import sys; from importlib.metadata import version as v; \
+	  print('newest allowed:', ', '.join(f'{p} {v(p)}' for p in sys.argv[1:]))" \
+	  apache-beam prefect pyarrow numpy scipy pydantic
+	$(LATEST)/bin/python -m pytest $(TEST_OPTS) -m 'not slow and not browser'
+
+# Refreshes requirements.lock from pyproject.toml's ranges (every extra but the benchmark peers',
+# with hashes, for every platform), with uv from PyPI in the project venv. Run `make test-latest`
+# first; commit the lock with what changed (docs/development.md).
+lock: $(STAMP)
+	$(PY) -m pip install -qq uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra all --universal --python-version 3.11 \
+	  --generate-hashes --no-emit-index-url --no-emit-find-links --upgrade -o requirements.lock
+
+# The apache-beam version of the lock: the Dockerfile's BEAM_VERSION (`make image`).
+BEAM_VERSION = $(shell sed -n 's/^apache-beam==\([^ ;]*\).*/\1/p' requirements.lock)
+beam-version:
+	@echo $(BEAM_VERSION)
+
+IMAGE_TARGET ?= worker
+IMAGE ?= divmon-$(IMAGE_TARGET)
+image:
+	docker build --target $(IMAGE_TARGET) --build-arg BEAM_VERSION=$(BEAM_VERSION) -t $(IMAGE) .
+
+# The README's two commands on a fresh clone of HEAD in a temporary folder, with no pip cache.
+fresh-clone:
+	bash .ci/fresh-clone
 
 demo: $(STAMP)
 	$(PY) -m flows.demo
@@ -60,6 +100,8 @@ bench-peers:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check divtransforms pipelines flows tests benchmarks
 	$(VENV)/bin/ruff format --check divtransforms pipelines flows tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .prefect build *.egg-info .pytest_cache .hypothesis

@@ -3,10 +3,17 @@ reference, and running maximum-likelihood estimates.
 
 This package's top level is the core (numpy/pyarrow/scipy, no Beam): ``import divtransforms`` is
 cheap. The Beam transforms live in ``divtransforms.transforms``.
+
+``__all__`` holds what a user calls (``compare``, ``ReferenceProfile``, ``Policy``, the divergences,
+``read_records``, ...). Plumbing that other layers use (``drift_record``, ``accumulator_for``,
+``accumulator_from_dict``, ``bin_spec_from_dict``, ``js_bias``) is still importable from here and
+from its module (imported ``as`` itself), but is not part of the star-import API.
 """
 
-from divtransforms.bins import CategoricalBins, NumericBins, bin_spec_from_dict
-from divtransforms.compare import compare, drift_record
+from divtransforms.bins import CategoricalBins, NumericBins
+from divtransforms.bins import bin_spec_from_dict as bin_spec_from_dict
+from divtransforms.compare import compare
+from divtransforms.compare import drift_record as drift_record
 from divtransforms.divergence import (
     cross_entropy,
     entropy,
@@ -20,13 +27,15 @@ from divtransforms.histogram import Histogram
 from divtransforms.mle import (
     FAMILIES,
     Estimate,
-    accumulator_for,
-    accumulator_from_dict,
     model_kl,
 )
+from divtransforms.mle import accumulator_for as accumulator_for
+from divtransforms.mle import accumulator_from_dict as accumulator_from_dict
+from divtransforms.policy import FeaturePolicy, Policy, PolicyError
 from divtransforms.profile import FeatureProfile, ProfileError, ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, read_records, records_to_table
-from divtransforms.significance import homogeneity_test, js_bias, mean_test
+from divtransforms.significance import homogeneity_test, mean_test
+from divtransforms.significance import js_bias as js_bias
 
 __version__ = "0.1.0"
 
@@ -35,22 +44,20 @@ __all__ = [
     "FAMILIES",
     "CategoricalBins",
     "Estimate",
+    "FeaturePolicy",
     "FeatureProfile",
     "Histogram",
     "NumericBins",
+    "Policy",
+    "PolicyError",
     "ProfileError",
     "ReferenceProfile",
     "__version__",
-    "accumulator_for",
-    "accumulator_from_dict",
-    "bin_spec_from_dict",
     "compare",
     "cross_entropy",
-    "drift_record",
     "entropy",
     "hellinger",
     "homogeneity_test",
-    "js_bias",
     "js_distance",
     "js_divergence",
     "kl_divergence",

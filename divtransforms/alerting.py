@@ -147,7 +147,7 @@ class AlertTracker:
             live.newest, newest = None, None
         implausible = limit is not None and isinstance(end, datetime) and end > limit
         comparable = end is not None and type(end) is type(newest)
-        if implausible or (comparable and end < newest):
+        if implausible or (comparable and _earlier(end, newest)):
             late = self._late.setdefault(feature, _FeatureState())
             decision = self._step(late, record, severity, fp)
             return decision if decision is not None and decision.severity != "recovered" else None
@@ -219,6 +219,13 @@ class AlertTracker:
             if decision is not None:
                 out.append(decision)
         return out
+
+
+def _earlier(a: datetime | float | None, b: datetime | float | None) -> bool:
+    """``a < b`` for two instants of the same kind (two datetimes or two numbers)."""
+    if isinstance(a, datetime) and isinstance(b, datetime):
+        return a < b
+    return isinstance(a, float) and isinstance(b, float) and a < b
 
 
 def _instant(value: Any) -> datetime | float | None:

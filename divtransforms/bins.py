@@ -1,4 +1,5 @@
-"""Bin specifications fixed by the reference, so that every window is comparable (DESIGN.md s. 2).
+"""Bin specifications fixed by the reference, so that every window is comparable
+(docs/concepts.md, "Bins").
 
 Numeric bins (``NumericBins``) follow ``numpy.histogram``: K regular bins ``[e_i, e_i+1)`` with the
 last one closed ``[e_K-1, e_K]``, plus an underflow bin (``x < e_0``) and an overflow bin

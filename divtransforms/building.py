@@ -258,7 +258,7 @@ class ProfileBuilder:
             self._missing[name] = (miss + nan, inv + n_bad)
             if m is not None:
                 pm = self._mle[name]
-                self._mle[name] = m if pm is None else pm.merge(m)  # type: ignore[arg-type]
+                self._mle[name] = m if pm is None else pm.merge(m)
 
     def _add_quantiles(self, batch: Any, only: set[str] | None) -> None:
         def one(item: tuple[str, ExactQuantiles]) -> None:

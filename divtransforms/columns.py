@@ -23,6 +23,7 @@ __all__ = [
     "batch_columns",
     "column_kind",
     "column_of",
+    "duration_micros",
     "event_time_micros",
     "num_rows",
     "parse_duration",
@@ -112,6 +113,11 @@ def parse_duration(value: str | float | timedelta) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"a duration must be positive, got {value!r}")
     return seconds
+
+
+def duration_micros(value: str | float | timedelta) -> int:
+    """:func:`parse_duration` in whole microseconds, the unit of window starts and sizes."""
+    return round(parse_duration(value) * 1e6)
 
 
 def event_time_micros(

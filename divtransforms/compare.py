@@ -1,7 +1,8 @@
 """One call for notebooks and scripts: compare current data with a reference, get drift records.
 
 ``drift_record`` is the single place where a window's histogram and MLE statistics become a drift
-record (DESIGN.md section 6); the Beam transforms call it too, so both paths give the same records.
+record (docs/concepts.md, "Drift records"); the Beam transforms call it too, so both paths give
+the same records.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from divtransforms.columns import as_columns, batch_columns, parse_duration
+from divtransforms.columns import as_columns, batch_columns, duration_micros
 from divtransforms.divergence import divergences, entropy
-from divtransforms.eventtime import Horizon
 from divtransforms.histogram import Histogram
 from divtransforms.mle import (
     CategoricalMLE,
@@ -40,6 +40,8 @@ from divtransforms.window import (
     RunningEstimates,
     WindowCumulation,
     feature_stats_of_batch,
+    horizon_of,
+    known_columns,
     split_by_window,
     when,
 )
@@ -290,13 +292,13 @@ def _test_fields(
     """The record's ``tests``: ``significance.window_tests`` on the window and the reference."""
     ref_mle = fp.mle if isinstance(fp.mle, MomentMLE) else None
     win_mle = mle_window if isinstance(mle_window, MomentMLE) else None
-    both = ref_mle is not None and win_mle is not None
+    pair = (win_mle, ref_mle) if win_mle is not None and ref_mle is not None else None
     tests = window_tests(
         fp.family,
         histogram_test,
-        (moment_columns(win_mle.t), moment_columns(ref_mle.t)) if both else None,
-        (moment_columns(win_mle.dev), moment_columns(ref_mle.dev))
-        if both and win_mle.dev.n and ref_mle.dev.n
+        (moment_columns(pair[0].t), moment_columns(pair[1].t)) if pair else None,
+        (moment_columns(pair[0].dev), moment_columns(pair[1].dev))
+        if pair and pair[0].dev.n and pair[1].dev.n
         else None,
     )
     return [_test_dict(t) for t in tests]
@@ -329,7 +331,11 @@ def _mle_fields(
     # sigma: the dispersion test); categorical rows the two-proportion z-test of each category
     # (descriptive: categorical features are decided by the histogram); gamma's rows none.
     by_kind = {t["kind"]: t for t in tests}
-    per_category = category_tests(win, fp.mle) if isinstance(win, CategoricalMLE) else {}
+    per_category = (
+        category_tests(win, fp.mle)
+        if isinstance(win, CategoricalMLE) and isinstance(fp.mle, CategoricalMLE)
+        else {}
+    )
     params = []
     for k in ref_est.params:
         test = by_kind.get(_TESTED_BY.get(k, ""))
@@ -515,7 +521,7 @@ def compare(
         raise ValueError("a window needs a timestamp_column to read event times from")
     run_id = run_id or new_run_id()
     created = datetime.now(UTC)
-    known = {*reference.known_columns, *([timestamp_column] if timestamp_column else [])}
+    known = known_columns(reference, timestamp_column)
     features = {name: reference.features[name] for name in names}
     bad = None
     if window is None:
@@ -527,8 +533,8 @@ def compare(
                 f"timestamp column {timestamp_column!r} is not in the data "
                 f"(columns: {batch_columns(cols)})"
             )
-        size = round(parse_duration(window) * 1e6)
-        horizon = Horizon.of(max_future, max_age, created.timestamp())
+        size = duration_micros(window)
+        horizon = horizon_of(max_future, max_age, created.timestamp())
         parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format, horizon)
         if bad is not None:
             _log.warning("%s", bad.message())

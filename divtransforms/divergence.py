@@ -1,4 +1,5 @@
-"""Information-theoretic divergences between discrete distributions (DESIGN.md section 1).
+"""Information-theoretic divergences between discrete distributions
+(docs/concepts.md, "Quantities, units and direction").
 
 Every function takes counts or probabilities over the same bins, normalises them inside, and
 works on one pair (1-D inputs, a ``float`` result) or on many pairs at once (2-D inputs, one row

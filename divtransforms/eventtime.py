@@ -78,25 +78,12 @@ class Horizon:
     """The plausible event times: from ``now - max_age`` to ``now + max_future`` (seconds;
     ``None``: no bound on that side). ``now`` is the epoch second the bounds are relative to: a
     batch run fixes it when it starts (every worker judges alike); ``None`` reads the wall clock
-    at each check (a streaming or watching job, which runs for days)."""
+    at each check (a streaming or watching job, which runs for days). From durations:
+    :func:`divtransforms.window.horizon_of`."""
 
     max_future: float | None = 86_400.0
     max_age: float | None = None
     now: float | None = None
-
-    @classmethod
-    def of(
-        cls,
-        max_future: str | float | timedelta | None = DEFAULT_MAX_FUTURE,
-        max_age: str | float | timedelta | None = None,
-        now: float | None = None,
-    ) -> Horizon | None:
-        """From durations (``"1d"``, ``"36h"``, seconds; ``None`` or ``"off"``: no bound);
-        ``None`` when neither side is bounded."""
-        future, age = _bound(max_future, "max_future"), _bound(max_age, "max_age")
-        if future is None and age is None:
-            return None
-        return cls(future, age, now)
 
     def bounds(self) -> tuple[int, int]:
         """``(lowest, highest)`` plausible event time, microseconds since the epoch."""
@@ -115,17 +102,6 @@ class Horizon:
         if self.max_future is not None:
             parts.append(f"not after {_iso_of(hi)} (max_future {_span(self.max_future)})")
         return " and ".join(parts)
-
-
-def _bound(value: str | float | timedelta | None, name: str) -> float | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none", "")):
-        return None
-    from divtransforms.columns import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc} (or 'off')") from None
 
 
 def _iso_of(micros: int) -> str:

@@ -46,12 +46,19 @@ class Estimate:
 
 
 class MomentStats(Protocol):
-    """What a family reads of an accumulator (``mle.MomentMLE``)."""
+    """What a family reads of an accumulator (``mle.MomentMLE``); read-only."""
 
-    n: int
-    t: Moments
-    s: float
-    mean_lfact: float
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def t(self) -> Moments: ...
+
+    @property
+    def s(self) -> float: ...
+
+    @property
+    def mean_lfact(self) -> float: ...
 
     @property
     def mean(self) -> float: ...

@@ -1,4 +1,5 @@
-"""Running maximum-likelihood estimates from mergeable sufficient statistics (DESIGN.md s. 4).
+"""Running maximum-likelihood estimates from mergeable sufficient statistics
+(docs/concepts.md, "Running maximum-likelihood estimates").
 
 Every numeric family keeps the moments (n, mean, M2, M3, M4; ``divtransforms.moments.Moments``)
 of a transformed value ``t`` (``x`` itself, or ``log x`` for the lognormal), and those of the

@@ -3,7 +3,7 @@
 Plain Python + numpy/scipy (no Beam, no Prefect), so ``divmon check``, notebooks and the Prefect
 flows share one decision rule.
 
-The decision for one window (``Policy.assess``) follows DESIGN.md section 3. A window breaches when
+The decision for one window (``Policy.assess``) follows docs/policy.md. A window breaches when
 
 * it has at least ``min_samples`` samples (otherwise it is ``"insufficient"``), and
 * some test is significant after a weighted Bonferroni correction of the family-wise level

@@ -1,4 +1,5 @@
-"""The reference profile: bins, reference counts and MLE statistics per feature (DESIGN.md s. 5).
+"""The reference profile: bins, reference counts and MLE statistics per feature
+(docs/concepts.md, "Reference profiles").
 
 Saved as a versioned JSON document with a SHA-256 content hash over its canonical form; loading
 checks the version and the hash and names the file and the problem when either is wrong. The

@@ -206,7 +206,7 @@ def read_records(path: str | os.PathLike[str]) -> pa.Table:
     import pyarrow.dataset as ds
 
     loc = storage.location(path)
-    if storage.is_remote(loc):
+    if isinstance(loc, str):  # a bucket URL (storage.location keeps only URLs as text)
         return _read_remote_records(loc)
     if not loc.exists():
         raise RecordError(f"no drift records at {loc}")

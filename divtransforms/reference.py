@@ -33,7 +33,7 @@ __all__ = ["BuildReference", "infer_kinds"]
 _LOG = logging.getLogger(__name__)
 
 
-def _numeric_values(batch: Any, names: Sequence[str]) -> Iterator[tuple[str, list[float]]]:
+def _numeric_values(batch: Any, names: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
     for name in names:
         x, _ = to_float_array(column_of(batch, name), name)
         x = x[np.isfinite(x)]

@@ -1,4 +1,5 @@
-"""The tests that decide drift (DESIGN.md section 3), valid whatever the feature's true shape.
+"""The tests that decide drift, valid whatever the feature's true shape (docs/policy.md, "The
+tests").
 
 Every function here is vectorised (one row per window), so drift records, the policy and the
 calibration benchmark run the very same code.
@@ -225,8 +226,8 @@ def homogeneity_test(
     js = g / (2.0 * (n_a + n_b) * math.log(2.0))
     if pool:
         a, b = comparison_table(a, b, n_a, cells)
-    stat, dof = power_divergence(a, b)
-    stat, dof = float(stat), int(dof)
+    stats, dofs = power_divergence(a, b)
+    stat, dof = float(stats), int(dofs)
     if dof < 1:
         return HomogeneityTest(g, 0, 0.0, 1.0, js)
     return HomogeneityTest(g, dof, stat, float(special.chdtrc(dof, stat)), js)

@@ -47,8 +47,8 @@ def _string_buffers(arr: pa.Array) -> tuple[NDArray[np.int64], NDArray[np.uint8]
     """(offsets of the ``len + 1`` string bounds, the data bytes) of a string array."""
     wide = pa.types.is_large_string(arr.type)
     _, off_buf, data_buf = arr.buffers()
-    off = np.frombuffer(off_buf, dtype=np.int64 if wide else np.int32)
-    off = off[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
+    bounds = np.frombuffer(off_buf, dtype=np.int64 if wide else np.int32)
+    off = bounds[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
     data = (
         np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, np.uint8)
     )

@@ -46,13 +46,14 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 from divtransforms.columns import num_rows, parse_duration
 from divtransforms.combiners import NAMESPACE, FeatureStatsFn
 from divtransforms.compare import DEFAULT_ALPHA, Assessor, new_run_id, window_records
-from divtransforms.eventtime import EVENT_TIME_COLUMN, Horizon, ImplausibleFile, source_of
+from divtransforms.eventtime import Horizon, ImplausibleFile, source_of
 from divtransforms.profile import ReferenceProfile
 from divtransforms.window import (
     EPOCH,
     FeatureStats,
     RunningEstimates,
     WindowCumulation,
+    known_columns,
     split_by_window,
     when,
 )
@@ -269,7 +270,27 @@ class BinSamples(beam.PTransform):
 
 # -- running MLE --
 
+#: The tag of ``RunningMLE``'s cumulative-state output.
+STATE_TAG = "state"
 
+
+def _with_state_output(dofn: type[beam.DoFn]) -> type[beam.DoFn]:
+    """Types a cumulation DoFn's outputs: the main one ``(WindowStats, RunningEstimates)`` and
+    the tagged ``RunningMLE.STATE`` one, ``{feature: accumulator dict}``.
+
+    Beam 2.78 and later infer a DoFn's output type from what ``process`` yields, tagged outputs
+    included (``Union[TaggedOutput, ...]``), unless each tag is typed with a keyword of
+    ``with_output_types`` (tested on 2.77 and 2.78); releases without per-tag hints take the main
+    type alone."""
+    main = tuple[WindowStats, RunningEstimates]
+    if hasattr(beam.typehints.decorators.IOTypeHints, "tagged_output_types"):
+        hints = beam.typehints.with_output_types(main, **{STATE_TAG: dict[str, Any]})
+    else:  # a Beam without per-tag output hints
+        hints = beam.typehints.with_output_types(main)
+    return hints(dofn)
+
+
+@_with_state_output
 class _CumulateSortedFn(beam.DoFn):
     """Batch: all windows at once, in event-time order; emits (window, running) and the state."""
 
@@ -282,9 +303,10 @@ class _CumulateSortedFn(beam.DoFn):
             if ws.window_start is not None:
                 cumulation.fold(before=ws.window_start)  # earlier windows have all their panes
             yield (ws, cumulation.observe(ws.window_start, ws.window_end, ws.pane, ws.stats))
-        yield beam.pvalue.TaggedOutput(RunningMLE.STATE, cumulation.latest().to_state())
+        yield beam.pvalue.TaggedOutput(STATE_TAG, cumulation.latest().to_state())
 
 
+@_with_state_output
 class _CumulateStatefulFn(beam.DoFn):
     """Streaming: a :class:`WindowCumulation` in Beam state. When an on-time pane of window W
     arrives the watermark has passed W's end, so windows that ended more than the allowed
@@ -304,7 +326,7 @@ class _CumulateStatefulFn(beam.DoFn):
         if ws.on_time and ws.window_end is not None and ws.window_start is not None:
             cumulation.fold(before=ws.window_start, ended_before=ws.window_end - self._lateness)
         state.write(cumulation)
-        yield beam.pvalue.TaggedOutput(RunningMLE.STATE, cumulation.latest().to_state())
+        yield beam.pvalue.TaggedOutput(STATE_TAG, cumulation.latest().to_state())
 
 
 @beam.typehints.with_input_types(WindowStats)
@@ -317,7 +339,7 @@ class RunningMLE(beam.PTransform):
     are several windows or a seed.
     """
 
-    STATE = "state"
+    STATE = STATE_TAG
 
     def __init__(
         self,
@@ -374,7 +396,7 @@ class _RecordsFn(beam.DoFn):
         run_id: str,
         alpha: float,
         base: float,
-        policy: Assessor | None,
+        policy: Assessor | str | None,
     ) -> None:
         self._features = profile.features
         self._reference_id = profile.reference_id
@@ -458,11 +480,7 @@ class DriftMonitor(beam.PTransform):
             horizon=horizon,
         )
         # Columns a check expects besides the features (not reported as new columns).
-        self._known = {
-            *profile.known_columns,
-            EVENT_TIME_COLUMN,
-            *([timestamp_column] if timestamp_column else []),
-        }
+        self._known = known_columns(profile, timestamp_column)
         self._running = RunningMLE(
             profile, initial_state, streaming=streaming, allowed_lateness=allowed_lateness
         )

@@ -30,11 +30,17 @@ import pyarrow as pa
 
 from divtransforms import parallel
 from divtransforms.bins import to_float_array
-from divtransforms.columns import batch_columns, column_of, num_rows
-from divtransforms.eventtime import BadEventTimes, Horizon, parse_event_times
+from divtransforms.columns import batch_columns, column_of, num_rows, parse_duration
+from divtransforms.eventtime import (
+    DEFAULT_MAX_FUTURE,
+    EVENT_TIME_COLUMN,
+    BadEventTimes,
+    Horizon,
+    parse_event_times,
+)
 from divtransforms.histogram import Histogram
 from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_from_dict
-from divtransforms.profile import FeatureProfile
+from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.quality import ABSENT, merge_type_counts, type_label
 
 __all__ = [
@@ -44,6 +50,8 @@ __all__ = [
     "RunningEstimates",
     "WindowCumulation",
     "feature_stats_of_batch",
+    "horizon_of",
+    "known_columns",
     "mle_state_bytes",
     "parse_mle_state",
     "split_by_window",
@@ -75,6 +83,29 @@ def take_column(col: Any, idx: np.ndarray) -> Any:
     if isinstance(col, pa.Array | pa.ChunkedArray):
         return col.take(pa.array(idx, type=pa.int64()))
     return np.asarray(col)[idx]
+
+
+def horizon_of(
+    max_future: str | float | timedelta | None = DEFAULT_MAX_FUTURE,
+    max_age: str | float | timedelta | None = None,
+    now: float | None = None,
+) -> Horizon | None:
+    """The :class:`divtransforms.eventtime.Horizon` of durations (``"1d"``, ``"36h"``, seconds;
+    ``None`` or ``"off"``: no bound on that side) around ``now`` (epoch seconds; None: the wall
+    clock at each check); ``None`` when neither side is bounded."""
+    future, age = _horizon_bound(max_future, "max_future"), _horizon_bound(max_age, "max_age")
+    if future is None and age is None:
+        return None
+    return Horizon(future, age, now)
+
+
+def _horizon_bound(value: str | float | timedelta | None, name: str) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none", "")):
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc} (or 'off')") from None
 
 
 def split_by_window(
@@ -250,6 +281,21 @@ def feature_stats_of_batch(
     if known is not None:
         columns.update(_other_columns(batch, {*known, *features}))
     return FeatureStats(rows, hists, mles, columns)
+
+
+def known_columns(profile: ReferenceProfile, timestamp_column: str | None = None) -> frozenset[str]:
+    """The columns a check of ``profile`` expects, so not reported as new columns (the ``known``
+    of :func:`feature_stats_of_batch`): the reference's features and the columns it ignored, the
+    event time a streaming source attaches (``EVENT_TIME_COLUMN``) and the check's timestamp
+    column. Every driver of a check (``compare``, ``DriftMonitor``, the local engine, the
+    directory watcher) takes it from here."""
+    return frozenset(
+        {
+            *profile.known_columns,
+            EVENT_TIME_COLUMN,
+            *([timestamp_column] if timestamp_column else []),
+        }
+    )
 
 
 # -- running estimates --------------------------------------------------------------------------

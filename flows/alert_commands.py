@@ -64,8 +64,8 @@ def send_test_alerts(config: Any) -> dict[str, str | None]:
 
 
 def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
-    from flows.commands import prefect_defaults
     from flows.config import load_config
+    from flows.server import prefect_defaults
 
     config = load_config(args.config)
     if not config.notify:
@@ -106,8 +106,7 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
     config = load_config(args.config)
     if args.automations:
         from flows.automations import installed_automations
-        from flows.commands import prefect_defaults
-        from flows.server import prefect_api
+        from flows.server import prefect_api, prefect_defaults
 
         prefect_defaults()
         with prefect_api():
@@ -144,8 +143,8 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_uninstall(args: argparse.Namespace, extra: list[str]) -> int:
     from flows.automations import uninstall_automations
-    from flows.commands import prefect_defaults
     from flows.config import load_config
+    from flows.server import prefect_defaults
 
     config = load_config(args.config)
     prefect_defaults()

@@ -19,7 +19,6 @@ import inspect
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,12 +29,13 @@ from divtransforms import storage
 from divtransforms.alerting import AlertDecision
 from divtransforms.records import json_bytes
 from divtransforms.storage import ANY, PreconditionFailed, StorageError, StorageNotFound
+from flows.transport import event_id
 
 ALERT_LOG_VERSION = 1
 ALERTS_FILE = "_alerts.json"
 INPUT_ERROR = "input-error"  # severity of the alert about quarantined input files
 INPUT_ERROR_FEATURE = "(input files)"
-EVENT_NAMESPACE = uuid.UUID("6f1f4b7e-5b7a-4c55-9a59-3d5e0a1d7c11")
+FEED = "__feed__"  # the pseudo-feature of a feed's freshness alerts (flows.freshness)
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,6 @@ def dedup_key(
     return "|".join(
         [feature, _iso(window_start) or "-", _iso(window_end) or "-", severity, reference_id or "-"]
     )
-
-
-def event_id(key: str) -> uuid.UUID:
-    """Deterministic event id: the server drops a re-emitted duplicate."""
-    return uuid.uuid5(EVENT_NAMESPACE, key)
 
 
 def _num(value: Any) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from flows.config import MonitorConfig, NotifyConfig
 from flows.events import EVENT_PREFIX
-from flows.notify import resolve_secret
+from flows.secrets import resolve_secret
 
 log = logging.getLogger(__name__)
 INSTALLED_BLOCK_PREFIX = "divtransforms-"

@@ -10,6 +10,7 @@ records, a markdown summary of breaches and alerts, a link to the dashboard).
 # annotation (``MonitorConfig | None``) would then not resolve when Prefect validates the
 # parameters, and every scheduled run would fail.
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -174,15 +175,62 @@ def problems(out: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+class DriftCheckFailed(Exception):
+    """A ``drift_check`` run that did its work but could not finish it all: input files failed
+    (:class:`InputFilesFailed`) or alerts could not be delivered (:class:`DeliveryFailed`).
+
+    The flow raises it, so the flow run ends ``Failed`` with this message, a direct call or a
+    parent flow gets this exception, and ``divmon run`` maps it to its exit code. ``result`` is
+    the run's result document (as returned by a run that succeeded; also the flow run's
+    ``{name}-result`` artifact)."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Prefect may copy a flow's exception
+        return (type(self), (str(self), self.result))
+
+
+class InputFilesFailed(DriftCheckFailed):
+    """Input files failed (they are retried by the next run) or were quarantined."""
+
+
+class DeliveryFailed(DriftCheckFailed):
+    """Alerts could not all be delivered; they are kept in the outbox for the next run."""
+
+
+def failure_of(out: dict[str, Any]) -> DriftCheckFailed | None:
+    """The exception a run with this result document ends with (``None`` when it succeeded):
+    input files first, as in :func:`exit_code`."""
+    if out["ok"]:
+        return None
+    cls = InputFilesFailed if out["failed_files"] else DeliveryFailed
+    return cls(problems(out) or "the run did not finish its work", out)
+
+
+def publish_result(config: MonitorConfig, out: dict[str, Any]) -> None:
+    """The result document as a markdown artifact of the flow run (kept also when it failed)."""
+    text = json.dumps(out, indent=2, sort_keys=True, default=str)
+    create_markdown_artifact(
+        f"```json\n{text}\n```",
+        key=f"{_key(config.name)}-result",
+        description="The result document of this run",
+    )
+
+
 @flow(name="drift_check", log_prints=False, retries=0)
 def drift_check(config_path: str | None = None, config: MonitorConfig | None = None) -> Any:
     """Check the data that arrived since the last run against the reference; alert on drift.
 
     The monitor configuration is a TOML file (``config_path``) or the configuration itself
-    (``config``, as ``divmon deploy`` stores it in the deployment). Returns the result document;
-    when input files failed or alerts could not be delivered the flow run ends ``Failed`` with
-    a message saying so (the document is its data). A check run on Dataflow is a link artifact
-    (the job's console page) and in the document (``dataflow_jobs``)."""
+    (``config``, as ``divmon deploy`` stores it in the deployment). Returns the result document.
+    When input files failed or alerts could not be delivered the flow run ends ``Failed`` with a
+    message saying so and :class:`InputFilesFailed` or :class:`DeliveryFailed` as its data (both
+    :class:`DriftCheckFailed`, whose ``result`` is the document): a direct call or a parent flow
+    raises it. A
+    check run on Dataflow is a link artifact (the job's console page) and in the document
+    (``dataflow_jobs``); the document is also the artifact ``{name}-result``."""
     logger = get_run_logger()
     config = config_of(config_path, config)
     summary = run_monitor(
@@ -201,19 +249,23 @@ def drift_check(config_path: str | None = None, config: MonitorConfig | None = N
     out = outcome(summary)
     out["dashboard"] = str(dashboard) if dashboard else None
     out["history"] = str(config.history_dir)
-    if not out["ok"]:
-        return Failed(message=problems(out), data=out)
+    publish_result(config, out)
+    failure = failure_of(out)
+    if failure is not None:
+        # A Failed state with the exception as its data: every caller gets the exception (a
+        # direct call and a parent flow raise it, ``state.result()`` returns or raises it), and
+        # the log says what failed in one line, without the traceback of an expected outcome.
+        return Failed(message=str(failure), data=failure)
     return out
 
 
 def check_once(config_path: str) -> dict[str, Any]:
     """Run :func:`drift_check` once; its result document (also when the run ended ``Failed``
     for failed input files or deliveries). An error of the run itself is raised."""
-    state = drift_check(config_path, return_state=True)
-    out = state.result(raise_on_failure=False)
-    if isinstance(out, BaseException):
-        raise out
-    return out
+    try:
+        return drift_check(config_path)
+    except DriftCheckFailed as failed:
+        return failed.result
 
 
 def exit_code(out: dict[str, Any]) -> int:

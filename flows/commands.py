@@ -10,21 +10,9 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from flows.server import prefect_defaults
+
 log = logging.getLogger("divmon")
-
-
-def prefect_defaults() -> None:
-    """Settings the project uses for its own runs, unless the user set them (see docs/flows.md).
-
-    Also keeps httpx's INFO lines (one per request, with the full URL) out of the CLI's log:
-    notification URLs are secrets.
-    """
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(logging.WARNING)
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if "PREFECT_HOME" not in os.environ and not (Path.home() / ".prefect").exists():
-        os.environ["PREFECT_HOME"] = str(Path.cwd() / ".prefect")
 
 
 def _config_path(args: argparse.Namespace) -> str:

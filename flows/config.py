@@ -70,14 +70,21 @@ class CsvConfig(_Section):
 
     @model_validator(mode="after")
     def _check_dialect(self) -> CsvConfig:
-        self.dialect()
+        # the rules of pipelines.io.CsvDialect, which flows.monitor builds from this (not
+        # imported here: the dashboard reads configurations without the readers)
+        import codecs
+
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
+        if len(self.quote) > 1:
+            raise ValueError(f"quote must be one character (or empty), got {self.quote!r}")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r}") from None
+        if self.names and self.header:
+            raise ValueError("names are for files without a header line (header = false)")
         return self
-
-    def dialect(self) -> Any:
-        """The ``pipelines.io.CsvDialect`` the readers use."""
-        from pipelines.io import CsvDialect
-
-        return CsvDialect(self.delimiter, self.quote, self.encoding, self.header, tuple(self.names))
 
 
 class SourceConfig(_Section):
@@ -106,17 +113,17 @@ class SourceConfig(_Section):
     @field_validator("max_future", "max_age")
     @classmethod
     def _check_horizon(cls, value: str) -> str:
-        from divtransforms.eventtime import Horizon
+        from divtransforms.window import horizon_of
 
-        Horizon.of(value, None)  # the parser the jobs use; "off" lifts the bound
+        horizon_of(value, None)  # the parser the jobs use; "off" lifts the bound
         return value
 
     @property
     def max_future_seconds(self) -> float | None:
         """The horizon ahead of the wall clock, in seconds (None: off)."""
-        from divtransforms.eventtime import Horizon
+        from divtransforms.window import horizon_of
 
-        horizon = Horizon.of(self.max_future, None)
+        horizon = horizon_of(self.max_future, None)
         return None if horizon is None else horizon.max_future
 
 

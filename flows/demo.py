@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with AlertReceiver() as receiver, prefect_api():
         os.environ[WEBHOOK_ENV] = receiver.url
-        from flows.check import drift_check
+        from flows.check import DriftCheckFailed, drift_check
         from flows.reference import build_reference
 
         ref = build_reference(str(config_path))
@@ -181,24 +181,52 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 hour += 1
             receiver.fail_status = 503 if run == args.outage_run else None
-            out = drift_check(str(config_path))
-            down = " (receiver down: kept in the outbox)" if receiver.fail_status else ""
-            print(
-                f"[demo] run {run}: {len(arrived)} new file(s), {out['records']} records, "
-                f"{out['alerts']} new alert(s), {out['delivered']} delivered, "
-                f"{out['failed']} failed{down}"
-            )
+            try:
+                out = drift_check(str(config_path))
+            except DriftCheckFailed as failed:  # the planned outage: the flow run ends Failed
+                out = failed.result
+            print(run_line(run, len(arrived), out, outage=receiver.fail_status is not None))
         alerts = receiver.alerts()
+    return report(root, alerts, time.perf_counter() - t0)
+
+
+def run_line(run: int, n_files: int, out: dict, *, outage: bool) -> str:
+    """One line per check run: what arrived, what was recorded and what became of the alerts."""
+    line = (
+        f"[demo] run {run}: {n_files} new file(s), {out['records']} records, "
+        f"{out['alerts']} new alert(s), {out['delivered']} delivered, {out['failed']} failed"
+    )
+    if outage:
+        return line + " (receiver down: the run ends Failed, the alerts wait in the outbox)"
+    if out["delivered"] > out["alerts"]:
+        return line + f" ({out['delivered'] - out['alerts']} from the outbox)"
+    return line
+
+
+def report(root: Path, alerts: list[dict], seconds: float) -> int:
+    """Prints what the receiver got and where the outputs are; 0 when every alert in the alert
+    log reached the receiver exactly once, 1 (with the reason) otherwise."""
+    from flows.alerts import AlertLog
+
+    history = root / "history"
     print(f"[demo] the local receiver got {len(alerts)} alert(s):")
     for a in alerts:
         print(f"         {a.get('severity'):9s} {a.get('feature'):8s} {a.get('window_start')}")
-    history = root / "history"
+    logged = sorted(e["dedup_key"] for e in AlertLog.open(history).entries)
+    received = sorted(a["dedup_key"] for a in alerts)
     print(f"[demo] history:   {history}  (Parquet, partitioned by date)")
     print(f"[demo] alert log: {history / '_alerts.json'}")
     dashboard = root / "dashboard.html"
     if dashboard.exists():
         print(f"[demo] dashboard: {dashboard}")
-    print(f"[demo] done in {time.perf_counter() - t0:.0f} s")
+    if received != logged:
+        print(
+            f"[demo] FAILED: the alert log holds {len(logged)} alert(s) but the receiver got "
+            f"{len(received)} ({len(set(received))} distinct)"
+        )
+        return 1
+    print(f"[demo] each of the {len(logged)} alert(s) was delivered exactly once")
+    print(f"[demo] done in {seconds:.0f} s")
     return 0
 
 

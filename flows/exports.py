@@ -42,7 +42,7 @@ def export_url(cfg: ExportConfig, config: MonitorConfig | None = None) -> str:
     if cfg.url is not None:
         url = cfg.url
     else:
-        from flows.notify import resolve_secret
+        from flows.secrets import resolve_secret
 
         url = resolve_secret(f"export {cfg.key}", cfg.url_env, cfg.url_secret)
     prefix = "sqlite:///"

@@ -18,13 +18,11 @@ from typing import Any
 
 from divtransforms.alerting import AlertDecision
 from divtransforms.columns import parse_duration
-from flows.alerts import AlertLog
+from flows.alerts import FEED, AlertLog
 from flows.config import MonitorConfig
 from flows.state import MonitorState, StateStore
 
 __all__ = ["FEED", "freshness_stage"]
-
-FEED = "__feed__"
 
 
 def _now() -> datetime:

@@ -35,7 +35,7 @@ from typing import Any
 
 from divtransforms import storage
 from divtransforms.storage import FileInfo, PreconditionFailed, StorageError, StorageNotFound
-from flows.state import LockHeld, StateError
+from flows.locks import LockHeld, StateError
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from functools import cache
 from typing import Any
 
 from divtransforms.policy import judged_values
+from flows.alerts import FEED
 from flows.config import MonitorConfig
-from flows.freshness import FEED
 
 TEMPLATES = (
     "_headline.j2",

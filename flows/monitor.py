@@ -97,7 +97,7 @@ def _run_check(
         Source(
             tuple(paths),
             input_format=config.source.format,
-            csv=config.source.csv.dialect() if config.source.csv else None,
+            csv=_csv_dialect(config),
         ),
         window=config.window.size,
         timestamp_column=config.source.timestamp_column,
@@ -120,6 +120,16 @@ def _run_check(
     # On a remote runner the job writes to <temp_location>/divmon/<monitor>/<run id>/, which
     # run_check reads back and deletes (pipelines.remote.work_folder).
     return run_check(job, args, work_name=config.name, on_job=on_job)
+
+
+def _csv_dialect(config: MonitorConfig) -> Any:
+    """The ``[source] csv`` table as the readers' ``pipelines.io.CsvDialect`` (None: unset)."""
+    csv = config.source.csv
+    if csv is None:
+        return None
+    from pipelines.io import CsvDialect
+
+    return CsvDialect(csv.delimiter, csv.quote, csv.encoding, csv.header, tuple(csv.names))
 
 
 def check_stage(

@@ -10,31 +10,12 @@ URLs and keys are resolved when a message is sent and are never logged (``alerts
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from flows.alerts import Notifier, message
 from flows.config import MonitorConfig, NotifyConfig
-
-
-class SecretMissing(ValueError):
-    """A configured secret (environment variable or Secret block) is not available."""
-
-
-def resolve_secret(target: str, env: str | None, secret_block: str | None) -> str:
-    if env is not None:
-        value = os.environ.get(env)
-        if not value:
-            raise SecretMissing(f"notify {target!r}: environment variable {env} is not set")
-        return value
-    from prefect.blocks.system import Secret
-
-    try:
-        value = Secret.load(secret_block).get()
-    except ValueError as exc:
-        raise SecretMissing(f"notify {target!r}: Secret block {secret_block!r} not found") from exc
-    return str(value)
+from flows.secrets import resolve_secret
 
 
 def _webhook(cfg: NotifyConfig, entry: Mapping[str, Any], timeout: float) -> None:

@@ -34,6 +34,20 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def prefect_defaults() -> None:
+    """Settings the project uses for its own runs, unless the user set them (see docs/flows.md).
+
+    Also keeps httpx's INFO lines (one per request, with the full URL) out of the CLI's log:
+    notification URLs are secrets.
+    """
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(logging.WARNING)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if "PREFECT_HOME" not in os.environ and not (Path.home() / ".prefect").exists():
+        os.environ["PREFECT_HOME"] = str(Path.cwd() / ".prefect")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -42,20 +42,13 @@ from typing import Any, Protocol
 from divtransforms import storage
 from divtransforms.records import json_bytes
 from divtransforms.storage import ANY, PreconditionFailed, StorageError, StorageNotFound
+from flows.locks import LockHeld, StateError
 
 STATE_SCHEMA_VERSION = 2
 #: A file that fails this many runs in a row is quarantined.
 MAX_ATTEMPTS = 3
 FILE_STATUSES = ("checked", "failed", "quarantined")
 _DEFAULT_LEASE_SECONDS = 60.0  # flows.lease.DEFAULT_TTL_SECONDS (not imported: lease imports us)
-
-
-class StateError(ValueError):
-    """The state file is unreadable or from an incompatible version."""
-
-
-class LockHeld(StateError):
-    """Another run holds the monitor's run lock."""
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import Any
 
 from flows.config import MonitorConfig, NotifyConfig
 from flows.messages import Message
+from flows.secrets import resolve_secret
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 SENDGRID_URL = "https://api.sendgrid.com/v3/mail/send"
@@ -258,8 +259,6 @@ def _log_entries(config: MonitorConfig) -> list[dict[str, Any]]:
 def send_slack(
     config: MonitorConfig, cfg: NotifyConfig, entry: Mapping[str, Any], *, test: bool = False
 ) -> None:
-    from flows.notify import resolve_secret
-
     url = resolve_secret(cfg.name, cfg.url_env, cfg.url_secret)
     post_json(
         url,
@@ -272,8 +271,6 @@ def send_slack(
 def send_email(
     config: MonitorConfig, cfg: NotifyConfig, entry: Mapping[str, Any], *, test: bool = False
 ) -> None:
-    from flows.notify import resolve_secret
-
     key = resolve_secret(cfg.name, cfg.api_key_env, cfg.api_key_secret)
     payload = sendgrid_payload(Message.of(entry, config, test=test), cfg.sender or "", cfg.to)
     post_json(
@@ -292,8 +289,6 @@ def send_pagerduty(
     test: bool = False,
     entries: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
-    from flows.notify import resolve_secret
-
     routing_key = resolve_secret(cfg.name, cfg.routing_key_env, cfg.routing_key_secret)
     log_entries = _log_entries(config) if entries is None else entries
     key = incident_key(log_entries, entry)
@@ -310,8 +305,6 @@ def send_alertmanager(
     test: bool = False,
     entries: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
-    from flows.notify import resolve_secret
-
     base = cfg.api_url or resolve_secret(cfg.name, cfg.url_env, cfg.url_secret)
     log_entries = _log_entries(config) if entries is None else entries
     key = incident_key(log_entries, entry)

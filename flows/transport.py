@@ -20,13 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEDUP_HEADER = "X-Divtransforms-Dedup-Key"
+EVENT_NAMESPACE = uuid.UUID("6f1f4b7e-5b7a-4c55-9a59-3d5e0a1d7c11")
 
 T = TypeVar("T")
+
+
+def event_id(key: str) -> uuid.UUID:
+    """Deterministic event id: the server drops a re-emitted duplicate."""
+    return uuid.uuid5(EVENT_NAMESPACE, key)
 
 
 class DeliveryTimeout(TimeoutError):
@@ -35,8 +42,6 @@ class DeliveryTimeout(TimeoutError):
 
 def alert_headers(entry: Mapping[str, Any]) -> dict[str, str]:
     """The idempotency headers every delivery attempt of ``entry`` carries."""
-    from flows.alerts import event_id
-
     key = str(entry["dedup_key"])
     return {
         IDEMPOTENCY_HEADER: str(entry.get("event_id") or event_id(key)),

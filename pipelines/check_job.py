@@ -12,13 +12,11 @@ directory (runs until cancelled).
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,9 +24,16 @@ import pyarrow as pa
 
 from divtransforms.compare import new_run_id
 from divtransforms.profile import ReferenceProfile
-from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITIES, sort_records
+from divtransforms.records import DRIFT_RECORD_SCHEMA, sort_records
 from divtransforms.window import mle_state_bytes, parse_mle_state
-from pipelines.spec import CheckJob, CheckJobError, Source, load_reference
+from pipelines.spec import (
+    CheckJob,
+    CheckJobError,
+    CheckResult,
+    Source,
+    load_reference,
+    summarize,
+)
 
 __all__ = [
     "CheckJob",
@@ -45,22 +50,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-
-
-@dataclass
-class CheckResult:
-    """What a check produced. ``records`` has ``DRIFT_RECORD_SCHEMA``; ``mle_state`` is the
-    cumulative ``{feature: accumulator dict}`` to pass as ``mle_state`` to the next run."""
-
-    records: pa.Table
-    mle_state: dict[str, dict[str, Any]]
-    output_paths: list[str]
-    n_rows_read: int
-    per_feature: list[dict[str, Any]]
-    run_id: str
-    reference_id: str
-    metrics: dict[str, int] = field(default_factory=dict)
-    dataflow: Any = None  # pipelines.remote.DataflowJob when the job ran on Dataflow
 
 
 def load_mle_state(path: str) -> dict[str, dict[str, Any]]:
@@ -264,70 +253,6 @@ def run_streaming_check(
     build_check_pipeline(pipeline, job, profile, str(job.output), run_id, streaming=True)
     result, _ = submit(pipeline, options, wait=wait, on_job=on_job, logger=_LOG)
     return result
-
-
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-
-
-def summarize(records: pa.Table) -> list[dict[str, Any]]:
-    """Per feature: windows, samples (last pane per window), missing, invalid, worst JS,
-    smallest p-value, worst severity, worst quality severity and the schema issues' codes."""
-    rows = records.select(
-        [
-            "feature",
-            "kind",
-            "window_start",
-            "pane",
-            "n",
-            "n_missing",
-            "n_invalid",
-            "js_divergence",
-            "p_value",
-            "severity",
-            "quality_severity",
-            "schema_issues",
-        ]
-    ).to_pylist()
-    last: dict[tuple[str, Any], dict[str, Any]] = {}
-    for r in rows:
-        key = (r["feature"], r["window_start"])
-        if key not in last or r["pane"] > last[key]["pane"]:
-            last[key] = r
-    out: dict[str, dict[str, Any]] = {}
-    for (feature, _), r in sorted(last.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        s = out.setdefault(
-            feature,
-            {
-                "feature": feature,
-                "windows": 0,
-                "n": 0,
-                "n_missing": 0,
-                "n_invalid": 0,
-                "max_js": math.nan,
-                "min_p_value": math.nan,
-                "severity": None,
-                "quality": None,
-                "issues": [],
-                "kind": r["kind"],
-            },
-        )
-        s["windows"] += 1
-        s["n"] += r["n"]
-        s["n_missing"] += r["n_missing"]
-        s["n_invalid"] += r["n_invalid"]
-        for key, value, better in (
-            ("max_js", r["js_divergence"], max),
-            ("min_p_value", r["p_value"], min),
-        ):
-            if value is not None and not math.isnan(value):
-                s[key] = value if math.isnan(s[key]) else better(s[key], value)
-        for key, sev in (("severity", r["severity"]), ("quality", r["quality_severity"])):
-            if sev is not None and (s[key] is None or _RANK[sev] > _RANK[s[key]]):
-                s[key] = sev
-        for issue in r["schema_issues"] or []:
-            if issue["code"] not in s["issues"]:
-                s["issues"].append(issue["code"])
-    return list(out.values())
 
 
 def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:

@@ -101,15 +101,18 @@ class CsvDialect:
     def from_options(cls, options: Any) -> CsvDialect | None:
         """From ``--csv-delimiter``, ``--csv-quote``, ``--csv-encoding``, ``--csv-no-header``
         (None when none is given)."""
-        got = {
-            "delimiter": _unescape(getattr(options, "csv_delimiter", None)),
-            "quote": getattr(options, "csv_quote", None),
-            "encoding": getattr(options, "csv_encoding", None),
-        }
-        got = {k: v for k, v in got.items() if v is not None}
-        if getattr(options, "csv_no_header", False):
-            got["header"] = False
-        return cls(**got) if got else None
+        delimiter = _unescape(getattr(options, "csv_delimiter", None))
+        quote = getattr(options, "csv_quote", None)
+        encoding = getattr(options, "csv_encoding", None)
+        no_header = bool(getattr(options, "csv_no_header", False))
+        if delimiter is None and quote is None and encoding is None and not no_header:
+            return None
+        return cls(
+            delimiter,
+            cls.quote if quote is None else str(quote),
+            cls.encoding if encoding is None else str(encoding),
+            not no_header,
+        )
 
     def resolved(self, path: str) -> CsvDialect:
         """This dialect with the delimiter of ``path`` filled in (sniffed when not given)."""
@@ -364,7 +367,7 @@ def _check_columns(
     schema = names if isinstance(names, pa.Schema) else None
     have = list(schema.names if schema is not None else names)
     if not columns:
-        return None, []
+        return None, {}
     have_set = set(have)
     missing = [c for c in columns if c not in have_set]
     if missing and require:

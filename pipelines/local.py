@@ -31,6 +31,7 @@ import pyarrow as pa
 from divtransforms import parallel
 from divtransforms.building import ProfileBuilder
 from divtransforms.profile import ReferenceProfile
+from pipelines.spec import CheckJob, CheckResult, summarize
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -348,15 +349,14 @@ def can_check_locally(job: Any, pipeline_args: Sequence[str]) -> bool:
 
 
 @_on_every_core
-def run_check_local(job: Any) -> Any:
+def run_check_local(job: CheckJob) -> CheckResult:
     """``divmon check`` in this process: the Beam batch check's steps and results
     (``pipelines.check_job.run_check``) without Beam: windows split, each window's
     :class:`~divtransforms.window.FeatureStats` merged batch by batch, the running MLE folded in
     event-time order, ``compare.drift_record`` for every feature and window. One read, bounded
     memory (the statistics of the windows, not the data). Returns a ``CheckResult``."""
-    from divtransforms.columns import num_rows, parse_duration
+    from divtransforms.columns import duration_micros, num_rows
     from divtransforms.compare import new_run_id, records_over_windows
-    from divtransforms.eventtime import EVENT_TIME_COLUMN
     from divtransforms.records import (
         atomic_write_bytes,
         records_to_table,
@@ -368,10 +368,10 @@ def run_check_local(job: Any) -> Any:
         FeatureStats,
         RunningEstimates,
         feature_stats_of_batch,
+        known_columns,
         mle_state_bytes,
         split_by_window,
     )
-    from pipelines.check_job import CheckResult, summarize
     from pipelines.spec import load_reference
 
     t0 = time.perf_counter()
@@ -379,7 +379,7 @@ def run_check_local(job: Any) -> Any:
     features = profile.features
     reference_id = profile.reference_id  # a hash of the whole profile: once, not per record
     run_id = job.run_id or new_run_id()
-    size = round(parse_duration(job.window) * 1e6) if job.window else None
+    size = duration_micros(job.window) if job.window else None
     numeric = [n for n, fp in features.items() if fp.kind == "numeric"]
     src = BatchSource(
         expand_local(job.source.inputs),
@@ -389,11 +389,7 @@ def run_check_local(job: Any) -> Any:
         cache_bytes=0,
         require_columns=False,
     )
-    known = {
-        *profile.known_columns,
-        EVENT_TIME_COLUMN,
-        *([job.timestamp_column] if job.timestamp_column else []),
-    }
+    known = known_columns(profile, job.timestamp_column)
     extra = [c for c in job.columns(profile) if c not in features]  # the event time
     no_event_time, implausible, last = 0, 0, t0
     horizon = job.horizon()
@@ -405,7 +401,7 @@ def run_check_local(job: Any) -> Any:
         parts.append(windows)
         for batch in batches:
             if size is None:
-                split = [(None, batch)]
+                split: Sequence[tuple[int | None, Any]] = [(None, batch)]
             else:
                 split, bad = split_by_window(
                     batch, job.timestamp_column or "", size, job.timestamp_format, horizon

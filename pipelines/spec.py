@@ -1,21 +1,35 @@
 """What a check is: one frozen :class:`CheckJob` (reference, source, window, lateness, policy, MLE
 state, output), built once by ``divmon check``, ``python -m pipelines.check_job`` or the Prefect
 flow, and handed whole to :func:`pipelines.check_job.run_check` / ``run_streaming_check`` and the
-directory watcher. Beam-free, so building and validating a job costs no Beam import.
+directory watcher; and what it produced, a :class:`CheckResult` (with :func:`summarize`, its
+per-feature summary), whichever engine ran it. Beam-free, so building and validating a job costs no
+Beam import.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from divtransforms.columns import parse_duration
 from divtransforms.eventtime import DEFAULT_MAX_FUTURE, Horizon
 from divtransforms.profile import ReferenceProfile
+from divtransforms.records import SEVERITIES
+from divtransforms.window import horizon_of
 
-__all__ = ["CheckJob", "CheckJobError", "Source", "load_reference"]
+__all__ = [
+    "CheckJob",
+    "CheckJobError",
+    "CheckResult",
+    "Source",
+    "load_reference",
+    "summarize",
+]
 
 
 class CheckJobError(ValueError):
@@ -165,7 +179,7 @@ class CheckJob:
         """The plausible event times of this job (None: unbounded). A batch job's bounds are
         relative to ``now``; a streaming or watching job, which runs for days, reads the clock
         at each batch."""
-        return Horizon.of(
+        return horizon_of(
             self.max_future, self.max_age, None if self.source.streaming else self.now
         )
 
@@ -175,3 +189,83 @@ class CheckJob:
         if self.timestamp_column and self.timestamp_column not in cols:
             cols.append(self.timestamp_column)
         return cols
+
+
+@dataclass
+class CheckResult:
+    """What a check produced. ``records`` has ``DRIFT_RECORD_SCHEMA``; ``mle_state`` is the
+    cumulative ``{feature: accumulator dict}`` to pass as ``mle_state`` to the next run."""
+
+    records: pa.Table
+    mle_state: dict[str, dict[str, Any]]
+    output_paths: list[str]
+    n_rows_read: int
+    per_feature: list[dict[str, Any]]
+    run_id: str
+    reference_id: str
+    metrics: dict[str, int] = field(default_factory=dict)
+    dataflow: Any = None  # pipelines.remote.DataflowJob when the job ran on Dataflow
+
+
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def summarize(records: pa.Table) -> list[dict[str, Any]]:
+    """Per feature: windows, samples (last pane per window), missing, invalid, worst JS,
+    smallest p-value, worst severity, worst quality severity and the schema issues' codes."""
+    rows = records.select(
+        [
+            "feature",
+            "kind",
+            "window_start",
+            "pane",
+            "n",
+            "n_missing",
+            "n_invalid",
+            "js_divergence",
+            "p_value",
+            "severity",
+            "quality_severity",
+            "schema_issues",
+        ]
+    ).to_pylist()
+    last: dict[tuple[str, Any], dict[str, Any]] = {}
+    for r in rows:
+        window = (r["feature"], r["window_start"])
+        if window not in last or r["pane"] > last[window]["pane"]:
+            last[window] = r
+    out: dict[str, dict[str, Any]] = {}
+    for (feature, _), r in sorted(last.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        s = out.setdefault(
+            feature,
+            {
+                "feature": feature,
+                "windows": 0,
+                "n": 0,
+                "n_missing": 0,
+                "n_invalid": 0,
+                "max_js": math.nan,
+                "min_p_value": math.nan,
+                "severity": None,
+                "quality": None,
+                "issues": [],
+                "kind": r["kind"],
+            },
+        )
+        s["windows"] += 1
+        s["n"] += r["n"]
+        s["n_missing"] += r["n_missing"]
+        s["n_invalid"] += r["n_invalid"]
+        for key, value, better in (
+            ("max_js", r["js_divergence"], max),
+            ("min_p_value", r["p_value"], min),
+        ):
+            if value is not None and not math.isnan(value):
+                s[key] = value if math.isnan(s[key]) else better(s[key], value)
+        for key, sev in (("severity", r["severity"]), ("quality", r["quality_severity"])):
+            if sev is not None and (s[key] is None or _RANK[sev] > _RANK[s[key]]):
+                s[key] = sev
+        for issue in r["schema_issues"] or []:
+            if issue["code"] not in s["issues"]:
+                s["issues"].append(issue["code"])
+    return list(out.values())

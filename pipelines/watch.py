@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from divtransforms.columns import parse_duration
+from divtransforms.columns import duration_micros
 from divtransforms.compare import new_run_id, window_records
 from divtransforms.eventtime import Horizon, parse_event_times
 from divtransforms.records import atomic_write_bytes, records_to_table, write_records_parquet
@@ -36,6 +36,7 @@ from divtransforms.window import (
     RunningEstimates,
     WindowCumulation,
     feature_stats_of_batch,
+    known_columns,
     mle_state_bytes,
     split_by_window,
     when,
@@ -86,9 +87,9 @@ class DirectoryWatcher:
             load_reference(job.reference),
             str(job.source.watch_directory),
             str(job.output),
-            round(parse_duration(job.window) * 1e6),
+            duration_micros(job.window),
             job.timestamp_column,
-            round(parse_duration(lateness) * 1e6) if lateness else 0,
+            duration_micros(lateness) if lateness else 0,
             job.run_id or new_run_id(),
             job.source.input_format,
             job.mle_state,
@@ -100,7 +101,7 @@ class DirectoryWatcher:
 
     @property
     def known_columns(self) -> frozenset[str]:
-        return frozenset({*self.profile.known_columns, self.timestamp_column})
+        return known_columns(self.profile, self.timestamp_column)
 
     def __post_init__(self) -> None:
         self._cumulation = WindowCumulation(

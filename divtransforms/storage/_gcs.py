@@ -115,7 +115,7 @@ class GcsBackend:
         blob = self._blob(bucket, key)
         kwargs = {}
         if if_version is not ANY:
-            kwargs["if_generation_match"] = 0 if if_version is None else int(if_version)
+            kwargs["if_generation_match"] = 0 if if_version is None else int(str(if_version))
         try:
             blob.upload_from_string(data, content_type=content_type, timeout=TIMEOUT, **kwargs)
         except Exception as exc:

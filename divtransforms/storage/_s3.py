@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterator
+from typing import Any
 
 from divtransforms.storage import FileInfo, StorageError, StorageNotFound
 from divtransforms.storage._remote import (
@@ -60,7 +61,7 @@ class S3Backend:
         )
 
     def list(self, bucket: str, prefix: str, limit: int | None = None) -> Iterator[FileInfo]:
-        kwargs = {"Bucket": bucket, "Prefix": prefix}
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if limit is not None:
             kwargs["PaginationConfig"] = {"MaxItems": limit}
         try:

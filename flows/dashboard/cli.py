@@ -32,7 +32,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="monitor TOML (as for `divmon flow`): history, policy thresholds, title, output",
+        help="monitor TOML (as for `divmon run`): history, policy thresholds, title, output",
     )
     p.add_argument(
         "--output",

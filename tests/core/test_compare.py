@@ -246,3 +246,22 @@ def test_a_windows_records_equal_each_features_record_alone_to_the_bit():
         assert json.dumps(rec, default=str, sort_keys=True) == json.dumps(
             alone, default=str, sort_keys=True
         ), name
+
+
+def test_every_driver_expects_the_same_columns():
+    """The columns a check does not report as new come from one function: the features, the
+    columns the reference ignored, the event time a streaming source attaches and the timestamp
+    column. compare() left out the event time before; now a batch that carries it (as a Pub/Sub
+    source's does) gets no "new column" record for it, as in DriftMonitor and the local engine."""
+    from divtransforms.eventtime import EVENT_TIME_COLUMN
+    from divtransforms.window import known_columns
+
+    profile = ReferenceProfile.build({"x": np.arange(100.0), "id": np.arange(100)}, exclude=["id"])
+    assert known_columns(profile) == {"x", "id", EVENT_TIME_COLUMN}
+    assert known_columns(profile, "ts") == {"x", "id", EVENT_TIME_COLUMN, "ts"}
+    ts = pa.array([datetime(2024, 1, 1, tzinfo=UTC)] * 100, pa.timestamp("us", tz="UTC"))
+    data = {"x": np.arange(100.0), "id": np.arange(100), "ts": ts, "extra": np.ones(100)}
+    data[EVENT_TIME_COLUMN] = np.arange(100, dtype=np.int64)
+    table = compare(profile, data, timestamp_column="ts", window="1d")
+    assert sorted(table.column("feature").to_pylist()) == ["extra", "x"]
+    assert table.to_pylist()[0]["kind"] == "unprofiled"

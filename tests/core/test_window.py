@@ -106,10 +106,11 @@ def test_mle_state_file_round_trip_and_errors():
 
 
 def test_horizon_leaves_plausible_rows_alone_and_counts_the_rest():
-    from divtransforms.eventtime import Horizon, parse_event_times
+    from divtransforms.eventtime import parse_event_times
+    from divtransforms.window import horizon_of
 
     now = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
-    horizon = Horizon.of("1d", None, now)
+    horizon = horizon_of("1d", None, now)
     # epoch milliseconds: 1e13 is 2286; 0 is 1970 (a null written as 0: kept unless max_age)
     values = np.array([1_772_323_200e3, 1_772_409_599e3, 1e13, 0.0, 1_772_409_601e3])
     _, ok, bad = parse_event_times(values, "ts", horizon=horizon)
@@ -118,7 +119,7 @@ def test_horizon_leaves_plausible_rows_alone_and_counts_the_rest():
     assert bad.implausible_at == (2, "10000000000000.0 read as 2286-11-20T17:46:40+00:00")
     assert bad.row == 2  # no unparsable row: the first row reported is the first implausible
     assert "max_future 1d" in bad.message() and "2026-03-02T00:00:00" in bad.message()
-    aged = Horizon.of("1d", "3650d", now)
+    aged = horizon_of("1d", "3650d", now)
     _, ok, bad = parse_event_times(values, "ts", horizon=aged)
     assert ok.tolist() == [True, True, False, False, False] and bad.implausible == 3
     assert "not before 2016-03-03" in bad.message()
@@ -126,15 +127,16 @@ def test_horizon_leaves_plausible_rows_alone_and_counts_the_rest():
     plain, _, none = parse_event_times(values[:2], "ts")
     same, _, none2 = parse_event_times(values[:2], "ts", horizon=horizon)
     assert none is None and none2 is None and np.array_equal(plain, same)
-    assert Horizon.of("off", None) is None and Horizon.of(None, "off") is None
+    assert horizon_of("off", None) is None and horizon_of(None, "off") is None
     with pytest.raises(ValueError, match="max_future"):
-        Horizon.of("soon")
+        horizon_of("soon")
 
 
 def test_horizon_merges_with_unparsable_rows():
-    from divtransforms.eventtime import Horizon, parse_event_times
+    from divtransforms.eventtime import parse_event_times
+    from divtransforms.window import horizon_of
 
-    horizon = Horizon.of("1d", None, datetime(2026, 3, 1, tzinfo=UTC).timestamp())
+    horizon = horizon_of("1d", None, datetime(2026, 3, 1, tzinfo=UTC).timestamp())
     text = pa.array(["2026-02-01", "garbage", "9999-01-01", None])
     _, ok, bad = parse_event_times(text, "ts", horizon=horizon)
     assert ok.tolist() == [True, False, False, False]

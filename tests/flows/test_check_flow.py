@@ -130,6 +130,53 @@ def test_failed_delivery_is_delivered_by_the_next_run_once(
     assert {e["status"] for e in AlertLog.open(root / "history").entries} == {"delivered"}
 
 
+def test_a_failed_delivery_raises_the_documented_exception_for_every_caller(
+    monitor_dir: Path, receiver: AlertReceiver
+):
+    """A direct call, a parent flow and the flow run's state all see ``DeliveryFailed`` (never
+    Prefect's ``TypeError`` for a failed state it cannot turn into an exception), carrying the
+    result document, which is also the run's ``demo-result`` artifact."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from flows.check import DeliveryFailed, DriftCheckFailed, drift_check
+
+    root = monitor_dir
+    _arrive(root, [0, 1], drift_from=1)
+    receiver.fail_status = 503
+    with pytest.raises(DeliveryFailed, match=r"2 alert delivery\(ies\) failed") as direct:
+        drift_check(str(root / "monitor.toml"))
+    assert isinstance(direct.value, DriftCheckFailed)
+    assert direct.value.result["failed"] == 2 and direct.value.result["ok"] is False
+
+    # The outbox is retried by each later run: still failing, now in a subflow.
+
+    @flow
+    def parent() -> str:
+        try:
+            drift_check(str(root / "monitor.toml"))
+        except DeliveryFailed as exc:
+            return f"caught: {exc.result['failed']} failed"
+        return "not raised"
+
+    assert parent() == "caught: 2 failed"
+
+    state = drift_check(str(root / "monitor.toml"), return_state=True)
+    assert state.is_failed() and "alert delivery(ies) failed" in state.message
+    failed = state.result(raise_on_failure=False)
+    assert isinstance(failed, DeliveryFailed) and failed.result["failed"] == 2
+
+    import asyncio
+
+    async def artifact() -> dict:
+        async with get_client() as client:
+            latest = await client.read_latest_artifacts()
+        return {a.key: a for a in latest}
+
+    doc = asyncio.run(artifact())["demo-result"].data
+    assert doc.startswith("```json") and '"failed": 2' in doc and '"ok": false' in doc
+
+
 def test_killed_between_records_and_alerts_resumes_without_duplicates(
     monitor_dir: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
 ):

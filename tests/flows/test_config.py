@@ -114,7 +114,9 @@ def test_source_horizon_and_csv_dialect(tmp_path: Path):
     )
     config = _load(tmp_path, text)
     assert config.source.max_future_seconds == 36 * 3600 and config.source.max_age == "3650d"
-    assert config.source.csv.dialect() == CsvDialect(";", "'", "latin-1", True)
+    from flows.monitor import _csv_dialect
+
+    assert _csv_dialect(config) == CsvDialect(";", "'", "latin-1", True)
     off = _load(tmp_path, MINIMAL.replace("[reference]", 'max_future = "off"\n[reference]'))
     assert off.source.max_future_seconds is None
     for bad, key in (

@@ -1,7 +1,7 @@
 """The Dockerfile, checked offline (no docker here): its base image is Beam's Python SDK image at
-the installed apache-beam version and this Python, it copies everything the package needs, the
-worker stage keeps Beam's boot entrypoint (Dataflow's --sdk_container_image), and the package
-installs from exactly the files it copies."""
+the apache-beam version of the lock file (installed here, passed by ``make image``) and this
+Python, it copies everything the package needs, the worker stage keeps Beam's boot entrypoint
+(Dataflow's --sdk_container_image), and the package installs from exactly the files it copies."""
 
 from __future__ import annotations
 
@@ -40,19 +40,34 @@ def _stages() -> dict[str, list[str]]:
     return stages
 
 
-def _arg_default(name: str) -> str:
-    for ln in _lines():
-        m = re.match(rf"ARG\s+{name}=(\S+)$", ln)
-        if m:
-            return m.group(1)
-    raise AssertionError(f"no ARG {name}=... default in the Dockerfile")
+def _locked(package: str) -> str:
+    text = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    (version,) = re.findall(rf"^{re.escape(package)}==([^\s;]+)", text, re.MULTILINE)
+    return version
 
 
-def test_base_image_is_beams_sdk_image_at_the_installed_version():
-    version = _arg_default("BEAM_VERSION")
-    assert version == apache_beam.__version__, (
-        f"Dockerfile BEAM_VERSION {version} != installed apache-beam {apache_beam.__version__}"
+def test_base_image_is_beams_sdk_image_at_the_locked_version():
+    """One source sets the Beam version: the lock. The Dockerfile has no default of its own and
+    ``make image`` passes the locked version, which is the installed one."""
+    assert "ARG BEAM_VERSION" in _lines() and not any(
+        ln.startswith("ARG BEAM_VERSION=") for ln in _lines()
+    ), "the Dockerfile must take BEAM_VERSION from `make image` (the lock), not a default"
+    locked = _locked("apache-beam")
+    assert locked == apache_beam.__version__, (
+        f"requirements.lock pins apache-beam {locked} != installed {apache_beam.__version__}"
     )
+    make = subprocess.run(
+        ["make", "-s", "--no-print-directory", "beam-version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert make.stdout.strip() == locked
+    dry = subprocess.run(
+        ["make", "-n", "image"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert f"--build-arg BEAM_VERSION={locked}" in dry
     worker = _stages()["worker"]
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert worker[0] == f"FROM apache/beam_python{py}_sdk:${{BEAM_VERSION}} AS worker"
