@@ -18,14 +18,22 @@ the newest window it has seen. A window ending before it (late data, a backfill)
 own: it goes through a scratch state that starts clean, so late breaching windows still alert
 (with ``consecutive`` counted among the late windows themselves), but a late window never
 escalates, resolves or re-arms the current incident, and never sends a recovery.
+
+Only *plausible* windows set that clock: one ending more than ``max_future`` (one day by default)
+after the wall clock is judged like a late window and never becomes the newest, and a remembered
+newest window that far ahead (a state written before the event-time horizon existed, from a file
+whose epoch was read in the wrong unit) is forgotten, so one mis-dated window cannot turn every
+later real window into late data. Windows carrying numbers rather than times are not judged.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 from typing import Any
 
@@ -34,7 +42,10 @@ from divtransforms.records import SEVERITIES, SEVERITY_RANK
 
 __all__ = ["TRACKER_STATE_VERSION", "AlertDecision", "AlertTracker"]
 
+log = logging.getLogger(__name__)
+
 TRACKER_STATE_VERSION = 2
+DEFAULT_MAX_FUTURE_SECONDS = 86_400.0  # divtransforms.eventtime.DEFAULT_MAX_FUTURE
 _READABLE_VERSIONS = (1, 2)  # version 1 had no ``newest``: every window counts as new
 
 
@@ -71,9 +82,22 @@ class AlertTracker:
     recovery, enabled) and assesses records that carry no severity. ``"insufficient"`` windows
     are neutral: they neither extend nor break a streak. ``to_dict()`` / ``from_dict()`` persist
     the state (JSON, ``TRACKER_STATE_VERSION``).
+
+    ``max_future`` (seconds; None: no bound): a window ending later than that after ``now``
+    (epoch seconds; default: the wall clock when a record is fed) is not plausible and never
+    becomes the feature's newest window (module docstring).
     """
 
-    def __init__(self, policy: Policy | None = None, state: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        state: Mapping[str, Any] | None = None,
+        *,
+        max_future: float | None = DEFAULT_MAX_FUTURE_SECONDS,
+        now: float | None = None,
+    ):
+        self.max_future = max_future
+        self.now = now
         self.policy = policy or Policy()
         self._features: dict[str, _FeatureState] = {}
         self._late: dict[str, _FeatureState] = {}  # scratch states of late windows (not saved)
@@ -126,8 +150,19 @@ class AlertTracker:
             raise PolicyError(f"feature {feature!r}: unknown severity {severity!r}")
         live = self._features.setdefault(feature, _FeatureState())
         end, newest = _instant(record.get("window_end")), _instant(live.newest)
+        limit = self._limit()
+        if limit is not None and isinstance(newest, datetime) and newest > limit:
+            log.warning(
+                "alert tracker: feature %r's newest window ended %s, beyond the plausibility "
+                "horizon (%s); forgotten, so later windows are not taken for late data",
+                feature,
+                newest.isoformat(),
+                limit.isoformat(),
+            )
+            live.newest, newest = None, None
+        implausible = limit is not None and isinstance(end, datetime) and end > limit
         comparable = end is not None and type(end) is type(newest)
-        if comparable and _earlier(end, newest):
+        if implausible or (comparable and _earlier(end, newest)):
             late = self._late.setdefault(feature, _FeatureState())
             decision = self._step(late, record, severity, fp)
             return decision if decision is not None and decision.severity != "recovered" else None
@@ -175,6 +210,13 @@ class AlertTracker:
             what = "mean" if was == "mean" else "distribution"
             return alert("recovered", f"{feature}: {what} back within the persistent-drift bound")
         return None
+
+    def _limit(self) -> datetime | None:
+        """The latest plausible window end (None: no bound)."""
+        if self.max_future is None:
+            return None
+        now = time.time() if self.now is None else self.now
+        return datetime.fromtimestamp(now, UTC) + timedelta(seconds=self.max_future)
 
     @staticmethod
     def _step(

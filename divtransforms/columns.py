@@ -156,9 +156,16 @@ def column_of(batch: Any, name: str) -> Any:
             return batch.column(idx)
     elif isinstance(batch, Mapping) and name in batch:
         return batch[name]
+    from divtransforms.eventtime import source_of
+
+    path, _ = source_of(batch)  # the file, when a reader recorded it in the batch
+    have = batch_columns(batch)
+    hint = ""
+    if len(have) == 1 and any(c in have[0] for c in ";\t|,"):
+        hint = "; is the CSV delimiter right? (--csv-delimiter, [source] csv.delimiter)"
     raise MissingFeatureError(
-        f"feature {name!r} is not a column of the input (columns: "
-        f"{', '.join(batch_columns(batch))})"
+        f"{path + ': ' if path else ''}feature {name!r} is not a column of the input (columns: "
+        f"{', '.join(have)}){hint}"
     )
 
 

@@ -49,6 +49,7 @@ from divtransforms.window import (
     RunningEstimates,
     WindowCumulation,
     feature_stats_of_batch,
+    horizon_of,
     known_columns,
     split_by_window,
     when,
@@ -559,6 +560,8 @@ def compare(
     mle_state: Mapping[str, Mapping[str, Any]] | None = None,
     between_windows: bool | None = None,
     season: str | None = None,
+    max_future: str | float | timedelta | None = None,
+    max_age: str | float | timedelta | None = None,
 ) -> pa.Table:
     """Drift records of ``current`` against ``reference``, one per feature (and window).
 
@@ -569,7 +572,10 @@ def compare(
     ``mle_state`` (``{feature: accumulator dict}``) when given. Event times are parsed as
     ``divtransforms.eventtime.parse_event_times`` does (``timestamp_format`` for other layouts);
     rows without a usable one are left out, counted in the table's metadata
-    (``divtransforms.excluded_rows``) and logged. Each record's ``severity`` comes from ``policy``
+    (``divtransforms.excluded_rows``) and logged, as are rows whose event time is later than
+    ``max_future`` after now or, with ``max_age``, earlier than that before now (durations; both
+    off by default here, a monitor's ``[source] max_future`` is one day: docs/reliability.md).
+    Each record's ``severity`` comes from ``policy``
     (the default :class:`divtransforms.policy.Policy` unless given; ``None`` leaves it empty).
 
     A feature the data lacks gets a record with a ``missing_column`` schema issue; a column the
@@ -620,7 +626,8 @@ def compare(
                 f"(columns: {batch_columns(cols)})"
             )
         size = duration_micros(window)
-        parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format)
+        horizon = horizon_of(max_future, max_age, created.timestamp())
+        parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format, horizon)
         if bad is not None:
             _log.warning("%s", bad.message())
     records, _ = records_over_windows(
@@ -641,6 +648,7 @@ def compare(
         meta = dict(table.schema.metadata or {})
         meta[b"divtransforms.excluded_rows"] = json.dumps(
             {"count": bad.count, "reason": bad.message()}
+            | ({"implausible": bad.implausible} if bad.implausible else {})
         ).encode()
         table = table.replace_schema_metadata(meta)
     return table

@@ -16,6 +16,14 @@ A value that is missing, unparsable, or outside the years windows can represent 
 less the window's size) gives no event time: its row is excluded from every window and counted,
 and :class:`BadEventTimes` names the column, the first such row and its value (and the file,
 when the reader recorded it in the batch's metadata).
+
+A :class:`Horizon` bounds the *plausible* event times: not after ``now + max_future`` (one day by
+default in monitors and ``divmon check``), and, when ``max_age`` is set, not before
+``now - max_age``. A row outside it (an epoch in the wrong unit read as the year 2286, a test
+record dated 9999, a null written as 0) is treated like a row without an event time: in no
+window, counted, and named (file, row, value); it never moves a window, the alert tracker's
+clock or a freshness state. Every driver's windowing goes through
+:func:`divtransforms.window.split_by_window`, which takes the horizon.
 """
 
 from __future__ import annotations
@@ -31,10 +39,13 @@ import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 __all__ = [
+    "DEFAULT_MAX_FUTURE",
     "EPOCH_FORMATS",
     "EVENT_TIME_COLUMN",
     "SOURCE_KEY",
     "BadEventTimes",
+    "Horizon",
+    "ImplausibleFile",
     "parse_event_times",
     "source_of",
 ]
@@ -47,6 +58,8 @@ SOURCE_KEY = b"divtransforms.source"
 EPOCH_FORMATS = {"epoch_s": 1e6, "epoch_ms": 1e3, "epoch_us": 1.0, "epoch_ns": 1e-3}
 MIN_MICROS = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
 MAX_MICROS = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+#: How far after the run's wall clock an event time may be, by default (monitors, divmon check).
+DEFAULT_MAX_FUTURE = "1d"
 
 _ISO_TZ = (
     r"^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)\s*$"
@@ -61,28 +74,114 @@ _SLASHED = (
 
 
 @dataclass(frozen=True)
+class Horizon:
+    """The plausible event times: from ``now - max_age`` to ``now + max_future`` (seconds;
+    ``None``: no bound on that side). ``now`` is the epoch second the bounds are relative to: a
+    batch run fixes it when it starts (every worker judges alike); ``None`` reads the wall clock
+    at each check (a streaming or watching job, which runs for days). From durations:
+    :func:`divtransforms.window.horizon_of`."""
+
+    max_future: float | None = 86_400.0
+    max_age: float | None = None
+    now: float | None = None
+
+    def bounds(self) -> tuple[int, int]:
+        """``(lowest, highest)`` plausible event time, microseconds since the epoch."""
+        import time
+
+        now = round((time.time() if self.now is None else self.now) * 1e6)
+        hi = MAX_MICROS if self.max_future is None else now + round(self.max_future * 1e6)
+        lo = MIN_MICROS if self.max_age is None else now - round(self.max_age * 1e6)
+        return lo, hi
+
+    def describe(self) -> str:
+        lo, hi = self.bounds()
+        parts = []
+        if self.max_age is not None:
+            parts.append(f"not before {_iso_of(lo)} (max_age {_span(self.max_age)})")
+        if self.max_future is not None:
+            parts.append(f"not after {_iso_of(hi)} (max_future {_span(self.max_future)})")
+        return " and ".join(parts)
+
+
+def _iso_of(micros: int) -> str:
+    micros = min(max(micros, MIN_MICROS), MAX_MICROS)
+    return (datetime(1970, 1, 1, tzinfo=UTC) + micros * _US).isoformat(timespec="seconds")
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
 class BadEventTimes:
-    """Rows without a usable event time: how many, and the first one (row, value, file)."""
+    """Rows in no window: how many, and the first one (row, value, file). ``implausible`` of
+    them had an event time outside the :class:`Horizon` (``horizon`` says which; the first such
+    row and value in ``implausible_at``), the others none that could be used."""
 
     column: str
     count: int
     row: int
     value: str
     source: str | None = None
+    implausible: int = 0
+    implausible_at: tuple[int, str] | None = None
+    horizon: str = ""
 
     def merge(self, other: BadEventTimes | None) -> BadEventTimes:
         if other is None:
             return self
+        unparsed = self.count - self.implausible
+        first = (self.row, self.value) if unparsed else (other.row, other.value)
+        if not unparsed and not other.count - other.implausible:
+            first = (self.row, self.value)
         return BadEventTimes(
-            self.column, self.count + other.count, self.row, self.value, self.source
+            self.column,
+            self.count + other.count,
+            *first,
+            self.source,
+            self.implausible + other.implausible,
+            self.implausible_at or other.implausible_at,
+            self.horizon or other.horizon,
         )
+
+    @property
+    def unparsed(self) -> int:
+        """Rows without a usable event time (the rest of ``count`` are implausible)."""
+        return self.count - self.implausible
 
     def message(self) -> str:
         where = f"{self.source}: " if self.source else ""
-        return (
-            f"{where}timestamp column {self.column!r}: {self.count} row(s) without a usable event "
-            f"time were left out of every window (first at row {self.row}: {self.value}); "
-            "give --timestamp-format for a layout that is not ISO 8601, YYYY/MM/DD or epoch numbers"
+        parts = []
+        if self.unparsed:
+            parts.append(
+                f"{self.unparsed} row(s) without a usable event time were left out of every "
+                f"window (first at row {self.row}: {self.value}); give --timestamp-format for a "
+                "layout that is not ISO 8601, YYYY/MM/DD or epoch numbers"
+            )
+        if self.implausible:
+            row, value = self.implausible_at or (self.row, self.value)
+            parts.append(
+                f"{self.implausible} row(s) with an implausible event time, {self.horizon}, "
+                f"were left out of every window (first at row {row}: {value}); epoch numbers "
+                "in the wrong unit? set --timestamp-format (epoch_s, epoch_ms, ...) or the "
+                "horizon (--max-future, --max-age)"
+            )
+        return f"{where}timestamp column {self.column!r}: " + "; ".join(parts)
+
+
+class ImplausibleFile(ValueError):
+    """Every row of a file has an event time outside the horizon: an input failure of that
+    file (the monitor retries it, then quarantines it), not an empty check."""
+
+    def __init__(self, path: str, rows: int, bad: BadEventTimes | None = None):
+        self.path = path
+        detail = f" ({bad.message().removeprefix(f'{path}: ')})" if bad is not None else ""
+        super().__init__(
+            f"{path}: all {rows} row(s) have an event time outside the plausibility horizon{detail}"
         )
 
 
@@ -102,6 +201,7 @@ def parse_event_times(
     *,
     window_micros: int = 0,
     batch: Any = None,
+    horizon: Horizon | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_], BadEventTimes | None]:
     """``(micros, ok, bad)``: event times as int64 microseconds since the epoch (UTC), whether
     each row has one (``micros`` holds 0 where not), and those rows summarised (None when every
@@ -109,16 +209,40 @@ def parse_event_times(
 
     ``window_micros``: a time whose window would end after 9999-12-31 is out of range too.
     ``batch``: the batch the column came from, whose metadata may name the file.
+    ``horizon``: a time outside it is not plausible; its row counts as without one.
     """
     arr = _as_arrow(col)
-    micros, ok = _to_micros(arr, name, fmt)
+    try:
+        micros, ok = _to_micros(arr, name, fmt)
+    except ValueError as exc:  # not a time at all: name the file, when known
+        path = source_of(batch)[0] if batch is not None else None
+        if path is None:
+            raise
+        raise ValueError(f"{path}: {exc}") from None
     ok &= (micros >= MIN_MICROS) & (micros <= MAX_MICROS - int(window_micros))
+    implausible = None
+    if horizon is not None:
+        lo, hi = horizon.bounds()
+        implausible = ok & ((micros < lo) | (micros > hi))
+        if implausible.any():
+            ok &= ~implausible
+        else:
+            implausible = None
     if ok.all():
         return micros, ok, None
-    micros = np.where(ok, micros, 0)
-    first = int(np.flatnonzero(~ok)[0])
-    value = arr[first].as_py()
+    unparsed = ~ok if implausible is None else ~ok & ~implausible
+    first = int(np.flatnonzero(unparsed if unparsed.any() else ~ok)[0])
     source, offset = source_of(batch) if batch is not None else (None, 0)
+    n_implausible, implausible_at = 0, None
+    if implausible is not None:
+        n_implausible = int(implausible.sum())
+        at = int(np.flatnonzero(implausible)[0])
+        value = arr[at].as_py()
+        shown = _shown(value)
+        if not hasattr(value, "isoformat"):  # a number or text: say how it was read
+            shown += f" read as {_iso_of(int(micros[at]))}"
+        implausible_at = (offset + at, shown)
+    micros = np.where(ok, micros, 0)
     return (
         micros,
         ok,
@@ -126,12 +250,19 @@ def parse_event_times(
             name,
             int((~ok).sum()),
             offset + first,
-            "missing"
-            if value is None
-            else repr(value if not hasattr(value, "isoformat") else str(value)),
+            _shown(arr[first].as_py()),
             source,
+            n_implausible,
+            implausible_at,
+            horizon.describe() if n_implausible and horizon is not None else "",
         ),
     )
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "missing"
+    return repr(value if not hasattr(value, "isoformat") else str(value))
 
 
 def _as_arrow(col: Any) -> pa.Array:

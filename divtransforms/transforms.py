@@ -30,7 +30,7 @@ Windowing and streaming (see docs/beam.md):
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +43,7 @@ from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from divtransforms.columns import parse_duration
+from divtransforms.columns import num_rows, parse_duration
 from divtransforms.combiners import NAMESPACE, FeatureStatsFn
 from divtransforms.compare import (
     DEFAULT_ALPHA,
@@ -52,6 +52,7 @@ from divtransforms.compare import (
     resolve_policy,
     window_records,
 )
+from divtransforms.eventtime import Horizon, ImplausibleFile, source_of
 from divtransforms.profile import ReferenceProfile
 from divtransforms.variation import window_judge
 from divtransforms.window import (
@@ -108,21 +109,67 @@ class WindowStats:
 
 class _SplitByWindowFn(beam.DoFn):
     """Rows -> their event-time windows; rows without a usable event time are counted (Beam
-    metric ``divtransforms/no_event_time``) and logged once per batch, naming file and row."""
+    metric ``divtransforms/no_event_time``) and logged once per batch, naming file and row, as
+    are rows outside the plausibility ``horizon`` (also ``implausible_event_time``)."""
 
-    def __init__(self, timestamp_column: str, size_micros: int, fmt: str | None = None) -> None:
+    def __init__(
+        self,
+        timestamp_column: str,
+        size_micros: int,
+        fmt: str | None = None,
+        horizon: Horizon | None = None,
+    ) -> None:
         self._column, self._size, self._fmt = timestamp_column, size_micros, fmt
+        self._horizon = horizon
         self._bad = Metrics.counter(NAMESPACE, "no_event_time")
+        self._implausible = Metrics.counter(NAMESPACE, "implausible_event_time")
 
     def process(self, batch: Any) -> Iterator[beam_window.TimestampedValue]:
+        parts, _ = self._split(batch)
+        yield from parts
+
+    def _split(self, batch: Any) -> tuple[list[beam_window.TimestampedValue], Any]:
         from apache_beam.utils.timestamp import Timestamp
 
-        parts, bad = split_by_window(batch, self._column, self._size, self._fmt)
+        parts, bad = split_by_window(batch, self._column, self._size, self._fmt, self._horizon)
         if bad is not None:
             self._bad.inc(bad.count)
+            if bad.implausible:
+                self._implausible.inc(bad.implausible)
             _LOG.warning("%s", bad.message())
-        for start, part in parts:
-            yield beam_window.TimestampedValue(part, Timestamp(micros=start))
+        return [beam_window.TimestampedValue(p, Timestamp(micros=s)) for s, p in parts], bad
+
+
+class _SplitByWindowPerFileFn(_SplitByWindowFn):
+    """:class:`_SplitByWindowFn` that also gives, per batch, ``(file, (rows, rows outside the
+    horizon))`` on the output tagged ``files`` (bounded inputs)."""
+
+    def process(self, batch: Any) -> Iterator[Any]:
+        parts, bad = self._split(batch)
+        yield from parts
+        path, _ = source_of(batch)
+        if path is not None:
+            gone = bad.implausible if bad is not None else 0
+            yield beam.pvalue.TaggedOutput(_FILES, (path, (num_rows(batch), gone)))
+
+
+_FILES = "files"
+
+
+def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    rows = gone = 0
+    for n, g in pairs:
+        rows, gone = rows + n, gone + g
+    return rows, gone
+
+
+def _fail_implausible_file(item: tuple[str, tuple[int, int]]) -> Iterator[None]:
+    """A file every row of which is outside the horizon fails the job, naming the file (the
+    monitor then retries and quarantines it)."""
+    path, (rows, gone) = item
+    if rows and gone == rows:
+        raise ImplausibleFile(path, rows)
+    return iter(())
 
 
 class AssignWindows(beam.PTransform):
@@ -139,11 +186,13 @@ class AssignWindows(beam.PTransform):
         allowed_lateness: str | float | timedelta | None = None,
         early_firing: float | None = None,
         timestamp_format: str | None = None,
+        horizon: Horizon | None = None,
     ) -> None:
         super().__init__()
         self._seconds = parse_duration(window) if window is not None else None
         self._column = timestamp_column
         self._fmt = timestamp_format
+        self._horizon = horizon
         self._lateness = parse_duration(allowed_lateness) if allowed_lateness else 0.0
         self._early = early_firing
 
@@ -159,9 +208,21 @@ class AssignWindows(beam.PTransform):
             return batches
         size = round(self._seconds * 1e6)
         if self._column:
-            batches = batches | "SplitByWindow" >> beam.ParDo(
-                _SplitByWindowFn(self._column, size, self._fmt)
-            )
+            if self._horizon is not None and batches.is_bounded:
+                # a file whose rows are all implausible fails the job, by name
+                fn = _SplitByWindowPerFileFn(self._column, size, self._fmt, self._horizon)
+                split = batches | "SplitByWindow" >> beam.ParDo(fn).with_outputs(
+                    _FILES, main="rows"
+                )
+                batches = split.rows
+                _ = (
+                    split[_FILES]
+                    | "RowsPerFile" >> beam.CombinePerKey(_sum_pairs)
+                    | "PlausibleFiles" >> beam.FlatMap(_fail_implausible_file)
+                )
+            else:
+                fn = _SplitByWindowFn(self._column, size, self._fmt, self._horizon)
+                batches = batches | "SplitByWindow" >> beam.ParDo(fn)
         early = beam_trigger.AfterProcessingTime(self._early) if self._early else None
         return batches | "Window" >> beam.WindowInto(
             beam_window.FixedWindows(size / 1e6),
@@ -426,6 +487,7 @@ class DriftMonitor(beam.PTransform):
         with_mle_state: bool = False,
         timestamp_format: str | None = None,
         season: str | None = None,
+        horizon: Horizon | None = None,
     ) -> None:
         super().__init__()
         self._profile = profile
@@ -435,6 +497,7 @@ class DriftMonitor(beam.PTransform):
             allowed_lateness=allowed_lateness,
             early_firing=early_firing,
             timestamp_format=timestamp_format,
+            horizon=horizon,
         )
         # Columns a check expects besides the features (not reported as new columns).
         self._known = known_columns(profile, timestamp_column)

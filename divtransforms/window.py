@@ -32,8 +32,14 @@ import pyarrow as pa
 
 from divtransforms import parallel
 from divtransforms.bins import to_float_array
-from divtransforms.columns import batch_columns, column_of, num_rows
-from divtransforms.eventtime import EVENT_TIME_COLUMN, BadEventTimes, parse_event_times
+from divtransforms.columns import batch_columns, column_of, num_rows, parse_duration
+from divtransforms.eventtime import (
+    DEFAULT_MAX_FUTURE,
+    EVENT_TIME_COLUMN,
+    BadEventTimes,
+    Horizon,
+    parse_event_times,
+)
 from divtransforms.histogram import Histogram
 from divtransforms.mle import CategoricalMLE, MLEAccumulator, MomentMLE, accumulator_from_dict
 from divtransforms.quality import ABSENT, merge_type_counts, type_label
@@ -56,6 +62,7 @@ __all__ = [
     "RunningEstimates",
     "WindowCumulation",
     "feature_stats_of_batch",
+    "horizon_of",
     "known_columns",
     "mle_state_bytes",
     "parse_mle_state",
@@ -93,12 +100,40 @@ def take_column(col: Any, idx: np.ndarray) -> Any:
     return np.asarray(col)[idx]
 
 
+def horizon_of(
+    max_future: str | float | timedelta | None = DEFAULT_MAX_FUTURE,
+    max_age: str | float | timedelta | None = None,
+    now: float | None = None,
+) -> Horizon | None:
+    """The :class:`divtransforms.eventtime.Horizon` of durations (``"1d"``, ``"36h"``, seconds;
+    ``None`` or ``"off"``: no bound on that side) around ``now`` (epoch seconds; None: the wall
+    clock at each check); ``None`` when neither side is bounded."""
+    future, age = _horizon_bound(max_future, "max_future"), _horizon_bound(max_age, "max_age")
+    if future is None and age is None:
+        return None
+    return Horizon(future, age, now)
+
+
+def _horizon_bound(value: str | float | timedelta | None, name: str) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none", "")):
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc} (or 'off')") from None
+
+
 def split_by_window(
-    batch: Any, timestamp_column: str, size_micros: int, fmt: str | None = None
+    batch: Any,
+    timestamp_column: str,
+    size_micros: int,
+    fmt: str | None = None,
+    horizon: Horizon | None = None,
 ) -> tuple[list[tuple[int, Any]], BadEventTimes | None]:
     """``[(window_start_micros, rows)]`` for each fixed window the batch's rows fall in, in time
     order (windows aligned to the epoch; vectorised), and the rows left out because they have no
-    usable event time (``divtransforms.eventtime.parse_event_times``; None when there are none).
+    usable event time (``divtransforms.eventtime.parse_event_times``; None when there are none),
+    or one outside the plausibility ``horizon`` (:class:`divtransforms.eventtime.Horizon`).
     """
     micros, ok, bad = parse_event_times(
         column_of(batch, timestamp_column),
@@ -106,6 +141,7 @@ def split_by_window(
         fmt,
         window_micros=size_micros,
         batch=batch,
+        horizon=horizon,
     )
     if bad is not None:
         keep = np.flatnonzero(ok)

@@ -245,10 +245,7 @@ def drift_check(config_path: str | None = None, config: MonitorConfig | None = N
     if config.dashboard_path is not None:
         dashboard = render_dashboard(config, logger)
     publish_artifacts(config, summary, dashboard)
-    from flows.metrics import publish_metrics, record_success
-
-    record_success(config)  # also a run that found no new data: the schedule is alive
-    publish_metrics(config, logger)  # node-exporter textfile / Pushgateway, when configured
+    # (run_monitor wrote the last-success stamp and the metrics textfile under the run lock)
     out = outcome(summary)
     out["dashboard"] = str(dashboard) if dashboard else None
     out["history"] = str(config.history_dir)

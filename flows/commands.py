@@ -35,8 +35,11 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         print(json.dumps(out, indent=2, default=str))
         return 0
     from flows.check import check_once, exit_code, problems
+    from flows.config import load_config
+    from flows.state import StateStore
 
-    with prefect_api():
+    # The run lock first: a second run is refused at once, before it starts a Prefect API.
+    with StateStore.for_config(load_config(path)).held(owner="divmon run"), prefect_api():
         out = check_once(path)
     print(json.dumps(out, indent=2, default=str))
     code = exit_code(out)

@@ -59,6 +59,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CsvConfig(_Section):
+    delimiter: str | None = Field(
+        None, description="field delimiter; default: sniffed from each file's first KiB"
+    )
+    quote: str = Field('"', description='quote character ("" for none)')
+    encoding: str = Field("utf-8", description="text encoding, e.g. latin-1")
+    header: bool = Field(True, description="the first line names the columns")
+    names: list[str] = Field(default_factory=list, description="column names when header = false")
+
+    @model_validator(mode="after")
+    def _check_dialect(self) -> CsvConfig:
+        # the rules of pipelines.io.CsvDialect, which flows.monitor builds from this (not
+        # imported here: the dashboard reads configurations without the readers)
+        import codecs
+
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
+        if len(self.quote) > 1:
+            raise ValueError(f"quote must be one character (or empty), got {self.quote!r}")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r}") from None
+        if self.names and self.header:
+            raise ValueError("names are for files without a header line (header = false)")
+        return self
+
+
 class SourceConfig(_Section):
     paths: list[str] = Field(min_length=1, description="files or glob patterns of new data")
     format: Literal["parquet", "csv", "jsonl"] | None = None
@@ -69,6 +97,34 @@ class SourceConfig(_Section):
     quarantine_after: int = Field(
         3, ge=1, le=100, description="failed runs of a file before it is quarantined"
     )
+    csv: CsvConfig | None = Field(
+        None, description="CSV dialect: delimiter, quote, encoding, header (docs/reliability.md)"
+    )
+    max_future: str = Field(
+        "1d",
+        description="plausibility horizon: rows whose event time is later than this after the "
+        'run\'s wall clock are in no window (counted, logged); "off" lifts it',
+    )
+    max_age: str = Field(
+        "off",
+        description='rows whose event time is earlier than this before the run ("off": no bound)',
+    )
+
+    @field_validator("max_future", "max_age")
+    @classmethod
+    def _check_horizon(cls, value: str) -> str:
+        from divtransforms.window import horizon_of
+
+        horizon_of(value, None)  # the parser the jobs use; "off" lifts the bound
+        return value
+
+    @property
+    def max_future_seconds(self) -> float | None:
+        """The horizon ahead of the wall clock, in seconds (None: off)."""
+        from divtransforms.window import horizon_of
+
+        horizon = horizon_of(self.max_future, None)
+        return None if horizon is None else horizon.max_future
 
 
 class ReferenceConfig(_Section):

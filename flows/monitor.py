@@ -16,7 +16,9 @@ lock, after removing temp files that killed writes left behind:
    records into alerts, plus one ``input-error`` alert for the files the run quarantined; new
    dedup keys go to the alert log and become Prefect events (deterministic ids);
 5. deliver: outstanding alerts in the outbox are sent to their targets within the run's delivery
-   budget (what fails or does not fit is kept for the next run).
+   budget (what fails or does not fit is kept for the next run);
+6. finish: exports, the last-success stamp and the metrics textfile, still under the lock: every
+   write into the state folder happens while the lock is held.
 """
 
 from __future__ import annotations
@@ -92,7 +94,11 @@ def _run_check(
 
     job = CheckJob(
         profile,
-        Source(tuple(paths), input_format=config.source.format),
+        Source(
+            tuple(paths),
+            input_format=config.source.format,
+            csv=_csv_dialect(config),
+        ),
         window=config.window.size,
         timestamp_column=config.source.timestamp_column,
         timestamp_format=config.source.timestamp_format,
@@ -100,6 +106,8 @@ def _run_check(
         mle_state=state.mle_state or None,
         run_id=run_id,
         season=config.reference.season,
+        max_future=config.source.max_future,
+        max_age=config.source.max_age,
     )
     args = list(config.runner.pipeline_args)
     if can_check_locally(job, args):
@@ -113,6 +121,16 @@ def _run_check(
     # On a remote runner the job writes to <temp_location>/divmon/<monitor>/<run id>/, which
     # run_check reads back and deletes (pipelines.remote.work_folder).
     return run_check(job, args, work_name=config.name, on_job=on_job)
+
+
+def _csv_dialect(config: MonitorConfig) -> Any:
+    """The ``[source] csv`` table as the readers' ``pipelines.io.CsvDialect`` (None: unset)."""
+    csv = config.source.csv
+    if csv is None:
+        return None
+    from pipelines.io import CsvDialect
+
+    return CsvDialect(csv.delimiter, csv.quote, csv.encoding, csv.header, tuple(csv.names))
 
 
 def check_stage(
@@ -234,7 +252,7 @@ def alert_stage(
 ) -> list[dict[str, Any]]:
     """The run's records (from the history) -> tracker -> new alert-log entries; commits."""
     records = read_history(config.history_dir, run_id).to_pylist()
-    tracker = AlertTracker(policy, state.tracker)
+    tracker = AlertTracker(policy, state.tracker, max_future=config.source.max_future_seconds)
     decisions = tracker.run(records)
     reasons = {
         i: d.reason or d.record.get("severity_reason") or policy.explain(d.record)["reason"]
@@ -344,7 +362,9 @@ def run_monitor(
 
     tables = []
     with store.locked(owner=f"run {run_id or 'drift_check'}"):
-        removed = store.clean_temp_files() + remove_stale_temp_files(config.history_dir)
+        removed = store.clean_temp_files() + remove_stale_temp_files(
+            config.history_dir, older_than=store.lease_seconds
+        )
         if removed:
             logger.info("removed %d temp file(s) left by an interrupted write", removed)
         state = store.load()
@@ -384,7 +404,9 @@ def run_monitor(
             config,
             state,
             store,
-            found_data=bool(found.new) or _checked_since_freshness(state),
+            # a file that failed (all its event times implausible, say) is no sign of life
+            found_data=bool(set(found.new) - {f["file"] for f in summary.failed_files})
+            or _checked_since_freshness(state),
             reference_id=profile.reference_id,
             run_id=summary.run_ids[-1] if summary.run_ids else run_id or new_run_id(),
             logger=logger,
@@ -410,11 +432,23 @@ def run_monitor(
             from flows.exports import export_pending
 
             summary.exports = export_pending(config, logger)
+        _finish_under_lock(config, store, logger)
     if tables:
         summary.records = sort_records(
             pa.concat_tables([t.cast(DRIFT_RECORD_SCHEMA) for t in tables])
         )
     return summary
+
+
+def _finish_under_lock(config: MonitorConfig, store: StateStore, logger: logging.Logger) -> None:
+    """The run's last writes, still under the run lock (a run that wrote after releasing it
+    raced the next run's temp-file cleanup): the last-success stamp (also a run that found no
+    new data: the schedule is alive) and the metrics textfile / Pushgateway, when configured."""
+    from flows.metrics import publish_metrics, record_success
+
+    store.check_lock()
+    record_success(config)
+    publish_metrics(config, logger)
 
 
 def _checked_since_freshness(state: MonitorState) -> bool:

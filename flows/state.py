@@ -48,6 +48,7 @@ STATE_SCHEMA_VERSION = 2
 #: A file that fails this many runs in a row is quarantined.
 MAX_ATTEMPTS = 3
 FILE_STATUSES = ("checked", "failed", "quarantined")
+_DEFAULT_LEASE_SECONDS = 60.0  # flows.lease.DEFAULT_TTL_SECONDS (not imported: lease imports us)
 
 
 @dataclass
@@ -192,6 +193,10 @@ class MonitorState:
         return entry
 
 
+#: lock path -> the lock this process holds across its runs (:meth:`StateStore.held`)
+_HELD: dict[str, RunLock] = {}
+
+
 class RunLock(Protocol):
     """Mutual exclusion of the runs of one monitor (a local flock, or a lease on a bucket)."""
 
@@ -313,6 +318,8 @@ class StateStore:
                 lock = FileRunLock(self.lock_path)
         self.lock: RunLock = lock
         self._version: str | None = ANY  # of state.json as last loaded or saved
+        #: how old a temp file of an unknown or live writer must be to count as abandoned
+        self.lease_seconds = float(lease_seconds or _DEFAULT_LEASE_SECONDS)
 
     @classmethod
     def for_config(cls, config: Any) -> StateStore:
@@ -367,12 +374,40 @@ class StateStore:
 
     @contextmanager
     def locked(self, owner: str) -> Iterator[StateStore]:
+        """Hold the run lock for the block; inside :meth:`held` of this process (``divmon run``
+        takes the lock before it starts Prefect), the block runs under that hold instead."""
+        held = _HELD.get(str(self.lock_path))
+        if held is not None:
+            saved, self.lock = self.lock, held
+            try:
+                yield self
+            finally:
+                self.lock = saved
+            return
         self.acquire(owner)
         try:
             yield self
         finally:
             self.release()
 
-    def clean_temp_files(self) -> int:
-        """Temp files of writes killed half-way (call while holding the lock)."""
-        return storage.remove_stale_temp_files(self.dir, recursive=False)
+    @contextmanager
+    def held(self, owner: str) -> Iterator[StateStore]:
+        """Take the run lock now (or raise :class:`LockHeld` at once) and keep it for the block:
+        the runs this process starts meanwhile (:meth:`locked`) go on under it, so a second
+        ``divmon run`` is refused before either starts the Prefect API."""
+        self.acquire(owner)
+        key = str(self.lock_path)
+        _HELD[key] = self.lock
+        try:
+            yield self
+        finally:
+            _HELD.pop(key, None)
+            self.release()
+
+    def clean_temp_files(self, older_than: float | None = None) -> int:
+        """Temp files of writes killed half-way (call while holding the lock): those whose
+        writer is a dead process of this host, and any other not touched for ``older_than``
+        seconds (default: the lease, :attr:`lease_seconds`). A write in flight is never removed,
+        even one of a run that (wrongly) writes after releasing the lock."""
+        age = self.lease_seconds if older_than is None else older_than
+        return storage.remove_stale_temp_files(self.dir, recursive=False, older_than=age)

@@ -14,6 +14,7 @@ import pyarrow as pa
 from divtransforms.eventtime import EVENT_TIME_COLUMN
 from pipelines.io import (
     DEFAULT_BATCH_ROWS,
+    CsvDialect,
     InputError,
     ReadTask,
     _parse_event_time,
@@ -58,11 +59,13 @@ class ReadBatches(beam.PTransform):
         batch_rows: int = DEFAULT_BATCH_ROWS,
         numeric: Sequence[str] = (),
         require_columns: bool = True,
+        csv: CsvDialect | None = None,
     ) -> None:
         super().__init__()
         self._tasks = plan_reads(
             expand_inputs(inputs),
             input_format=input_format,
+            csv=csv,
             columns=columns,
             batch_rows=batch_rows,
             numeric=numeric,

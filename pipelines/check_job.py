@@ -93,6 +93,7 @@ def build_check_pipeline(
         batches = pipeline | "Read" >> pio.ReadBatches(
             list(source.inputs),
             input_format=source.input_format,
+            csv=source.csv,
             columns=job.columns(profile),
             numeric=[n for n, fp in profile.features.items() if fp.kind == "numeric"],
             require_columns=False,
@@ -103,6 +104,7 @@ def build_check_pipeline(
         timestamp_column=timestamp_column,
         allowed_lateness=job.allowed_lateness,
         timestamp_format=job.timestamp_format,
+        horizon=job.horizon(),
         initial_state=job.mle_state,
         run_id=run_id,
         policy=job.policy,
@@ -360,10 +362,17 @@ def run_check_command(
         write_state_file(job.mle_state_out, result.mle_state)
     print(format_summary(result.per_feature))
     excluded = result.metrics.get("no_event_time", 0)
-    if excluded:
+    implausible = result.metrics.get("implausible_event_time", 0)
+    if excluded - implausible:
         print(
-            f"{excluded} row(s) had no usable event time in {job.timestamp_column!r} and are in "
-            "no window (the log names the first per file; see --timestamp-format)"
+            f"{excluded - implausible} row(s) had no usable event time in "
+            f"{job.timestamp_column!r} and are in no window (the log names the first per file; "
+            "see --timestamp-format)"
+        )
+    if implausible:
+        print(
+            f"{implausible} row(s) had an event time outside the plausibility horizon and are "
+            "in no window (the log names the first per file; see --max-future, --max-age)"
         )
     return result
 

@@ -94,12 +94,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "format such as '%%d/%%m/%%Y %%H:%%M', or epoch_s, epoch_ms, epoch_us, epoch_ns",
     )
     check.add_argument(
+        "--max-future",
+        help="plausibility horizon: rows whose event time is later than this after now (default "
+        "1d) are in no window, counted and logged; a file with only such rows fails; 'off' "
+        "lifts it",
+    )
+    check.add_argument(
+        "--max-age",
+        help="rows whose event time is earlier than this before now are in no window either "
+        "(default off), e.g. 3650d against the epoch 0 of a null written as 0",
+    )
+    check.add_argument(
         "--fail-on",
         choices=["warning", "critical"],
         help="exit 1 when a window's severity is at least this (gate CI jobs and scripts)",
     )
     check.add_argument("--allowed-lateness", help="streaming: how late data may still count")
     check.add_argument("--input-format", choices=["parquet", "csv", "jsonl"])
+    check.add_argument(
+        "--csv-delimiter",
+        help="CSV field delimiter, e.g. ';' or '\\t' (default: sniffed from each file's first "
+        "KiB, and logged)",
+    )
+    check.add_argument("--csv-quote", help="CSV quote character (default '\"'; '' for none)")
+    check.add_argument("--csv-encoding", help="CSV text encoding (default utf-8), e.g. latin-1")
+    check.add_argument(
+        "--csv-no-header",
+        action="store_true",
+        help="CSV files have no header line (columns f0, f1, ...)",
+    )
     check.add_argument("--run-id")
     check.add_argument("--jsonl", action="store_true", help="also write JSON Lines")
     check.add_argument(

@@ -30,6 +30,7 @@ from divtransforms.window import UNREAD_COLUMNS_KEY
 __all__ = [
     "DEFAULT_BATCH_ROWS",
     "EVENT_TIME_COLUMN",
+    "CsvDialect",
     "InputError",
     "OpenFiles",
     "ReadTask",
@@ -60,6 +61,137 @@ _SUFFIXES = {
 
 class InputError(ValueError):
     """Input data that cannot be read as asked (names the file, and the feature or row group)."""
+
+
+SNIFF_BYTES = 1024  # what the delimiter is guessed from, when not given
+_SNIFF_DELIMITERS = ",;\t|"
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a CSV file is written: ``[source] csv = { delimiter = ";", quote = "'", encoding =
+    "latin-1", header = true }`` or ``divmon check --csv-delimiter ...``.
+
+    ``delimiter`` None: guessed per file from its first KiB (``csv.Sniffer`` among ``, ; tab |``;
+    a comma when it cannot tell), and logged. ``quote`` ``""``: no quoting. ``header`` false:
+    the first line is data and the columns are ``names`` (or ``f0``, ``f1``, ... without them).
+    """
+
+    delimiter: str | None = None
+    quote: str = '"'
+    encoding: str = "utf-8"
+    header: bool = True
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        import codecs
+
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise InputError(f"CSV delimiter must be one character, got {self.delimiter!r}")
+        if len(self.quote) > 1:
+            raise InputError(f"CSV quote must be one character (or empty), got {self.quote!r}")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise InputError(f"unknown CSV encoding {self.encoding!r}") from None
+        if self.names and self.header:
+            raise InputError("CSV names are for files without a header line (header = false)")
+
+    @classmethod
+    def from_options(cls, options: Any) -> CsvDialect | None:
+        """From ``--csv-delimiter``, ``--csv-quote``, ``--csv-encoding``, ``--csv-no-header``
+        (None when none is given)."""
+        delimiter = _unescape(getattr(options, "csv_delimiter", None))
+        quote = getattr(options, "csv_quote", None)
+        encoding = getattr(options, "csv_encoding", None)
+        no_header = bool(getattr(options, "csv_no_header", False))
+        if delimiter is None and quote is None and encoding is None and not no_header:
+            return None
+        return cls(
+            delimiter,
+            cls.quote if quote is None else str(quote),
+            cls.encoding if encoding is None else str(encoding),
+            not no_header,
+        )
+
+    def resolved(self, path: str) -> CsvDialect:
+        """This dialect with the delimiter of ``path`` filled in (sniffed when not given)."""
+        if self.delimiter is not None:
+            return self
+        from dataclasses import replace
+
+        return replace(self, delimiter=_sniffed_delimiter(path, self.encoding))
+
+    def read_options(self, block_size: int) -> Any:
+        import pyarrow.csv as pcsv
+
+        return pcsv.ReadOptions(
+            block_size=block_size,
+            encoding=self.encoding,
+            column_names=list(self.names) or None,
+            autogenerate_column_names=not self.header and not self.names,
+        )
+
+    def parse_options(self) -> Any:
+        import pyarrow.csv as pcsv
+
+        return pcsv.ParseOptions(delimiter=self.delimiter or ",", quote_char=self.quote or False)
+
+    def describe(self) -> str:
+        quote = repr(self.quote) if self.quote else "none"
+        return (
+            f"delimiter {self.delimiter!r}, quote {quote}, encoding {self.encoding}, "
+            f"{'a header line' if self.header else 'no header line'}"
+        )
+
+
+def _unescape(value: str | None) -> str | None:
+    """``\\t`` (as a shell passes it) is a tab."""
+    return {"\\t": "\t", "tab": "\t"}.get(value, value) if value is not None else None
+
+
+_SNIFFED: dict[tuple[str, int], str] = {}
+
+
+def _sniffed_delimiter(path: str, encoding: str) -> str:
+    """The delimiter of ``path``'s first KiB (cached per path and size: input files are
+    immutable); logged once per file."""
+    import csv
+
+    key = (path, _size(path))
+    if key in _SNIFFED:
+        return _SNIFFED[key]
+    try:
+        with _open_binary(path) as fh:
+            sample = fh.read(SNIFF_BYTES).decode(encoding, errors="replace")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from exc
+    lines = sample.splitlines()
+    if len(lines) > 1 and len(sample) >= SNIFF_BYTES:
+        sample = "\n".join(lines[:-1])  # the last line may be cut short
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=_SNIFF_DELIMITERS).delimiter
+        how = "sniffed from the first KiB"
+    except csv.Error:
+        delimiter, how = ",", "could not tell from the first KiB: the default"
+    _LOG.info(
+        "%s: CSV delimiter %r (%s; set [source] csv.delimiter or --csv-delimiter to choose)",
+        path,
+        delimiter,
+        how,
+    )
+    if len(_SNIFFED) > 4096:
+        _SNIFFED.clear()
+    _SNIFFED[key] = delimiter
+    return delimiter
+
+
+def _open_binary(path: str):
+    if "://" not in path:
+        return open(path, "rb")
+    from divtransforms import storage
+
+    return storage.open_read(path)
 
 
 def detect_format(path: str, input_format: str | None = None) -> str:
@@ -124,6 +256,7 @@ class ReadTask:
     numeric: tuple[str, ...] = ()
     require_columns: bool = True
     first_row: int = 0  # file row of the task's first row (Parquet row groups)
+    csv: CsvDialect | None = None  # CSV: the file's dialect (delimiter resolved when planned)
 
 
 def _open(path: str):
@@ -276,9 +409,11 @@ def plan_reads(
     numeric: Sequence[str] = (),
     require_columns: bool = True,
     opened: OpenFiles | None = None,
+    csv: CsvDialect | None = None,
 ) -> list[ReadTask]:
     """Read tasks for ``files``; Parquet footers are read and feature columns checked here
-    (a missing one is an error with ``require_columns``, else counted as absent)."""
+    (a missing one is an error with ``require_columns``, else counted as absent). A CSV
+    file's dialect is ``csv`` with its delimiter sniffed when not given."""
     tasks: list[ReadTask] = []
     cols = tuple(dict.fromkeys(columns)) if columns else None
     for path in files:
@@ -300,8 +435,11 @@ def plan_reads(
                 )
                 first += sum(pf.metadata.row_group(g).num_rows for g in groups)
         else:
+            dialect = (csv or CsvDialect()).resolved(path) if fmt == "csv" else None
             tasks.append(
-                ReadTask(path, fmt, cols, None, batch_rows, tuple(numeric), require_columns)
+                ReadTask(
+                    path, fmt, cols, None, batch_rows, tuple(numeric), require_columns, 0, dialect
+                )
             )
     return tasks
 
@@ -433,9 +571,11 @@ def column_groups(columns: Sequence[str], sizes: Mapping[str, int], budget: int)
 def _read_csv(task: ReadTask) -> Iterator[pa.RecordBatch]:
     import pyarrow.csv as pcsv
 
-    read = pcsv.ReadOptions(block_size=READ_BLOCK_BYTES)
+    dialect = task.csv or CsvDialect().resolved(task.path)
+    read = dialect.read_options(READ_BLOCK_BYTES)
+    parse = dialect.parse_options()
     try:
-        header = _csv_header(task.path)
+        header = _csv_header(task.path, dialect)
         columns, unread = _check_columns(task.path, header, task.columns, task.require_columns)
         # Feature columns are read as text and converted by the bins: a stray "abc" in a numeric
         # column then counts as invalid instead of failing type inference half-way through.
@@ -445,12 +585,23 @@ def _read_csv(task: ReadTask) -> Iterator[pa.RecordBatch]:
             strings_can_be_null=True,
         )
         row = 0
-        with pcsv.open_csv(_open(task.path), read_options=read, convert_options=convert) as rd:
+        with pcsv.open_csv(
+            _open(task.path), read_options=read, parse_options=parse, convert_options=convert
+        ) as rd:
             for batch in rd:
+                binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
+                if binary:  # what Arrow makes of text that is not valid in the encoding
+                    raise InputError(
+                        f"{task.path}: column {binary[0]!r} is not {dialect.encoding} text "
+                        f"(rows {row}-{row + batch.num_rows - 1}); set the CSV encoding "
+                        "([source] csv.encoding, --csv-encoding), e.g. latin-1"
+                    )
                 yield _annotate(_numeric_text_to_float(batch, task.numeric), task.path, row, unread)
                 row += batch.num_rows
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{task.path}: cannot read CSV ({_arrow_reason(exc)})") from exc
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"{task.path}: cannot read CSV ({_arrow_reason(exc)}); read with {dialect.describe()}"
+        ) from exc
 
 
 def _arrow_reason(exc: BaseException) -> str:
@@ -461,13 +612,15 @@ def _arrow_reason(exc: BaseException) -> str:
     return text
 
 
-def _csv_header(path: str) -> list[str]:
+def _csv_header(path: str, dialect: CsvDialect | None = None) -> list[str]:
     """The column names of a CSV file (its first line, parsed as the reader parses it)."""
     import pyarrow.csv as pcsv
 
+    dialect = dialect or CsvDialect().resolved(path)
     with pcsv.open_csv(
         _open(path),
-        read_options=pcsv.ReadOptions(block_size=1 << 16),
+        read_options=dialect.read_options(1 << 16),
+        parse_options=dialect.parse_options(),
         convert_options=pcsv.ConvertOptions(column_types={}, strings_can_be_null=True),
     ) as rd:
         return list(rd.schema.names)

@@ -116,11 +116,13 @@ class BatchSource:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         read_bytes: int | None = None,
         require_columns: bool = True,
+        csv: Any = None,
     ) -> None:
         from pipelines import io as pio
 
         self._files = list(files)
         self._format = input_format
+        self._csv = csv  # pipelines.io.CsvDialect (None: CSV delimiters sniffed)
         self._numeric = tuple(numeric)
         self._budget = cache_bytes
         self._read_bytes = READ_BYTES if read_bytes is None else read_bytes
@@ -166,6 +168,7 @@ class BatchSource:
             numeric=[n for n in self._numeric if n in set(columns)],
             require_columns=self._require,
             opened=self._opened,
+            csv=self._csv,
         )
         key = tuple(columns)
         start = 0
@@ -393,13 +396,16 @@ def run_check_local(job: CheckJob) -> CheckResult:
     src = BatchSource(
         expand_local(job.source.inputs),
         input_format=job.source.input_format,
+        csv=job.source.csv,
         numeric=numeric,
         cache_bytes=0,
         require_columns=False,
     )
     known = known_columns(profile, job.timestamp_column)
     extra = [c for c in job.columns(profile) if c not in features]  # the event time
-    no_event_time, last = 0, t0
+    no_event_time, implausible, last = 0, 0, t0
+    horizon = job.horizon()
+    per_file: dict[str, list[Any]] = {}  # path -> [rows, rows in no window (BadEventTimes)]
     parts: list[dict[int | None, FeatureStats]] = []  # per column group: window -> statistics
     for i, (group, batches) in enumerate(src.read_pass(list(features), first=True, extra=extra)):
         feats = {n: features[n] for n in group}
@@ -410,11 +416,12 @@ def run_check_local(job: CheckJob) -> CheckResult:
                 split: Sequence[tuple[int | None, Any]] = [(None, batch)]
             else:
                 split, bad = split_by_window(
-                    batch, job.timestamp_column or "", size, job.timestamp_format
+                    batch, job.timestamp_column or "", size, job.timestamp_format, horizon
                 )
-                if bad is not None and i == 0:  # the same rows in every group: told once
-                    no_event_time += bad.count
-                    _LOG.warning("%s", bad.message())
+                if i == 0:  # the same rows in every group: counted and told once, per file
+                    no_event_time += bad.count if bad is not None else 0
+                    implausible += bad.implausible if bad is not None else 0
+                    _tally_file(per_file, batch, bad)
             for start, rows in split:
                 acc = windows.get(start) or FeatureStats.empty(feats)
                 n = num_rows(rows)
@@ -430,6 +437,8 @@ def run_check_local(job: CheckJob) -> CheckResult:
                     src.rows_read, sum(len(next(iter(p.values())).histograms) for p in parts if p),
                     len(features), src.rows_read / (last - t0),
                 )  # fmt: skip
+        if i == 0:
+            _report_files(per_file)
     # every group saw the same rows in the same windows: each window's statistics, all features
     windows = {s: FeatureStats.of_groups([p[s] for p in parts]) for s in parts[0]}
     if size is None and not windows:
@@ -462,6 +471,8 @@ def run_check_local(job: CheckJob) -> CheckResult:
     metrics = _check_metrics(windows, src.rows_read, src.batches_read)
     if no_event_time:
         metrics["no_event_time"] = no_event_time
+    if implausible:
+        metrics["implausible_event_time"] = implausible
     elapsed = time.perf_counter() - t0
     _LOG.info(
         "checked %d rows against %s in %.1f s (%.0f rows/s): %d records",
@@ -478,6 +489,36 @@ def run_check_local(job: CheckJob) -> CheckResult:
         reference_id,
         metrics,
     )
+
+
+def _tally_file(per_file: dict[str, list[Any]], batch: Any, bad: Any) -> None:
+    """Count a batch's rows and its rows in no window under the file it came from (a batch
+    whose file is unknown is told at once)."""
+    from divtransforms.columns import num_rows
+    from divtransforms.eventtime import source_of
+
+    path, _ = source_of(batch)
+    if path is None:
+        if bad is not None:
+            _LOG.warning("%s", bad.message())
+        return
+    entry = per_file.setdefault(path, [0, None])
+    entry[0] += num_rows(batch)
+    if bad is not None:
+        entry[1] = bad if entry[1] is None else entry[1].merge(bad)
+
+
+def _report_files(per_file: Mapping[str, list[Any]]) -> None:
+    """One log line per file with rows in no window (naming the first row); a file all of
+    whose rows are outside the plausibility horizon is an input failure of that file."""
+    from divtransforms.eventtime import ImplausibleFile
+
+    for path, (rows, bad) in per_file.items():
+        if bad is None:
+            continue
+        if rows and bad.implausible == rows:
+            raise ImplausibleFile(path, rows, bad)
+        _LOG.warning("%s", bad.message())
 
 
 def _check_metrics(windows: Mapping[Any, Any], rows_read: int, batches: int) -> dict[str, int]:

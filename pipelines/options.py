@@ -51,6 +51,14 @@ class InputOptions(PipelineOptions):
             help="input format (default: from the file suffix)",
         )
         parser.add_argument(
+            "--csv_delimiter", default=None, help="CSV delimiter (default: sniffed per file)"
+        )
+        parser.add_argument("--csv_quote", default=None, help="CSV quote character ('' for none)")
+        parser.add_argument("--csv_encoding", default=None, help="CSV encoding (default utf-8)")
+        parser.add_argument(
+            "--csv_no_header", action="store_true", default=False, help="CSV without header line"
+        )
+        parser.add_argument(
             "--pubsub_subscription",
             default=None,
             help="projects/P/subscriptions/S: JSON messages (streaming)",
@@ -129,6 +137,14 @@ class CheckOptions(PipelineOptions):
             "--allowed_lateness",
             default=None,
             help="how late data may arrive and still update its window",
+        )
+        parser.add_argument(
+            "--max_future",
+            default=None,
+            help="plausibility horizon after now (default 1d; 'off'): later rows are in no window",
+        )
+        parser.add_argument(
+            "--max_age", default=None, help="rows older than this before now are in no window"
         )
         parser.add_argument("--run_id", default=None)
         parser.add_argument("--jsonl", action="store_true", default=False)

@@ -9,6 +9,7 @@ Beam import.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,10 @@ from typing import Any
 import pyarrow as pa
 
 from divtransforms.columns import parse_duration
+from divtransforms.eventtime import DEFAULT_MAX_FUTURE, Horizon
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import SEVERITIES
+from divtransforms.window import horizon_of
 
 __all__ = [
     "CheckJob",
@@ -52,6 +55,7 @@ class Source:
     watch_directory: str | None = None
     watch_interval: float = 5.0
     watch_stop_after: float | None = None
+    csv: Any = None  # pipelines.io.CsvDialect of CSV inputs (None: the delimiter is sniffed)
 
     @property
     def pubsub(self) -> bool:
@@ -75,7 +79,17 @@ class Source:
             getattr(options, "watch_directory", None),
             float(getattr(options, "watch_interval", None) or 5.0),
             getattr(options, "watch_stop_after", None),
+            _csv_dialect(options),
         )
+
+
+def _csv_dialect(options: Any) -> Any:
+    from pipelines.io import CsvDialect, InputError
+
+    try:
+        return CsvDialect.from_options(options)
+    except InputError as exc:
+        raise CheckJobError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,12 @@ class CheckJob:
     jsonl: bool = False
     bigquery_table: str | None = None  # "project.dataset.table": records also go to BigQuery
     season: str | None = None  # a windowed reference's season (divtransforms.variation)
+    # The plausible event times (divtransforms.eventtime.Horizon): at most max_future after the
+    # run's wall clock ``now`` (epoch seconds, fixed when the job is made) and, with max_age, at
+    # most that long before it; "off" (or None) lifts a bound.
+    max_future: str | float | None = DEFAULT_MAX_FUTURE
+    max_age: str | float | None = None
+    now: float = field(default_factory=time.time, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("window", "allowed_lateness"):
@@ -111,6 +131,10 @@ class CheckJob:
                     parse_duration(value)
                 except ValueError as exc:
                     raise CheckJobError(f"--{name.replace('_', '-')}: {exc}") from None
+        try:
+            self.horizon()
+        except ValueError as exc:
+            raise CheckJobError(f"--{str(exc).replace('_', '-')}") from None
         if self.source.watch_directory and (self.window is None or not self.timestamp_column):
             raise CheckJobError(
                 "watching a directory needs --window and --timestamp-column (event-time windows)"
@@ -156,6 +180,16 @@ class CheckJob:
             jsonl=bool(getattr(options, "jsonl", False)),
             bigquery_table=getattr(options, "bigquery_table", None),
             season=getattr(options, "season", None),
+            max_future=getattr(options, "max_future", None) or DEFAULT_MAX_FUTURE,
+            max_age=getattr(options, "max_age", None),
+        )
+
+    def horizon(self) -> Horizon | None:
+        """The plausible event times of this job (None: unbounded). A batch job's bounds are
+        relative to ``now``; a streaming or watching job, which runs for days, reads the clock
+        at each batch."""
+        return horizon_of(
+            self.max_future, self.max_age, None if self.source.streaming else self.now
         )
 
     def columns(self, profile: ReferenceProfile) -> list[str]:

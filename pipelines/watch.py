@@ -29,7 +29,7 @@ from typing import Any
 
 from divtransforms.columns import duration_micros
 from divtransforms.compare import new_run_id, resolve_policy, window_records
-from divtransforms.eventtime import parse_event_times
+from divtransforms.eventtime import Horizon, parse_event_times
 from divtransforms.records import atomic_write_bytes, records_to_table, write_records_parquet
 from divtransforms.window import (
     FeatureStats,
@@ -75,6 +75,8 @@ class DirectoryWatcher:
     no_event_time: int = 0
     timestamp_format: str | None = None
     season: str | None = None  # a windowed reference's season (divtransforms.variation)
+    horizon: Horizon | None = None  # plausible event times (the wall clock at each batch)
+    csv: Any = None  # pipelines.io.CsvDialect of CSV files (None: delimiters sniffed)
 
     @classmethod
     def for_job(cls, job: CheckJob) -> DirectoryWatcher:
@@ -95,6 +97,8 @@ class DirectoryWatcher:
             job.policy,
             timestamp_format=job.timestamp_format,
             season=job.season,
+            horizon=job.horizon(),
+            csv=job.source.csv,
         )
 
     @property
@@ -135,6 +139,7 @@ class DirectoryWatcher:
             tasks = pio.plan_reads(
                 [path],
                 input_format=self.input_format,
+                csv=self.csv,
                 columns=columns,
                 numeric=numeric,
                 require_columns=False,
@@ -150,7 +155,7 @@ class DirectoryWatcher:
     def _add(self, batch) -> set[int]:
         touched = set()
         parts, bad = split_by_window(
-            batch, self.timestamp_column, self.window_micros, self.timestamp_format
+            batch, self.timestamp_column, self.window_micros, self.timestamp_format, self.horizon
         )
         if bad is not None:
             self.no_event_time += bad.count
@@ -179,6 +184,7 @@ class DirectoryWatcher:
                 self.timestamp_column,
                 self.timestamp_format,
                 window_micros=self.window_micros,
+                horizon=self.horizon,  # an implausible time never moves the watermark
             )
             latest = int(micros[ok].max())
             self.watermark = latest if self.watermark is None else max(self.watermark, latest)

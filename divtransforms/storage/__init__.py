@@ -27,6 +27,7 @@ import re
 import shutil
 import stat as _stat
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,8 +342,10 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 # --------------------------------------------------------------------------- writing
 
-#: Temp files of local atomic writes: ``.<name>.<8 random chars>.tmp`` next to the target.
+#: Temp files of local atomic writes: ``.<name>.<8 random chars>.tmp`` next to the target
+#: (``.<name>.<host>-<pid>.<8 random chars>.tmp`` since the writer is named in it).
 TEMP_FILE_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+_TEMP_HOLDER_RE = re.compile(r"\.([0-9a-f]{6})-(\d+)\.[A-Za-z0-9_]{8}\.tmp$")
 
 Writer = Callable[[IO[bytes]], Any]
 
@@ -437,22 +440,74 @@ def makedirs(path: str | os.PathLike[str]) -> None:
             raise _local_error(exc, "cannot create directory", loc) from None
 
 
-def remove_stale_temp_files(directory: str | os.PathLike[str], *, recursive: bool = True) -> int:
+def remove_stale_temp_files(
+    directory: str | os.PathLike[str],
+    *,
+    recursive: bool = True,
+    older_than: float | None = None,
+) -> int:
     """Remove the temp files that a killed local :func:`write_atomic` left in ``directory``;
-    returns how many. Call it only while no writer is active there (the monitor holds its run
-    lock). Buckets have none: an upload that dies leaves nothing."""
+    returns how many. Buckets have none: an upload that dies leaves nothing.
+
+    ``older_than`` (seconds): remove only a temp file whose writer is known dead (the name
+    carries its host and pid, and that process no longer exists on this host) or, when the
+    writer is unknown or alive, one not modified for that long; a write still in flight is left
+    alone. ``None`` removes every temp file: only for a caller that knows no writer is active."""
     loc = location(directory)
     if not isinstance(loc, Path) or not loc.is_dir():
         return 0
     removed = 0
+    now = time.time()
     for p in loc.rglob(".*.tmp") if recursive else loc.glob(".*.tmp"):
-        if TEMP_FILE_RE.match(p.name) and p.is_file():
-            try:
-                p.unlink()
-                removed += 1
-            except FileNotFoundError:
-                pass
+        if not (TEMP_FILE_RE.match(p.name) and p.is_file()):
+            continue
+        try:
+            if older_than is not None and not _writer_dead(p.name):
+                if now - p.stat().st_mtime < older_than:
+                    continue
+            p.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
     return removed
+
+
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.<name>.<host>-<pid>.``: the writer of a temp file, for :func:`remove_stale_temp_files`."""
+    return f".{path.name}.{_host_tag()}-{os.getpid()}."
+
+
+def _writer_dead(name: str) -> bool:
+    """Does the temp file's name say its writer was a process of this host that is gone?"""
+    m = _TEMP_HOLDER_RE.search(name)
+    if m is None or m.group(1) != _host_tag():
+        return False
+    pid = int(m.group(2))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by another user
+        return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet is dead too (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 # --------------------------------------------------------------------------- local files
@@ -499,7 +554,7 @@ def _write_local(path: Path, data: bytes | Writer, if_version: str | None) -> st
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o666 & ~_umask())
             if isinstance(data, bytes | bytearray | memoryview):

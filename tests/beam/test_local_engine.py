@@ -168,3 +168,85 @@ def test_text_read_as_dictionaries_gives_what_plain_text_gives(files, profile, m
     )  # fmt: skip
     coded, plain = both(lambda: run_check_local(job))
     assert not close(table_rows(coded.records), table_rows(plain.records), rtol=0.0)
+
+
+def test_both_engines_apply_the_plausibility_horizon(files, profile):
+    """Issue 26: the horizon is applied where every driver windows rows. Rows dated 2286 are in
+    no window on Beam as in this process (same records, same counts); a file of nothing but
+    such rows fails either engine, naming the file."""
+    table = pq.read_table(files / "cur.parquet")
+    far = pa.array([10**16 + i for i in range(300)]).cast(table.schema.field("ts").type)
+    mixed = pa.concat_tables([table, table.slice(0, 300).set_column(3, "ts", far)])
+    pq.write_table(mixed, files / "mixed.parquet", row_group_size=700)
+    job = CheckJob(profile, Source((str(files / "mixed.parquet"),)), window="1h",
+                   timestamp_column="ts", run_id="same", mle_state={})  # fmt: skip
+    local = run_check_local(job)
+    beam = run_check(job, ["--runner=FnApiRunner"])
+    diffs = close(table_rows(local.records), table_rows(beam.records), rtol=0.0)
+    assert not diffs, diffs[:10]
+    for result in (local, beam):
+        assert result.metrics["implausible_event_time"] == 300, result.metrics
+        assert sum(r["n"] + r["n_missing"] + r["n_invalid"]
+                   for r in result.records.to_pylist() if r["feature"] == "x") == 9000  # fmt: skip
+    pq.write_table(mixed.slice(9000), files / "all-2286.parquet")
+    job = CheckJob(profile, Source((str(files / "all-2286.parquet"),)), window="1h",
+                   timestamp_column="ts", run_id="same")  # fmt: skip
+    for run in (run_check_local, lambda j: run_check(j, ["--runner=FnApiRunner"])):
+        with pytest.raises(Exception, match=r"all-2286.parquet: all 300 row\(s\) have an event "):
+            run(job)
+
+
+def _dialect_copy(files, table: pa.Table, name: str, sep: str, quote: str, encoding: str):
+    """``table`` as CSV text written with ``sep``, ``quote`` and ``encoding`` (a country with
+    an accent, quoted, so the encoding and the quoting matter)."""
+    rows = [sep.join(table.column_names)]
+    for r in table.to_pylist():
+        cells = []
+        for k, v in r.items():
+            if k == "ts":
+                v = v.isoformat()
+            elif k == "color":
+                v = f"{quote}{v};,é{quote}"  # delimiters inside quotes
+            cells.append(str(v) if v is not None else "")
+        rows.append(sep.join(cells))
+    path = files / name
+    path.write_bytes(("\n".join(rows) + "\n").encode(encoding))
+    return path
+
+
+def test_csv_dialects_are_honoured_by_both_engines_and_sniffed(files, rng, caplog):
+    """Issue 26: a semicolon CSV with single quotes in latin-1 checks like the same data with
+    commas in UTF-8, in this process and on Beam; the delimiter is sniffed (and logged) when
+    not given; a wrong dialect's error names the file."""
+    from pipelines.io import CsvDialect
+
+    table = make_current(rng, 1500, hours=2)
+    plain = _dialect_copy(files, table, "plain.csv", ",", '"', "utf-8")
+    semi = _dialect_copy(files, table, "semi.csv", ";", "'", "latin-1")
+    reference = ReferenceProfile.build(
+        pcsv.read_csv(plain).drop(["ts"]), kinds={"color": "categorical"}
+    )
+
+    def job(path, dialect=None):
+        return CheckJob(reference, Source((str(path),), csv=dialect), window="1h",
+                        timestamp_column="ts", run_id="same", mle_state={})  # fmt: skip
+
+    want = run_check_local(job(plain))
+    dialect = CsvDialect(delimiter=";", quote="'", encoding="latin-1")
+    got = run_check_local(job(semi, dialect))
+    beam = run_check(job(semi, dialect), ["--runner=FnApiRunner"])
+    for other in (got, beam):
+        diffs = close(table_rows(want.records), table_rows(other.records), rtol=0.0)
+        assert not diffs, diffs[:10]
+    assert {r["feature"]: r["n_unseen"] for r in want.records.to_pylist()}["color"] == 0
+    with caplog.at_level("INFO", logger="pipelines.io"):
+        sniffed = run_check_local(job(semi, CsvDialect(quote="'", encoding="latin-1")))
+    assert not close(table_rows(want.records), table_rows(sniffed.records), rtol=0.0)
+    said = [r.getMessage() for r in caplog.records if "CSV delimiter" in r.getMessage()]
+    assert said and str(semi) in said[0] and "';'" in said[0] and "sniffed" in said[0], said
+    with pytest.raises(ValueError, match=r"semi.csv: feature 'ts' is not a column .*delimiter"):
+        run_check_local(job(semi, CsvDialect(delimiter="|", encoding="latin-1")))
+    with pytest.raises(ValueError, match=r"semi.csv: cannot read CSV .*; read with delimiter .,."):
+        run_check_local(job(semi, CsvDialect(delimiter=",", encoding="latin-1")))
+    with pytest.raises(ValueError, match=r"semi.csv: column .color. is not utf-8 text"):
+        run_check_local(job(semi, CsvDialect(delimiter=";", quote="'")))

@@ -388,3 +388,44 @@ def test_all_missing_is_judged_by_the_exact_missing_rate_test():
     rec = window_record(reference, "d", np.array([np.nan, np.nan, np.nan]))
     assert rec["severity"] == "critical" == rec["quality_severity"]
     assert "all 3 values missing" in rec["quality_reason"]
+
+
+_Y2286 = datetime(2286, 11, 20, 17, tzinfo=UTC)
+
+
+def test_a_window_beyond_the_horizon_never_sets_the_trackers_clock():
+    """Issue 26: one window dated 2286 (an epoch in ms read with no format) made every later
+    real window late: a critical per drifted window, never a recovery. A window ending more
+    than ``max_future`` after now is judged like a late one and never becomes the newest."""
+    now = (T0 + timedelta(hours=24)).timestamp()
+    tracker = AlertTracker(Policy(FeaturePolicy(consecutive=1, recovery=1)), now=now)
+    assert tracker.run(_sev([0, 1], "o")) == []
+    poison = {**_rec(0), "window_start": _Y2286, "window_end": _Y2286 + timedelta(hours=1)}
+    tracker.run([{**poison, "severity": "critical"}])  # alerted on its own, changes nothing
+    assert tracker.to_dict()["features"]["x"]["newest"] == _rec(1)["window_end"].isoformat()
+    alerts = tracker.run(_sev([2, 3], "c")) + tracker.run(_sev([4], "o"))
+    assert [(d.severity, d.window_start) for d in alerts] == [
+        ("critical", _rec(2)["window_start"]),
+        ("recovered", _rec(4)["window_start"]),
+    ]
+
+
+def test_a_state_poisoned_before_the_horizon_existed_heals():
+    """A tracker state whose newest window is far beyond the horizon (written by a version
+    without it) is forgotten on the next plausible window: drift alerts once and recovers."""
+    state = {
+        "schema_version": 2,
+        "features": {
+            "x": {"streak": 0, "ok_streak": 0, "active": None, "since_alert": None,
+                  "newest": (_Y2286 + timedelta(hours=1)).isoformat()},
+        },
+    }  # fmt: skip
+    now = (T0 + timedelta(hours=24)).timestamp()
+    policy = Policy(FeaturePolicy(consecutive=1, recovery=1))
+    tracker = AlertTracker(policy, state, now=now)
+    alerts = [d.severity for d in tracker.run(_sev([0, 1, 2], "c") + _sev([3], "o"))]
+    assert alerts == ["critical", "recovered"]
+    assert tracker.to_dict()["features"]["x"]["newest"] == _rec(3)["window_end"].isoformat()
+    # the horizon can be lifted: then the 2286 window is trusted as before
+    lifted = AlertTracker(policy, state, max_future=None, now=now)
+    assert [d.severity for d in lifted.run(_sev([0, 1], "c") + _sev([2], "o"))] == ["critical"]

@@ -1,5 +1,6 @@
 """The Beam-free window path: statistics per window, windows, running estimates, state files."""
 
+import json
 from datetime import UTC, datetime
 
 import numpy as np
@@ -101,3 +102,70 @@ def test_mle_state_file_round_trip_and_errors():
         parse_mle_state(future, "new.json")
     with pytest.raises(ValueError, match="expected a JSON object"):
         parse_mle_state(b"[1]", "list.json")
+
+
+# -- the plausibility horizon (issue 26) --------------------------------------------------------
+
+
+def test_horizon_leaves_plausible_rows_alone_and_counts_the_rest():
+    from divtransforms.eventtime import parse_event_times
+    from divtransforms.window import horizon_of
+
+    now = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+    horizon = horizon_of("1d", None, now)
+    # epoch milliseconds: 1e13 is 2286; 0 is 1970 (a null written as 0: kept unless max_age)
+    values = np.array([1_772_323_200e3, 1_772_409_599e3, 1e13, 0.0, 1_772_409_601e3])
+    _, ok, bad = parse_event_times(values, "ts", horizon=horizon)
+    assert ok.tolist() == [True, True, False, True, False]
+    assert bad.count == 2 and bad.implausible == 2 and bad.unparsed == 0
+    assert bad.implausible_at == (2, "10000000000000.0 read as 2286-11-20T17:46:40+00:00")
+    assert bad.row == 2  # no unparsable row: the first row reported is the first implausible
+    assert "max_future 1d" in bad.message() and "2026-03-02T00:00:00" in bad.message()
+    aged = horizon_of("1d", "3650d", now)
+    _, ok, bad = parse_event_times(values, "ts", horizon=aged)
+    assert ok.tolist() == [True, True, False, False, False] and bad.implausible == 3
+    assert "not before 2016-03-03" in bad.message()
+    # plausible data: the same times, no report, with or without a horizon
+    plain, _, none = parse_event_times(values[:2], "ts")
+    same, _, none2 = parse_event_times(values[:2], "ts", horizon=horizon)
+    assert none is None and none2 is None and np.array_equal(plain, same)
+    assert horizon_of("off", None) is None and horizon_of(None, "off") is None
+    with pytest.raises(ValueError, match="max_future"):
+        horizon_of("soon")
+
+
+def test_horizon_merges_with_unparsable_rows():
+    from divtransforms.eventtime import parse_event_times
+    from divtransforms.window import horizon_of
+
+    horizon = horizon_of("1d", None, datetime(2026, 3, 1, tzinfo=UTC).timestamp())
+    text = pa.array(["2026-02-01", "garbage", "9999-01-01", None])
+    _, ok, bad = parse_event_times(text, "ts", horizon=horizon)
+    assert ok.tolist() == [True, False, False, False]
+    assert (bad.count, bad.implausible, bad.unparsed, bad.row) == (3, 1, 2, 1)
+    merged = bad.merge(bad)
+    assert (merged.count, merged.implausible, merged.row) == (6, 2, 1)
+    msg = merged.message()
+    assert "4 row(s) without a usable event time" in msg and "2 row(s) with an implausible" in msg
+
+
+def test_compare_with_a_horizon_excludes_and_reports_implausible_rows():
+    from divtransforms.compare import compare
+
+    rng = np.random.default_rng(3)
+    start = np.datetime64("2026-01-05T00:00:00", "us")
+    ts = start + rng.integers(0, 7_200_000_000, 600).astype("timedelta64[us]")
+    data = {"ts": ts, "x": rng.normal(0, 1, 600)}
+    reference = ReferenceProfile.build({"x": rng.normal(0, 1, 2_000)})
+    kw = {"timestamp_column": "ts", "window": "1h", "run_id": "r"}
+    plain = compare(reference, data, **kw)
+    bounded = compare(reference, data, **kw, max_future="1d", max_age="3650d")
+    drop = ["created_at"]
+    assert repr(plain.drop(drop).to_pylist()) == repr(bounded.drop(drop).to_pylist())
+    assert b"divtransforms.excluded_rows" not in (bounded.schema.metadata or {})
+    poisoned = {"ts": np.concatenate([ts, [np.datetime64("2286-11-20", "us")]]),
+                "x": np.concatenate([data["x"], [0.0]])}  # fmt: skip
+    got = compare(reference, poisoned, **kw, max_future="1d")
+    assert repr(got.drop(drop).to_pylist()) == repr(plain.drop(drop).to_pylist())
+    excluded = json.loads(got.schema.metadata[b"divtransforms.excluded_rows"])
+    assert excluded["count"] == 1 and excluded["implausible"] == 1

@@ -402,3 +402,41 @@ def test_cli_run_errors_are_one_line(monitor_dir: Path, receiver: AlertReceiver,
     out = json.loads(captured.out)
     assert out["records"] == 2 and out["failed_files"][0]["file"] == "landing/events-bad.parquet"
     assert "1 input file(s) failed (0 quarantined; divmon files list)" in captured.err
+
+
+def test_the_flow_writes_its_last_success_under_the_run_lock(monitor_dir: Path, monkeypatch):
+    """Deterministic interleaving of the race seen in 1 of 85 rounds of two ``divmon run``: a
+    second run starts while the flow writes ``last_success.json`` (temp file written, not yet
+    renamed). It must be refused; the flow used to write after ``run_monitor`` had released
+    the lock, so the second run took it, removed the live temp file and the first run failed
+    (StorageNotFound, exit 2)."""
+    from divtransforms import storage
+    from flows.metrics import SUCCESS_FILE
+    from flows.monitor import run_monitor
+    from flows.state import LockHeld
+
+    root = monitor_dir
+    _arrive(root, [0], drift_from=9)
+    write_local = storage._write_local
+    second: list[str] = []
+
+    def write_then_second_run(path, data, if_version):
+        if path.name != SUCCESS_FILE or second:
+            return write_local(path, data, if_version)
+
+        def writer(fh):
+            fh.write(data)
+            fh.flush()
+            try:
+                run_monitor(load_config(root / "monitor.toml"))
+                second.append("ran")
+            except LockHeld:
+                second.append("refused")
+
+        return write_local(path, writer, if_version)
+
+    monkeypatch.setattr(storage, "_write_local", write_then_second_run)
+    out = _check(root)
+    assert out["ok"] and out["files"] == 1
+    assert second == ["refused"]
+    assert (root / "history" / "_state" / SUCCESS_FILE).exists()

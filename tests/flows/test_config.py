@@ -97,3 +97,33 @@ def test_missing_sections_and_bad_toml(tmp_path: Path):
         load_config(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match="base_dir"):
         parse_config({"base_dir": "/", "source": {"paths": ["a"]}, "reference": {"path": "r"}})
+
+
+def test_source_horizon_and_csv_dialect(tmp_path: Path):
+    from pipelines.io import CsvDialect
+
+    config = _load(tmp_path, MINIMAL)
+    source = config.source
+    assert (source.max_future, source.max_age, source.csv) == ("1d", "off", None)
+    assert config.source.max_future_seconds == 86_400
+    text = MINIMAL.replace(
+        "[reference]",
+        'max_future = "36h"\nmax_age = "3650d"\n'
+        'csv = { delimiter = ";", quote = "\'", encoding = "latin-1", header = true }\n'
+        "[reference]",
+    )
+    config = _load(tmp_path, text)
+    assert config.source.max_future_seconds == 36 * 3600 and config.source.max_age == "3650d"
+    from flows.monitor import _csv_dialect
+
+    assert _csv_dialect(config) == CsvDialect(";", "'", "latin-1", True)
+    off = _load(tmp_path, MINIMAL.replace("[reference]", 'max_future = "off"\n[reference]'))
+    assert off.source.max_future_seconds is None
+    for bad, key in (
+        ('max_future = "soon"', "source.max_future"),
+        ('csv = { delimiter = ";;" }', "source.csv"),
+        ('csv = { encoding = "klingon" }', "source.csv"),
+        ('csv = { sep = ";" }', "source.csv.sep"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            _load(tmp_path, MINIMAL.replace("[reference]", f"{bad}\n[reference]"))

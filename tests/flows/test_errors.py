@@ -194,3 +194,46 @@ def test_monitor_on_a_bad_disk_fails_cleanly_and_recovers(tmp_path: Path, tmpfs:
     state = StateStore(config.state_dir, root=root).load()
     assert state.pending is None and len(state.ledger) == 2
     assert list((root / "history").rglob("*.tmp")) == []
+
+
+def test_check_reads_a_semicolon_csv_and_names_the_file_when_the_dialect_is_wrong(workdir: Path):
+    """Issue 26: ``feature 'ts' is not a column of the input (columns: ts;amount;country)``,
+    without the file, was all a semicolon CSV got. The delimiter is now sniffed (and logged)
+    when not given, set with --csv-delimiter, and a wrong one's error names the file."""
+    table = pq.read_table(next(iter(sorted((workdir / "refdata").glob("*.parquet")))))
+    lines = ["ts;amount;country"] + [
+        f"{r['ts'].isoformat()};{r['amount']};{r['country']}"
+        for r in table.slice(0, 500).to_pylist()
+    ]
+    (workdir / "semi.csv").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    args = ("check", "-r", "ref.json", "-i", "semi.csv", "--window", "1h", "--timestamp-column")
+    out = _divmon(*args, "ts", cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    assert "semi.csv: CSV delimiter ';' (sniffed from the first KiB" in out.stderr
+    wrong = _divmon(*args, "ts", "--csv-delimiter", "|", "--csv-encoding", "latin-1", cwd=workdir)
+    assert wrong.returncode == 2
+    (line,) = _error_lines(wrong.stderr)
+    want = "semi.csv: feature 'ts' is not a column of the input (columns: ts;amount;country)"
+    assert line.startswith(f"divmon check: error: {want}; is the CSV delimiter right?"), line
+
+
+def test_check_counts_rows_beyond_the_horizon_and_fails_a_file_of_only_those(workdir: Path):
+    """``divmon check``: rows dated 2286 (epoch ms of 1e13) are in no window, counted and
+    named; a file of nothing else is an error naming it."""
+    table = pq.read_table(next(iter(sorted((workdir / "refdata").glob("*.parquet")))))
+    rows = table.slice(0, 300).to_pylist()
+    lines = ["ts,amount,country"] + [
+        f"{int(r['ts'].timestamp() * 1000) if i < 290 else 10**13 + i},{r['amount']},{r['country']}"
+        for i, r in enumerate(rows)
+    ]
+    (workdir / "ms.csv").write_text("\n".join(lines) + "\n")
+    (workdir / "only-2286.csv").write_text("\n".join(lines[:1] + lines[-10:]) + "\n")
+    args = ("check", "-r", "ref.json", "--window", "1h", "--timestamp-column", "ts")
+    out = _divmon(*args, "-i", "ms.csv", cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    assert "10 row(s) had an event time outside the plausibility horizon" in out.stdout
+    assert "ms.csv: timestamp column 'ts': 10 row(s) with an implausible event time" in out.stderr
+    bad = _divmon(*args, "-i", "only-2286.csv", cwd=workdir)
+    assert bad.returncode == 2
+    (line,) = _error_lines(bad.stderr)
+    assert line.startswith("divmon check: error: only-2286.csv: all 10 row(s) have an event time")

@@ -4,10 +4,13 @@ runs, quarantined with one input-error alert, and can be released with ``divmon 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flows import demo
@@ -191,10 +194,17 @@ def test_stale_temp_files_are_removed_at_run_start(monitor_dir: Path):
     root = monitor_dir
     state_dir = root / "history" / "_state"
     state_dir.mkdir(parents=True, exist_ok=True)
-    (root / "history" / "._alerts.json.a1b2c3d4.tmp").write_text("{half")
-    (state_dir / ".state.json.zz99yy88.tmp").write_text("{half")
+    stale = [
+        root / "history" / "._alerts.json.a1b2c3d4.tmp",
+        state_dir / ".state.json.zz99yy88.tmp",
+    ]
+    for path in stale:  # writers unknown, older than the lease (60 s): abandoned
+        path.write_text("{half")
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    fresh = state_dir / ".last_success.json.qwer5678.tmp"  # might be a write in flight
+    fresh.write_text("{half")
     _run(root)
-    assert list((root / "history").rglob("*.tmp")) == []
+    assert list((root / "history").rglob("*.tmp")) == [fresh]
 
 
 def test_find_culprits_bisects_an_error_that_names_no_file(tmp_path: Path):
@@ -226,3 +236,161 @@ def test_find_culprits_bisects_an_error_that_names_no_file(tmp_path: Path):
 
     assert not input_failure(OSError(28, "No space left on device"))
     assert input_failure(OverflowError("x"))
+
+
+def test_last_writes_happen_under_the_run_lock(monitor_dir: Path, monkeypatch):
+    """Deterministic interleaving: while the run writes its last-success stamp (temp file
+    written, not yet renamed) a second run starts. It must be refused (the first still holds the
+    lock) and the first run's write must land; a run that wrote after releasing the lock let
+    the second take the lock and delete the live temp file (StorageNotFound, exit 2)."""
+    from divtransforms import storage
+    from flows.metrics import SUCCESS_FILE
+    from flows.state import LockHeld
+
+    root = monitor_dir
+    _good(root, 0)
+    write_local = storage._write_local
+    second: list[str] = []
+
+    def write_then_second_run(path, data, if_version):
+        if path.name != SUCCESS_FILE or second:
+            return write_local(path, data, if_version)
+
+        def writer(fh):
+            fh.write(data)
+            fh.flush()
+            try:  # between the temp file and its rename: the other run starts
+                _run(root)
+                second.append("ran")
+            except LockHeld as exc:
+                second.append(f"refused: {exc}")
+
+        return write_local(path, writer, if_version)
+
+    monkeypatch.setattr(storage, "_write_local", write_then_second_run)
+    summary = _run(root)
+    assert summary.ok and summary.n_rows_read == N
+    assert len(second) == 1 and second[0].startswith("refused: another run holds"), second
+    stamp = json.loads((root / "history" / "_state" / SUCCESS_FILE).read_text())
+    assert stamp["schema_version"] == 1 and stamp["finished_at"]
+
+
+def test_divmon_run_is_refused_before_it_starts_prefect(monitor_dir: Path, monkeypatch, capsys):
+    """The run lock is taken before the temporary Prefect API starts: a second ``divmon run``
+    is refused at once, at no cost (it used to start Prefect first, 10-25 s, and then often
+    found the lock free because the first run had finished meanwhile)."""
+    import flows.server
+    from flows.cli import main
+
+    root = monitor_dir
+    started: list[str] = []
+
+    def no_prefect(*a, **k):
+        started.append("prefect")
+        raise AssertionError("the Prefect API was started before the run lock was taken")
+
+    monkeypatch.setattr(flows.server, "prefect_api", no_prefect)
+    config = load_config(root / "monitor.toml")
+    with StateStore.for_config(config).locked(owner="the first run"):
+        code = main(["run", "--config", str(root / "monitor.toml")])
+    assert code == 2 and started == []
+    err = capsys.readouterr().err
+    assert "another run holds the run lock" in err and "the first run" in err, err
+
+
+def _mis_dated(root: Path, name: str) -> Path:
+    """A producer's file with epoch numbers of 1e13 and no format: read as milliseconds, as
+    documented, its rows fall in the year 2286."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good = demo.synth_frame(np.random.default_rng(7), N, demo.START)
+    ts = pa.array(10_000_000_000_000 + np.arange(N, dtype=np.int64) * 1_000)
+    path = root / "landing" / name
+    pq.write_table(good.set_column(0, "ts", ts), path)
+    return path
+
+
+def test_one_mis_dated_file_does_not_blind_alerting(monitor_dir: Path, caplog):
+    """Issue 26: a file dated 2286 used to be accepted (exit 0, no warning) and moved the alert
+    tracker's clock there, so every later real window counted as late: one critical per drifted
+    window, never a recovery. Now its rows are outside the plausibility horizon: the file is an
+    input failure named in the log, retried, quarantined; freshness is not fooled by it; the
+    next real drift is alerted and recovered."""
+    root = monitor_dir
+    _good(root, 0)
+    assert _run(root).ok
+    store = StateStore(root / "history" / "_state", root=root)
+    seen = store.load().freshness["last_data_at"]
+    _mis_dated(root, "events-2286.parquet")
+    with caplog.at_level("ERROR"):
+        first = _run(root)
+    assert first.n_rows_read == 0 and first.run_ids  # planned, then taken out of the batch
+    (failed,) = first.failed_files
+    assert failed["file"] == "landing/events-2286.parquet" and failed["status"] == "failed"
+    assert "outside the plausibility horizon" in failed["reason"], failed
+    assert "2286-11-20" in failed["reason"] and "max_future 1d" in failed["reason"]
+    assert any("events-2286.parquet" in r.getMessage() for r in caplog.records)
+    assert store.load().freshness["last_data_at"] == seen  # no sign of life
+    assert all(r["window_start"].year == 2026 for r in read_history(root / "history").to_pylist())
+    _run(root)
+    third = _run(root)
+    assert [f["status"] for f in third.failed_files] == ["quarantined"]
+    # the input error; and, the mis-dated rows being no sign of life, the feed is stale
+    assert [a["severity"] for a in third.new_alerts] == ["input-error", "stale"]
+    tracker = store.load().tracker
+    assert all(f["newest"] < "2027" for f in tracker["features"].values()), tracker
+
+    demo.write_stream_file(root / "landing", 1, n=N, drifted=True)
+    drifted = _run(root)
+    demo.write_stream_file(root / "landing", 2, n=N, drifted=False)
+    demo.write_stream_file(root / "landing", 3, n=N, drifted=False)
+    recovered = _run(root)
+    sent = [(a["feature"], a["severity"]) for a in drifted.new_alerts + recovered.new_alerts]
+    assert sorted(sent) == [
+        ("__feed__", "recovered"),  # real data again: the feed is fresh
+        ("amount", "critical"),
+        ("amount", "recovered"),
+        ("country", "recovered"),
+        ("country", "warning"),
+    ], sent
+
+
+def test_rows_beyond_the_horizon_are_counted_and_named_once_per_file(monitor_dir: Path, caplog):
+    """A file with a few mis-dated rows is checked: those rows are in no window, counted, and
+    one log line names the file and the first such row; the records are those of the file
+    without them, bit for bit."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.check_job import CheckJob, Source
+    from pipelines.local import run_check_local
+    from pipelines.spec import load_reference
+
+    root = monitor_dir
+    clean = _good(root, 0)
+    table = pq.read_table(clean)
+    late = pa.array(10**16 + np.arange(5, dtype=np.int64)).cast(table.schema.field("ts").type)
+    bad = table.slice(0, 5).set_column(0, "ts", late)  # 2286-11-20
+    mixed = root / "mixed" / "events-mixed.parquet"
+    mixed.parent.mkdir()
+    pq.write_table(pa.concat_tables([table, bad]), mixed, row_group_size=150)
+    clean = mixed.parent / "events-clean.parquet"  # the same batches, without the 5 rows
+    pq.write_table(table, clean, row_group_size=150)
+    profile = load_reference(str(root / "reference" / "reference.json"))
+
+    def check(path):
+        source = Source((str(path),))
+        job = CheckJob(profile, source, window="1h", timestamp_column="ts", run_id="r1")
+        return run_check_local(job)
+
+    with caplog.at_level("WARNING", logger="pipelines.local"):
+        got = check(mixed)
+    want = check(clean)
+    lines = [r.getMessage() for r in caplog.records if "implausible" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert str(mixed) in lines[0] and f"first at row {N}" in lines[0], lines
+    assert "5 row(s) with an implausible event time" in lines[0] and "2286-11-20" in lines[0]
+    assert got.metrics["implausible_event_time"] == 5 and got.metrics["no_event_time"] == 5
+    same = [repr(t.drop(["created_at"]).to_pylist()) for t in (got.records, want.records)]
+    assert same[0] == same[1]  # (repr: NaN fields compare equal)

@@ -259,3 +259,57 @@ def test_atomic_writes_honour_the_umask_and_stale_temps_are_removed(tmp_path):
         "date=2026-01-01",
         "x.json",
     ]
+
+
+def test_temp_files_of_a_live_writer_are_kept_until_a_lease_old(tmp_path):
+    """The cleanup at run start removes a temp file only when its writer (named in the file's
+    name) is a dead process of this host, or when it is older than the lease: never a write in
+    flight, even one that should not happen (a run writing after it released the lock)."""
+    from divtransforms.storage import _host_tag, _temp_prefix
+
+    store = StateStore(tmp_path, lease_seconds=60)
+    live = tmp_path / f"{_temp_prefix(tmp_path / 'last_success.json')}abcd1234.tmp"
+    live.write_text("{in flight")
+    other = os.fork()
+    if other == 0:  # a writer that is killed: its temp file is garbage at once
+        os._exit(0)
+    os.waitpid(other, 0)
+    dead = tmp_path / f".state.json.{_host_tag()}-{other}.zz99yy88.tmp"
+    dead.write_text("{half")
+    fresh = tmp_path / ".alerts.json.qwer5678.tmp"  # writer unknown: judged by its age
+    fresh.write_text("{half")
+    old = tmp_path / ".alerts.json.asdf9012.tmp"
+    old.write_text("{half")
+    os.utime(old, (time.time() - 61, time.time() - 61))
+    assert store.clean_temp_files() == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, fresh.name])
+    os.utime(live, (time.time() - 61, time.time() - 61))  # a lease old: abandoned, whoever
+    assert store.clean_temp_files() == 1 and not live.exists()
+
+
+def test_a_lock_held_for_the_process_is_reentered_by_its_runs_only(tmp_path):
+    """``StateStore.held`` (divmon run, before Prefect starts): runs of this process go on under
+    that hold; another process is refused."""
+    outer = StateStore(tmp_path)
+    with outer.held(owner="divmon run"):
+        inner = StateStore(tmp_path)
+        with inner.locked(owner="run r1"):
+            inner.check_lock()
+        assert outer.lock.held  # the run's end does not release the process's hold
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+
+        def other() -> None:
+            try:
+                StateStore(tmp_path).acquire("other")
+                q.put("acquired")
+            except LockHeld as exc:
+                q.put(str(exc))
+
+        p = ctx.Process(target=other)
+        p.start()
+        p.join(30)
+        assert "divmon run" in q.get(timeout=5)
+    assert not outer.lock.held
+    with StateStore(tmp_path).locked(owner="after"):
+        pass
