@@ -2,7 +2,7 @@
 reference, and running maximum-likelihood estimates.
 
 This package's top level is the core (numpy/pyarrow/scipy, no Beam): ``import divtransforms`` is
-cheap. The Beam transforms live in ``divtransforms.transforms``.
+cheap. The Beam transforms live in ``divtransforms.beam.transforms``.
 
 ``__all__`` holds what a user calls (``compare``, ``ReferenceProfile``, ``Policy``, the divergences,
 ``read_records``, ...). Plumbing that other layers use (``drift_record``, ``accumulator_for``,

@@ -1,7 +1,7 @@
 """Building a reference profile in passes over re-readable batches, in bounded memory (no Beam).
 
-The same rules as Beam's ``BuildReference`` (``divtransforms.reference``): vocabularies from exact
-value counts, ranges and family hints from mergeable value summaries, the family from
+The same rules as Beam's ``BuildReference`` (``divtransforms.beam.reference``): vocabularies from
+exact value counts, ranges and family hints from mergeable value summaries, the family from
 ``inference.choose_family``, histograms and MLE statistics as ``window.feature_stats_of_batch``
 computes them, the family's fit by ``profile.finish_feature``. Quantile edges are exact (the
 values ``numpy.quantile(x, q, method="inverted_cdf")`` gives on the whole column) and found by

@@ -1,5 +1,5 @@
 """Which columns of a table are features, and of which kind: ``infer_kinds`` (Beam-free, so the
-in-process engine and the Beam job share it; ``divtransforms.reference`` re-exports it)."""
+in-process engine and the Beam job share it; ``divtransforms.beam.reference`` re-exports it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from divtransforms.quality import column_role
 
 __all__ = ["infer_kinds"]
 
-_LOG = logging.getLogger("divtransforms.reference")
+_LOG = logging.getLogger("divtransforms.beam.reference")
 
 
 def infer_kinds(

@@ -1,8 +1,8 @@
 """The ``drift_check`` Prefect flow: one scheduled check, with events, alerts and artifacts.
 
-The work is done by :func:`flows.monitor.run_monitor` (plain Python); this module adds the Prefect
-parts: the run logger, drift events, notification blocks, and per-run artifacts (a table of the
-records, a markdown summary of breaches and alerts, a link to the dashboard).
+The work is done by :func:`flows.monitor.run.run_monitor` (plain Python); this module adds the
+Prefect parts: the run logger, drift events, notification blocks, and per-run artifacts (a table of
+the records, a markdown summary of breaches and alerts, a link to the dashboard).
 """
 
 # No ``from __future__ import annotations`` here: ``divmon serve`` runs the flow in a child to
@@ -20,10 +20,10 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.states import Failed
 
 from divtransforms import storage
+from flows.alerts.events import emit_alert_event
+from flows.alerts.notify import build_notifiers, retry_settings
 from flows.config import MonitorConfig, config_of
-from flows.events import emit_alert_event
-from flows.monitor import RunSummary, render_dashboard, run_monitor
-from flows.notify import build_notifiers, retry_settings
+from flows.monitor.run import RunSummary, render_dashboard, run_monitor
 
 _TABLE_COLUMNS = (
     "feature",

@@ -70,7 +70,7 @@ class CsvConfig(_Section):
 
     @model_validator(mode="after")
     def _check_dialect(self) -> CsvConfig:
-        # the rules of pipelines.io.CsvDialect, which flows.monitor builds from this (not
+        # the rules of pipelines.io.CsvDialect, which flows.monitor.run builds from this (not
         # imported here: the dashboard reads configurations without the readers)
         import codecs
 

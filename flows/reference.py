@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from divtransforms import storage
 from flows.config import MonitorConfig, config_of
-from flows.monitor import list_files
+from flows.monitor.run import list_files
 
 
 def versions_dir(config: MonitorConfig) -> storage.Location:

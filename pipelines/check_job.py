@@ -73,7 +73,7 @@ def build_check_pipeline(
     streaming: bool = False,
 ):
     """Add read -> DriftMonitor -> write to ``pipeline``; returns the records PCollection."""
-    from divtransforms.transforms import DriftMonitor
+    from divtransforms.beam.transforms import DriftMonitor
     from pipelines import io as pio
     from pipelines.sinks import WriteRecords, WriteState, join
 

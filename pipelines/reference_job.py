@@ -85,7 +85,7 @@ def build_reference_pipeline(
 ):
     import apache_beam as beam
 
-    from divtransforms.reference import BuildReference
+    from divtransforms.beam.reference import BuildReference
     from pipelines import io as pio
     from pipelines.sinks import write_bytes
 
@@ -153,8 +153,8 @@ def run_build_reference(
     deleted. ``on_job`` gets the submitted Dataflow job before the run is waited for."""
     import apache_beam as beam
 
+    from divtransforms.beam.reference import infer_kinds
     from divtransforms.compare import new_run_id
-    from divtransforms.reference import infer_kinds
     from divtransforms.storage import is_remote
     from pipelines import io as pio
     from pipelines.options import make_pipeline_options

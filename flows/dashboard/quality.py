@@ -17,7 +17,7 @@ from divtransforms.records import SEVERITIES
 
 __all__ = ["FEED", "QUALITY_COLUMNS", "quality_payload", "stale_periods"]
 
-FEED = "__feed__"  # flows.alerts.FEED (the dashboard does not import the flows' modules)
+FEED = "__feed__"  # flows.alerts.outbox.FEED (the dashboard does not import the flows' modules)
 QUALITY_COLUMNS = [
     "quality_severity",
     "quality_reason",

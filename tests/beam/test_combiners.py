@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from divtransforms import Histogram
-from divtransforms.combiners import (
+from divtransforms.beam.combiners import (
     ExactValuesFn,
     FeatureStatsFn,
     NumericSummaryFn,

@@ -225,10 +225,10 @@ def test_the_flow_path_translates_for_dataflow_with_every_output_in_the_bucket(
     translation, which stops the run before anything is submitted or recorded."""
     from divtransforms import storage
     from divtransforms.profile import ReferenceProfile
-    from flows import demo
     from flows.config import load_config
-    from flows.monitor import run_monitor
-    from flows.state import StateStore
+    from flows.demo import run as demo
+    from flows.monitor.run import run_monitor
+    from flows.monitor.state import StateStore
     from pipelines.remote import NotRun
 
     bucket = gcs_server.bucket()

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that
 from apache_beam.utils.timestamp import Timestamp
 
 from divtransforms import compare
-from divtransforms.transforms import DriftMonitor
+from divtransforms.beam.transforms import DriftMonitor
 from pipelines.io import (
     EVENT_TIME_COLUMN,
     InputError,

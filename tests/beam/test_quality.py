@@ -141,7 +141,7 @@ def test_a_column_missing_from_one_file_of_two(tmp_path, profile):
 
 def test_the_command_line_of_a_broken_feed(tmp_path, capsys, caplog):
     """As a new user would: build on a clean CSV whose dates have slashes, check a broken one."""
-    from flows.cli import main
+    from flows.cli.divmon import main
 
     rng = np.random.default_rng(8)
     ref = _reference(rng, 4000).append_column("uid", pa.array([f"u{i}" for i in range(4000)]))

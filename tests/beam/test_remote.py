@@ -188,7 +188,7 @@ def dataflow_service(monkeypatch):
 def test_divmon_check_streaming_on_dataflow_says_what_it_started_and_how_to_stop_it(
     offline, dataflow_service, profile, tmp_path, capsys
 ):
-    from flows.cli import main as divmon
+    from flows.cli.divmon import main as divmon
 
     profile.save(tmp_path / "ref.json")
     code = divmon(
@@ -228,7 +228,7 @@ def test_divmon_check_streaming_on_dataflow_says_what_it_started_and_how_to_stop
 
 
 def test_divmon_check_on_dataflow_needs_a_bucket_for_its_output(offline, profile, tmp_path, capsys):
-    from flows.cli import main as divmon
+    from flows.cli.divmon import main as divmon
 
     profile.save(tmp_path / "ref.json")
     args = ["check", "--reference", str(tmp_path / "ref.json"), *DATAFLOW, "--no_auth"]

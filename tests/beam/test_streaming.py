@@ -13,7 +13,7 @@ from apache_beam.testing.util import assert_that
 from apache_beam.transforms.window import TimestampedValue
 
 from divtransforms import compare
-from divtransforms.transforms import DriftMonitor
+from divtransforms.beam.transforms import DriftMonitor
 from tests.beam.conftest import T0, assert_records_equal, records_match, table_rows
 
 pytestmark = pytest.mark.beam

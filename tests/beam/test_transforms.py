@@ -9,8 +9,8 @@ import pytest
 from apache_beam.testing.util import assert_that
 
 from divtransforms import ReferenceProfile, compare
-from divtransforms.reference import BuildReference
-from divtransforms.transforms import DriftMonitor
+from divtransforms.beam.reference import BuildReference
+from divtransforms.beam.transforms import DriftMonitor
 from divtransforms.window import split_by_window
 from tests.beam.conftest import (
     T0,

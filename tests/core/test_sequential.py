@@ -240,7 +240,7 @@ def test_reduced_panel_run_length_and_delays():
 
 
 def test_sql_history_has_the_detector_columns(reference, tmp_path):
-    from flows.sql_history import SqlHistory
+    from flows.stack.sql_history import SqlHistory
 
     rng = np.random.default_rng(12)
     table = _run(reference, _stream(rng, 3, 100, 0.0, start=99))

@@ -228,11 +228,11 @@ def test_cli_writes_the_page_and_a_chart(tmp_path, capsys):
 
 
 def test_divmon_entry_point_runs_dashboard(tmp_path):
-    """Through the real root CLI (flows/cli.py), in a fresh interpreter without Prefect."""
+    """Through the real root CLI (flows/cli/divmon.py), in a fresh interpreter without Prefect."""
     root = drifting_history(tmp_path / "h", ["a"], n_windows=2)
     out = tmp_path / "d.html"
     code = (
-        "import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
+        "import sys; from flows.cli.divmon import main; rc = main(sys.argv[1:]); "
         "assert 'prefect' not in sys.modules, 'dashboard imported prefect'; sys.exit(rc)"
     )
     done = subprocess.run(

@@ -39,8 +39,8 @@ def prefect_api_url(prefect_harness) -> str:
 @pytest.fixture()
 def monitor_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A monitor directory: reference data, config (webhook target via env), reference built."""
-    from flows import demo
     from flows.config import load_config
+    from flows.demo import run as demo
     from flows.reference import build_reference_version
 
     demo.write_reference_data(tmp_path / "reference-data", n=5_000)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from flows.cli.divmon import main
 from flows.config import load_config
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -16,7 +16,7 @@ def test_uninstall_removes_what_install_created(monitor_dir: Path, capsys) -> No
     from prefect.blocks.core import Block
     from prefect.client.orchestration import get_client
 
-    from flows.automations import automation_prefix, block_name
+    from flows.alerts.automations import automation_prefix, block_name
 
     path = str(monitor_dir / "monitor.toml")
     config = load_config(path)

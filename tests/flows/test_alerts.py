@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from divtransforms.alerting import AlertDecision
-from flows.alerts import (
+from flows.alerts.outbox import (
     AlertLog,
     AlertLogError,
     dedup_key,
@@ -138,7 +138,7 @@ def test_message_carries_the_dedup_key(tmp_path):
 def test_event_emission(monkeypatch, tmp_path):
     import prefect.events
 
-    from flows.events import emit_alert_event
+    from flows.alerts.events import emit_alert_event
 
     calls = []
     monkeypatch.setattr(prefect.events, "emit_event", lambda **kw: calls.append(kw) or object())

@@ -16,12 +16,12 @@ import pytest
 
 from divtransforms import storage
 from divtransforms.alerting import AlertTracker
-from flows import demo
-from flows.alerts import INPUT_ERROR, AlertLog, dedup_key
+from flows.alerts.outbox import INPUT_ERROR, AlertLog, dedup_key
 from flows.config import load_config
-from flows.history import read_history
-from flows.receiver import AlertReceiver
-from flows.state import StateStore
+from flows.demo import run as demo
+from flows.demo.receiver import AlertReceiver
+from flows.monitor.history import read_history
+from flows.monitor.state import StateStore
 
 from .test_bucket_flow import bucket_monitor, land
 from .test_fault_injection import _Child
@@ -63,7 +63,7 @@ def _check_invariants(config, hours: int, receiver: AlertReceiver) -> None:
     log = AlertLog.open(config.history_dir)
     keys = [e["dedup_key"] for e in log.entries if e["severity"] != INPUT_ERROR]
     assert len(keys) == len(set(keys))
-    from flows.monitor import monitor_reference
+    from flows.monitor.run import monitor_reference
 
     ref_id = monitor_reference(config).reference_id
     expected = {

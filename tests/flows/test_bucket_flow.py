@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from divtransforms import storage
-from flows import demo
-from flows.alerts import AlertLog
+from flows.alerts.outbox import AlertLog
 from flows.config import load_config
-from flows.history import read_history
-from flows.receiver import AlertReceiver
-from flows.state import StateStore
+from flows.demo import run as demo
+from flows.demo.receiver import AlertReceiver
+from flows.monitor.history import read_history
+from flows.monitor.state import StateStore
 
 pytestmark = [pytest.mark.prefect, pytest.mark.beam, pytest.mark.usefixtures("prefect_harness")]
 ROWS = 1_000

@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from divtransforms.mle import accumulator_for, accumulator_from_dict
-from flows import demo
-from flows.alerts import AlertLog
+from flows.alerts.outbox import AlertLog
 from flows.config import load_config
-from flows.history import read_history
-from flows.receiver import AlertReceiver
-from flows.state import StateStore
+from flows.demo import run as demo
+from flows.demo.receiver import AlertReceiver
+from flows.monitor.history import read_history
+from flows.monitor.state import StateStore
 
 pytestmark = [pytest.mark.prefect, pytest.mark.beam, pytest.mark.usefixtures("prefect_harness")]
 N_PER_FILE = 1_000
@@ -180,7 +180,7 @@ def test_a_failed_delivery_raises_the_documented_exception_for_every_caller(
 def test_killed_between_records_and_alerts_resumes_without_duplicates(
     monitor_dir: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
 ):
-    import flows.monitor as monitor
+    import flows.monitor.run as monitor
 
     root = monitor_dir
     _arrive(root, [0, 1, 2], drift_from=2)
@@ -210,7 +210,7 @@ def test_killed_between_records_and_alerts_resumes_without_duplicates(
 def test_killed_before_commit_reuses_the_run_id(
     monitor_dir: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
 ):
-    import flows.monitor as monitor
+    import flows.monitor.run as monitor
 
     root = monitor_dir
     _arrive(root, [0, 1], drift_from=1)
@@ -248,7 +248,7 @@ def test_build_reference_flow_keeps_previous_versions(monitor_dir: Path):
 
 
 def test_cli_run_and_config_error(monitor_dir: Path, receiver: AlertReceiver, capsys):
-    from flows.cli import main
+    from flows.cli.divmon import main
 
     _arrive(monitor_dir, [0], drift_from=5)
     assert main(["run", "--config", str(monitor_dir / "monitor.toml")]) == 0
@@ -272,7 +272,7 @@ def test_cli_run_and_config_error(monitor_dir: Path, receiver: AlertReceiver, ca
 def test_alerts_install_creates_automations(monitor_dir: Path, receiver: AlertReceiver):
     from prefect.automations import Automation
 
-    from flows.automations import automation_name, install_automations
+    from flows.alerts.automations import automation_name, install_automations
 
     config = load_config(monitor_dir / "monitor.toml")
     out = install_automations(config)
@@ -289,9 +289,9 @@ def test_installed_automation_routes_drift_events_to_the_receiver(
 ):
     import time
 
-    from flows.alerts import AlertLog
-    from flows.automations import install_automations
-    from flows.events import emit_alert_event
+    from flows.alerts.automations import install_automations
+    from flows.alerts.events import emit_alert_event
+    from flows.alerts.outbox import AlertLog
 
     config = load_config(monitor_dir / "monitor.toml")
     install_automations(config)
@@ -386,7 +386,7 @@ def test_schema_and_stale_alerts_are_delivered_exactly_once(
 def test_cli_run_errors_are_one_line(monitor_dir: Path, receiver: AlertReceiver, capsys):
     """A run that cannot start (another run holds the lock) says so in one line, without
     Prefect's traceback; a poison file makes the run exit 3 while the good file is checked."""
-    from flows.cli import main
+    from flows.cli.divmon import main
 
     config = str(monitor_dir / "monitor.toml")
     _arrive(monitor_dir, [0], drift_from=5)
@@ -411,9 +411,9 @@ def test_the_flow_writes_its_last_success_under_the_run_lock(monitor_dir: Path, 
     the lock, so the second run took it, removed the live temp file and the first run failed
     (StorageNotFound, exit 2)."""
     from divtransforms import storage
-    from flows.metrics import SUCCESS_FILE
-    from flows.monitor import run_monitor
-    from flows.state import LockHeld
+    from flows.monitor.run import run_monitor
+    from flows.monitor.state import LockHeld
+    from flows.stack.metrics import SUCCESS_FILE
 
     root = monitor_dir
     _arrive(root, [0], drift_from=9)

@@ -114,7 +114,7 @@ def test_source_horizon_and_csv_dialect(tmp_path: Path):
     )
     config = _load(tmp_path, text)
     assert config.source.max_future_seconds == 36 * 3600 and config.source.max_age == "3650d"
-    from flows.monitor import _csv_dialect
+    from flows.monitor.run import _csv_dialect
 
     assert _csv_dialect(config) == CsvDialect(";", "'", "latin-1", True)
     off = _load(tmp_path, MINIMAL.replace("[reference]", 'max_future = "off"\n[reference]'))

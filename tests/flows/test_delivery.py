@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from divtransforms.alerting import AlertDecision
-from flows import demo
-from flows.alerts import AlertLog, deliver_outstanding
+from flows.alerts.notify import build_notifiers, retry_settings
+from flows.alerts.outbox import AlertLog, deliver_outstanding
+from flows.alerts.transport import DeliveryTimeout, call_with_deadline, post_json
 from flows.config import load_config
-from flows.notify import build_notifiers, retry_settings
-from flows.transport import DeliveryTimeout, call_with_deadline, post_json
+from flows.demo import run as demo
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

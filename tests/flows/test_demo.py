@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import demo, receiver
+from flows.demo import receiver
+from flows.demo import run as demo
 
 pytestmark = [pytest.mark.prefect, pytest.mark.beam, pytest.mark.usefixtures("prefect_harness")]
 

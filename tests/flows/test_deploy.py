@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main as divmon
+from flows.cli.divmon import main as divmon
 from flows.config import MonitorConfig, load_config
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -43,7 +43,7 @@ def test_deploy_stores_a_validated_config_and_a_worker_runs_it(
 ):
     from prefect.flows import load_flow_from_entrypoint
 
-    from flows import demo
+    from flows.demo import run as demo
 
     config_path = monitor_dir / "monitor.toml"
     config = load_config(config_path)
@@ -84,7 +84,7 @@ def test_deploy_stores_a_validated_config_and_a_worker_runs_it(
 
 
 def test_deploy_refuses_bad_configs_and_runner_options_in_one_line(tmp_path: Path, pool, capsys):
-    from flows import demo
+    from flows.demo import run as demo
 
     def write(args: str):
         return demo.write_config(
@@ -113,8 +113,8 @@ def test_deploy_refuses_bad_configs_and_runner_options_in_one_line(tmp_path: Pat
 
 
 def test_a_flow_takes_the_config_as_a_path_or_as_content_not_both(tmp_path: Path):
-    from flows import demo
     from flows.config import ConfigError, config_of
+    from flows.demo import run as demo
 
     path = demo.write_config(tmp_path, dashboard=False, notify_env=None)
     config = load_config(path)

@@ -16,11 +16,11 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from flows import demo
 from flows.config import load_config
-from flows.history import read_history
-from flows.monitor import run_monitor
-from flows.state import StateStore
+from flows.demo import run as demo
+from flows.monitor.history import read_history
+from flows.monitor.run import run_monitor
+from flows.monitor.state import StateStore
 
 pytestmark = [pytest.mark.beam]
 

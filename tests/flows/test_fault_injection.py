@@ -34,12 +34,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from divtransforms.alerting import AlertTracker
-from flows import demo
-from flows.alerts import INPUT_ERROR, AlertLog, dedup_key
+from flows.alerts.outbox import INPUT_ERROR, AlertLog, dedup_key
 from flows.config import load_config
-from flows.history import read_history
-from flows.receiver import AlertReceiver
-from flows.state import StateStore
+from flows.demo import run as demo
+from flows.demo.receiver import AlertReceiver
+from flows.monitor.history import read_history
+from flows.monitor.state import StateStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.beam, pytest.mark.prefect]
 ROWS = 400
@@ -61,8 +61,9 @@ def die():
 
 
 def install(point, root):
-    import flows.monitor as monitor
-    from flows import alerts, state as st
+    import flows.monitor.run as monitor
+    from flows.alerts import outbox as alerts
+    from flows.monitor import state as st
 
     if point == "planned":  # journal written, Beam not started
         save = st.StateStore.save
@@ -129,7 +130,7 @@ def install(point, root):
         raise ValueError(point)
 """
 
-# On PYTHONPATH of a killed ``divmon run``: install the kill point once flows.monitor is loaded.
+# On PYTHONPATH of a killed ``divmon run``: install the kill point once flows.monitor.run is loaded.
 SITECUSTOMIZE = r"""
 import os
 import sys
@@ -139,7 +140,7 @@ if os.environ.get("DIVMON_KILL_AT"):
 
     class _AfterMonitor:
         def find_spec(self, name, path=None, target=None):
-            if name != "flows.monitor":
+            if name != "flows.monitor.run":
                 return None
             sys.meta_path.remove(self)
             spec = importlib.machinery.PathFinder.find_spec(name, path)
@@ -163,9 +164,9 @@ DRIVER = r"""
 os.environ.update(ENV)
 install(POINT, ROOT)
 
-import flows.monitor as monitor
+import flows.monitor.run as monitor
 from flows.config import load_config
-from flows.notify import build_notifiers, retry_settings
+from flows.alerts.notify import build_notifiers, retry_settings
 
 try:
     config = load_config(CONFIG)
@@ -180,7 +181,13 @@ with open(RESULT, "w") as fh:
     fh.write(f"DONE {summary.n_rows_read} {len(summary.new_alerts)}")
 """
 
-_PRELOAD = ["apache_beam", "pyarrow", "flows.monitor", "flows.notify", "pipelines.check_job"]
+_PRELOAD = [
+    "apache_beam",
+    "pyarrow",
+    "flows.monitor.run",
+    "flows.alerts.notify",
+    "pipelines.check_job",
+]
 
 
 class _Child:
@@ -253,7 +260,7 @@ def _expected_alert_keys(root: Path) -> set[str]:
     """What the tracker decides over the whole history in one pass (event-time order)."""
     config = load_config(root / "monitor.toml")
     policy = config.build_policy()
-    from flows.monitor import monitor_reference
+    from flows.monitor.run import monitor_reference
 
     ref_id = monitor_reference(config).reference_id
     decisions = AlertTracker(policy).run(read_history(root / "history").to_pylist())

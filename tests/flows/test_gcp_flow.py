@@ -16,7 +16,7 @@ import pytest
 
 from divtransforms import storage
 from flows.config import load_config
-from flows.history import read_history
+from flows.monitor.history import read_history
 from tests.beam.conftest import anonymous_gcp  # noqa: F401  (a fixture)
 from tests.flows.test_bucket_flow import bucket_monitor, land
 
@@ -75,8 +75,8 @@ def _link_artifacts(key: str) -> list:
 def test_the_flow_on_dataflow_writes_to_the_bucket_work_folder_and_links_the_job(
     tmp_path: Path, gcs_server, dataflow_here, monkeypatch
 ):
-    from flows import demo
     from flows.check import check_once
+    from flows.demo import run as demo
     from flows.reference import build_reference
 
     bucket = gcs_server.bucket()
@@ -115,8 +115,8 @@ def test_the_flow_on_dataflow_writes_to_the_bucket_work_folder_and_links_the_job
 def test_divmon_commands_on_dataflow_print_the_job_and_use_a_bucket_work_folder(
     tmp_path: Path, gcs_server, dataflow_here, capsys
 ):
-    from flows import demo
-    from flows.cli import main as divmon
+    from flows.cli.divmon import main as divmon
+    from flows.demo import run as demo
 
     bucket = gcs_server.bucket()
     ref_data = demo.write_reference_data(tmp_path / "staging", n=2_000)

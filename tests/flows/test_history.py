@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from divtransforms.records import records_to_table
-from flows.history import append_records, read_history, run_files
+from flows.monitor.history import append_records, read_history, run_files
 
 T0 = datetime(2026, 1, 1, 23, tzinfo=UTC)
 
@@ -53,8 +53,8 @@ def test_discover_bucket_patterns(tmp_path, object_store):
     emulator, moto's S3), with size and mtime; the URL is not mangled into a local path."""
     from divtransforms import storage
     from flows.config import parse_config
-    from flows.monitor import discover
-    from flows.state import FileEntry, MonitorState, StateStore
+    from flows.monitor.run import discover
+    from flows.monitor.state import FileEntry, MonitorState, StateStore
 
     bucket = object_store.bucket()
     a, b = f"{bucket}/in/a.parquet", f"{bucket}/in/b.parquet"

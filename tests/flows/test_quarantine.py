@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows import demo
-from flows.alerts import AlertLog
+from flows.alerts.outbox import AlertLog
 from flows.config import load_config
-from flows.history import read_history
-from flows.monitor import run_monitor
-from flows.state import StateStore
+from flows.demo import run as demo
+from flows.monitor.history import read_history
+from flows.monitor.run import run_monitor
+from flows.monitor.state import StateStore
 
 pytestmark = [pytest.mark.beam]
 N = 400
@@ -96,7 +96,7 @@ def test_poison_file_is_retried_then_quarantined_and_the_rest_goes_on(monitor_di
 
 
 def test_files_commands_list_retry_forget(monitor_dir: Path, capsys):
-    from flows.cli import main
+    from flows.cli.divmon import main
 
     root = monitor_dir
     _good(root, 0)
@@ -210,7 +210,7 @@ def test_stale_temp_files_are_removed_at_run_start(monitor_dir: Path):
 def test_find_culprits_bisects_an_error_that_names_no_file(tmp_path: Path):
     """An error from deep inside the job (no file named, every file reads fine) is pinned on
     the file by checking halves of the batch; one every file gives alone is blamed on none."""
-    from flows.quarantine import find_culprits
+    from flows.monitor.quarantine import find_culprits
 
     files = []
     for h in range(7):
@@ -232,7 +232,7 @@ def test_find_culprits_bisects_an_error_that_names_no_file(tmp_path: Path):
 
     assert find_culprits(RuntimeError("the runner is broken"), files, always) == {}
     # a full disk is never the data's fault
-    from flows.quarantine import input_failure
+    from flows.monitor.quarantine import input_failure
 
     assert not input_failure(OSError(28, "No space left on device"))
     assert input_failure(OverflowError("x"))
@@ -244,8 +244,8 @@ def test_last_writes_happen_under_the_run_lock(monitor_dir: Path, monkeypatch):
     lock) and the first run's write must land; a run that wrote after releasing the lock let
     the second take the lock and delete the live temp file (StorageNotFound, exit 2)."""
     from divtransforms import storage
-    from flows.metrics import SUCCESS_FILE
-    from flows.state import LockHeld
+    from flows.monitor.state import LockHeld
+    from flows.stack.metrics import SUCCESS_FILE
 
     root = monitor_dir
     _good(root, 0)
@@ -279,8 +279,8 @@ def test_divmon_run_is_refused_before_it_starts_prefect(monitor_dir: Path, monke
     """The run lock is taken before the temporary Prefect API starts: a second ``divmon run``
     is refused at once, at no cost (it used to start Prefect first, 10-25 s, and then often
     found the lock free because the first run had finished meanwhile)."""
-    import flows.server
-    from flows.cli import main
+    import flows.cli.server
+    from flows.cli.divmon import main
 
     root = monitor_dir
     started: list[str] = []
@@ -289,7 +289,7 @@ def test_divmon_run_is_refused_before_it_starts_prefect(monitor_dir: Path, monke
         started.append("prefect")
         raise AssertionError("the Prefect API was started before the run lock was taken")
 
-    monkeypatch.setattr(flows.server, "prefect_api", no_prefect)
+    monkeypatch.setattr(flows.cli.server, "prefect_api", no_prefect)
     config = load_config(root / "monitor.toml")
     with StateStore.for_config(config).locked(owner="the first run"):
         code = main(["run", "--config", str(root / "monitor.toml")])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import demo
-from flows.history import read_history
+from flows.demo import run as demo
+from flows.monitor.history import read_history
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.beam]
 

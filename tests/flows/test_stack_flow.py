@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from flows import demo
 from flows.config import load_config
-from flows.history import read_history
-from flows.receiver import AlertReceiver
+from flows.demo import run as demo
+from flows.demo.receiver import AlertReceiver
+from flows.monitor.history import read_history
 
 
 def _value(text: str, name: str) -> float:
@@ -28,7 +28,7 @@ def test_drift_check_exports_to_sql_and_writes_the_textfile(monitor_dir: Path, m
     from prometheus_client.parser import text_string_to_metric_families
 
     from flows.check import drift_check
-    from flows.sql_history import SqlHistory
+    from flows.stack.sql_history import SqlHistory
 
     path = monitor_dir / "monitor.toml"
     path.write_text(

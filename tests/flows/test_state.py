@@ -15,7 +15,7 @@ import pytest
 
 from divtransforms.records import atomic_write_json
 from divtransforms.storage import remove_stale_temp_files
-from flows.state import (
+from flows.monitor.state import (
     FileEntry,
     FileRunLock,
     LockHeld,

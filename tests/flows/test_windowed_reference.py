@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from divtransforms import ReferenceProfile
-from flows import demo
 from flows.config import ConfigError, load_config, parse_config
-from flows.monitor import run_monitor
+from flows.demo import run as demo
+from flows.monitor.run import run_monitor
 from flows.reference import build_reference_version
 
 pytestmark = [pytest.mark.beam]

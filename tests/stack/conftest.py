@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.server import free_port
+from flows.cli.server import free_port
 
 PG_USER = "divtransforms-test"
 

@@ -76,9 +76,9 @@ def populated_monitor(
 def add_run(config, i: int) -> list:
     """Run ``i`` (hours 3i .. 3i+3): history, tracker, alert log and state; returns the alerts."""
     from divtransforms.alerting import AlertTracker
-    from flows.alerts import AlertLog
-    from flows.history import append_records
-    from flows.state import StateStore
+    from flows.alerts.outbox import AlertLog
+    from flows.monitor.history import append_records
+    from flows.monitor.state import StateStore
 
     store = StateStore(config.state_dir)
     state = store.load()

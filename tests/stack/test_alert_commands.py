@@ -6,9 +6,9 @@ import json
 import urllib.request
 from pathlib import Path
 
-from flows.cli import main
-from flows.receiver import AlertReceiver
-from flows.server import free_port
+from flows.cli.divmon import main
+from flows.cli.server import free_port
+from flows.demo.receiver import AlertReceiver
 
 from .receivers import ApiReceiver
 from .records import populated_monitor
@@ -100,7 +100,7 @@ def test_alerts_list(tmp_path: Path, capsys) -> None:
     assert main(["alerts", "list", "--config", path, "--json", "--outstanding"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["severity"] for r in rows] == ["critical", "recovered"]
-    from flows.alerts import AlertLog
+    from flows.alerts.outbox import AlertLog
 
     log = AlertLog.open(config.history_dir)
     for e in log.entries:

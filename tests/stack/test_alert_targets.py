@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from flows.alerts import AlertLog, deliver_outstanding
-from flows.messages import Message
-from flows.notify import build_notifiers
-from flows.targets import incident_key
+from flows.alerts.messages import Message
+from flows.alerts.notify import build_notifiers
+from flows.alerts.outbox import AlertLog, deliver_outstanding
+from flows.alerts.targets import incident_key
 
 from .receivers import ApiReceiver
 from .records import add_run, populated_monitor
@@ -95,7 +95,7 @@ def test_templates_are_files_in_the_package() -> None:
     import flows
 
     folder = Path(flows.__file__).parent / "templates"
-    from flows.messages import TEMPLATES
+    from flows.alerts.messages import TEMPLATES
 
     assert sorted(p.name for p in folder.glob("*.j2")) == sorted(TEMPLATES)
 
@@ -202,7 +202,7 @@ def test_escalation_keeps_one_incident_and_recovery_resolves_both(
         full = [{**base, **e, "deliveries": {**base["deliveries"]}} for e in entries]
         log = AlertLog(config.history_dir / "_alerts.json", full)
         log.save()
-        from flows.targets import send_alertmanager, send_pagerduty
+        from flows.alerts.targets import send_alertmanager, send_pagerduty
 
         pd_cfg, am_cfg = config.notify[2], config.notify[3]
 
@@ -272,9 +272,9 @@ def test_a_resolve_never_overtakes_its_trigger(tmp_path: Path, secrets) -> None:
 
 
 def test_a_stale_feed_is_an_incident_of_its_own(tmp_path: Path, secrets, alertmanager) -> None:
-    """flows.freshness logs ``stale`` / ``recovered`` on the pseudo-feature ``__feed__``: the
-    messages say what happened (no drift numbers), and the recovery resolves the incident."""
-    from flows.freshness import FEED
+    """flows.monitor.freshness logs ``stale`` / ``recovered`` on the pseudo-feature ``__feed__``:
+    the messages say what happened (no drift numbers), and the recovery resolves the incident."""
+    from flows.monitor.freshness import FEED
 
     with (
         ApiReceiver("slack_incoming_webhook", answer="ok") as slack,

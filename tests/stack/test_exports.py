@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from divtransforms.flat_records import bigquery_schema
-from flows.exports import EXPORTS_FILE, bigquery_job_id, export_pending, read_ledger
-from flows.history import read_history
-from flows.server import free_port
-from flows.sql_history import SqlHistory
+from flows.cli.server import free_port
+from flows.monitor.history import read_history
+from flows.stack.exports import EXPORTS_FILE, bigquery_job_id, export_pending, read_ledger
+from flows.stack.sql_history import SqlHistory
 
 from .fake_bigquery import FakeBigQuery
 from .records import add_run, populated_monitor
@@ -94,7 +94,7 @@ def test_bigquery_load_jobs_offline(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_bigquery_rejected_rows_fail_the_export_and_are_retried(tmp_path, monkeypatch) -> None:
-    from flows import exports
+    from flows.stack import exports
 
     with FakeBigQuery() as bq:
         monkeypatch.setenv("DIVMON_BIGQUERY_API_ENDPOINT", bq.url)

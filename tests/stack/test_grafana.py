@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 import flows
-from flows.exports import export_pending
-from flows.metrics import render_text
+from flows.stack.exports import export_pending
+from flows.stack.metrics import render_text
 
 from .records import populated_monitor
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from divtransforms.records import SEVERITY_RANK
-from flows.metrics import METRIC_NAMES, render_text
-from flows.server import free_port
+from flows.cli.server import free_port
+from flows.stack.metrics import METRIC_NAMES, render_text
 
 from .conftest import start_prometheus, stop, wait_http
 from .records import drift_table, populated_monitor
@@ -42,7 +42,7 @@ def _samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 
 def _expected_latest() -> dict[str, dict]:
-    """The newest window per feature of run-2, computed independently of flows.metrics."""
+    """The newest window per feature of run-2, computed independently of flows.stack.metrics."""
     rows = drift_table("run-2", hours=3, start=3).to_pylist()
     latest = {}
     for r in rows:
@@ -133,8 +133,8 @@ def test_unreadable_history_is_reported_not_raised(tmp_path: Path) -> None:
 
 
 def test_collector_rereads_when_files_change(tmp_path: Path) -> None:
-    from flows.alerts import AlertLog
-    from flows.metrics import registry_for
+    from flows.alerts.outbox import AlertLog
+    from flows.stack.metrics import registry_for
 
     config = populated_monitor(tmp_path)
     from prometheus_client import generate_latest
@@ -154,7 +154,7 @@ def test_collector_rereads_when_files_change(tmp_path: Path) -> None:
 
 
 def test_textfile_for_node_exporter(tmp_path: Path) -> None:
-    from flows.metrics import publish_metrics
+    from flows.stack.metrics import publish_metrics
 
     config = populated_monitor(tmp_path, '[metrics]\ntextfile = "textfile/divmon.prom"\n')
     assert publish_metrics(config) == [str(tmp_path / "textfile" / "divmon.prom")]
@@ -164,7 +164,7 @@ def test_textfile_for_node_exporter(tmp_path: Path) -> None:
 
 
 def test_pushgateway(tmp_path: Path, pushgateway) -> None:
-    from flows.metrics import publish_metrics
+    from flows.stack.metrics import publish_metrics
 
     config = populated_monitor(tmp_path, '[metrics]\npushgateway_env = "DIVMON_PUSHGATEWAY"\n')
     os.environ["DIVMON_PUSHGATEWAY"] = pushgateway.url
@@ -184,7 +184,7 @@ def test_pushgateway(tmp_path: Path, pushgateway) -> None:
 
 
 def test_pushgateway_down_does_not_fail_the_run(tmp_path: Path, caplog) -> None:
-    from flows.metrics import publish_metrics
+    from flows.stack.metrics import publish_metrics
 
     url = f"http://127.0.0.1:{free_port()}"
     config = populated_monitor(tmp_path, f'[metrics]\npushgateway = "{url}"\n')

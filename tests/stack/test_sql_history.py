@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from divtransforms.flat_records import KEY_COLUMNS, flat_columns, nested_fields
-from flows.sql_history import SQL_LAYOUT_VERSION, SqlHistory, SqlHistoryError
+from flows.stack.sql_history import SQL_LAYOUT_VERSION, SqlHistory, SqlHistoryError
 
 from .records import drift_table
 
@@ -155,7 +155,7 @@ def test_bad_url_is_a_clear_error_without_password():
 
 
 def test_unreachable_database_names_the_url_without_password():
-    from flows.server import free_port
+    from flows.cli.server import free_port
 
     url = f"postgresql+psycopg://u:hunter2@127.0.0.1:{free_port()}/x?connect_timeout=2"
     with SqlHistory(url) as h, pytest.raises(SqlHistoryError) as err:

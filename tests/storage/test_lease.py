@@ -1,5 +1,5 @@
-"""The bucket run lock (flows.lease.LeaseRunLock) on a real storage API: the GCS emulator and
-moto's S3 server. Several processes contend for one lease; one of them dies holding it."""
+"""The bucket run lock (flows.monitor.lease.LeaseRunLock) on a real storage API: the GCS emulator
+and moto's S3 server. Several processes contend for one lease; one of them dies holding it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from divtransforms import storage
-from flows.lease import LeaseLost, LeaseRunLock
-from flows.state import LockHeld, StateStore
+from flows.monitor.lease import LeaseLost, LeaseRunLock
+from flows.monitor.state import LockHeld, StateStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,8 +96,8 @@ def test_state_commit_refused_after_the_lease_is_lost(object_store, tmp_path):
 WORKER = r"""
 import json, os, random, sys, time
 from divtransforms import storage
-from flows.lease import LeaseRunLock
-from flows.state import LockHeld
+from flows.monitor.lease import LeaseRunLock
+from flows.monitor.state import LockHeld
 
 lock_path, base = sys.argv[1], sys.argv[2]
 worker, rounds, crash = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"

@@ -142,7 +142,7 @@ class Snapshot:
 
 def latest_records(history_dir: Path) -> dict[str, dict[str, Any]]:
     """The newest record per feature (latest window end, then pane, then creation time)."""
-    from flows.history import read_history
+    from flows.monitor.history import read_history
 
     table = read_history(history_dir)
     if table.num_rows == 0:
@@ -189,8 +189,8 @@ def _last_success(config: MonitorConfig, runs: list[dict[str, Any]]) -> float | 
 
 
 def read_snapshot(config: MonitorConfig) -> Snapshot:
-    from flows.alerts import AlertLog
-    from flows.state import StateStore
+    from flows.alerts.outbox import AlertLog
+    from flows.monitor.state import StateStore
 
     snap = Snapshot()
     try:

@@ -1,15 +1,15 @@
 """One scheduled drift check, as plain functions (the Prefect flow in flows.check wraps them).
 
-Order of a run (each stage is journaled in the monitor state, see flows.state), under the run
-lock, after removing temp files that killed writes left behind:
+Order of a run (each stage is journaled in the monitor state, see flows.monitor.state), under the
+run lock, after removing temp files that killed writes left behind:
 
 1. recover: finish a run that crashed (same run id, same files), so nothing is lost or doubled;
 2. discover: the files matching ``source.paths`` that the ledger has not seen, and failed files
    due for another try (names follow the readers' rule, ``pipelines.io.is_data_file``);
 3. check: the check job over those files (in this process for local files and no runner
    option, else on Beam), with the running MLE state of earlier runs. A file
-   that fails is taken out of the batch and recorded as failed (``flows.quarantine`` finds it),
-   quarantined after ``source.quarantine_after`` runs; a planned file that vanished is dropped.
+   that fails is taken out of the batch and recorded as failed (``flows.monitor.quarantine`` finds
+   it), quarantined after ``source.quarantine_after`` runs; a planned file that vanished is dropped.
    The policy sets each record's severity; the records go to the history; the ledger, MLE state
    and journal are committed together (stage ``recorded``);
 4. alert: the tracker (event-time order, consecutive windows, cooldown, recovery) turns the run's
@@ -38,13 +38,19 @@ from divtransforms.policy import Policy
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, sort_records
 from divtransforms.storage import remove_stale_temp_files
-from flows.alerts import ALERTS_FILE, AlertLog, DeliverySummary, Notifier, deliver_outstanding
+from flows.alerts.outbox import (
+    ALERTS_FILE,
+    AlertLog,
+    DeliverySummary,
+    Notifier,
+    deliver_outstanding,
+)
 from flows.config import MonitorConfig
-from flows.discovery import discover, exists, list_files
-from flows.freshness import freshness_stage
-from flows.history import append_records, read_history
-from flows.quarantine import find_culprits, input_failure
-from flows.state import FileEntry, MonitorState, StateStore
+from flows.monitor.discovery import discover, exists, list_files
+from flows.monitor.freshness import freshness_stage
+from flows.monitor.history import append_records, read_history
+from flows.monitor.quarantine import find_culprits, input_failure
+from flows.monitor.state import FileEntry, MonitorState, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +71,7 @@ class RunSummary:
     delivery: DeliverySummary = field(default_factory=DeliverySummary)
     recovered: bool = False
     reference_id: str = ""
-    exports: Any = None  # flows.exports.ExportSummary when [[export]] targets are configured
+    exports: Any = None  # flows.stack.exports.ExportSummary when [[export]] targets are configured
     dataflow_jobs: list[dict[str, Any]] = field(default_factory=list)  # DataflowJob.to_dict()
     failed_files: list[dict[str, Any]] = field(default_factory=list)  # {file, reason, status}
     dropped_files: list[str] = field(default_factory=list)  # vanished after being planned
@@ -429,7 +435,7 @@ def run_monitor(
                     " (kept in the outbox for the next run)" if d.failed or d.deferred else "",
                 )
         if config.export:
-            from flows.exports import export_pending
+            from flows.stack.exports import export_pending
 
             summary.exports = export_pending(config, logger)
         _finish_under_lock(config, store, logger)
@@ -444,7 +450,7 @@ def _finish_under_lock(config: MonitorConfig, store: StateStore, logger: logging
     """The run's last writes, still under the run lock (a run that wrote after releasing it
     raced the next run's temp-file cleanup): the last-success stamp (also a run that found no
     new data: the schedule is alive) and the metrics textfile / Pushgateway, when configured."""
-    from flows.metrics import publish_metrics, record_success
+    from flows.stack.metrics import publish_metrics, record_success
 
     store.check_lock()
     record_success(config)

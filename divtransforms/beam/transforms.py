@@ -5,12 +5,12 @@ element per sample. The data path reads top to bottom:
 
     batches -> AssignWindows -> BinSamples -> RunningMLE -> ComputeDivergence -> drift records
 
-``DriftMonitor`` is that whole path in one transform; ``divtransforms.reference.BuildReference``
-builds the ``ReferenceProfile`` the monitor compares against. The statistics of a window and the
-running estimates are the core's (``divtransforms.window``): these transforms only drive them.
-Records come from ``divtransforms.compare.drift_record``, so they equal ``divtransforms.compare()``
-on the same data (counts exactly; floating-point sums up to rounding, as batches are merged in
-another order).
+``DriftMonitor`` is that whole path in one transform;
+``divtransforms.beam.reference.BuildReference`` builds the ``ReferenceProfile`` the monitor compares
+against. The statistics of a window and the running estimates are the core's
+(``divtransforms.window``): these transforms only drive them. Records come from
+``divtransforms.compare.drift_record``, so they equal ``divtransforms.compare()`` on the same data
+(counts exactly; floating-point sums up to rounding, as batches are merged in another order).
 
 Windowing and streaming (see docs/beam.md):
 - Event-time fixed windows aligned to the epoch (as ``compare()``), from a timestamp column:
@@ -43,8 +43,8 @@ from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
+from divtransforms.beam.combiners import NAMESPACE, FeatureStatsFn
 from divtransforms.columns import num_rows, parse_duration
-from divtransforms.combiners import NAMESPACE, FeatureStatsFn
 from divtransforms.compare import (
     DEFAULT_ALPHA,
     Assessor,

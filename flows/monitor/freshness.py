@@ -18,9 +18,9 @@ from typing import Any
 
 from divtransforms.alerting import AlertDecision
 from divtransforms.columns import parse_duration
-from flows.alerts import FEED, AlertLog
+from flows.alerts.outbox import FEED, AlertLog
 from flows.config import MonitorConfig
-from flows.state import MonitorState, StateStore
+from flows.monitor.state import MonitorState, StateStore
 
 __all__ = ["FEED", "freshness_stage"]
 

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flows.alerts import ALERT_SUMMARY_FIELDS
+from flows.alerts.outbox import ALERT_SUMMARY_FIELDS
 
 EVENT_PREFIX = "divtransforms.drift"
 
@@ -34,7 +34,7 @@ def emit_alert_event(entry: Mapping[str, Any], monitor: str) -> bool:
         },
         related=[
             {
-                "prefect.resource.id": f"divtransforms.reference.{entry['reference_id']}",
+                "prefect.resource.id": f"divtransforms.beam.reference.{entry['reference_id']}",
                 "prefect.resource.role": "reference",
             }
         ],

@@ -8,7 +8,7 @@
    third run delivers them, once);
 4. render the dashboard and print where the history, alert log and dashboard are.
 
-Runs on a temporary local Prefect API (``flows.server.prefect_api``: SQLite under PREFECT_HOME,
+Runs on a temporary local Prefect API (``flows.cli.server.prefect_api``: SQLite under PREFECT_HOME,
 stopped with the demo) unless PREFECT_API_URL is set; the reference is built on Beam's FnApiRunner
 and the checks run in the flow's own process (local files, no runner option).
 """
@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     config_path = write_config(root)
     print(f"[demo] config: {config_path}")
 
-    from flows.receiver import AlertReceiver
-    from flows.server import prefect_api
+    from flows.cli.server import prefect_api
+    from flows.demo.receiver import AlertReceiver
 
     with AlertReceiver() as receiver, prefect_api():
         os.environ[WEBHOOK_ENV] = receiver.url
@@ -206,7 +206,7 @@ def run_line(run: int, n_files: int, out: dict, *, outage: bool) -> str:
 def report(root: Path, alerts: list[dict], seconds: float) -> int:
     """Prints what the receiver got and where the outputs are; 0 when every alert in the alert
     log reached the receiver exactly once, 1 (with the reason) otherwise."""
-    from flows.alerts import AlertLog
+    from flows.alerts.outbox import AlertLog
 
     history = root / "history"
     print(f"[demo] the local receiver got {len(alerts)} alert(s):")

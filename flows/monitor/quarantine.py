@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def input_failure(exc: BaseException) -> bool:
     """Could ``exc`` come from the data (rather than the machine or our own state)?"""
     from divtransforms.storage import StorageError
-    from flows.state import StateError
+    from flows.monitor.state import StateError
 
     if isinstance(exc, StateError | StorageError):
         return False

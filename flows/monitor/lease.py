@@ -35,7 +35,7 @@ from typing import Any
 
 from divtransforms import storage
 from divtransforms.storage import FileInfo, PreconditionFailed, StorageError, StorageNotFound
-from flows.locks import LockHeld, StateError
+from flows.monitor.locks import LockHeld, StateError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class LeaseLost(StateError):
 
 
 class LeaseRunLock:
-    """A :class:`flows.state.RunLock` held as a lease object at ``path`` (any location;
+    """A :class:`flows.monitor.state.RunLock` held as a lease object at ``path`` (any location;
     meant for buckets, where no host-local lock can exclude another host)."""
 
     def __init__(

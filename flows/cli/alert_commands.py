@@ -41,9 +41,9 @@ def test_entry(config: Any, severity: str = "warning") -> dict:
 
 def send_test_alerts(config: Any) -> dict[str, str | None]:
     """``{target: None if delivered else the error (no secrets)}``."""
-    from flows.alerts import safe_error
-    from flows.notify import build_notifiers
-    from flows.targets import SENDERS
+    from flows.alerts.notify import build_notifiers
+    from flows.alerts.outbox import safe_error
+    from flows.alerts.targets import SENDERS
 
     results: dict[str, str | None] = {}
     notifiers = build_notifiers(config, test=True)
@@ -64,8 +64,8 @@ def send_test_alerts(config: Any) -> dict[str, str | None]:
 
 
 def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
+    from flows.cli.server import prefect_defaults
     from flows.config import load_config
-    from flows.server import prefect_defaults
 
     config = load_config(args.config)
     if not config.notify:
@@ -75,7 +75,7 @@ def cmd_test(args: argparse.Namespace, extra: list[str]) -> int:
         t.block or t.url_secret or t.routing_key_secret or t.api_key_secret for t in config.notify
     ]
     if any(blocks):
-        from flows.server import prefect_api
+        from flows.cli.server import prefect_api
 
         with prefect_api():  # Secret and notification blocks live in the Prefect API
             results = send_test_alerts(config)
@@ -105,8 +105,8 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
 
     config = load_config(args.config)
     if args.automations:
-        from flows.automations import installed_automations
-        from flows.server import prefect_api, prefect_defaults
+        from flows.alerts.automations import installed_automations
+        from flows.cli.server import prefect_api, prefect_defaults
 
         prefect_defaults()
         with prefect_api():
@@ -116,7 +116,7 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
         if not found:
             print(f"no automations installed for monitor {config.name!r}")
         return 0
-    from flows.alerts import AlertLog
+    from flows.alerts.outbox import AlertLog
 
     entries = AlertLog.open(config.history_dir).entries
     if args.outstanding:
@@ -142,13 +142,13 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_uninstall(args: argparse.Namespace, extra: list[str]) -> int:
-    from flows.automations import uninstall_automations
+    from flows.alerts.automations import uninstall_automations
+    from flows.cli.server import prefect_defaults
     from flows.config import load_config
-    from flows.server import prefect_defaults
 
     config = load_config(args.config)
     prefect_defaults()
-    from flows.server import prefect_api
+    from flows.cli.server import prefect_api
 
     with prefect_api():
         removed = uninstall_automations(config)

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines import cli as pipeline_cli
 
     pipeline_cli.register(sub)
-    from flows import commands as flow_commands
+    from flows.cli import commands as flow_commands
 
     flow_commands.register(sub)
     from flows.dashboard import cli as dashboard_cli

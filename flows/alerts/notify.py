@@ -1,10 +1,10 @@
 """Notification targets as Prefect notification blocks; secrets from env vars or Secret blocks.
 
-``webhook`` -> a JSON POST ``{"subject", "body"}`` by :mod:`flows.transport` (a deadline for
+``webhook`` -> a JSON POST ``{"subject", "body"}`` by :mod:`flows.alerts.transport` (a deadline for
 the whole attempt; ``Idempotency-Key`` and ``X-Divtransforms-Dedup-Key`` headers), ``block`` ->
 any saved notification block (``Block.load("type-slug/name")``); ``slack`` (Block Kit), ``email``
 (SendGrid, HTML + text), ``pagerduty`` (Events v2) and ``alertmanager`` messages are rendered
-from templates by ``flows.targets``. Every attempt runs under a deadline.
+from templates by ``flows.alerts.targets``. Every attempt runs under a deadline.
 URLs and keys are resolved when a message is sent and are never logged (``alerts.safe_error``).
 """
 
@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flows.alerts import Notifier, message
+from flows.alerts.outbox import Notifier, message
+from flows.alerts.secrets import resolve_secret
 from flows.config import MonitorConfig, NotifyConfig
-from flows.secrets import resolve_secret
 
 
 def _webhook(cfg: NotifyConfig, entry: Mapping[str, Any], timeout: float) -> None:
-    """JSON POST ``{"subject", "body"}`` through :mod:`flows.transport` (whole-attempt deadline,
-    idempotency headers)."""
-    from flows.transport import alert_headers, post_json
+    """JSON POST ``{"subject", "body"}`` through :mod:`flows.alerts.transport` (whole-attempt
+    deadline, idempotency headers)."""
+    from flows.alerts.transport import alert_headers, post_json
 
     subject, body = message(entry)
     post_json(
@@ -52,9 +52,9 @@ def build_notifiers(config: MonitorConfig, *, test: bool = False) -> dict[str, N
     takes at most ``min(target timeout, timeout)`` seconds.
 
     Slack, email, PagerDuty and Alertmanager messages are rendered from templates
-    (``flows.targets``); ``test`` marks them as a test (``divmon alerts test``).
+    (``flows.alerts.targets``); ``test`` marks them as a test (``divmon alerts test``).
     """
-    from flows.targets import SENDERS as RENDERED
+    from flows.alerts.targets import SENDERS as RENDERED
 
     out: dict[str, Notifier] = {}
     for cfg in config.notify:
@@ -69,7 +69,7 @@ def build_notifiers(config: MonitorConfig, *, test: bool = False) -> dict[str, N
 
 
 def _bounded(cfg: NotifyConfig, send) -> Notifier:
-    from flows.transport import call_with_deadline
+    from flows.alerts.transport import call_with_deadline
 
     def notify(entry: Mapping[str, Any], timeout: float = cfg.timeout) -> None:
         seconds = min(cfg.timeout, timeout)

@@ -1,5 +1,6 @@
-"""The errors of the monitor's state and run lock, shared by the local lock (``flows.state``) and
-the lease on a bucket (``flows.lease``) without either importing the other at load time.
+"""The errors of the monitor's state and run lock, shared by the local lock
+(``flows.monitor.state``) and the lease on a bucket (``flows.monitor.lease``) without either
+importing the other at load time.
 """
 
 from __future__ import annotations

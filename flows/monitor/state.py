@@ -20,7 +20,7 @@ or check failed; retried on the next runs) or ``quarantined`` (failed ``max_atte
 
 The state folder may be local or on a bucket (``divtransforms.storage``). The run lock is a
 :class:`RunLock`: locally :class:`FileRunLock`, an ``fcntl.flock`` the kernel releases when the
-holder dies; on a bucket :class:`flows.lease.LeaseRunLock`, a lease object with an expiry.
+holder dies; on a bucket :class:`flows.monitor.lease.LeaseRunLock`, a lease object with an expiry.
 ``save`` is a conditional commit: it replaces only the version ``load`` (or the last ``save``)
 saw, so a run that lost its lock can never overwrite a newer state.
 """
@@ -42,13 +42,15 @@ from typing import Any, Protocol
 from divtransforms import storage
 from divtransforms.records import json_bytes
 from divtransforms.storage import ANY, PreconditionFailed, StorageError, StorageNotFound
-from flows.locks import LockHeld, StateError
+from flows.monitor.locks import LockHeld, StateError
 
 STATE_SCHEMA_VERSION = 2
 #: A file that fails this many runs in a row is quarantined.
 MAX_ATTEMPTS = 3
 FILE_STATUSES = ("checked", "failed", "quarantined")
-_DEFAULT_LEASE_SECONDS = 60.0  # flows.lease.DEFAULT_TTL_SECONDS (not imported: lease imports us)
+_DEFAULT_LEASE_SECONDS = (
+    60.0  # flows.monitor.lease.DEFAULT_TTL_SECONDS (not imported: lease imports us)
+)
 
 
 @dataclass
@@ -134,7 +136,9 @@ class MonitorState:
     tracker: dict[str, Any] | None = None
     pending: dict[str, Any] | None = None  # {"run_id", "files", "stage", "failed", ...}
     runs: list[dict[str, Any]] = field(default_factory=list)  # completed runs, newest last
-    freshness: dict[str, Any] | None = None  # flows.freshness: last data, idle runs, stale since
+    freshness: dict[str, Any] | None = (
+        None  # flows.monitor.freshness: last data, idle runs, stale since
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -311,7 +315,7 @@ class StateStore:
         self.lock_path = storage.join(self.dir, "run.lock")
         if lock is None:
             if storage.is_remote(self.dir):
-                from flows.lease import DEFAULT_TTL_SECONDS, LeaseRunLock
+                from flows.monitor.lease import DEFAULT_TTL_SECONDS, LeaseRunLock
 
                 lock = LeaseRunLock(self.lock_path, ttl=lease_seconds or DEFAULT_TTL_SECONDS)
             else:

@@ -7,7 +7,7 @@ the writes are idempotent (SQL: per (run, feature, window, pane); BigQuery: one 
 with a deterministic job id, which BigQuery refuses to run twice) a crash between the write and
 the ledger update writes nothing twice.
 
-``kind = "sql"``: :class:`flows.sql_history.SqlHistory`. ``kind = "bigquery"``: a load job of
+``kind = "sql"``: :class:`flows.stack.sql_history.SqlHistory`. ``kind = "bigquery"``: a load job of
 newline-delimited JSON rows with the flat table's schema (``divtransforms.flat_records``); the
 streaming job writes the same rows with Beam's ``WriteToBigQuery`` (``pipelines.sinks``).
 """
@@ -28,7 +28,7 @@ from divtransforms import storage
 from divtransforms.flat_records import bigquery_row, bigquery_schema
 from divtransforms.records import atomic_write_json
 from flows.config import ExportConfig, MonitorConfig
-from flows.history import read_history
+from flows.monitor.history import read_history
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def export_url(cfg: ExportConfig, config: MonitorConfig | None = None) -> str:
     if cfg.url is not None:
         url = cfg.url
     else:
-        from flows.secrets import resolve_secret
+        from flows.alerts.secrets import resolve_secret
 
         url = resolve_secret(f"export {cfg.key}", cfg.url_env, cfg.url_secret)
     prefix = "sqlite:///"
@@ -167,7 +167,7 @@ def _save_ledger(config: MonitorConfig, ledger: Mapping[str, list[str]]) -> None
 
 def _write(cfg: ExportConfig, config: MonitorConfig, records: pa.Table, run_id: str) -> int:
     if cfg.kind == "sql":
-        from flows.sql_history import SqlHistory
+        from flows.stack.sql_history import SqlHistory
 
         url = export_url(cfg, config)
         with SqlHistory(url, cfg.table, db_schema=cfg.db_schema, monitor=config.name) as sql:
@@ -212,7 +212,7 @@ def export_runs(
 
 def export_pending(config: MonitorConfig, logger: logging.Logger | None = None) -> ExportSummary:
     """Export every completed run (``state.runs``) that some target has not taken yet."""
-    from flows.state import StateStore
+    from flows.monitor.state import StateStore
 
     state = StateStore.for_config(config).load()
     return export_runs(config, [r["run_id"] for r in state.runs if r.get("records")], logger)

@@ -19,7 +19,7 @@ log = logging.getLogger("divmon")
 
 def _store(config_path: str):
     from flows.config import load_config
-    from flows.state import StateStore
+    from flows.monitor.state import StateStore
 
     config = load_config(config_path)
     return StateStore.for_config(config)

@@ -16,9 +16,9 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
+from divtransforms.beam.combiners import ExactValuesFn, NumericSummaryFn, VocabularyFn
 from divtransforms.bins import CategoricalBins, NumericBins, to_float_array
 from divtransforms.columns import column_of
-from divtransforms.combiners import ExactValuesFn, NumericSummaryFn, VocabularyFn
 from divtransforms.histogram import Histogram
 from divtransforms.inference import choose_family, family_center
 from divtransforms.kinds import infer_kinds

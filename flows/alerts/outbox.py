@@ -29,13 +29,13 @@ from divtransforms import storage
 from divtransforms.alerting import AlertDecision
 from divtransforms.records import json_bytes
 from divtransforms.storage import ANY, PreconditionFailed, StorageError, StorageNotFound
-from flows.transport import event_id
+from flows.alerts.transport import event_id
 
 ALERT_LOG_VERSION = 1
 ALERTS_FILE = "_alerts.json"
 INPUT_ERROR = "input-error"  # severity of the alert about quarantined input files
 INPUT_ERROR_FEATURE = "(input files)"
-FEED = "__feed__"  # the pseudo-feature of a feed's freshness alerts (flows.freshness)
+FEED = "__feed__"  # the pseudo-feature of a feed's freshness alerts (flows.monitor.freshness)
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def _accepts_timeout(notifier: Notifier) -> bool:
 def _attempt(notifier: Notifier, entry: dict[str, Any], seconds: float) -> None:
     """One bounded attempt: ``notifier(entry, timeout=seconds)`` when it takes a deadline (and
     then keeps it itself), else the call is abandoned after ``seconds``."""
-    from flows.transport import call_with_deadline
+    from flows.alerts.transport import call_with_deadline
 
     if _accepts_timeout(notifier):
         notifier(entry, timeout=seconds)

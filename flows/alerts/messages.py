@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any
 
 from divtransforms.policy import judged_values
-from flows.alerts import FEED
+from flows.alerts.outbox import FEED
 from flows.config import MonitorConfig
 
 TEMPLATES = (

@@ -14,9 +14,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from flows.alerts.events import EVENT_PREFIX
+from flows.alerts.secrets import resolve_secret
 from flows.config import MonitorConfig, NotifyConfig
-from flows.events import EVENT_PREFIX
-from flows.secrets import resolve_secret
 
 log = logging.getLogger(__name__)
 INSTALLED_BLOCK_PREFIX = "divtransforms-"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from divtransforms import storage
 from flows.config import MonitorConfig
-from flows.state import FileEntry, MonitorState, StateStore
+from flows.monitor.state import FileEntry, MonitorState, StateStore
 
 
 def list_files(patterns: list[str]) -> dict[str, tuple[int, int]]:

@@ -1,8 +1,8 @@
 """Per-target payloads of an alert, and their delivery: Slack, e-mail, PagerDuty, Alertmanager.
 
 Each ``*_payload`` function builds exactly the JSON the target's API documents, from the rendered
-:class:`flows.messages.Message`; each ``send_*`` posts it (:func:`post_json`) and raises on an
-error status so that the alert stays in the outbox (``flows.alerts.deliver_outstanding``).
+:class:`flows.alerts.messages.Message`; each ``send_*`` posts it (:func:`post_json`) and raises on
+an error status so that the alert stays in the outbox (``flows.alerts.outbox.deliver_outstanding``).
 
 - Slack incoming webhook: ``{"text", "blocks"}`` (Block Kit), ``text`` as the notification
   fallback.
@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flows.alerts.messages import Message
+from flows.alerts.secrets import resolve_secret
 from flows.config import MonitorConfig, NotifyConfig
-from flows.messages import Message
-from flows.secrets import resolve_secret
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 SENDGRID_URL = "https://api.sendgrid.com/v3/mail/send"
@@ -41,7 +41,7 @@ _PD_SEVERITY = {
     "persistent": "warning",
 }
 # Alerts that open (or escalate) an incident; ``recovered`` closes it. ``stale`` is the feed's
-# (flows.freshness), on its own pseudo-feature, so it never mixes with a feature's drift.
+# (flows.monitor.freshness), on its own pseudo-feature, so it never mixes with a feature's drift.
 # ``persistent`` (the sequential detector, kind ``persistent``) is an incident of its own: entries
 # match on feature and kind.
 _OPENING = ("warning", "critical", "stale", "persistent")
@@ -246,23 +246,23 @@ def post_json(
     timeout: float,
     headers: Mapping[str, str] | None = None,
 ) -> None:
-    """POST JSON within ``timeout`` seconds for the whole attempt (``flows.transport``); raises
-    ``httpx.HTTPStatusError`` (it names the status, never the URL in our logs:
-    ``flows.alerts.safe_error``) on a 4xx/5xx answer, ``DeliveryTimeout`` at the deadline."""
-    from flows.transport import post_json as bounded_post
+    """POST JSON within ``timeout`` seconds for the whole attempt (``flows.alerts.transport``);
+    raises ``httpx.HTTPStatusError`` (it names the status, never the URL in our logs:
+    ``flows.alerts.outbox.safe_error``) on a 4xx/5xx answer, ``DeliveryTimeout`` at the deadline."""
+    from flows.alerts.transport import post_json as bounded_post
 
     bounded_post(url, payload, deadline=timeout, headers=headers)
 
 
 def _headers(entry: Mapping[str, Any]) -> dict[str, str]:
-    """``Idempotency-Key`` and ``X-Divtransforms-Dedup-Key`` (``flows.transport``)."""
-    from flows.transport import alert_headers
+    """``Idempotency-Key`` and ``X-Divtransforms-Dedup-Key`` (``flows.alerts.transport``)."""
+    from flows.alerts.transport import alert_headers
 
     return alert_headers(entry)
 
 
 def _log_entries(config: MonitorConfig) -> list[dict[str, Any]]:
-    from flows.alerts import AlertLog
+    from flows.alerts.outbox import AlertLog
 
     return AlertLog.open(config.history_dir).entries
 

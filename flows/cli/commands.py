@@ -10,7 +10,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from flows.server import prefect_defaults
+from flows.cli.server import prefect_defaults
 
 log = logging.getLogger("divmon")
 
@@ -25,7 +25,7 @@ def _config_path(args: argparse.Namespace) -> str:
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     path = _config_path(args)
     prefect_defaults()
-    from flows.server import prefect_api
+    from flows.cli.server import prefect_api
 
     if args.reference:
         from flows.reference import build_reference
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     from flows.check import check_once, exit_code, problems
     from flows.config import load_config
-    from flows.state import StateStore
+    from flows.monitor.state import StateStore
 
     # The run lock first: a second run is refused at once, before it starts a Prefect API.
     with StateStore.for_config(load_config(path)).held(owner="divmon run"), prefect_api():
@@ -65,7 +65,7 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     name = args.name or config.name
     metrics_port = args.metrics_port if args.metrics_port is not None else config.metrics.port
     if metrics_port is not None:  # before the Prefect server: scrapes work while it starts
-        from flows.metrics import start_metrics_server
+        from flows.stack.metrics import start_metrics_server
 
         host = args.metrics_host or config.metrics.host
         bound = start_metrics_server(config, metrics_port, host)
@@ -93,7 +93,7 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     import signal
 
-    from flows.server import local_server
+    from flows.cli.server import local_server
 
     def _terminate(signum, frame):  # SIGTERM stops serving like Ctrl-C, so the server is stopped
         raise KeyboardInterrupt
@@ -120,8 +120,8 @@ def cmd_alerts_install(args: argparse.Namespace, extra: list[str]) -> int:
 
     config = load_config(args.config)
     prefect_defaults()
-    from flows.automations import install_automations
-    from flows.server import prefect_api
+    from flows.alerts.automations import install_automations
+    from flows.cli.server import prefect_api
 
     with prefect_api():
         out = install_automations(config, timedelta(minutes=args.suppress_minutes))
@@ -183,13 +183,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="suppression window per feature (trigger 'within')",
     )
     install.set_defaults(handler=cmd_alerts_install)
-    from flows import alert_commands
+    from flows.cli import alert_commands
 
     alert_commands.register(alerts_sub)  # test, list, uninstall
 
-    from flows import files
+    from flows.cli import files
 
     files.register(subparsers)
-    from flows import deploy
+    from flows.cli import deploy
 
     deploy.register(subparsers)

@@ -133,8 +133,8 @@ def deploy(
 
 
 def cmd_deploy(args: argparse.Namespace, extra: list[str]) -> int:
+    from flows.cli.server import prefect_defaults
     from flows.config import load_config
-    from flows.server import prefect_defaults
 
     config = load_config(args.config)  # validated before Prefect is touched
     prefect_defaults()

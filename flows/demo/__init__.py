@@ -1,0 +1,2 @@
+"""``make demo`` (``python -m flows.demo``, :mod:`flows.demo.run`) and its local HTTP
+receiver."""
