@@ -95,8 +95,8 @@ def _run_check(
     policy: Policy,
     on_job: JobHook | None = None,
 ):
-    from pipelines.check_job import CheckJob, Source, run_check
-    from pipelines.local import can_check_locally, run_check_local
+    from pipelines import engine
+    from pipelines.spec import CheckJob, Source
 
     job = CheckJob(
         profile,
@@ -115,18 +115,17 @@ def _run_check(
         max_future=config.source.max_future,
         max_age=config.source.max_age,
     )
-    args = list(config.runner.pipeline_args)
-    if can_check_locally(job, args):
-        # Local files and no Beam option: the in-process engine, whose records are Beam's bit
-        # for bit (tests/beam/test_local_engine.py), without importing Beam or starting a runner.
-        return run_check_local(job)
-    from pipelines.options import make_pipeline_options
-    from pipelines.remote import require_remote_paths
-
-    require_remote_paths(make_pipeline_options(args), paths, "source.paths")
-    # On a remote runner the job writes to <temp_location>/divmon/<monitor>/<run id>/, which
-    # run_check reads back and deletes (pipelines.remote.work_folder).
-    return run_check(job, args, work_name=config.name, on_job=on_job)
+    # pipelines.engine: local files and no Beam option run in this process (records are Beam's bit
+    # for bit, tests/beam/test_local_engine.py), without importing Beam or starting a runner; else
+    # the Beam job, which on a remote runner writes to <temp_location>/divmon/<monitor>/<run id>/
+    # and reads it back (pipelines.remote.work_folder).
+    return engine.run_check(
+        job,
+        config.runner.pipeline_args,
+        work_name=config.name,
+        on_job=on_job,
+        inputs_option="source.paths",
+    )
 
 
 def _csv_dialect(config: MonitorConfig) -> Any:
