@@ -47,3 +47,26 @@ def test_the_reference_flow_builds_local_files_in_process(tmp_path: Path, monkey
     beam = engine.run_build(beam_job)
     assert local.features.keys() == beam.features.keys() and len(local.features) == 2
     assert local.features == beam.features
+
+
+BASE = {"source": {"paths": ["x/*.parquet"], "timestamp_column": "ts"}, "window": {"size": "1h"}}
+# ([reference] table, [runner] pipeline_args, the BuildJob fields that follow, in process?)
+JOBS = [
+    ({}, [], {"exclude": (), "window": None, "timestamp_column": None}, True),
+    ({"windows": True}, [], {"exclude": ("ts",), "window": "1h", "timestamp_column": "ts"}, True),
+    ({"chunk": 500}, [], {"exclude": ("ts",), "window": None, "chunk": 500}, True),
+    ({}, ["--runner=DataflowRunner"], {"pipeline_args": ("--runner=DataflowRunner",)}, False),
+    ({"inputs": ["gs://b/ref/*.parquet"]}, [], {"inputs": ("gs://b/ref/*.parquet",)}, False),
+]
+
+
+@pytest.mark.parametrize(("reference", "args", "fields", "local"), JOBS)
+def test_the_reference_table_makes_the_build_job(reference, args, fields, local):
+    from flows.config import parse_config
+
+    ref = {"path": "ref/r.json", "inputs": ["ref/*.parquet"], "n_bins": 16, **reference}
+    config = parse_config({**BASE, "reference": ref, "runner": {"pipeline_args": args}})
+    job = reference_build_job(config, list(ref["inputs"]), "out.json")
+    assert job.n_bins == 16 and job.output == "out.json" and job.work_name == config.name
+    assert {k: getattr(job, k) for k in fields} == fields
+    assert engine.build_in_process(job) is local
