@@ -12,6 +12,7 @@ the records, a markdown summary of breaches and alerts, a link to the dashboard)
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,25 @@ def _num(value: Any, spec: str) -> str:
 
 def _key(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "divtransforms"
+
+
+def stack_writes(config: MonitorConfig, logger: Any) -> Callable[[RunSummary], None]:
+    """The run's last writes, for ``run_monitor(under_lock=...)``, which makes them while it holds
+    the run lock: the ``[[export]]`` targets (``summary.exports``), the last-success stamp (also
+    for a run that found no new data: the schedule is alive) and the metrics textfile or
+    Pushgateway, when configured (docs/monitoring-stack.md)."""
+
+    def write(summary: RunSummary) -> None:
+        from flows.stack.metrics import publish_metrics, record_success
+
+        if config.export:
+            from flows.stack.exports import export_pending
+
+            summary.exports = export_pending(config, logger)
+        record_success(config)
+        publish_metrics(config, logger)
+
+    return write
 
 
 def publish_artifacts(
@@ -240,6 +260,7 @@ def drift_check(config_path: str | None = None, config: MonitorConfig | None = N
         emit=lambda entry: emit_alert_event(entry, config.name),
         logger=logger,
         on_job=lambda job: publish_dataflow_job(job, config.name, logger),
+        under_lock=stack_writes(config, logger),
     )
     dashboard = None
     if config.dashboard_path is not None:

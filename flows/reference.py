@@ -32,12 +32,14 @@ def list_versions(config: MonitorConfig) -> list[storage.Location]:
 
 
 def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> dict[str, Any]:
-    """Build with Beam, keep the version, make it current. Returns a summary dict.
+    """Build, keep the version, make it current. Returns a summary dict.
 
-    On a remote runner the job writes the profile to a work folder under ``--temp_location``
+    ``pipelines.engine`` builds local files with no ``runner.pipeline_args`` in this process (the
+    profile is the Beam job's), anything else with the Beam job. On a remote runner the job
+    writes the profile to a work folder under ``--temp_location``
     (``pipelines.remote.work_folder``), read back here; ``on_job`` gets the Dataflow job as soon
     as it is submitted, and the summary names it (``dataflow_job``)."""
-    from pipelines.reference_job import run_build_reference
+    from pipelines import engine
 
     patterns = config.reference_patterns()
     if not patterns:
@@ -48,7 +50,6 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
     storage.makedirs(vdir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     tmp_out = storage.join(vdir, f".building-{stamp}-{os.getpid()}.json")
-    features = sorted(config.features) or None
     jobs = []
 
     def job_started(job) -> None:
@@ -58,34 +59,8 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
         if on_job is not None:
             on_job(job)
 
-    ref = config.reference
-    windowed = {}
-    if ref.windows and config.window.size:
-        from divtransforms.columns import parse_duration
-
-        windowed = {
-            "timestamp_column": config.source.timestamp_column,
-            "window": parse_duration(config.window.size),
-            "timestamp_format": config.source.timestamp_format,
-        }
-    if ref.chunk is not None or (windowed and _in_process(config, patterns)):
-        profile = _build_windowed(config, patterns, str(tmp_out), features)
-    else:
-        profile = run_build_reference(
-            patterns,
-            str(tmp_out),
-            features=features,
-            kinds=config.kinds() or None,
-            families=config.families() or None,
-            n_bins=ref.n_bins,
-            strategy=ref.strategy,
-            top_n=ref.top_n,
-            input_format=ref.format,
-            pipeline_args=list(config.runner.pipeline_args),
-            work_name=config.name,
-            on_job=job_started,
-            **windowed,
-        )
+    build = reference_build_job(config, patterns, str(tmp_out))
+    profile = engine.run_build(build, on_job=job_started)
     version = storage.move(tmp_out, storage.join(vdir, f"{stamp}-{profile.reference_id}.json"))
     previous = None
     if storage.exists(config.reference_path):
@@ -114,41 +89,32 @@ def build_reference_version(config: MonitorConfig, logger=None, on_job=None) -> 
     }
 
 
-def _in_process(config: MonitorConfig, patterns: list[str]) -> bool:
-    from pipelines.local import is_local
-
-    return not config.runner.pipeline_args and is_local(patterns)
-
-
-def _build_windowed(config: MonitorConfig, patterns: list[str], out: str, features: Any) -> Any:
-    """A windowed reference (``[reference] windows`` or ``chunk``) built in process: its last
-    pass summarises the reference's own windows (``divtransforms.variation``). A ``chunk``
-    reference is built in process only (its windows are rows in reading order)."""
-    from divtransforms.columns import parse_duration
-    from pipelines.local import run_build_local
+def reference_build_job(config: MonitorConfig, patterns: list[str], out: str) -> Any:
+    """The :class:`pipelines.spec.BuildJob` of the ``[reference]`` table. A windowed reference
+    (``windows`` with a ``[window] size``, or ``chunk``) summarises its own windows
+    (``divtransforms.variation``) and leaves the event-time column out of its features."""
+    from pipelines.spec import BuildJob
 
     ref = config.reference
-    if not _in_process(config, patterns):
-        raise ValueError(
-            "a reference of [reference] chunk windows is built in process: local "
-            "reference.inputs and no runner.pipeline_args (or use windows = true)"
-        )
     ts = config.source.timestamp_column
-    return run_build_local(
-        patterns,
+    windowed = bool(ref.windows and config.window.size)
+    return BuildJob(
+        tuple(patterns),
         out,
-        features=features,
+        features=tuple(sorted(config.features)) or None,
         kinds=config.kinds() or None,
+        exclude=(ts,) if ts and (windowed or ref.chunk is not None) else (),
         families=config.families() or None,
         n_bins=ref.n_bins,
         strategy=ref.strategy,
         top_n=ref.top_n,
         input_format=ref.format,
-        exclude=[ts] if ts else (),
         timestamp_column=ts if ref.windows else None,
-        window=parse_duration(config.window.size) if ref.windows and config.window.size else None,
+        window=config.window.size if windowed else None,
         chunk=ref.chunk,
         timestamp_format=config.source.timestamp_format,
+        pipeline_args=tuple(config.runner.pipeline_args),
+        work_name=config.name,
     )
 
 
@@ -156,7 +122,8 @@ def _build_windowed(config: MonitorConfig, patterns: list[str], out: str, featur
 def build_reference(
     config_path: str | None = None, config: MonitorConfig | None = None
 ) -> dict[str, Any]:
-    """Build a reference profile from ``reference.inputs`` with Beam; keep the previous one.
+    """Build a reference profile from ``reference.inputs`` (in this process for local files
+    without ``runner.pipeline_args``, else with Beam: ``pipelines.engine``); keep the previous one.
     The configuration is a TOML file (``config_path``) or the configuration itself."""
     from flows.check import publish_dataflow_job
 

@@ -336,8 +336,8 @@ def run_check_command(
     With ``streaming`` or a streaming source, starts :func:`run_streaming_check` and returns
     None. Otherwise runs :func:`run_check`, writes the MLE state to ``job.mle_state_out``, prints
     the summary and returns the result. ``require_inputs`` makes a batch check without
-    ``--input`` a usage error (:class:`CheckJobError`). A batch check of local files with no
-    Beam option runs in this process (``pipelines.local.run_check_local``, same records).
+    ``--input`` a usage error (:class:`CheckJobError`). :mod:`pipelines.engine` runs a batch
+    check: local files with no Beam option in this process (the same records), else Beam.
     A Dataflow job is printed when it is submitted (id, console URL; how to stop a streaming
     one); a ``--dry_run=True`` translates the job, says so and returns None.
     """
@@ -349,12 +349,9 @@ def run_check_command(
             return None
         if require_inputs and not job.source.inputs:
             raise CheckJobError("give --input PATH_OR_GLOB (or a streaming source)")
-        from pipelines.local import can_check_locally, run_check_local
+        from pipelines import engine
 
-        if can_check_locally(job, pipeline_args):  # local files, no Beam option: no Beam needed
-            result = run_check_local(job)
-        else:
-            result = run_check(job, list(pipeline_args), on_job=print_job)
+        result = engine.run_check(job, pipeline_args, on_job=print_job)
     except NotRun as done:
         print(f"dry run: translated into a job of {done.n_steps} steps; nothing was submitted")
         return None

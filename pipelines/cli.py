@@ -151,63 +151,20 @@ def _reference_build(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     reuse_freed_memory()
     freeze_heap()
-    from divtransforms.columns import parse_duration
-    from pipelines.reference_job import (
-        categorical_kinds,
-        exact_from_flags,
-        parse_families,
-        split_names,
-    )
+    from pipelines import engine
+    from pipelines.spec import BuildJob
 
-    options = {
-        "features": split_names(args.features),
-        "kinds": categorical_kinds(args.categorical),
-        "families": parse_families(args.families),
-        "n_bins": args.bins,
-        "strategy": args.strategy,
-        "top_n": args.top_n,
-        "input_format": args.input_format,
-        "exclude": split_names(args.exclude) or (),
-    }
-    windowed = {
-        "timestamp_column": args.timestamp_column,
-        "window": parse_duration(args.window) if args.window else None,
-        "chunk": args.chunk,
-    }
-    from pipelines.local import is_local
-
-    if not extra and not args.approximate_quantiles and is_local(args.inputs):
-        # No Beam runner asked for: build in this process (exact quantiles, bounded memory).
-        from pipelines.local import run_build_local
-
-        profile = run_build_local(
-            args.inputs, args.output, cache_mb=args.cache_mb, **options, **windowed
-        )
-    else:
-        if windowed["chunk"]:
-            raise ValueError(
-                "a reference of --chunk windows is built in process (rows in reading order): "
-                "local inputs and no Beam runner options"
-            )
-        if windowed["window"]:
-            options.update(timestamp_column=args.timestamp_column, window=windowed["window"])
+    job = BuildJob.from_options(args, pipeline_args=extra)
+    if not engine.build_in_process(job):  # a Beam option or a bucket path: the Beam job
         import_beam()
         freeze_heap()
-        from pipelines.reference_job import run_build_reference
-        from pipelines.remote import NotRun, print_job
+    from pipelines.remote import NotRun, print_job
 
-        try:
-            profile = run_build_reference(
-                args.inputs,
-                args.output,
-                pipeline_args=list(extra),
-                exact=exact_from_flags(args.exact_quantiles, args.approximate_quantiles),
-                on_job=print_job,
-                **options,
-            )
-        except NotRun as done:
-            print(f"dry run: translated into a job of {done.n_steps} steps; nothing was submitted")
-            return 0
+    try:
+        profile = engine.run_build(job, on_job=print_job)
+    except NotRun as done:
+        print(f"dry run: translated into a job of {done.n_steps} steps; nothing was submitted")
+        return 0
     print(f"wrote {args.output}: {profile.reference_id}, {len(profile.features)} features")
     for name, fp in sorted(profile.features.items()):
         print(
@@ -237,11 +194,11 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     reuse_freed_memory()
     freeze_heap()
+    from pipelines import engine
     from pipelines.check_job import CheckJob, job_with_state, run_check_command
-    from pipelines.local import can_check_locally
 
     job = job_with_state(CheckJob.from_options(args, policy=_load_policy(args.policy)), args)
-    if "--streaming" in extra or not can_check_locally(job, extra):
+    if "--streaming" in extra or not engine.check_in_process(job, extra):
         import_beam()
         freeze_heap()
     result = run_check_command(

@@ -38,7 +38,6 @@ __all__ = [
     "READ_BYTES",
     "BatchSource",
     "build_reference_local",
-    "can_check_locally",
     "is_local",
     "run_build_local",
     "run_check_local",
@@ -344,20 +343,6 @@ def run_build_local(
 # Columns are binned in slices of this many rows (as Beam's FeatureStatsFn): a slice's temporaries
 # stay in the CPU cache.
 CHUNK_ROWS = 1 << 16
-
-
-def can_check_locally(job: Any, pipeline_args: Sequence[str]) -> bool:
-    """A batch check of local files, written locally (not to BigQuery), with no Beam option."""
-    paths = [*job.source.inputs, str(job.reference), str(job.output or "")]
-    if job.mle_state_out:
-        paths.append(str(job.mle_state_out))
-    return (
-        not pipeline_args
-        and not getattr(job, "bigquery_table", None)  # BigQuery output: a Beam sink
-        and not job.source.streaming
-        and bool(job.source.inputs)
-        and is_local(paths)
-    )
 
 
 @_on_every_core

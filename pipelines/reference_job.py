@@ -16,17 +16,23 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 
 import pyarrow as pa
 
 from divtransforms.profile import ReferenceProfile
+from pipelines.spec import categorical_kinds, exact_from_flags, parse_families, split_names
 
 __all__ = [
     "EXACT_MAX_ROWS",
     "build_reference_pipeline",
+    "categorical_kinds",
+    "exact_from_flags",
     "input_schema",
     "main",
+    "parse_families",
     "run_build_reference",
+    "split_names",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -226,32 +232,6 @@ def run_build_reference(
     return profile
 
 
-def parse_families(text: str | None) -> dict[str, str | None]:
-    """``"a=lognormal,b=none"`` -> ``{"a": "lognormal", "b": None}``."""
-    out: dict[str, str | None] = {}
-    for item in filter(None, (s.strip() for s in (text or "").split(","))):
-        if "=" not in item:
-            raise ValueError(f"--families expects feature=family pairs, got {item!r}")
-        name, fam = (s.strip() for s in item.split("=", 1))
-        out[name] = None if fam.lower() in ("none", "") else fam
-    return out
-
-
-def split_names(text: str | None) -> list[str] | None:
-    names = [s.strip() for s in (text or "").split(",") if s.strip()]
-    return names or None
-
-
-def categorical_kinds(text: str | None) -> dict[str, str]:
-    """``"c,d"`` (the ``--categorical`` option) -> ``{"c": "categorical", "d": "categorical"}``."""
-    return {n: "categorical" for n in split_names(text) or []}
-
-
-def exact_from_flags(exact_quantiles: bool, approximate_quantiles: bool) -> bool | None:
-    """``exact`` for :func:`run_build_reference` from the two flags (None: decide by size)."""
-    return True if exact_quantiles else (False if approximate_quantiles else None)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.startup import freeze_heap, import_beam
 
@@ -267,20 +247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = opts.view_as(InputOptions)
     if not src.inputs or not src.output:
         raise SystemExit("--input and --output are required")
-    profile = run_build_reference(
-        src.inputs,
-        src.output,
-        features=split_names(opts.features),
-        kinds=categorical_kinds(opts.categorical),
-        families=parse_families(opts.families),
-        n_bins=opts.n_bins,
-        strategy=opts.strategy,
-        top_n=opts.top_n,
-        input_format=src.input_format,
-        pipeline_args=argv,
-        exact=exact_from_flags(opts.exact_quantiles, opts.approximate_quantiles),
-        on_job=print_job,
-    )
+    from pipelines import engine
+    from pipelines.spec import BuildJob
+
+    # The arguments are Beam pipeline options (this is the Beam job's entry point): Beam builds.
+    given = {k: getattr(opts, k) for k in ("features", "categorical", "families", "n_bins")}
+    given |= {k: getattr(opts, k) for k in ("strategy", "top_n", "exact_quantiles")}
+    given |= {"approximate_quantiles": opts.approximate_quantiles}
+    given |= {"inputs": src.inputs, "output": src.output, "input_format": src.input_format}
+    job = BuildJob.from_options(SimpleNamespace(**given), pipeline_args=argv)
+    profile = engine.run_build(job, on_job=print_job)
     print(f"wrote {src.output}: {profile.reference_id}, {len(profile.features)} features")
     return 0
 

@@ -23,11 +23,16 @@ from divtransforms.records import SEVERITIES
 from divtransforms.window import horizon_of
 
 __all__ = [
+    "BuildJob",
     "CheckJob",
     "CheckJobError",
     "CheckResult",
     "Source",
+    "categorical_kinds",
+    "exact_from_flags",
     "load_reference",
+    "parse_families",
+    "split_names",
     "summarize",
 ]
 
@@ -198,6 +203,112 @@ class CheckJob:
         if self.timestamp_column and self.timestamp_column not in cols:
             cols.append(self.timestamp_column)
         return cols
+
+
+def parse_families(text: str | None) -> dict[str, str | None]:
+    """``"a=lognormal,b=none"`` -> ``{"a": "lognormal", "b": None}``."""
+    out: dict[str, str | None] = {}
+    for item in filter(None, (s.strip() for s in (text or "").split(","))):
+        if "=" not in item:
+            raise ValueError(f"--families expects feature=family pairs, got {item!r}")
+        name, fam = (s.strip() for s in item.split("=", 1))
+        out[name] = None if fam.lower() in ("none", "") else fam
+    return out
+
+
+def split_names(text: str | None) -> list[str] | None:
+    names = [s.strip() for s in (text or "").split(",") if s.strip()]
+    return names or None
+
+
+def categorical_kinds(text: str | None) -> dict[str, str]:
+    """``"c,d"`` (the ``--categorical`` option) -> ``{"c": "categorical", "d": "categorical"}``."""
+    return {n: "categorical" for n in split_names(text) or []}
+
+
+def exact_from_flags(exact_quantiles: bool, approximate_quantiles: bool) -> bool | None:
+    """``exact`` for a :class:`BuildJob` from the two flags (None: decide by size)."""
+    return True if exact_quantiles else (False if approximate_quantiles else None)
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """One reference build: its data, how features are chosen and binned, and where it runs.
+
+    ``output`` is the profile's path (local or a bucket URL; ``None``: not saved). ``window``
+    (seconds or a duration) with ``timestamp_column``, or ``chunk`` (rows), also summarises the
+    reference's own windows (``divtransforms.variation``); ``chunk`` windows are rows in reading
+    order, so only the in-process engine builds them. ``exact`` None decides the Beam job's
+    quantiles by size (the in-process engine's are always exact); False asks for Beam's
+    ``ApproximateQuantiles``. ``pipeline_args`` are Beam pipeline options: any of them runs the
+    Beam job (:mod:`pipelines.engine`). ``work_name`` names a remote run's work folder;
+    ``cache_mb`` is the in-process engine's cache between passes.
+    """
+
+    inputs: tuple[str, ...]
+    output: str | None = None
+    features: tuple[str, ...] | None = None
+    kinds: Mapping[str, str] | None = None
+    exclude: tuple[str, ...] = ()
+    families: Mapping[str, str | None] | None = None
+    n_bins: int = 32
+    strategy: str = "quantile"
+    top_n: int = 50
+    input_format: str | None = None
+    exact: bool | None = None
+    timestamp_column: str | None = None
+    window: str | float | None = None
+    chunk: int | None = None
+    timestamp_format: str | None = None
+    pipeline_args: tuple[str, ...] = ()
+    work_name: str = "reference"
+    cache_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.inputs, str):
+            object.__setattr__(self, "inputs", (self.inputs,))
+        if not self.inputs:
+            raise CheckJobError("no input given (--input PATH_OR_GLOB)")
+        if self.window is not None:
+            try:
+                parse_duration(self.window)
+            except ValueError as exc:
+                raise CheckJobError(f"--window: {exc}") from None
+
+    @property
+    def window_seconds(self) -> float | None:
+        return None if self.window is None else parse_duration(self.window)
+
+    @classmethod
+    def from_options(cls, options: Any, pipeline_args: Any = ()) -> BuildJob:
+        """From ``divmon reference build``'s argparse namespace or Beam ``ReferenceOptions`` +
+        ``InputOptions`` (``python -m pipelines.reference_job``): both use these names (the
+        number of bins is ``bins`` or ``n_bins``)."""
+        inputs = getattr(options, "inputs", None) or ()
+        n_bins = getattr(options, "n_bins", None) or getattr(options, "bins", None) or 32
+        features = split_names(getattr(options, "features", None))
+        return cls(
+            tuple([inputs] if isinstance(inputs, str) else (str(i) for i in inputs)),
+            getattr(options, "output", None),
+            features=tuple(features) if features else None,
+            kinds=categorical_kinds(getattr(options, "categorical", None)),
+            exclude=tuple(split_names(getattr(options, "exclude", None)) or ()),
+            families=parse_families(getattr(options, "families", None)),
+            n_bins=int(n_bins),
+            strategy=getattr(options, "strategy", None) or "quantile",
+            top_n=int(getattr(options, "top_n", None) or 50),
+            input_format=getattr(options, "input_format", None),
+            exact=exact_from_flags(
+                bool(getattr(options, "exact_quantiles", False)),
+                bool(getattr(options, "approximate_quantiles", False)),
+            ),
+            timestamp_column=getattr(options, "timestamp_column", None),
+            window=getattr(options, "window", None) or None,
+            chunk=getattr(options, "chunk", None),
+            timestamp_format=getattr(options, "timestamp_format", None),
+            pipeline_args=tuple(pipeline_args),
+            cache_mb=getattr(options, "cache_mb", None),
+        )
 
 
 @dataclass

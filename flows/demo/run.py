@@ -1,7 +1,7 @@
 """``make demo``: the whole story on embedded defaults, in about a minute.
 
 1. synthesize a reference dataset and a stream of hourly files that drifts partway;
-2. build the reference profile with Beam (``build_reference`` flow);
+2. build the reference profile (``build_reference`` flow);
 3. run the ``drift_check`` flow three times, scheduled-style, each over the files that arrived
    since the previous run; alerts go to a local HTTP receiver on 127.0.0.1 that the demo starts
    and stops itself (it answers 503 during the second run: the alerts wait in the outbox and the
@@ -9,8 +9,8 @@
 4. render the dashboard and print where the history, alert log and dashboard are.
 
 Runs on a temporary local Prefect API (``flows.cli.server.prefect_api``: SQLite under PREFECT_HOME,
-stopped with the demo) unless PREFECT_API_URL is set; the reference is built on Beam's FnApiRunner
-and the checks run in the flow's own process (local files, no runner option).
+stopped with the demo) unless PREFECT_API_URL is set; the reference is built and the checks run in
+the flow's own process (local files, no runner option: ``pipelines.engine``).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         from flows.reference import build_reference
 
         ref = build_reference(str(config_path))
-        print(f"[demo] reference {ref['reference_id']} built with Beam -> {ref['path']}")
+        print(f"[demo] reference {ref['reference_id']} built -> {ref['path']}")
         per_run = max(1, -(-args.hours // args.runs))
         hour = 0
         for run in range(1, args.runs + 1):

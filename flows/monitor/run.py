@@ -17,8 +17,8 @@ run lock, after removing temp files that killed writes left behind:
    dedup keys go to the alert log and become Prefect events (deterministic ids);
 5. deliver: outstanding alerts in the outbox are sent to their targets within the run's delivery
    budget (what fails or does not fit is kept for the next run);
-6. finish: exports, the last-success stamp and the metrics textfile, still under the lock: every
-   write into the state folder happens while the lock is held.
+6. finish: the caller's ``under_lock`` (the flow's exports, last-success stamp and metrics
+   textfile), still under the lock: every write into the state folder happens while it is held.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def _run_check(
     policy: Policy,
     on_job: JobHook | None = None,
 ):
-    from pipelines.check_job import CheckJob, Source, run_check
-    from pipelines.local import can_check_locally, run_check_local
+    from pipelines import engine
+    from pipelines.spec import CheckJob, Source
 
     job = CheckJob(
         profile,
@@ -115,18 +115,17 @@ def _run_check(
         max_future=config.source.max_future,
         max_age=config.source.max_age,
     )
-    args = list(config.runner.pipeline_args)
-    if can_check_locally(job, args):
-        # Local files and no Beam option: the in-process engine, whose records are Beam's bit
-        # for bit (tests/beam/test_local_engine.py), without importing Beam or starting a runner.
-        return run_check_local(job)
-    from pipelines.options import make_pipeline_options
-    from pipelines.remote import require_remote_paths
-
-    require_remote_paths(make_pipeline_options(args), paths, "source.paths")
-    # On a remote runner the job writes to <temp_location>/divmon/<monitor>/<run id>/, which
-    # run_check reads back and deletes (pipelines.remote.work_folder).
-    return run_check(job, args, work_name=config.name, on_job=on_job)
+    # pipelines.engine: local files and no Beam option run in this process (records are Beam's bit
+    # for bit, tests/beam/test_local_engine.py), without importing Beam or starting a runner; else
+    # the Beam job, which on a remote runner writes to <temp_location>/divmon/<monitor>/<run id>/
+    # and reads it back (pipelines.remote.work_folder).
+    return engine.run_check(
+        job,
+        config.runner.pipeline_args,
+        work_name=config.name,
+        on_job=on_job,
+        inputs_option="source.paths",
+    )
 
 
 def _csv_dialect(config: MonitorConfig) -> Any:
@@ -349,11 +348,15 @@ def run_monitor(
     run_id: str | None = None,
     budget_seconds: float | None = None,
     on_job: JobHook | None = None,
+    under_lock: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """One drift check: recover, discover, check, alert, deliver (see module docstring).
 
     A check that runs on Dataflow is logged (job id, console URL), kept in
-    ``summary.dataflow_jobs`` and passed to ``on_job`` as soon as it is submitted."""
+    ``summary.dataflow_jobs`` and passed to ``on_job`` as soon as it is submitted.
+    ``under_lock`` makes the run's last writes while the run still holds its lock (the flow's
+    exports, last-success stamp and metrics: ``flows.check.stack_writes``); a write after the
+    release would race the next run's temp-file cleanup."""
     logger = logger or log
     policy = config.build_policy()
     profile = monitor_reference(config)
@@ -434,27 +437,14 @@ def run_monitor(
                     d.deferred,
                     " (kept in the outbox for the next run)" if d.failed or d.deferred else "",
                 )
-        if config.export:
-            from flows.stack.exports import export_pending
-
-            summary.exports = export_pending(config, logger)
-        _finish_under_lock(config, store, logger)
+        store.check_lock()  # a run that lost its lease writes nothing more
+        if under_lock is not None:
+            under_lock(summary)
     if tables:
         summary.records = sort_records(
             pa.concat_tables([t.cast(DRIFT_RECORD_SCHEMA) for t in tables])
         )
     return summary
-
-
-def _finish_under_lock(config: MonitorConfig, store: StateStore, logger: logging.Logger) -> None:
-    """The run's last writes, still under the run lock (a run that wrote after releasing it
-    raced the next run's temp-file cleanup): the last-success stamp (also a run that found no
-    new data: the schedule is alive) and the metrics textfile / Pushgateway, when configured."""
-    from flows.stack.metrics import publish_metrics, record_success
-
-    store.check_lock()
-    record_success(config)
-    publish_metrics(config, logger)
 
 
 def _checked_since_freshness(state: MonitorState) -> bool:

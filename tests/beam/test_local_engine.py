@@ -14,7 +14,8 @@ import pytest
 from divtransforms import ReferenceProfile
 from pipelines import cli
 from pipelines.check_job import CheckJob, Source, run_check
-from pipelines.local import can_check_locally, run_build_local, run_check_local
+from pipelines.engine import check_in_process
+from pipelines.local import run_build_local, run_check_local
 from pipelines.reference_job import run_build_reference
 from tests.beam.conftest import close, make_current, make_reference, table_rows
 
@@ -85,15 +86,15 @@ def test_divmon_uses_the_local_engine_unless_a_runner_is_given(files, profile, c
     ref = files / "ref.json"
     profile.save(ref)
     job = CheckJob(str(ref), Source((str(files / "cur.parquet"),)), output=str(files / "o"))
-    assert can_check_locally(job, [])
-    assert not can_check_locally(job, ["--runner=FnApiRunner"])
+    assert check_in_process(job, [])
+    assert not check_in_process(job, ["--runner=FnApiRunner"])
     gs = CheckJob(str(ref), Source(("gs://bucket/cur.parquet",)), output=str(files / "o"))
-    assert not can_check_locally(gs, [])
+    assert not check_in_process(gs, [])
     bq = CheckJob(
         str(ref), Source((str(files / "cur.parquet"),)), output=str(files / "o"),
         bigquery_table="p.d.t",
     )  # fmt: skip
-    assert not can_check_locally(bq, [])
+    assert not check_in_process(bq, [])
     parser = cli_parser()
     args, extra = parser.parse_known_args(
         ["reference", "build", "-i", str(files / "ref.parquet"), "-o", str(files / "r.json")]

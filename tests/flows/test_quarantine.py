@@ -4,6 +4,7 @@ runs, quarantined with one input-error alert, and can be released with ``divmon 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -244,10 +245,13 @@ def test_last_writes_happen_under_the_run_lock(monitor_dir: Path, monkeypatch):
     lock) and the first run's write must land; a run that wrote after releasing the lock let
     the second take the lock and delete the live temp file (StorageNotFound, exit 2)."""
     from divtransforms import storage
+    from flows.check import stack_writes
     from flows.monitor.state import LockHeld
     from flows.stack.metrics import SUCCESS_FILE
 
     root = monitor_dir
+    config = load_config(root / "monitor.toml")
+    writes = stack_writes(config, logging.getLogger("test"))  # the flow's last writes
     _good(root, 0)
     write_local = storage._write_local
     second: list[str] = []
@@ -268,7 +272,7 @@ def test_last_writes_happen_under_the_run_lock(monitor_dir: Path, monkeypatch):
         return write_local(path, writer, if_version)
 
     monkeypatch.setattr(storage, "_write_local", write_then_second_run)
-    summary = _run(root)
+    summary = _run(root, under_lock=writes)
     assert summary.ok and summary.n_rows_read == N
     assert len(second) == 1 and second[0].startswith("refused: another run holds"), second
     stamp = json.loads((root / "history" / "_state" / SUCCESS_FILE).read_text())
