@@ -118,7 +118,8 @@ def _run_check(
     args = list(config.runner.pipeline_args)
     if can_check_locally(job, args):
         # Local files and no Beam option: the in-process engine, whose records are Beam's bit
-        # for bit (tests/beam/test_local_engine.py), without importing Beam or starting a runner.
+        # for bit (tests/pipelines/test_local_engine.py), without importing Beam or starting a
+        # runner.
         return run_check_local(job)
     from pipelines.options import make_pipeline_options
     from pipelines.remote import require_remote_paths
