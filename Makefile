@@ -80,7 +80,7 @@ test-fast: $(STAMP)
 # 2-core machine under load (docs/reliability.md).
 test-faults: $(STAMP)
 	DIVMON_FAULT_TRIALS=33 $(PY) -m pytest -q -s tests/flows/test_fault_injection.py \
-	  tests/flows/test_state.py tests/flows/test_serve.py::test_sigkilled_divmon_run_leaves_no_prefect_server_behind
+	  tests/flows/monitor/test_state.py tests/flows/cli/test_serve.py::test_sigkilled_divmon_run_leaves_no_prefect_server_behind
 
 bench: $(STAMP)
 	$(PIP) install -qq -e '.[all,bench]'

@@ -35,3 +35,36 @@ def s3_server():
 def object_store(request):
     """Each object store in turn (tests that must hold on both)."""
     return request.getfixturevalue("gcs_server" if request.param == "gs" else "s3_server")
+
+
+# Data of the Beam and pipeline tests (tests/beam, tests/pipelines; helpers in tests/helpers.py).
+@pytest.fixture
+def rng():
+    import numpy as np
+
+    return np.random.default_rng(20261125)
+
+
+@pytest.fixture
+def reference_table(rng):
+    from tests.helpers import make_reference
+
+    return make_reference(rng)
+
+
+@pytest.fixture
+def profile(reference_table):
+    from divtransforms import ReferenceProfile
+
+    return ReferenceProfile.build(reference_table)
+
+
+@pytest.fixture
+def anonymous_gcp(monkeypatch):
+    """Beam's Google credentials are "none found" at once (anonymous clients, as with
+    --no_auth), instead of after Beam's ~25 s of retries looking for them; for tests that talk
+    to the storage emulator (tests/pipelines, tests/flows)."""
+    from apache_beam.internal.gcp import auth
+
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)

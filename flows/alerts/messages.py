@@ -5,9 +5,10 @@
 severity, the judged value against its threshold, the p-value, n, the window, the reference and a
 dashboard link built from ``[dashboard] base_url`` (an http(s) URL another machine can open; a
 ``{feature}`` placeholder in it is replaced by the URL-quoted feature name, otherwise the link
-points at the dashboard's alert log). :class:`Message` renders the subject, a one-line summary,
-the plain-text and HTML bodies and Slack blocks. HTML output escapes every string (autoescape);
-Slack text escapes ``&``, ``<``, ``>`` as Slack's docs require.
+points at the dashboard's alert log). :class:`Message`, the one renderer every target uses
+(``flows.alerts.targets``), renders the subject, a one-line summary, the plain-text and HTML
+bodies, Slack blocks and the webhook's plain subject and JSON body. HTML output escapes every
+string (autoescape); Slack text escapes ``&``, ``<``, ``>`` as Slack's docs require.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from divtransforms.policy import judged_values
-from flows.alerts.outbox import FEED
+from flows.alerts.outbox import ALERT_SUMMARY_FIELDS, FEED
 from flows.config import MonitorConfig
 
 TEMPLATES = (
@@ -208,17 +209,29 @@ def alert_context(
 
 @dataclass(frozen=True)
 class Message:
-    """The rendered forms of one alert."""
+    """The rendered forms of one alert-log entry: every target's message comes from here.
 
-    context: Mapping[str, Any]
+    :meth:`plain` is the webhook's and the notification block's (subject, JSON body), from the
+    entry alone; the others are rendered from the templates with :func:`alert_context` (computed
+    once, on first use).
+    """
+
+    entry: Mapping[str, Any]
+    config: MonitorConfig
+    test: bool = False
 
     @classmethod
     def of(cls, entry: Mapping[str, Any], config: MonitorConfig, *, test: bool = False) -> Message:
-        ctx = alert_context(entry, config, test=test)
+        return cls(entry, config, test)
+
+    @cached_property
+    def context(self) -> dict[str, Any]:
+        """The template variables, with the rendered ``subject`` and ``summary``."""
+        ctx = alert_context(self.entry, self.config, test=self.test)
         env = environment()
         ctx["subject"] = env.get_template("subject.txt.j2").render(ctx).strip()
         ctx["summary"] = env.get_template("summary.txt.j2").render(ctx).strip()
-        return cls(ctx)
+        return ctx
 
     def _render(self, name: str) -> str:
         return environment().get_template(name).render(self.context)
@@ -230,6 +243,20 @@ class Message:
     @property
     def summary(self) -> str:
         return self.context["summary"]
+
+    def plain(self) -> tuple[str, str]:
+        """(subject, body) of webhook and notification-block targets: ``[divtransforms]
+        <severity>: <feature> (<window_start> .. <window_end>)``, and as the body the JSON of the
+        entry's summary fields and ``created_at`` (with the dedup key), keys sorted."""
+        entry = self.entry
+        sev = entry["severity"]
+        window = f"{entry.get('window_start') or '-'} .. {entry.get('window_end') or '-'}"
+        subject = f"[divtransforms] {sev}: {entry['feature']} ({window})"
+        body = json.dumps(
+            {k: entry.get(k) for k in (*ALERT_SUMMARY_FIELDS, "created_at")},
+            sort_keys=True,
+        )
+        return subject, body
 
     def text(self) -> str:
         return self._render("body.txt.j2").strip() + "\n"

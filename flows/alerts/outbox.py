@@ -248,7 +248,8 @@ class AlertLog:
         return [e for e in self.entries if e.get("status") != "delivered"]
 
 
-#: The fields of an alert-log entry that summarise it (notification body, event payload).
+#: The fields of an alert-log entry that summarise it (webhook body: ``messages.Message.plain``;
+#: event payload: ``flows.alerts.events``).
 ALERT_SUMMARY_FIELDS = (
     "dedup_key",
     "feature",
@@ -262,18 +263,6 @@ ALERT_SUMMARY_FIELDS = (
     "run_id",
     "record",
 )
-
-
-def message(entry: Mapping[str, Any]) -> tuple[str, str]:
-    """(subject, body) of an alert; the body is JSON with the dedup key and the record summary."""
-    sev = entry["severity"]
-    window = f"{entry.get('window_start') or '-'} .. {entry.get('window_end') or '-'}"
-    subject = f"[divtransforms] {sev}: {entry['feature']} ({window})"
-    body = json.dumps(
-        {k: entry.get(k) for k in (*ALERT_SUMMARY_FIELDS, "created_at")},
-        sort_keys=True,
-    )
-    return subject, body
 
 
 @dataclass

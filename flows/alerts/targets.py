@@ -1,9 +1,16 @@
-"""Per-target payloads of an alert, and their delivery: Slack, e-mail, PagerDuty, Alertmanager.
+"""The alert targets: one registry (:data:`TARGETS`, ``[[notify]] type`` -> :class:`AlertTarget`),
+each target's payload and its delivery.
 
-Each ``*_payload`` function builds exactly the JSON the target's API documents, from the rendered
-:class:`flows.alerts.messages.Message`; each ``send_*`` posts it (:func:`post_json`) and raises on
-an error status so that the alert stays in the outbox (``flows.alerts.outbox.deliver_outstanding``).
+Every target is sent by a function of one signature (:class:`Sender`) from the one renderer,
+:class:`flows.alerts.messages.Message`; each ``*_payload`` function builds exactly the JSON the
+target's API documents, each ``send_*`` posts it and raises on an error status so that the alert
+stays in the outbox (``flows.alerts.outbox.deliver_outstanding``).
 
+- Webhook: a JSON POST ``{"subject", "body"}`` (:meth:`Message.plain`) through
+  :mod:`flows.alerts.transport`, which keeps the whole attempt's deadline itself (closing the
+  connection) and sends the ``Idempotency-Key`` and ``X-Divtransforms-Dedup-Key`` headers.
+- Notification block: any saved Prefect notification block (``Block.load("type-slug/name")``),
+  sent the same subject and body.
 - Slack incoming webhook: ``{"text", "blocks"}`` (Block Kit), ``text`` as the notification
   fallback.
 - E-mail through SendGrid's v3 ``mail/send``: a ``text/plain`` and a ``text/html`` part.
@@ -18,14 +25,17 @@ an escalation from warning to critical updates the same PagerDuty incident, and 
 alert that closes it carries the same key, so it resolves exactly what it opened. An alert is
 never sent to these two targets before the earlier alerts of its incident reached them
 (:func:`require_in_order`): a resolve that overtook its trigger would leave the incident open.
+
+URLs and keys are resolved when a message is sent and are never logged (``outbox.safe_error``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from flows.alerts.messages import Message
 from flows.alerts.secrets import resolve_secret
@@ -239,6 +249,39 @@ def alertmanager_payload(
 # ---------------------------------------------------------------------- delivery
 
 
+class Sender(Protocol):
+    """Sends one alert-log ``entry`` to the target ``cfg`` of monitor ``config``; raises on
+    failure. ``timeout`` bounds the HTTP attempt (``None``: the target's own ``timeout``);
+    ``test`` marks the message as a test (``divmon alerts test``); ``entries`` is the alert log
+    in order, for the targets that follow an incident (read from ``config`` when ``None``)."""
+
+    def __call__(
+        self,
+        config: MonitorConfig,
+        cfg: NotifyConfig,
+        entry: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+        test: bool = False,
+        entries: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    """One ``[[notify]] type``: its sender and how a delivery attempt is bounded.
+
+    ``keeps_deadline``: the sender finishes within ``timeout`` itself (and closes its
+    connection); otherwise the attempt runs under ``transport.call_with_deadline`` and is
+    abandoned at the deadline. ``incidents``: the target opens incidents that a ``recovered``
+    alert resolves (``divmon alerts test`` resolves the test incident it opens).
+    """
+
+    send: Sender
+    keeps_deadline: bool = False
+    incidents: bool = False
+
+
 def post_json(
     url: str,
     payload: Any,
@@ -267,27 +310,80 @@ def _log_entries(config: MonitorConfig) -> list[dict[str, Any]]:
     return AlertLog.open(config.history_dir).entries
 
 
+def send_webhook(
+    config: MonitorConfig,
+    cfg: NotifyConfig,
+    entry: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    test: bool = False,
+    entries: Sequence[Mapping[str, Any]] | None = None,
+) -> None:
+    """JSON POST ``{"subject", "body"}`` (:meth:`Message.plain`), with the idempotency headers."""
+    subject, body = Message.of(entry, config, test=test).plain()
+    post_json(
+        resolve_secret(cfg.name, cfg.url_env, cfg.url_secret),
+        {"subject": subject, "body": body},
+        timeout=cfg.timeout if timeout is None else timeout,
+        headers=_headers(entry),
+    )
+
+
+def send_block(
+    config: MonitorConfig,
+    cfg: NotifyConfig,
+    entry: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    test: bool = False,
+    entries: Sequence[Mapping[str, Any]] | None = None,
+) -> None:
+    """``notify(body, subject)`` of the saved notification block ``cfg.block`` (its own
+    transport: the attempt is bounded from outside, :attr:`AlertTarget.keeps_deadline`)."""
+    from prefect.blocks.core import Block
+
+    subject, body = Message.of(entry, config, test=test).plain()
+    block = Block.load(cfg.block)
+    if hasattr(block, "raise_on_failure"):
+        with block.raise_on_failure():
+            block.notify(body, subject)
+    else:
+        block.notify(body, subject)
+
+
 def send_slack(
-    config: MonitorConfig, cfg: NotifyConfig, entry: Mapping[str, Any], *, test: bool = False
+    config: MonitorConfig,
+    cfg: NotifyConfig,
+    entry: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    test: bool = False,
+    entries: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
     url = resolve_secret(cfg.name, cfg.url_env, cfg.url_secret)
     post_json(
         url,
         slack_payload(Message.of(entry, config, test=test)),
-        timeout=cfg.timeout,
+        timeout=cfg.timeout if timeout is None else timeout,
         headers=_headers(entry),
     )
 
 
 def send_email(
-    config: MonitorConfig, cfg: NotifyConfig, entry: Mapping[str, Any], *, test: bool = False
+    config: MonitorConfig,
+    cfg: NotifyConfig,
+    entry: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    test: bool = False,
+    entries: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
     key = resolve_secret(cfg.name, cfg.api_key_env, cfg.api_key_secret)
     payload = sendgrid_payload(Message.of(entry, config, test=test), cfg.sender or "", cfg.to)
     post_json(
         cfg.api_url or SENDGRID_URL,
         payload,
-        timeout=cfg.timeout,
+        timeout=cfg.timeout if timeout is None else timeout,
         headers={**_headers(entry), "Authorization": f"Bearer {key}"},
     )
 
@@ -297,6 +393,7 @@ def send_pagerduty(
     cfg: NotifyConfig,
     entry: Mapping[str, Any],
     *,
+    timeout: float | None = None,
     test: bool = False,
     entries: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
@@ -305,7 +402,12 @@ def send_pagerduty(
     key = incident_key(log_entries, entry)
     require_in_order(log_entries, entry, key, cfg.name)
     payload = pagerduty_payload(Message.of(entry, config, test=test), routing_key, key)
-    post_json(cfg.api_url or PAGERDUTY_URL, payload, timeout=cfg.timeout, headers=_headers(entry))
+    post_json(
+        cfg.api_url or PAGERDUTY_URL,
+        payload,
+        timeout=cfg.timeout if timeout is None else timeout,
+        headers=_headers(entry),
+    )
 
 
 def send_alertmanager(
@@ -313,6 +415,7 @@ def send_alertmanager(
     cfg: NotifyConfig,
     entry: Mapping[str, Any],
     *,
+    timeout: float | None = None,
     test: bool = False,
     entries: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
@@ -332,12 +435,19 @@ def send_alertmanager(
         extra_labels=cfg.labels,
         ttl=timedelta(hours=cfg.ttl_hours),
     )
-    post_json(base.rstrip("/") + "/api/v2/alerts", payload, timeout=cfg.timeout)
+    post_json(
+        base.rstrip("/") + "/api/v2/alerts",
+        payload,
+        timeout=cfg.timeout if timeout is None else timeout,
+    )
 
 
-SENDERS = {
-    "slack": send_slack,
-    "email": send_email,
-    "pagerduty": send_pagerduty,
-    "alertmanager": send_alertmanager,
+TARGETS: dict[str, AlertTarget] = {
+    "webhook": AlertTarget(send_webhook, keeps_deadline=True),
+    "block": AlertTarget(send_block),
+    "slack": AlertTarget(send_slack),
+    "email": AlertTarget(send_email),
+    "pagerduty": AlertTarget(send_pagerduty, incidents=True),
+    "alertmanager": AlertTarget(send_alertmanager, incidents=True),
 }
+"""Every alert target by ``[[notify]] type`` (``flows.config.NotifyConfig.type``)."""

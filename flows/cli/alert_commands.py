@@ -43,17 +43,18 @@ def send_test_alerts(config: Any) -> dict[str, str | None]:
     """``{target: None if delivered else the error (no secrets)}``."""
     from flows.alerts.notify import build_notifiers
     from flows.alerts.outbox import safe_error
-    from flows.alerts.targets import SENDERS
+    from flows.alerts.targets import TARGETS
 
     results: dict[str, str | None] = {}
     notifiers = build_notifiers(config, test=True)
     for cfg in config.notify:
         trigger = test_entry(config)
         try:
-            if cfg.type in ("pagerduty", "alertmanager"):
+            target = TARGETS[cfg.type]
+            if target.incidents:  # open the test incident, then resolve it
                 resolve = test_entry(config, "recovered")
-                SENDERS[cfg.type](config, cfg, trigger, test=True, entries=[trigger])
-                SENDERS[cfg.type](config, cfg, resolve, test=True, entries=[trigger, resolve])
+                target.send(config, cfg, trigger, test=True, entries=[trigger])
+                target.send(config, cfg, resolve, test=True, entries=[trigger, resolve])
             else:
                 notifiers[cfg.name](trigger)
         except Exception as exc:  # report every target, whatever failed

@@ -116,7 +116,7 @@ def _run_check(
         max_age=config.source.max_age,
     )
     # pipelines.engine: local files and no Beam option run in this process (records are Beam's bit
-    # for bit, tests/beam/test_local_engine.py), without importing Beam or starting a runner; else
+    # for bit, tests/pipelines/test_local_engine.py), without importing Beam or starting a runner; else
     # the Beam job, which on a remote runner writes to <temp_location>/divmon/<monitor>/<run id>/
     # and reads it back (pipelines.remote.work_folder).
     return engine.run_check(

@@ -30,7 +30,7 @@ def _run(fn, batches, split=2):
 
 
 def test_feature_stats_equal_core_on_whole_data(profile, rng):
-    from tests.beam.conftest import make_current
+    from tests.helpers import make_current
 
     table = make_current(rng, 2500)
     batches = table.to_batches(max_chunksize=400)
@@ -54,7 +54,7 @@ def test_feature_stats_equal_core_on_whole_data(profile, rng):
 
 
 def test_feature_stats_accepts_dicts_of_numpy_arrays(profile, rng):
-    from tests.beam.conftest import make_current
+    from tests.helpers import make_current
 
     table = make_current(rng, 600)
     as_dicts = [

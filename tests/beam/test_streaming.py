@@ -14,7 +14,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from divtransforms import compare
 from divtransforms.beam.transforms import DriftMonitor
-from tests.beam.conftest import T0, assert_records_equal, records_match, table_rows
+from tests.helpers import T0, assert_records_equal, records_match, table_rows
 
 pytestmark = pytest.mark.beam
 

@@ -12,7 +12,7 @@ from divtransforms import ReferenceProfile, compare
 from divtransforms.beam.reference import BuildReference
 from divtransforms.beam.transforms import DriftMonitor
 from divtransforms.window import split_by_window
-from tests.beam.conftest import (
+from tests.helpers import (
     T0,
     assert_records_equal,
     local_pipeline,

@@ -8,7 +8,7 @@ the 10-25 s of a server start. A kill at a stage boundary is made exactly by the
 test puts a ``sitecustomize`` on its ``PYTHONPATH`` that, when ``DIVMON_KILL_AT`` names a
 boundary, wraps the function that ends that stage so that the process SIGKILLs itself there. A
 uniform kill is a SIGKILL from the test at a random time. What a SIGKILL of ``divmon run`` does to
-a server it started itself is ``tests/flows/test_serve.py``'s.
+a server it started itself is ``tests/flows/cli/test_serve.py``'s.
 
 ``make test`` runs a bounded set: each boundary once and 3 uniform kills, and 2 rounds of
 overlapping runs. ``DIVMON_FAULT_TRIALS=33`` (``make test-faults``) runs the full campaign: each

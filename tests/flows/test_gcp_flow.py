@@ -17,7 +17,6 @@ import pytest
 from divtransforms import storage
 from flows.config import load_config
 from flows.monitor.history import read_history
-from tests.beam.conftest import anonymous_gcp  # noqa: F401  (a fixture)
 from tests.flows.test_bucket_flow import bucket_monitor, land
 
 pytestmark = [

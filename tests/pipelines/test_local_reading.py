@@ -1,6 +1,6 @@
 """The in-process engine reads a pass's columns in groups of bounded decoded size: memory does not
 grow with the number of columns, and the profile and the records are those of one group, bit for
-bit. (Against Beam: tests/beam/test_local_engine.py.)"""
+bit. (Against Beam: tests/pipelines/test_local_engine.py.)"""
 
 from __future__ import annotations
 

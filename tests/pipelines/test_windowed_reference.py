@@ -11,7 +11,7 @@ import pytest
 from divtransforms import ReferenceProfile, compare
 from pipelines.check_job import CheckJob, Source, run_check
 from pipelines.local import run_build_local, run_check_local
-from tests.beam.conftest import close, table_rows
+from tests.helpers import close, table_rows
 
 pytestmark = pytest.mark.beam
 HOUR = 3_600_000_000

@@ -17,7 +17,7 @@ from divtransforms.records import read_records
 from pipelines import cli
 from pipelines.check_job import load_mle_state
 from pipelines.reference_job import run_build_reference
-from tests.beam.conftest import assert_records_equal, check, make_current, make_reference
+from tests.helpers import assert_records_equal, check, make_current, make_reference
 
 pytestmark = pytest.mark.beam
 

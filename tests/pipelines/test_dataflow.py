@@ -20,7 +20,7 @@ import pytest
 from pipelines.check_job import CheckJob, Source, build_check_pipeline
 from pipelines.options import make_pipeline_options
 from pipelines.reference_job import build_reference_pipeline
-from tests.beam.conftest import make_current, make_reference
+from tests.helpers import make_current, make_reference
 
 pytestmark = pytest.mark.beam
 

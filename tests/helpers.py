@@ -1,4 +1,8 @@
-"""Shared data and helpers for the Beam tests (records compared with a tolerance, not equal_to)."""
+"""Data and helpers shared by tests/beam and tests/pipelines: synthetic reference and current
+tables, records compared with a tolerance (not equal_to), a local Beam pipeline, ``check``.
+
+Their fixtures (``rng``, ``reference_table``, ``profile``, ``anonymous_gcp``) are in
+tests/conftest.py; ``offline`` is in tests/pipelines/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,11 +12,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from divtransforms import ReferenceProfile
 from divtransforms.records import records_to_table, sort_records
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z, seconds since the epoch
@@ -51,47 +53,6 @@ def make_current(
             ),
         }
     )
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any connection attempt or DNS lookup fails the test. (Beam's option validation looks up
-    the --temp_location bucket and only warns when that fails: without this fixture it waits
-    minutes for its retries to time out.)"""
-    import socket
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[:2]}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-@pytest.fixture
-def anonymous_gcp(monkeypatch):
-    """Beam's Google credentials are "none found" at once (anonymous clients, as with
-    --no_auth), instead of after Beam's ~25 s of retries looking for them; for tests that talk
-    to the storage emulator."""
-    from apache_beam.internal.gcp import auth
-
-    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
-    monkeypatch.setattr(auth._Credentials, "_credentials", None)
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(20261125)
-
-
-@pytest.fixture
-def reference_table(rng) -> pa.Table:
-    return make_reference(rng)
-
-
-@pytest.fixture
-def profile(reference_table) -> ReferenceProfile:
-    return ReferenceProfile.build(reference_table)
 
 
 def close(a: Any, b: Any, rtol: float = 1e-9, path: str = "") -> list[str]:

@@ -17,7 +17,7 @@ from pipelines.check_job import CheckJob, Source, run_check
 from pipelines.engine import check_in_process
 from pipelines.local import run_build_local, run_check_local
 from pipelines.reference_job import run_build_reference
-from tests.beam.conftest import close, make_current, make_reference, table_rows
+from tests.helpers import close, make_current, make_reference, table_rows
 
 pytestmark = pytest.mark.beam
 

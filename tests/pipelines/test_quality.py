@@ -13,7 +13,7 @@ import pytest
 
 from divtransforms import ReferenceProfile, compare
 from pipelines import io as pio
-from tests.beam.conftest import assert_records_equal, check
+from tests.helpers import assert_records_equal, check
 
 pytestmark = pytest.mark.beam
 

@@ -12,7 +12,7 @@ from divtransforms import compare
 from divtransforms.records import read_records
 from pipelines.spec import CheckJob, Source
 from pipelines.watch import DirectoryWatcher, watch_directory
-from tests.beam.conftest import T0
+from tests.helpers import T0
 
 HOUR = 3600
 H = T0 - T0 % HOUR

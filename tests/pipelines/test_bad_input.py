@@ -12,7 +12,7 @@ import pytest
 
 from divtransforms import compare
 from pipelines.io import InputError
-from tests.beam.conftest import T0, assert_records_equal, check, make_current
+from tests.helpers import T0, assert_records_equal, check, make_current
 
 pytestmark = pytest.mark.beam
 

@@ -19,7 +19,7 @@ from pipelines.io import (
     _MessagesToTimestampedRows,
     messages_to_batch,
 )
-from tests.beam.conftest import T0, local_pipeline, records_match
+from tests.helpers import T0, local_pipeline, records_match
 
 pytestmark = pytest.mark.beam
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,6 @@ from flows.alerts.outbox import (
     dedup_key,
     deliver_outstanding,
     event_id,
-    message,
     safe_error,
 )
 
@@ -128,11 +128,54 @@ def test_safe_error_hides_urls():
 
 
 def test_message_carries_the_dedup_key(tmp_path):
+    """The webhook's and notification block's (subject, body), byte for byte."""
+    from flows.alerts.messages import Message
+    from flows.config import MonitorConfig
+
+    config = MonitorConfig.model_validate({"source": {"paths": ["in"]}, "reference": {"path": "r"}})
     log = AlertLog.open(tmp_path)
     entry = _add(log, [_decision()])[0]
-    subject, body = message(entry)
-    assert "warning" in subject and "x" in subject
-    assert entry["dedup_key"] in body
+    entry["created_at"] = "2026-01-01T02:00:00+00:00"
+    subject, body = Message.of(entry, config).plain()
+    window = "2026-01-01T00:00:00+00:00 .. 2026-01-01T01:00:00+00:00"
+    assert subject == f"[divtransforms] warning: x ({window})"
+    fields = json.loads(body)
+    assert body == json.dumps(fields, sort_keys=True)  # keys sorted, json.dumps' separators
+    assert fields["dedup_key"] == entry["dedup_key"]
+    nulls = dict.fromkeys(
+        "g_statistic invalid_rate js_corrected js_distance kl_divergence missing_rate mle_family "
+        "mle_kl mle_p_value n_absent n_invalid n_missing p_value psi quality_reason "
+        "quality_severity run_id unseen_rate".split()
+    )
+    assert fields == {
+        "created_at": "2026-01-01T02:00:00+00:00",
+        "dedup_key": "x|2026-01-01T00:00:00+00:00|2026-01-01T01:00:00+00:00|warning|ref-1",
+        "feature": "x",
+        "metric": "js_divergence",
+        "reason": "",
+        "record": {
+            **nulls,
+            "js_divergence": 0.1,
+            "mle_params": [],
+            "n": 100.0,
+            "schema_issues": [],
+        },
+        "reference_id": "ref-1",
+        "run_id": "r1",
+        "severity": "warning",
+        "value": 0.1,
+        "window_end": "2026-01-01T01:00:00+00:00",
+        "window_start": "2026-01-01T00:00:00+00:00",
+    }
+
+
+def test_every_notify_type_has_one_target():
+    from typing import get_args
+
+    from flows.alerts.targets import TARGETS
+    from flows.config import NotifyConfig
+
+    assert set(get_args(NotifyConfig.model_fields["type"].annotation)) == set(TARGETS)
 
 
 def test_event_emission(monkeypatch, tmp_path):
