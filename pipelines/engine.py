@@ -7,7 +7,8 @@ job (:mod:`pipelines.check_job`, :mod:`pipelines.reference_job`). A few jobs onl
 check writing to BigQuery, a check without ``--input``, and a build asking for approximate
 quantiles (``exact=False``). A build of ``chunk`` windows (rows in reading order) only the
 in-process engine runs. Both engines give the same records, and the same profile where the Beam
-job's quantiles are exact (tests/pipelines/test_local_engine.py; the in-process engine's always are).
+job's quantiles are exact (tests/pipelines/test_local_engine.py; the in-process engine's always
+are).
 
 ``divmon check`` and ``divmon reference build``, ``python -m pipelines.check_job`` and
 ``python -m pipelines.reference_job`` (whose arguments are Beam pipeline options, so they run

@@ -115,10 +115,10 @@ def _run_check(
         max_future=config.source.max_future,
         max_age=config.source.max_age,
     )
-    # pipelines.engine: local files and no Beam option run in this process (records are Beam's bit
-    # for bit, tests/pipelines/test_local_engine.py), without importing Beam or starting a runner; else
-    # the Beam job, which on a remote runner writes to <temp_location>/divmon/<monitor>/<run id>/
-    # and reads it back (pipelines.remote.work_folder).
+    # pipelines.engine: local files and no Beam option run in this process (records are Beam's
+    # bit for bit, tests/pipelines/test_local_engine.py), without importing Beam or starting a
+    # runner; else the Beam job, which on a remote runner writes to
+    # <temp_location>/divmon/<monitor>/<run id>/ and reads it back (pipelines.remote.work_folder).
     return engine.run_check(
         job,
         config.runner.pipeline_args,
