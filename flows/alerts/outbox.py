@@ -71,6 +71,17 @@ def dedup_key(
     )
 
 
+def decision_key(decision: Any, reference_id: str) -> str:
+    """The dedup key of an :class:`~divtransforms.alerting.AlertDecision` in the alert log: a
+    window alert's severity, or ``kind:severity`` for another kind (``persistent:persistent``,
+    ``persistent:recovered``), so that the kinds of one feature and window never share a key."""
+    kind = getattr(decision, "kind", "window")
+    severity = decision.severity if kind == "window" else f"{kind}:{decision.severity}"
+    return dedup_key(
+        decision.feature, decision.window_start, decision.window_end, severity, reference_id
+    )
+
+
 def _num(value: Any) -> float | None:
     try:
         out = float(value)
@@ -194,8 +205,7 @@ class AlertLog:
         new = []
         for i, d in enumerate(decisions):
             kind = getattr(d, "kind", "window")
-            severity = d.severity if kind == "window" else f"{kind}:{d.severity}"
-            key = dedup_key(d.feature, d.window_start, d.window_end, severity, reference_id)
+            key = decision_key(d, reference_id)
             if key in known:
                 continue
             metric = metric_for(d.feature)

@@ -16,7 +16,7 @@ import pytest
 
 from divtransforms import storage
 from divtransforms.alerting import AlertTracker
-from flows.alerts.outbox import INPUT_ERROR, AlertLog, dedup_key
+from flows.alerts.outbox import INPUT_ERROR, AlertLog, decision_key
 from flows.config import load_config
 from flows.demo import run as demo
 from flows.demo.receiver import AlertReceiver
@@ -66,10 +66,7 @@ def _check_invariants(config, hours: int, receiver: AlertReceiver) -> None:
     from flows.monitor.run import monitor_reference
 
     ref_id = monitor_reference(config).reference_id
-    expected = {
-        dedup_key(d.feature, d.window_start, d.window_end, d.severity, ref_id)
-        for d in AlertTracker(config.build_policy()).run(history)
-    }
+    expected = {decision_key(d, ref_id) for d in AlertTracker(config.build_policy()).run(history)}
     assert set(keys) == expected, "alerts lost or invented"
     assert all(e["status"] == "delivered" for e in log.entries)
     assert set(Counter(a["dedup_key"] for a in receiver.alerts())) == set(keys)

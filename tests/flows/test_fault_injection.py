@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from divtransforms.alerting import AlertTracker
-from flows.alerts.outbox import INPUT_ERROR, AlertLog, dedup_key
+from flows.alerts.outbox import INPUT_ERROR, AlertLog, decision_key
 from flows.config import load_config
 from flows.demo import run as demo
 from flows.demo.receiver import AlertReceiver
@@ -264,9 +264,7 @@ def _expected_alert_keys(root: Path) -> set[str]:
 
     ref_id = monitor_reference(config).reference_id
     decisions = AlertTracker(policy).run(read_history(root / "history").to_pylist())
-    return {
-        dedup_key(d.feature, d.window_start, d.window_end, d.severity, ref_id) for d in decisions
-    }
+    return {decision_key(d, ref_id) for d in decisions}
 
 
 def _check_invariants(root: Path, hours: int, receiver: AlertReceiver) -> dict:

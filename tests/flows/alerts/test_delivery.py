@@ -128,6 +128,11 @@ def test_one_attempt_is_bounded_in_total_time(mode):
 def test_a_prompt_receiver_is_delivered_to():
     with RawReceiver("ok") as rx:
         assert post_json(rx.url, {"a": 1}, deadline=5.0, headers={"Idempotency-Key": "k"}) == 200
+        # the receiver's thread records the answer after sending it: the client may read the
+        # answer first, so wait for the record (under load this took longer than the post)
+        waited = time.monotonic() + 5.0
+        while not rx.completed and time.monotonic() < waited:
+            time.sleep(0.01)
     assert rx.completed == ["k"]
 
 
