@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from benchmarks.bench_policy import wilson
 from divtransforms.compare import compare
 from divtransforms.profile import ReferenceProfile
 
@@ -47,17 +48,6 @@ REFERENCE_DAYS = 28
 ROWS = 300
 
 Level = Callable[[np.random.Generator, np.ndarray], np.ndarray]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return math.nan, math.nan
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
 
 
 @dataclass(frozen=True)
