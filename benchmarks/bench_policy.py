@@ -312,18 +312,7 @@ def cell(
             window = sampler(rng, m * n).reshape(m, n)
             severities.append(judge(fp, window, fp_policy))
             done += m
-    sev = np.concatenate(severities)[:reps]
-    alerts = np.isin(sev, ("warning", "critical"))
-    k = int(alerts.sum())
-    lo, hi = wilson(k, int(sev.size))
-    return {
-        "windows": int(sev.size),
-        "alerts": k,
-        "rate": k / sev.size,
-        "low": lo,
-        "high": hi,
-        "insufficient": float((sev == "insufficient").mean()),
-    }
+    return _rate(np.concatenate(severities)[:reps])
 
 
 def simulate(
@@ -607,6 +596,7 @@ def full_severity(fp: FeatureProfile, window: np.ndarray, policy: FeaturePolicy)
 
 
 def _rate(sev: np.ndarray) -> dict:
+    """Alerting windows among ``sev`` (warning or critical), with a Wilson interval."""
     alerts = np.isin(sev, ("warning", "critical"))
     k = int(alerts.sum())
     lo, hi = wilson(k, int(sev.size))
