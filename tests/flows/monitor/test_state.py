@@ -170,7 +170,25 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _worker(lock_dir: str, seed: int, counts) -> None:
+def _record(lock_dir: str, kind: str, pid: int) -> None:
+    """One event of a lock-stress worker, in a file of its own process. (A shared
+    ``multiprocessing.Queue`` deadlocked: a worker SIGKILLed while holding the queue's write lock
+    left every other worker's feeder thread waiting on it forever, so they never exited.)"""
+    with open(Path(lock_dir) / f"events-{os.getpid()}.log", "a", encoding="utf-8") as f:
+        f.write(f"{kind} {pid}\n")
+
+
+def _events(lock_dir: Path) -> list[tuple[str, int]]:
+    out = []
+    for path in sorted(lock_dir.glob("events-*.log")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            kind, _, pid = line.partition(" ")
+            if pid:  # a worker killed mid-write leaves at most a partial last line
+                out.append((kind, int(pid)))
+    return out
+
+
+def _worker(lock_dir: str, seed: int) -> None:
     """Take the lock repeatedly until told to stop; inside, an O_EXCL marker proves nobody else
     is inside."""
     rng = random.Random(seed)
@@ -188,14 +206,14 @@ def _worker(lock_dir: str, seed: int, counts) -> None:
         except FileExistsError:
             holder = int(marker.read_text() or 0)
             if holder and _running(holder):
-                counts.put(("violation", holder))
+                _record(lock_dir, "violation", holder)
             else:  # a worker killed inside (maybe still a zombie): the kernel freed its lock
                 marker.unlink()
             lock.release()
             continue
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
-        counts.put(("entered", os.getpid()))
+        _record(lock_dir, "entered", os.getpid())
         time.sleep(rng.uniform(0, 0.003))
         marker.unlink()
         lock.release()
@@ -207,10 +225,9 @@ def test_lock_stress_many_processes_with_kills(tmp_path):
     and replaced, 40 times (20 in make test). Nobody is ever inside together with a live holder,
     and work goes on."""
     ctx = mp.get_context("fork")
-    counts = ctx.Queue()
     rng = random.Random(7)
     n = 8
-    procs = [ctx.Process(target=_worker, args=(str(tmp_path), i, counts)) for i in range(n)]
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path), i)) for i in range(n)]
     for p in procs:
         p.start()
     kills = 0
@@ -223,16 +240,15 @@ def test_lock_stress_many_processes_with_kills(tmp_path):
             os.kill(procs[victim].pid, signal.SIGKILL)
             procs[victim].join()
             kills += 1
-            procs[victim] = ctx.Process(target=_worker, args=(str(tmp_path), seed, counts))
+            procs[victim] = ctx.Process(target=_worker, args=(str(tmp_path), seed))
             seed += 1
             procs[victim].start()
     time.sleep(0.5)
     (tmp_path / "stop").touch()
     for p in procs:
         p.join(30)
-    events = []
-    while not counts.empty():
-        events.append(counts.get())
+    assert not any(p.is_alive() for p in procs), "a lock-stress worker did not stop"
+    events = _events(tmp_path)
     violations = [e for e in events if e[0] == "violation"]
     entered = sum(1 for e in events if e[0] == "entered")
     assert violations == []
