@@ -43,6 +43,7 @@ from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile, check_family, finish_feature
 from divtransforms.quality import ABSENT, merge_type_counts, type_label
 from divtransforms.quantiles import CellCounts, ExactQuantiles, inverted_cdf_ranks
+from divtransforms.settings import BuildSettings
 from divtransforms.values import add_value_counts
 from divtransforms.window import feature_stats_of_batch
 
@@ -54,11 +55,13 @@ GATHER_BYTES = 64 << 20
 class ProfileBuilder:
     """A reference profile from passes over batches (see the module docstring).
 
-    ``kinds``: ``{feature: numeric|categorical}``; ``families``: ``{feature: family|None}``
-    (default inferred); ``edges``: explicit numeric edges per feature.
+    ``kinds``: ``{feature: numeric|categorical}`` (the features, chosen already); ``settings``
+    (:class:`divtransforms.settings.BuildSettings`): ``families`` (``{feature: family|None}``,
+    default inferred), the bins (``n_bins``, ``strategy``, ``top_n``, explicit numeric
+    ``edges``) and the windows; ``source`` and ``ignored_columns`` go into the profile.
 
     A windowed reference (``divtransforms.variation``): with ``timestamp_column`` and ``window``
-    (seconds), or ``chunk`` (rows), one more pass over every feature, once the bins are known,
+    (a duration), or ``chunk`` (rows), one more pass over every feature, once the bins are known,
     summarises the reference's own windows; the batches of that pass also need the
     :meth:`extra_columns` (the event time).
     """
@@ -66,19 +69,18 @@ class ProfileBuilder:
     def __init__(
         self,
         kinds: Mapping[str, str],
+        settings: BuildSettings | None = None,
         *,
-        families: Mapping[str, str | None] | None = None,
-        n_bins: int = 32,
-        strategy: str = "quantile",
-        top_n: int = 50,
-        edges: Mapping[str, Sequence[float]] | None = None,
         source: str = "",
         ignored_columns: Sequence[str] = (),
-        timestamp_column: str | None = None,
-        window: float | None = None,
-        chunk: int | None = None,
-        timestamp_format: str | None = None,
     ) -> None:
+        s = settings if settings is not None else BuildSettings()
+        if isinstance(s.n_bins, Mapping):
+            raise ValueError("n_bins per feature is for ReferenceProfile.build; give one number")
+        families, edges = s.families, s.edges
+        n_bins, strategy, top_n = s.n_bins, s.strategy, s.top_n
+        timestamp_column, window, chunk = s.timestamp_column, s.window_seconds, s.chunk
+        timestamp_format = s.timestamp_format
         if window is not None and chunk is not None:
             raise ValueError("a windowed reference has a window or a chunk, not both")
         if window is not None and not timestamp_column:

@@ -3,6 +3,21 @@
 ``drift_record`` is the single place where a window's histogram and MLE statistics become a drift
 record (docs/concepts.md, "Drift records"); the Beam transforms call it too, so both paths give
 the same records.
+
+:class:`WindowDriver` is the one loop over a check's windows without Beam. ``compare()`` (one
+table in memory), the in-process engine (``pipelines.local``: files in passes of column groups)
+and the watcher (``pipelines.watch``: new files as they appear) read differently but do the same
+with what they read, here:
+
+    batch -> split (event-time windows of the settings) -> FeatureStats merged per window
+          -> running estimates in event-time order -> window_records
+
+A batch run adds every window's statistics and then makes all records at once
+(:meth:`WindowDriver.records`: one pane per window, the running estimates folded in time order);
+a watcher re-emits the windows new data touched, each with its next pane
+(:meth:`WindowDriver.emit`), as the streaming ``DriftMonitor`` does. The Beam transforms
+(``divtransforms.beam.transforms``) drive the same per-window core (``window.WindowCumulation``
+and :func:`window_records`) from Beam's windows and panes.
 """
 
 from __future__ import annotations
@@ -13,6 +28,7 @@ import logging
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -20,8 +36,9 @@ import numpy as np
 import pyarrow as pa
 
 from divtransforms.bins import NumericBins
-from divtransforms.columns import as_columns, batch_columns, duration_micros
+from divtransforms.columns import as_columns, batch_columns
 from divtransforms.divergence import divergences, entropy
+from divtransforms.eventtime import BadEventTimes
 from divtransforms.histogram import Histogram
 from divtransforms.mle import (
     CategoricalMLE,
@@ -36,6 +53,7 @@ from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.quality import quality_fields, quality_test_fields, quality_test_fields_of
 from divtransforms.records import RECORD_FIELDS, records_to_table, sort_records
 from divtransforms.sequential import RECORD_KEYS as SEQUENTIAL_KEYS
+from divtransforms.settings import DEFAULT_ALPHA, CheckSettings
 from divtransforms.significance import (
     homogeneity_test,
     js_bias,
@@ -43,13 +61,18 @@ from divtransforms.significance import (
     range_test,
     window_tests,
 )
-from divtransforms.variation import Judged, WindowJudge, histogram_between, location_between
+from divtransforms.variation import (
+    Judged,
+    WindowJudge,
+    histogram_between,
+    location_between,
+    window_judge,
+)
 from divtransforms.window import (
     FeatureStats,
     RunningEstimates,
     WindowCumulation,
     feature_stats_of_batch,
-    horizon_of,
     known_columns,
     split_by_window,
     when,
@@ -58,17 +81,18 @@ from divtransforms.window import (
 __all__ = [
     "DEFAULT_ALPHA",
     "Assessor",
+    "CheckSettings",
+    "RecordStamp",
+    "WindowDriver",
     "compare",
     "drift_record",
     "new_column_record",
     "new_run_id",
-    "records_over_windows",
     "resolve_policy",
     "window_records",
 ]
 
 _log = logging.getLogger(__name__)
-DEFAULT_ALPHA = 0.5
 # The decisive test (its kind) behind each parameter row of a record.
 _TESTED_BY = {"mu": "location", "rate": "location", "p": "location", "sigma": "dispersion"}
 
@@ -100,6 +124,23 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
 
 
+@dataclass(frozen=True)
+class RecordStamp:
+    """What identifies a record besides its feature: the run, the reference, the window
+    (``None`` bounds: the global window) and its pane, and when it was made (``None``: now)."""
+
+    run_id: str = ""
+    reference_id: str = ""
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    pane: int = 0
+    created_at: datetime | None = None
+
+
+_DEFAULTS = CheckSettings()
+_NO_STAMP = RecordStamp()
+
+
 def _nan_divergences() -> dict[str, float]:
     keys = (
         "entropy_current",
@@ -124,15 +165,8 @@ def drift_record(
     mle_window: MLEAccumulator | None,
     mle_running: MLEAccumulator | None,
     *,
-    window_start: datetime | None = None,
-    window_end: datetime | None = None,
-    pane: int = 0,
-    run_id: str = "",
-    reference_id: str = "",
-    alpha: float = DEFAULT_ALPHA,
-    base: float = 2.0,
-    policy: Assessor | str | None = "default",
-    created_at: datetime | None = None,
+    settings: CheckSettings | None = None,
+    stamp: RecordStamp | None = None,
     columns: Mapping[str, int] | None = None,
     quality: Sequence[Any] | None = None,
     divergence_values: Mapping[str, Any] | None = None,
@@ -140,6 +174,9 @@ def drift_record(
     judged: Judged | None = None,
 ) -> dict[str, Any]:
     """The drift record of one feature and window (see ``records.DRIFT_RECORD_SCHEMA``).
+
+    ``settings``: the check's ``alpha``, ``base`` and ``policy`` (the rest is the drivers');
+    ``stamp``: the record's run, reference, window, pane and creation time (None: defaults).
 
     ``sequential``: the feature's detector fields at this window
     (``RunningEstimates.sequential_fields``; null without).
@@ -161,20 +198,22 @@ def drift_record(
     (``divtransforms.variation.WindowJudge``); its ``fp`` replaces ``fp`` (a season's part of
     the reference), and the tests account for the variation.
     """
+    settings, stamp = settings or _DEFAULTS, stamp or _NO_STAMP
     if judged is not None:
         fp = judged.fp
     ref_counts = fp.histogram.counts
     counts = hist.counts
     n, n_ref = hist.n, fp.histogram.n
     n_total = hist.n_total
+    alpha, base = settings.alpha, settings.base
     rec: dict[str, Any] = {
-        "run_id": run_id,
-        "reference_id": reference_id,
+        "run_id": stamp.run_id,
+        "reference_id": stamp.reference_id,
         "feature": fp.name,
         "kind": fp.kind,
-        "window_start": window_start,
-        "window_end": window_end,
-        "pane": int(pane),
+        "window_start": stamp.window_start,
+        "window_end": stamp.window_end,
+        "pane": int(stamp.pane),
         "n": n,
         "n_missing": hist.n_missing,
         "n_invalid": hist.n_invalid,
@@ -205,7 +244,7 @@ def drift_record(
         quality = quality_test_fields(fp, hist)
     rec["tests"] += [_test_dict(t) for t in quality]
     rec.update(sequential or dict.fromkeys(SEQUENTIAL_KEYS))
-    return _assessed(rec, policy, created_at)
+    return _assessed(rec, settings.policy, stamp.created_at)
 
 
 def _assessed(
@@ -238,27 +277,23 @@ def new_column_record(
     name: str,
     types: Mapping[str, int],
     *,
-    window_start: datetime | None = None,
-    window_end: datetime | None = None,
-    pane: int = 0,
-    run_id: str = "",
-    reference_id: str = "",
+    stamp: RecordStamp | None = None,
     policy: Assessor | str | None = "default",
-    created_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The record of a column the reference does not know (kind ``unprofiled``): its rows and
     types, and a ``new_column`` schema issue (severity: the policy's ``new_column``)."""
+    stamp = stamp or _NO_STAMP
     rows = int(sum(types.values()))
     seen = ", ".join(sorted(types))
     rec: dict[str, Any] = {
         **dict.fromkeys(RECORD_FIELDS),
-        "run_id": run_id,
-        "reference_id": reference_id,
+        "run_id": stamp.run_id,
+        "reference_id": stamp.reference_id,
         "feature": name,
         "kind": UNPROFILED,
-        "window_start": window_start,
-        "window_end": window_end,
-        "pane": int(pane),
+        "window_start": stamp.window_start,
+        "window_end": stamp.window_end,
+        "pane": int(stamp.pane),
         "n": 0,
         "n_missing": 0,
         "n_invalid": 0,
@@ -273,7 +308,7 @@ def new_column_record(
         "tests": [],
         **_nan_divergences(),
     }
-    return _assessed(rec, policy, created_at)
+    return _assessed(rec, policy, stamp.created_at)
 
 
 def _divergence_fields(
@@ -437,59 +472,46 @@ def window_records(
     stats: FeatureStats,
     running: RunningEstimates,
     *,
-    window_start: datetime | None = None,
-    window_end: datetime | None = None,
-    pane: int = 0,
-    run_id: str = "",
-    reference_id: str = "",
-    alpha: float = DEFAULT_ALPHA,
-    base: float = 2.0,
-    policy: Assessor | str | None = "default",
-    created_at: datetime | None = None,
+    settings: CheckSettings | None = None,
+    stamp: RecordStamp | None = None,
     judge: WindowJudge | None = None,
 ) -> list[dict[str, Any]]:
     """The records of one window (pane): one per feature, and one per column the reference does
     not know (``stats.columns`` beyond the features; see ``feature_stats_of_batch``'s ``known``).
-    ``compare()``, the Beam transforms and the directory watcher all make records here.
+    ``compare()``, the in-process engine and the watcher (``compare.WindowDriver``) and the Beam
+    transforms all make records here. ``settings``: the check's ``alpha``, ``base`` and
+    ``policy``; ``stamp``: the records' run, reference, window and pane.
     ``judge``: a windowed reference's judge (``divtransforms.variation``): each feature is
     judged against its season's part of the reference and the reference's own variation."""
+    settings, stamp = settings or _DEFAULTS, stamp or _NO_STAMP
     judged: Mapping[str, Judged] = {}
+    window_start = stamp.window_start
     if judge is not None:
         start = None
         if window_start is not None:
             start = (window_start - when(0)) // timedelta(microseconds=1)
         judged = judge.judged(start)
         features = {n: judged[n].fp if n in judged else fp for n, fp in features.items()}
-    where: dict[str, Any] = {
-        "window_start": window_start,
-        "window_end": window_end,
-        "pane": pane,
-        "run_id": run_id,
-        "reference_id": reference_id,
-        "policy": policy,
-        "created_at": created_at,
-    }
     quality = quality_test_fields_of([(fp, stats.histograms[n]) for n, fp in features.items()])
-    divs = _divergences_of(features, stats, alpha, base)
+    divs = _divergences_of(features, stats, settings.alpha, settings.base)
     out = [
         drift_record(
             fp,
             stats.histograms[name],
             stats.mle.get(name),
             running.get(name),
-            alpha=alpha,
-            base=base,
+            settings=settings,
+            stamp=stamp,
             columns=stats.columns.get(name),
             quality=tests,
             divergence_values=divs.get(name),
             sequential=running.sequential_fields(name, window_start),
             judged=judged.get(name),
-            **where,
         )
         for (name, fp), tests in zip(features.items(), quality, strict=True)
     ]
     out += [
-        new_column_record(name, types, **where)
+        new_column_record(name, types, stamp=stamp, policy=settings.policy)
         for name, types in sorted(stats.columns.items())
         if name not in features
     ]
@@ -519,64 +541,135 @@ def _divergences_of(
     return out
 
 
-def records_over_windows(
-    features: Mapping[str, FeatureProfile],
-    windows: Iterable[tuple[int | None, FeatureStats]],
-    size_micros: int,
-    seed: RunningEstimates,
-    **record_args: Any,
-) -> tuple[list[dict[str, Any]], WindowCumulation]:
-    """The records of complete windows given in event-time order (``start`` in epoch
-    microseconds; None, the global window, first), each with the running estimates of ``seed``
-    and every window up to it; and the cumulation (its ``latest()`` is the state for the next
-    run). ``compare()`` and the in-process check job (``pipelines.local``) both run this;
-    ``record_args`` go to :func:`window_records`."""
-    cumulation = WindowCumulation(seed)
-    records: list[dict[str, Any]] = []
-    for start, stats in windows:
+# -- the window driver ---------------------------------------------------------------------------
+
+
+class WindowDriver:
+    """The windows of one check against ``profile`` with ``settings`` (see the module
+    docstring): the features, the known columns, the windows' size, the plausible event times,
+    a windowed reference's judge, the run id, and the windows' statistics so far.
+
+    ``features`` (default: all the profile's) are the features checked; ``mle_state`` seeds the
+    running estimates (``{feature: accumulator dict}``); ``created_at`` stamps every record
+    (``None``: each record's own time). ``settings.run_id`` None gets a new run id.
+    """
+
+    def __init__(
+        self,
+        profile: ReferenceProfile,
+        settings: CheckSettings,
+        *,
+        features: Mapping[str, FeatureProfile] | None = None,
+        mle_state: Mapping[str, Mapping[str, Any]] | None = None,
+        created_at: datetime | None = None,
+    ) -> None:
+        self.profile = profile
+        self.settings = settings
+        self.features = profile.features if features is None else features
+        self.size = settings.window_micros
+        self.horizon = settings.horizon()
+        self.known = known_columns(profile, settings.timestamp_column)
+        self.judge = _judge(profile, self.size, settings)
+        self.run_id = settings.run_id or new_run_id()
+        self._stamp = RecordStamp(self.run_id, profile.reference_id, created_at=created_at)
+        seed = RunningEstimates.seed(self.features, mle_state, resolve_policy(settings.policy))
+        self.cumulation = WindowCumulation(seed)
+        self.windows: dict[int | None, FeatureStats] = {}
+        self.panes: dict[int | None, int] = {}  # the last pane emitted per window (emit)
+
+    def split(self, batch: Any) -> tuple[list[tuple[int | None, Any]], BadEventTimes | None]:
+        """``[(window start in epoch microseconds, rows)]`` in time order and the rows without
+        a plausible event time (``window.split_by_window``); without a window, the batch as the
+        global window (start None)."""
+        if self.size is None:
+            return [(None, batch)], None
+        s = self.settings
+        parts, bad = split_by_window(
+            batch, s.timestamp_column or "", self.size, s.timestamp_format, self.horizon
+        )
+        return list(parts), bad
+
+    def add(self, start: int | None, stats: FeatureStats) -> None:
+        """Merge ``stats`` into window ``start``'s statistics (the first are kept as given)."""
+        have = self.windows.get(start)
+        self.windows[start] = stats if have is None else have.merge(stats)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The records of every window, in event-time order (the global window first), one pane
+        each: the windows are complete, so each earlier window is folded into the running
+        estimates before the next (``WindowCumulation.fold``). :meth:`state` is then the state
+        for the next run."""
+        out: list[dict[str, Any]] = []
+        for start in sorted(self.windows, key=lambda s: (s is not None, s or 0)):
+            if start is not None:
+                self.cumulation.fold(before=start)
+            out += self._records_of(start, 0)
+        return out
+
+    def emit(self, starts: Iterable[int | None]) -> list[dict[str, Any]]:
+        """The records of the windows ``starts`` (whose data changed), each with its next pane
+        and all its data so far; the running estimates of window W merge the seed and every
+        window starting at or before W (a streaming check: nothing is folded)."""
+        out: list[dict[str, Any]] = []
+        for start in starts:
+            pane = self.panes[start] = self.panes.get(start, -1) + 1
+            out += self._records_of(start, pane)
+        return out
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        """The running estimates' state for the next run (``{feature: accumulator dict}``)."""
+        return self.cumulation.latest().to_state()
+
+    def _records_of(self, start: int | None, pane: int) -> list[dict[str, Any]]:
+        stats = self.windows[start]
         ws = we = None
         if start is not None:
-            ws, we = when(start), when(start + size_micros)
-            cumulation.fold(before=start)  # earlier windows are complete: one pane each
-        running = cumulation.observe(start, we, 0, stats)
-        records += window_records(
-            features, stats, running, window_start=ws, window_end=we, **record_args
+            ws, we = when(start), when(start + (self.size or 0))
+        running = self.cumulation.observe(start, we, pane, stats)
+        stamp = RecordStamp(
+            self._stamp.run_id, self._stamp.reference_id, ws, we, pane, self._stamp.created_at
         )
-    return records, cumulation
+        return window_records(
+            self.features, stats, running, settings=self.settings, stamp=stamp, judge=self.judge
+        )
+
+
+def _judge(profile: ReferenceProfile, size: int | None, s: CheckSettings) -> WindowJudge | None:
+    """A windowed reference's judge (``variation.window_judge``); ``between_windows`` False:
+    none (today's tests), True: required."""
+    if s.between_windows is None:
+        return window_judge(profile, size, s.season)
+    return WindowJudge(profile, size, s.season) if s.between_windows else None
 
 
 def compare(
     reference: ReferenceProfile | Any,
     current: Any,
+    settings: CheckSettings | None = None,
     *,
     features: Iterable[str] | None = None,
-    timestamp_column: str | None = None,
-    window: str | float | timedelta | None = None,
-    timestamp_format: str | None = None,
-    policy: Assessor | str | None = "default",
-    run_id: str | None = None,
-    alpha: float = DEFAULT_ALPHA,
-    base: float = 2.0,
     mle_state: Mapping[str, Mapping[str, Any]] | None = None,
-    between_windows: bool | None = None,
-    season: str | None = None,
-    max_future: str | float | timedelta | None = None,
-    max_age: str | float | timedelta | None = None,
+    **options: Any,
 ) -> pa.Table:
     """Drift records of ``current`` against ``reference``, one per feature (and window).
 
     ``reference`` is a :class:`ReferenceProfile` or data to build one from (pyarrow Table, pandas
-    DataFrame, dict of arrays); ``current`` is data of the same kinds. With ``window`` (``"1h"``,
-    seconds, a timedelta) and ``timestamp_column``, rows go to event-time fixed windows aligned to
-    the epoch, and the running MLE accumulates over the windows in time order, starting from
-    ``mle_state`` (``{feature: accumulator dict}``) when given. Event times are parsed as
-    ``divtransforms.eventtime.parse_event_times`` does (``timestamp_format`` for other layouts);
-    rows without a usable one are left out, counted in the table's metadata
-    (``divtransforms.excluded_rows``) and logged, as are rows whose event time is later than
-    ``max_future`` after now or, with ``max_age``, earlier than that before now (durations; both
-    off by default here, a monitor's ``[source] max_future`` is one day: docs/reliability.md).
-    Each record's ``severity`` comes from ``policy``
-    (the default :class:`divtransforms.policy.Policy` unless given; ``None`` leaves it empty).
+    DataFrame, dict of arrays); ``current`` is data of the same kinds. How the check windows and
+    judges is a :class:`divtransforms.settings.CheckSettings`: ``settings``, or its fields as
+    keyword arguments (which win over ``settings``), e.g.
+    ``compare(reference, current, timestamp_column="ts", window="1h", policy=None)``.
+
+    With ``window`` (``"1h"``, seconds, a timedelta) and ``timestamp_column``, rows go to
+    event-time fixed windows aligned to the epoch, and the running MLE accumulates over the
+    windows in time order, starting from ``mle_state`` (``{feature: accumulator dict}``) when
+    given. Event times are parsed as ``divtransforms.eventtime.parse_event_times`` does
+    (``timestamp_format`` for other layouts); rows without a usable one are left out, counted
+    in the table's metadata (``divtransforms.excluded_rows``) and logged, as are rows whose event
+    time is later than ``max_future`` after now or, with ``max_age``, earlier than that before
+    now (durations; both off by default here, a monitor's ``[source] max_future`` is one day:
+    docs/reliability.md). Each record's ``severity`` comes from ``policy`` (the default
+    :class:`divtransforms.policy.Policy` unless given; ``None`` leaves it empty); ``alpha`` and
+    ``base`` are the divergences' pseudo-counts and logarithm base; ``run_id`` names the run.
 
     A feature the data lacks gets a record with a ``missing_column`` schema issue; a column the
     reference does not know gets a record of kind ``unprofiled`` (``new_column``). Returns a
@@ -588,10 +681,11 @@ def compare(
     ``day_of_week``, ``hour_of_week``) compares each window with the reference's windows of the
     same season (``divtransforms.variation``).
     """
+    s = CheckSettings.of(settings, "compare", **options)
     # Arrow data stays Arrow (its schema metadata may name columns a reader left unread).
     cols = current if isinstance(current, pa.Table | pa.RecordBatch) else as_columns(current)
     if not isinstance(reference, ReferenceProfile):
-        exclude = [timestamp_column] if timestamp_column else []
+        exclude = [s.timestamp_column] if s.timestamp_column else []
         reference = ReferenceProfile.build(reference, exclude=exclude)
     names = list(features) if features is not None else list(reference.features)
     unknown = [n for n in names if n not in reference.features]
@@ -599,51 +693,32 @@ def compare(
         raise ValueError(
             f"features {unknown} are not in the reference profile {reference.reference_id}"
         )
-    if window is not None and timestamp_column is None:
+    if s.window is not None and s.timestamp_column is None:
         raise ValueError("a window needs a timestamp_column to read event times from")
-    run_id = run_id or new_run_id()
     created = datetime.now(UTC)
-    if season is not None and window is None:
+    if s.season is not None and s.window is None:
         raise ValueError("a seasonal reference needs a window and a timestamp_column")
-    judge = None
-    if between_windows is None:
-        between_windows = reference.windows is not None
-    if season is not None and not between_windows:
+    between = s.between_windows if s.between_windows is not None else reference.windows is not None
+    if s.season is not None and not between:
         raise ValueError("a seasonal reference needs a windowed reference (between_windows)")
-    if between_windows:
-        size_micros = duration_micros(window) if window is not None else None
-        judge = WindowJudge(reference, size_micros, season)
-    known = known_columns(reference, timestamp_column)
-    features = {name: reference.features[name] for name in names}
-    bad = None
-    if window is None:
-        parts: list[tuple[Any, Any]] = [(None, cols)]
-        size = 0
-    else:
-        if timestamp_column not in batch_columns(cols):
-            raise ValueError(
-                f"timestamp column {timestamp_column!r} is not in the data "
-                f"(columns: {batch_columns(cols)})"
-            )
-        size = duration_micros(window)
-        horizon = horizon_of(max_future, max_age, created.timestamp())
-        parts, bad = split_by_window(cols, timestamp_column or "", size, timestamp_format, horizon)
-        if bad is not None:
-            _log.warning("%s", bad.message())
-    records, _ = records_over_windows(
-        features,
-        ((start, feature_stats_of_batch(features, part, known=known)) for start, part in parts),
-        size,
-        RunningEstimates.seed(features, mle_state, resolve_policy(policy)),
-        run_id=run_id,
-        reference_id=reference.reference_id,
-        alpha=alpha,
-        base=base,
-        policy=policy,
+    if s.window is not None and s.timestamp_column not in batch_columns(cols):
+        raise ValueError(
+            f"timestamp column {s.timestamp_column!r} is not in the data "
+            f"(columns: {batch_columns(cols)})"
+        )
+    driver = WindowDriver(
+        reference,
+        replace(s, now=created.timestamp()) if s.now is None else s,
+        features={name: reference.features[name] for name in names},
+        mle_state=mle_state,
         created_at=created,
-        judge=judge,
     )
-    table = sort_records(records_to_table(records))
+    parts, bad = driver.split(cols)
+    if bad is not None:
+        _log.warning("%s", bad.message())
+    for start, part in parts:
+        driver.add(start, feature_stats_of_batch(driver.features, part, known=driver.known))
+    table = sort_records(records_to_table(driver.records()))
     if bad is not None:
         meta = dict(table.schema.metadata or {})
         meta[b"divtransforms.excluded_rows"] = json.dumps(

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -39,6 +39,7 @@ from divtransforms.mle import (
 from divtransforms.moments import ValueSummary
 from divtransforms.quality import column_role, type_label
 from divtransforms.records import atomic_write_bytes
+from divtransforms.settings import BuildSettings
 
 __all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ProfileError", "ReferenceProfile"]
 
@@ -276,22 +277,17 @@ class ReferenceProfile:
     def build(
         cls,
         data: Any,
+        settings: BuildSettings | None = None,
         *,
-        features: Iterable[str] | None = None,
-        kinds: Mapping[str, str] | None = None,
-        families: Mapping[str, str | None] | None = None,
-        n_bins: int | Mapping[str, int] = 32,
-        strategy: str = "quantile",
-        edges: Mapping[str, Any] | None = None,
-        top_n: int = 50,
-        exclude: Iterable[str] = (),
         source: str = "",
-        timestamp_column: str | None = None,
-        window: str | float | Any = None,
-        chunk: int | None = None,
-        timestamp_format: str | None = None,
+        **options: Any,
     ) -> ReferenceProfile:
         """Build a profile from in-memory data (one process; use ``BuildReference`` on Beam).
+
+        The build's settings are a :class:`divtransforms.settings.BuildSettings`: ``settings``,
+        or its fields as keyword arguments (which win over ``settings``), e.g.
+        ``ReferenceProfile.build(data, exclude=["ts"], n_bins=16)``; ``source`` describes the
+        data in the profile.
 
         ``features`` defaults to every numeric or categorical column except ``exclude``;
         ``kinds`` overrides the kind inferred from the column type; ``families`` sets the MLE
@@ -303,9 +299,11 @@ class ReferenceProfile:
         data without time), the profile also keeps the reference's own windows, from which the
         tests learn how much windows vary when nothing changed.
         """
+        st = BuildSettings.of(settings, "build", **options)
+        features, n_bins, strategy, top_n = st.features, st.n_bins, st.strategy, st.top_n
         cols = as_columns(data)
-        kinds, families, edges = dict(kinds or {}), dict(families or {}), dict(edges or {})
-        excluded = set(exclude)
+        kinds, families, edges = dict(st.kinds or {}), dict(st.families or {}), dict(st.edges or {})
+        excluded = set(st.exclude)
         if features is not None:
             names = list(features)
         else:
@@ -339,13 +337,13 @@ class ReferenceProfile:
                 top_n=top_n,
             )
         profile = cls(out, source=source, ignored_columns=tuple(n for n in cols if n not in out))
-        if window is not None or chunk is not None:
+        if st.windowed:
             profile = profile.with_windows(
                 cols,
-                timestamp_column=timestamp_column,
-                window=window,
-                chunk=chunk,
-                timestamp_format=timestamp_format,
+                timestamp_column=st.timestamp_column,
+                window=st.window,
+                chunk=st.chunk,
+                timestamp_format=st.timestamp_format,
             )
         return profile
 

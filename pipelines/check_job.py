@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -100,17 +101,10 @@ def build_check_pipeline(
         )
     out = batches | "DriftMonitor" >> DriftMonitor(
         profile,
-        window=job.window,
-        timestamp_column=timestamp_column,
-        allowed_lateness=job.allowed_lateness,
-        timestamp_format=job.timestamp_format,
-        horizon=job.horizon(),
+        replace(job.settings, timestamp_column=timestamp_column, run_id=run_id),
         initial_state=job.mle_state,
-        run_id=run_id,
-        policy=job.policy,
         streaming=streaming,
         with_mle_state=True,
-        season=job.season,
     )
     out["records"] | "WriteRecords" >> WriteRecords(
         output_dir, run_id, jsonl=job.jsonl, streaming=streaming

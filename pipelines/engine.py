@@ -87,27 +87,10 @@ def run_check(
 def run_build(job: BuildJob, *, on_job: Any = None) -> ReferenceProfile:
     """Build (and save to ``job.output``, when given) a reference profile with the engine
     :func:`build_in_process` chooses. ``on_job`` gets a submitted Dataflow job."""
-    windowed = job.window_seconds
     if build_in_process(job):
         from pipelines.local import run_build_local
 
-        return run_build_local(
-            job.inputs,
-            job.output,
-            features=job.features,
-            kinds=job.kinds,
-            exclude=job.exclude,
-            cache_mb=job.cache_mb,
-            families=job.families,
-            n_bins=job.n_bins,
-            strategy=job.strategy,
-            top_n=job.top_n,
-            input_format=job.input_format,
-            timestamp_column=job.timestamp_column,
-            window=windowed,
-            chunk=job.chunk,
-            timestamp_format=job.timestamp_format,
-        )
+        return run_build_local(job)
     if job.chunk:
         raise CheckJobError(
             "a reference of chunk windows is built in process (rows in reading order): "
@@ -115,23 +98,4 @@ def run_build(job: BuildJob, *, on_job: Any = None) -> ReferenceProfile:
         )
     from pipelines.reference_job import run_build_reference
 
-    return run_build_reference(
-        job.inputs,
-        job.output,
-        features=job.features,
-        kinds=job.kinds,
-        families=job.families,
-        n_bins=job.n_bins,
-        strategy=job.strategy,
-        top_n=job.top_n,
-        input_format=job.input_format,
-        pipeline_args=list(job.pipeline_args),
-        exact=job.exact,
-        exclude=job.exclude,
-        work_name=job.work_name,
-        on_job=on_job,
-        # a windowed reference's event time (the Beam job reads it only for windows)
-        timestamp_column=job.timestamp_column if windowed else None,
-        window=windowed,
-        timestamp_format=job.timestamp_format if windowed else None,
-    )
+    return run_build_reference(job, on_job=on_job)

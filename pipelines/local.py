@@ -31,7 +31,8 @@ import pyarrow as pa
 from divtransforms import parallel
 from divtransforms.building import ProfileBuilder
 from divtransforms.profile import ReferenceProfile
-from pipelines.spec import CheckJob, CheckResult, summarize
+from divtransforms.settings import BuildSettings
+from pipelines.spec import BuildJob, CheckJob, CheckResult, summarize
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -239,38 +240,21 @@ def build_reference_local(
     output: str | None,
     *,
     kinds: Mapping[str, str],
-    families: Mapping[str, str | None] | None = None,
-    n_bins: int = 32,
-    strategy: str = "quantile",
-    top_n: int = 50,
+    settings: BuildSettings | None = None,
     input_format: str | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     source: str = "",
     ignored_columns: Sequence[str] = (),
-    timestamp_column: str | None = None,
-    window: float | None = None,
-    chunk: int | None = None,
-    timestamp_format: str | None = None,
 ) -> ReferenceProfile:
-    """Build a reference profile from local files in this process; save it to ``output``.
+    """Build a reference profile of the features ``kinds`` from local files in this process;
+    save it to ``output``.
 
-    With ``timestamp_column`` and ``window`` (seconds), or ``chunk`` (rows), the profile keeps
-    the reference's own windows (``divtransforms.variation``; one more pass)."""
+    ``settings`` (``divtransforms.settings.BuildSettings``): families and bins; with
+    ``timestamp_column`` and ``window``, or ``chunk`` (rows), the profile keeps the reference's
+    own windows (``divtransforms.variation``; one more pass)."""
     files = expand_local(inputs)
     numeric = [n for n, k in kinds.items() if k == "numeric"]
-    builder = ProfileBuilder(
-        kinds,
-        families=families,
-        n_bins=n_bins,
-        strategy=strategy,
-        top_n=top_n,
-        source=source,
-        ignored_columns=ignored_columns,
-        timestamp_column=timestamp_column,
-        window=window,
-        chunk=chunk,
-        timestamp_format=timestamp_format,
-    )
+    builder = ProfileBuilder(kinds, settings, source=source, ignored_columns=ignored_columns)
     src = BatchSource(files, input_format=input_format, numeric=numeric, cache_bytes=cache_bytes)
     start = time.perf_counter()
     passes = 0
@@ -305,36 +289,32 @@ def build_reference_local(
     return profile
 
 
-def run_build_local(
-    inputs: Sequence[str],
-    output: str | None,
-    *,
-    features: Sequence[str] | None = None,
-    kinds: Mapping[str, str] | None = None,
-    exclude: Sequence[str] = (),
-    cache_mb: int | None = None,
-    **options: Any,
-) -> ReferenceProfile:
-    """``divmon reference build`` in this process: the kinds from the first file's schema
+def run_build_local(job: BuildJob) -> ReferenceProfile:
+    """``divmon reference build`` in this process (a ``pipelines.spec.BuildJob``, saved to
+    ``job.output`` when given): the kinds from the first file's schema
     (``divtransforms.kinds.infer_kinds``, as the Beam job), then :func:`build_reference_local`."""
     from divtransforms.kinds import infer_kinds
 
-    patterns = [str(i) for i in inputs]
+    settings = job.settings
+    patterns = [str(i) for i in job.inputs]
     files = expand_local(patterns)
-    schema, sample = _sample(files[0], options.get("input_format"))
-    resolved = infer_kinds(schema, features, kinds, exclude, sample=sample)
+    schema, sample = _sample(files[0], job.input_format)
+    resolved = infer_kinds(
+        schema, settings.features, settings.kinds, settings.exclude, sample=sample
+    )
     names = schema.names
     del sample  # up to 64Ki rows of the text/integer columns: not kept during the build
     pa.default_memory_pool().release_unused()
-    cache = DEFAULT_CACHE_BYTES if cache_mb is None else int(cache_mb) << 20
+    cache = DEFAULT_CACHE_BYTES if job.cache_mb is None else int(job.cache_mb) << 20
     return build_reference_local(
         files,
-        output,
+        job.output,
         kinds=resolved,
+        settings=settings,
+        input_format=job.input_format,
         cache_bytes=cache,
         source=", ".join(patterns),
         ignored_columns=[n for n in names if n not in resolved],
-        **options,
     )
 
 
@@ -349,11 +329,12 @@ CHUNK_ROWS = 1 << 16
 def run_check_local(job: CheckJob) -> CheckResult:
     """``divmon check`` in this process: the Beam batch check's steps and results
     (``pipelines.check_job.run_check``) without Beam: windows split, each window's
-    :class:`~divtransforms.window.FeatureStats` merged batch by batch, the running MLE folded in
-    event-time order, ``compare.drift_record`` for every feature and window. One read, bounded
-    memory (the statistics of the windows, not the data). Returns a ``CheckResult``."""
-    from divtransforms.columns import duration_micros, num_rows
-    from divtransforms.compare import new_run_id, records_over_windows, resolve_policy
+    :class:`~divtransforms.window.FeatureStats` merged batch by batch, then the records of the
+    core's window driver (``divtransforms.compare.WindowDriver``, as ``compare()``): the running
+    MLE folded in event-time order, ``compare.window_records`` for every window. One read,
+    bounded memory (the statistics of the windows, not the data). Returns a ``CheckResult``."""
+    from divtransforms.columns import num_rows
+    from divtransforms.compare import WindowDriver
     from divtransforms.records import (
         atomic_write_bytes,
         records_to_table,
@@ -361,22 +342,15 @@ def run_check_local(job: CheckJob) -> CheckResult:
         write_records_jsonl,
         write_records_parquet,
     )
-    from divtransforms.window import (
-        FeatureStats,
-        RunningEstimates,
-        feature_stats_of_batch,
-        known_columns,
-        mle_state_bytes,
-        split_by_window,
-    )
+    from divtransforms.window import FeatureStats, feature_stats_of_batch, mle_state_bytes
     from pipelines.spec import load_reference
 
     t0 = time.perf_counter()
     profile = load_reference(job.reference)
     features = profile.features
     reference_id = profile.reference_id  # a hash of the whole profile: once, not per record
-    run_id = job.run_id or new_run_id()
-    size = duration_micros(job.window) if job.window else None
+    driver = WindowDriver(profile, job.settings, mle_state=job.mle_state)
+    run_id, size = driver.run_id, driver.size
     numeric = [n for n, fp in features.items() if fp.kind == "numeric"]
     src = BatchSource(
         expand_local(job.source.inputs),
@@ -386,10 +360,9 @@ def run_check_local(job: CheckJob) -> CheckResult:
         cache_bytes=0,
         require_columns=False,
     )
-    known = known_columns(profile, job.timestamp_column)
+    known = driver.known
     extra = [c for c in job.columns(profile) if c not in features]  # the event time
     no_event_time, implausible, last = 0, 0, t0
-    horizon = job.horizon()
     per_file: dict[str, list[Any]] = {}  # path -> [rows, rows in no window (BadEventTimes)]
     parts: list[dict[int | None, FeatureStats]] = []  # per column group: window -> statistics
     for i, (group, batches) in enumerate(src.read_pass(list(features), first=True, extra=extra)):
@@ -397,16 +370,11 @@ def run_check_local(job: CheckJob) -> CheckResult:
         windows: dict[int | None, FeatureStats] = {}
         parts.append(windows)
         for batch in batches:
-            if size is None:
-                split: Sequence[tuple[int | None, Any]] = [(None, batch)]
-            else:
-                split, bad = split_by_window(
-                    batch, job.timestamp_column or "", size, job.timestamp_format, horizon
-                )
-                if i == 0:  # the same rows in every group: counted and told once, per file
-                    no_event_time += bad.count if bad is not None else 0
-                    implausible += bad.implausible if bad is not None else 0
-                    _tally_file(per_file, batch, bad)
+            split, bad = driver.split(batch)
+            if size is not None and i == 0:  # the same rows in every group: counted and told
+                no_event_time += bad.count if bad is not None else 0  # once, per file
+                implausible += bad.implausible if bad is not None else 0
+                _tally_file(per_file, batch, bad)
             for start, rows in split:
                 acc = windows.get(start) or FeatureStats.empty(feats)
                 n = num_rows(rows)
@@ -428,23 +396,10 @@ def run_check_local(job: CheckJob) -> CheckResult:
     windows = {s: FeatureStats.of_groups([p[s] for p in parts]) for s in parts[0]}
     if size is None and not windows:
         windows[None] = FeatureStats.empty(features)
-    from divtransforms.variation import window_judge
-
-    records, cumulation = records_over_windows(
-        features,
-        [
-            (start, windows[start])
-            for start in sorted(windows, key=lambda s: (s is not None, s or 0))
-        ],
-        size or 0,
-        RunningEstimates.seed(features, job.mle_state, resolve_policy(job.policy)),
-        run_id=run_id,
-        reference_id=reference_id,
-        policy=job.policy,
-        judge=window_judge(profile, size, job.season),
-    )
-    table = sort_records(records_to_table(records))
-    state = cumulation.latest().to_state()
+    for start, stats in windows.items():
+        driver.add(start, stats)
+    table = sort_records(records_to_table(driver.records()))
+    state = driver.state()
     outputs: list[str] = []
     if job.output is not None:
         out = os.path.join(str(job.output), f"records-{run_id}.parquet")

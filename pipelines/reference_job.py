@@ -16,12 +16,20 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pyarrow as pa
 
 from divtransforms.profile import ReferenceProfile
-from pipelines.spec import categorical_kinds, exact_from_flags, parse_families, split_names
+from divtransforms.settings import BuildSettings
+from pipelines.spec import (
+    BuildJob,
+    categorical_kinds,
+    exact_from_flags,
+    parse_families,
+    split_names,
+)
 
 __all__ = [
     "EXACT_MAX_ROWS",
@@ -77,48 +85,34 @@ def build_reference_pipeline(
     output: str,
     *,
     kinds: Mapping[str, str],
-    families=None,
-    n_bins: int = 32,
-    strategy: str = "quantile",
-    top_n: int = 50,
+    settings: BuildSettings | None = None,
     input_format: str | None = None,
-    exact: bool = False,
     source: str = "",
     ignored_columns: Sequence[str] = (),
-    timestamp_column: str | None = None,
-    window: float | None = None,
-    timestamp_format: str | None = None,
 ):
+    """Add read -> ``BuildReference`` of the features ``kinds`` -> save to ``output`` (JSON) to
+    ``pipeline``. ``settings`` (``divtransforms.settings.BuildSettings``): families, bins,
+    ``exact`` quantiles and the reference's windows."""
     import apache_beam as beam
 
     from divtransforms.beam.reference import BuildReference
     from pipelines import io as pio
     from pipelines.sinks import write_bytes
 
+    s = settings if settings is not None else BuildSettings()
     numeric = [n for n, k in kinds.items() if k == "numeric"]
+    event_time = [s.timestamp_column] if s.window is not None and s.timestamp_column else []
     profile = (
         pipeline
         | "Read"
         >> pio.ReadBatches(
             inputs,
             input_format=input_format,
-            columns=[*kinds, *([timestamp_column] if window and timestamp_column else [])],
+            columns=[*kinds, *event_time],
             numeric=numeric,
         )
         | "BuildReference"
-        >> BuildReference(
-            kinds,
-            families=families,
-            n_bins=n_bins,
-            strategy=strategy,
-            top_n=top_n,
-            exact=exact,
-            source=source,
-            ignored_columns=ignored_columns,
-            timestamp_column=timestamp_column,
-            window=window,
-            timestamp_format=timestamp_format,
-        )
+        >> BuildReference(kinds, s, source=source, ignored_columns=ignored_columns)
     )
 
     def save(p: ReferenceProfile) -> str:
@@ -131,27 +125,9 @@ def build_reference_pipeline(
     return profile | "Save" >> beam.Map(save)
 
 
-def run_build_reference(
-    inputs: Sequence[str] | str,
-    output: str | None,
-    *,
-    features: Sequence[str] | None = None,
-    kinds: Mapping[str, str] | None = None,
-    families: Mapping[str, str | None] | None = None,
-    n_bins: int = 32,
-    strategy: str = "quantile",
-    top_n: int = 50,
-    input_format: str | None = None,
-    pipeline_args: Sequence[str] | None = None,
-    exact: bool | None = None,
-    exclude: Sequence[str] = (),
-    work_name: str = "reference",
-    on_job=None,
-    timestamp_column: str | None = None,
-    window: float | None = None,
-    timestamp_format: str | None = None,
-) -> ReferenceProfile:
-    """Build a reference profile from files with Beam and save it to ``output`` (JSON).
+def run_build_reference(job: BuildJob, *, on_job=None) -> ReferenceProfile:
+    """Build the reference profile of a ``pipelines.spec.BuildJob`` from files with Beam and
+    save it to ``job.output`` (JSON); ``job.pipeline_args`` are the Beam pipeline options.
 
     On a remote runner the job writes the profile to a work folder under ``--temp_location``
     (``<temp_location>/divmon/<work_name>/<id>``, :func:`pipelines.remote.work_folder`) unless
@@ -173,15 +149,19 @@ def run_build_reference(
     )
     from pipelines.sinks import read_bytes, write_bytes
 
-    patterns = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs]
-    options = make_pipeline_options(pipeline_args)
+    settings, output, input_format = job.settings, job.output, job.input_format
+    patterns = [str(i) for i in job.inputs]
+    options = make_pipeline_options(list(job.pipeline_args))
     require_remote_paths(options, patterns, "--input")
     scratch = None
     if output is None or (is_remote_runner(options) and not is_remote(str(output))):
-        scratch = work_folder(options, work_name, new_run_id())
+        scratch = work_folder(options, job.work_name, new_run_id())
     files = pio.expand_inputs(patterns)
     sample = input_sample(files[0], input_format)
-    resolved = infer_kinds(sample.schema, features, kinds, exclude, sample=sample)
+    resolved = infer_kinds(
+        sample.schema, settings.features, settings.kinds, settings.exclude, sample=sample
+    )
+    exact = settings.exact
     if exact is None:
         rows = _known_rows(files, input_format)
         exact = rows is not None and rows <= EXACT_MAX_ROWS
@@ -199,17 +179,10 @@ def run_build_reference(
             files,
             build_out,
             kinds=resolved,
-            families=families,
-            n_bins=n_bins,
-            strategy=strategy,
-            top_n=top_n,
+            settings=replace(settings, exact=exact),
             input_format=input_format,
-            exact=exact,
             source=", ".join(patterns),
             ignored_columns=[n for n in sample.schema.names if n not in resolved],
-            timestamp_column=timestamp_column,
-            window=window,
-            timestamp_format=timestamp_format,
         )
         submit(pipeline, options, on_job=on_job, logger=_LOG)
         submitted = True
@@ -248,7 +221,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not src.inputs or not src.output:
         raise SystemExit("--input and --output are required")
     from pipelines import engine
-    from pipelines.spec import BuildJob
 
     # The arguments are Beam pipeline options (this is the Beam job's entry point): Beam builds.
     given = {k: getattr(opts, k) for k in ("features", "categorical", "families", "n_bins")}

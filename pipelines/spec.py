@@ -20,7 +20,7 @@ from divtransforms.columns import parse_duration
 from divtransforms.eventtime import DEFAULT_MAX_FUTURE, Horizon
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import SEVERITIES
-from divtransforms.window import horizon_of
+from divtransforms.settings import BuildSettings, CheckSettings
 
 __all__ = [
     "BuildJob",
@@ -193,8 +193,23 @@ class CheckJob:
         """The plausible event times of this job (None: unbounded). A batch job's bounds are
         relative to ``now``; a streaming or watching job, which runs for days, reads the clock
         at each batch."""
-        return horizon_of(
-            self.max_future, self.max_age, None if self.source.streaming else self.now
+        return self.settings.horizon()
+
+    @property
+    def settings(self) -> CheckSettings:
+        """How this check windows and judges (``divtransforms.settings.CheckSettings``), as
+        every driver takes it. ``run_id`` None: the driver makes one."""
+        return CheckSettings(
+            window=self.window,
+            timestamp_column=self.timestamp_column,
+            timestamp_format=self.timestamp_format,
+            allowed_lateness=self.allowed_lateness,
+            max_future=self.max_future,
+            max_age=self.max_age,
+            now=None if self.source.streaming else self.now,
+            policy=self.policy,
+            run_id=self.run_id,
+            season=self.season,
         )
 
     def columns(self, profile: ReferenceProfile) -> list[str]:
@@ -278,6 +293,25 @@ class BuildJob:
     @property
     def window_seconds(self) -> float | None:
         return None if self.window is None else parse_duration(self.window)
+
+    @property
+    def settings(self) -> BuildSettings:
+        """How this build chooses, bins and windows its features
+        (``divtransforms.settings.BuildSettings``), as every builder takes it."""
+        return BuildSettings(
+            features=self.features,
+            kinds=self.kinds,
+            exclude=self.exclude,
+            families=self.families,
+            n_bins=self.n_bins,
+            strategy=self.strategy,
+            top_n=self.top_n,
+            exact=self.exact,
+            timestamp_column=self.timestamp_column,
+            window=self.window,
+            chunk=self.chunk,
+            timestamp_format=self.timestamp_format,
+        )
 
     @classmethod
     def from_options(cls, options: Any, pipeline_args: Any = ()) -> BuildJob:

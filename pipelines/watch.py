@@ -4,7 +4,8 @@ Beam's local streaming runner cannot run a file-watching source (``fileio.MatchC
 a splittable DoFn that ``BundleBasedDirectRunner`` rejects), so the watcher is a small loop around
 the same pieces the Beam jobs use: ``pipelines.io`` reads each new file in batches,
 ``split_by_window`` assigns event-time windows, ``feature_stats_of_batch`` bins and fits, and
-``compare.drift_record`` makes the records. Semantics follow the streaming ``DriftMonitor``:
+the core's window driver (``divtransforms.compare.WindowDriver``, as ``compare()`` and the
+in-process engine) makes the records. Semantics follow the streaming ``DriftMonitor``:
 
 - panes accumulate: every poll that touches a window re-emits that window's record with the next
   pane number and all its data so far (records are idempotent per (feature, window, pane));
@@ -23,24 +24,14 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from divtransforms.columns import duration_micros
-from divtransforms.compare import new_run_id, resolve_policy, window_records
-from divtransforms.eventtime import Horizon, parse_event_times
+from divtransforms.compare import WindowDriver
+from divtransforms.eventtime import parse_event_times
 from divtransforms.records import atomic_write_bytes, records_to_table, write_records_parquet
-from divtransforms.window import (
-    FeatureStats,
-    RunningEstimates,
-    WindowCumulation,
-    feature_stats_of_batch,
-    known_columns,
-    mle_state_bytes,
-    split_by_window,
-    when,
-)
+from divtransforms.settings import CheckSettings
+from divtransforms.window import FeatureStats, feature_stats_of_batch, mle_state_bytes, when
 from pipelines.spec import CheckJob, CheckJobError, load_reference
 
 __all__ = ["DirectoryWatcher", "watch_directory"]
@@ -48,72 +39,63 @@ __all__ = ["DirectoryWatcher", "watch_directory"]
 _LOG = logging.getLogger(__name__)
 
 
-@dataclass
-class _Window:
-    stats: FeatureStats
-    pane: int = -1  # last pane emitted
-
-
-@dataclass
 class DirectoryWatcher:
-    """The watcher's state; :meth:`poll` processes the files that appeared since the last call."""
+    """The watcher's state; :meth:`poll` processes the files that appeared since the last call.
 
-    profile: Any
-    directory: str
-    output_dir: str
-    window_micros: int
-    timestamp_column: str
-    lateness_micros: int = 0
-    run_id: str = field(default_factory=new_run_id)
-    input_format: str | None = None
-    mle_state: Mapping[str, Mapping[str, Any]] | None = None
-    policy: Any = "default"
-    seen: set[str] = field(default_factory=set)
-    windows: dict[int, _Window] = field(default_factory=dict)
-    watermark: int | None = None
-    dropped_late: int = 0
-    no_event_time: int = 0
-    timestamp_format: str | None = None
-    season: str | None = None  # a windowed reference's season (divtransforms.variation)
-    horizon: Horizon | None = None  # plausible event times (the wall clock at each batch)
-    csv: Any = None  # pipelines.io.CsvDialect of CSV files (None: delimiters sniffed)
+    ``settings`` (``divtransforms.settings.CheckSettings``) must have a ``window`` and a
+    ``timestamp_column``; ``allowed_lateness`` keeps a window open after its end. The windows,
+    panes and running estimates are the core's window driver's (``compare.WindowDriver``).
+    ``csv``: the ``pipelines.io.CsvDialect`` of CSV files (None: delimiters sniffed).
+    """
+
+    def __init__(
+        self,
+        profile: Any,
+        directory: str,
+        output_dir: str,
+        settings: CheckSettings,
+        *,
+        input_format: str | None = None,
+        csv: Any = None,
+        mle_state: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        if settings.window is None or not settings.timestamp_column:
+            raise CheckJobError("watching a directory needs a directory, a window and a timestamp")
+        self.profile = profile
+        self.directory = directory
+        self.output_dir = output_dir
+        self.input_format = input_format
+        self.csv = csv
+        self._driver = WindowDriver(profile, settings, mle_state=mle_state)
+        self.settings = settings
+        self.run_id = self._driver.run_id
+        self.timestamp_column: str = settings.timestamp_column
+        self.window_micros: int = self._driver.size or 0
+        self.lateness_micros = settings.lateness_micros
+        self.seen: set[str] = set()
+        self.watermark: int | None = None
+        self.dropped_late = 0
+        self.no_event_time = 0
 
     @classmethod
     def for_job(cls, job: CheckJob) -> DirectoryWatcher:
         """The watcher of a check job whose source is a watched directory."""
         if not job.source.watch_directory or job.window is None or not job.timestamp_column:
             raise CheckJobError("watching a directory needs a directory, a window and a timestamp")
-        lateness = job.allowed_lateness
         return cls(
             load_reference(job.reference),
             str(job.source.watch_directory),
             str(job.output),
-            duration_micros(job.window),
-            job.timestamp_column,
-            duration_micros(lateness) if lateness else 0,
-            job.run_id or new_run_id(),
-            job.source.input_format,
-            job.mle_state,
-            job.policy,
-            timestamp_format=job.timestamp_format,
-            season=job.season,
-            horizon=job.horizon(),
+            job.settings,
+            input_format=job.source.input_format,
             csv=job.source.csv,
+            mle_state=job.mle_state,
         )
 
     @property
-    def known_columns(self) -> frozenset[str]:
-        return known_columns(self.profile, self.timestamp_column)
-
-    def __post_init__(self) -> None:
-        self._cumulation = WindowCumulation(
-            RunningEstimates.seed(
-                self.profile.features, self.mle_state, resolve_policy(self.policy)
-            )
-        )
-        from divtransforms.variation import window_judge
-
-        self._judge = window_judge(self.profile, self.window_micros, self.season)
+    def windows(self) -> dict[Any, FeatureStats]:
+        """The open windows' statistics so far (by start, epoch microseconds)."""
+        return self._driver.windows
 
     def new_files(self) -> list[str]:
         names = sorted(
@@ -154,13 +136,13 @@ class DirectoryWatcher:
 
     def _add(self, batch) -> set[int]:
         touched = set()
-        parts, bad = split_by_window(
-            batch, self.timestamp_column, self.window_micros, self.timestamp_format, self.horizon
-        )
+        driver = self._driver
+        parts, bad = driver.split(batch)
         if bad is not None:
             self.no_event_time += bad.count
             _LOG.warning("watch: %s", bad.message())
         for start, part in parts:
+            assert start is not None  # a watcher always has a window
             if self._closed(start):
                 self.dropped_late += part.num_rows
                 _LOG.warning(
@@ -171,20 +153,15 @@ class DirectoryWatcher:
                     timedelta(microseconds=self.lateness_micros),
                 )
                 continue
-            stats = feature_stats_of_batch(self.profile.features, part, self.known_columns)
-            win = self.windows.get(start)
-            if win is None:
-                self.windows[start] = _Window(stats)
-            else:
-                win.stats = win.stats.merge(stats)
+            driver.add(start, feature_stats_of_batch(self.profile.features, part, driver.known))
             touched.add(start)
         if touched:
             micros, ok, _ = parse_event_times(
                 batch.column(batch.schema.get_field_index(self.timestamp_column)),
                 self.timestamp_column,
-                self.timestamp_format,
+                self.settings.timestamp_format,
                 window_micros=self.window_micros,
-                horizon=self.horizon,  # an implausible time never moves the watermark
+                horizon=driver.horizon,  # an implausible time never moves the watermark
             )
             latest = int(micros[ok].max())
             self.watermark = latest if self.watermark is None else max(self.watermark, latest)
@@ -199,38 +176,19 @@ class DirectoryWatcher:
     def _emit(self, starts: list[int]) -> list[dict[str, Any]]:
         from pipelines.sinks import _write_table, join
 
-        out = []
-        for start in starts:
-            win = self.windows[start]
-            win.pane += 1
-            end = start + self.window_micros
-            running = self._cumulation.observe(start, end, win.pane, win.stats)
-            for rec in window_records(
-                self.profile.features,
-                win.stats,
-                running,
-                window_start=when(start),
-                window_end=when(end),
-                pane=win.pane,
-                run_id=self.run_id,
-                reference_id=self.profile.reference_id,
-                policy=self.policy,
-                judge=self._judge,
-            ):
-                out.append(rec)
-                name = rec["feature"]
-                stamp = when(start).strftime("%Y%m%dT%H%M%S")
-                path = join(
-                    self.output_dir, f"records-{self.run_id}-{name}-{stamp}-p{win.pane}.parquet"
-                )
-                if "://" in path:
-                    _write_table(records_to_table([rec]), path, False)
-                else:
-                    write_records_parquet(records_to_table([rec]), path)
+        out = self._driver.emit(starts)
+        for rec in out:
+            name, pane = rec["feature"], rec["pane"]
+            stamp = rec["window_start"].strftime("%Y%m%dT%H%M%S")
+            path = join(self.output_dir, f"records-{self.run_id}-{name}-{stamp}-p{pane}.parquet")
+            if "://" in path:
+                _write_table(records_to_table([rec]), path, False)
+            else:
+                write_records_parquet(records_to_table([rec]), path)
         return out
 
     def state(self) -> dict[str, dict[str, Any]]:
-        return self._cumulation.latest().to_state()
+        return self._driver.state()
 
     def _save_state(self) -> None:
         atomic_write_bytes(

@@ -26,6 +26,7 @@ from divtransforms.mle import FAMILIES, accumulator_for
 from divtransforms.moments import ValueSummary
 from divtransforms.profile import FeatureProfile, ReferenceProfile, finish_feature
 from divtransforms.quality import ABSENT
+from divtransforms.settings import BuildSettings
 from divtransforms.window import FeatureStats, feature_stats_of_batch
 
 __all__ = ["BuildReference", "infer_kinds"]
@@ -182,28 +183,36 @@ class BuildReference(beam.PTransform):
     (``exact=True``: all finite values of a feature gathered on one worker and
     ``numpy.quantile``, as ``ReferenceProfile.build``; for small data), vocabularies from exact
     value counts, ranges and family hints from mergeable moments; (2) histograms and MLE
-    statistics on those bins. ``families``: ``{feature: family|None}``, default inferred.
-    With ``timestamp_column`` and ``window`` (seconds), the profile also keeps the reference's
-    own windows (``divtransforms.variation``), from the same statistics per window.
+    statistics on those bins. ``kinds``: ``{feature: numeric|categorical}`` (the features);
+    the rest is a :class:`divtransforms.settings.BuildSettings`, ``settings`` or its fields as
+    keyword arguments (which win): ``families`` (``{feature: family|None}``, default inferred),
+    ``n_bins``, ``strategy``, ``top_n``, ``edges``, ``exact``. With ``timestamp_column`` and
+    ``window`` (a duration), the profile also keeps the reference's own windows
+    (``divtransforms.variation``), from the same statistics per window.
     """
 
     def __init__(
         self,
         kinds: Mapping[str, str],
+        settings: BuildSettings | None = None,
         *,
-        families: Mapping[str, str | None] | None = None,
-        n_bins: int = 32,
-        strategy: str = "quantile",
-        top_n: int = 50,
-        edges: Mapping[str, Sequence[float]] | None = None,
-        exact: bool = False,
         source: str = "",
         ignored_columns: Sequence[str] = (),
-        timestamp_column: str | None = None,
-        window: float | None = None,
-        timestamp_format: str | None = None,
+        **options: Any,
     ) -> None:
         super().__init__()
+        s = BuildSettings.of(settings, "BuildReference", **options)
+        if isinstance(s.n_bins, Mapping):
+            raise ValueError("n_bins per feature is for ReferenceProfile.build; give one number")
+        families, edges, exact = s.families, s.edges, bool(s.exact)
+        n_bins, strategy, top_n = s.n_bins, s.strategy, s.top_n
+        timestamp_column, window, timestamp_format = (
+            s.timestamp_column,
+            s.window_seconds,
+            s.timestamp_format,
+        )
+        if s.chunk is not None:
+            raise ValueError("a reference of chunk windows is built in process (rows in order)")
         if window is not None and not timestamp_column:
             raise ValueError("a windowed reference needs the timestamp column of its event times")
         self._window = (

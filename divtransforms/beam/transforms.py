@@ -45,15 +45,10 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from divtransforms.beam.combiners import NAMESPACE, FeatureStatsFn
 from divtransforms.columns import num_rows, parse_duration
-from divtransforms.compare import (
-    DEFAULT_ALPHA,
-    Assessor,
-    new_run_id,
-    resolve_policy,
-    window_records,
-)
+from divtransforms.compare import RecordStamp, new_run_id, resolve_policy, window_records
 from divtransforms.eventtime import Horizon, ImplausibleFile, source_of
 from divtransforms.profile import ReferenceProfile
+from divtransforms.settings import CheckSettings
 from divtransforms.variation import window_judge
 from divtransforms.window import (
     EPOCH,
@@ -398,36 +393,25 @@ class RunningMLE(beam.PTransform):
 
 
 class _RecordsFn(beam.DoFn):
-    def __init__(
-        self,
-        profile: ReferenceProfile,
-        run_id: str,
-        alpha: float,
-        base: float,
-        policy: Assessor | str | None,
-        window_micros: int | None = None,
-        season: str | None = None,
-    ) -> None:
+    def __init__(self, profile: ReferenceProfile, settings: CheckSettings) -> None:
         self._features = profile.features
         self._reference_id = profile.reference_id
-        self._run_id, self._alpha, self._base, self._policy = run_id, alpha, base, policy
+        self._run_id = settings.run_id or new_run_id()
+        self._settings = settings
         # a windowed reference judges each window against its own variation (and season)
-        self._judge = window_judge(profile, window_micros, season)
+        self._judge = window_judge(profile, settings.window_micros, settings.season)
 
     def process(self, element: tuple[WindowStats, RunningEstimates]):
         ws, running = element
+        stamp = RecordStamp(
+            self._run_id, self._reference_id, ws.window_start, ws.window_end, ws.pane
+        )
         yield from window_records(
             self._features,
             ws.stats,
             running,
-            window_start=ws.window_start,
-            window_end=ws.window_end,
-            pane=ws.pane,
-            run_id=self._run_id,
-            reference_id=self._reference_id,
-            alpha=self._alpha,
-            base=self._base,
-            policy=self._policy,
+            settings=self._settings,
+            stamp=stamp,
             judge=self._judge,
         )
 
@@ -435,23 +419,15 @@ class _RecordsFn(beam.DoFn):
 @beam.typehints.with_output_types(dict[str, Any])
 class ComputeDivergence(beam.PTransform):
     """``(WindowStats, running MLE)`` -> drift records (dicts with ``DRIFT_RECORD_SCHEMA``
-    fields), one per feature, window and pane, made by ``compare.drift_record``."""
+    fields), one per feature, window and pane, made by ``compare.window_records``. ``settings``
+    (``divtransforms.settings.CheckSettings``) or its fields as keyword arguments: ``run_id``,
+    ``alpha``, ``base``, ``policy``, and a windowed reference's ``window`` and ``season``."""
 
     def __init__(
-        self,
-        profile: ReferenceProfile,
-        *,
-        run_id: str | None = None,
-        alpha: float = DEFAULT_ALPHA,
-        base: float = 2.0,
-        policy: Assessor | str | None = "default",
-        window_micros: int | None = None,
-        season: str | None = None,
+        self, profile: ReferenceProfile, settings: CheckSettings | None = None, **options: Any
     ) -> None:
         super().__init__()
-        self._fn = _RecordsFn(
-            profile, run_id or new_run_id(), alpha, base, policy, window_micros, season
-        )
+        self._fn = _RecordsFn(profile, CheckSettings.of(settings, "ComputeDivergence", **options))
 
     def display_data(self) -> dict[str, Any]:
         return {"run_id": self._fn._run_id, "reference_id": self._fn._reference_id}
@@ -463,9 +439,14 @@ class ComputeDivergence(beam.PTransform):
 class DriftMonitor(beam.PTransform):
     """Batches -> drift records: windows, bins, window and running MLE, divergences.
 
-    ``window`` (``"1h"``, seconds, timedelta) with ``timestamp_column`` gives event-time fixed
-    windows; without ``window`` there is one global window. With ``with_mle_state=True`` the
-    output is ``{"records": ..., "mle_state": ...}`` (the cumulative MLE state for the next run).
+    How it windows and judges is a :class:`divtransforms.settings.CheckSettings`: ``settings``,
+    or its fields as keyword arguments (which win), e.g.
+    ``DriftMonitor(profile, window="1h", timestamp_column="ts", allowed_lateness="10m")``.
+    ``window`` with ``timestamp_column`` gives event-time fixed windows; without ``window``
+    there is one global window. ``initial_state`` seeds the running MLE; ``early_firing``
+    (seconds of processing time) fires early panes; ``streaming`` (default: the pipeline's
+    option) picks the streaming cumulation. With ``with_mle_state=True`` the output is
+    ``{"records": ..., "mle_state": ...}`` (the cumulative MLE state for the next run).
     A windowed reference (``divtransforms.variation``) judges every window against the
     reference's own between-window variation; ``season`` against the same season's windows.
     """
@@ -473,50 +454,35 @@ class DriftMonitor(beam.PTransform):
     def __init__(
         self,
         profile: ReferenceProfile,
+        settings: CheckSettings | None = None,
         *,
-        window: str | float | timedelta | None = None,
-        timestamp_column: str | None = None,
-        allowed_lateness: str | float | timedelta | None = None,
-        early_firing: float | None = None,
         initial_state: Mapping[str, Mapping[str, Any]] | None = None,
-        run_id: str | None = None,
-        alpha: float = DEFAULT_ALPHA,
-        base: float = 2.0,
-        policy: Assessor | str | None = "default",
+        early_firing: float | None = None,
         streaming: bool | None = None,
         with_mle_state: bool = False,
-        timestamp_format: str | None = None,
-        season: str | None = None,
-        horizon: Horizon | None = None,
+        **options: Any,
     ) -> None:
         super().__init__()
+        s = CheckSettings.of(settings, "DriftMonitor", **options)
         self._profile = profile
         self._windows = AssignWindows(
-            window,
-            timestamp_column,
-            allowed_lateness=allowed_lateness,
+            s.window,
+            s.timestamp_column,
+            allowed_lateness=s.allowed_lateness,
             early_firing=early_firing,
-            timestamp_format=timestamp_format,
-            horizon=horizon,
+            timestamp_format=s.timestamp_format,
+            horizon=s.horizon(),
         )
         # Columns a check expects besides the features (not reported as new columns).
-        self._known = known_columns(profile, timestamp_column)
+        self._known = known_columns(profile, s.timestamp_column)
         self._running = RunningMLE(
             profile,
             initial_state,
             streaming=streaming,
-            allowed_lateness=allowed_lateness,
-            policy=resolve_policy(policy),
+            allowed_lateness=s.allowed_lateness,
+            policy=resolve_policy(s.policy),
         )
-        self._records = ComputeDivergence(
-            profile,
-            run_id=run_id,
-            alpha=alpha,
-            base=base,
-            policy=policy,
-            window_micros=round(parse_duration(window) * 1e6) if window is not None else None,
-            season=season,
-        )
+        self._records = ComputeDivergence(profile, s)
         self._with_state = with_mle_state
 
     def display_data(self) -> dict[str, Any]:

@@ -11,11 +11,12 @@ import pytest
 from divtransforms import ReferenceProfile
 from divtransforms.building import ProfileBuilder
 from divtransforms.kinds import infer_kinds
+from divtransforms.settings import BuildSettings
 
 
 def _build(table: pa.Table, batch_rows: int = 997, **kw) -> ReferenceProfile:
     kinds = kw.pop("kinds", None) or infer_kinds(table.schema)
-    builder = ProfileBuilder(kinds, **kw)
+    builder = ProfileBuilder(kinds, BuildSettings(**kw))
     while columns := builder.columns():
         for batch in table.select(columns).to_batches(max_chunksize=batch_rows):
             builder.add(batch)
@@ -109,7 +110,7 @@ def test_wrong_kind_and_family_are_rejected():
     with pytest.raises(ValueError, match="unknown feature kinds"):
         ProfileBuilder({"x": "text"})
     with pytest.raises(ValueError, match="unknown MLE family"):
-        ProfileBuilder({"x": "numeric"}, families={"x": "weibull"})
+        ProfileBuilder({"x": "numeric"}, BuildSettings(families={"x": "weibull"}))
 
 
 def test_profile_before_the_passes_is_an_error():

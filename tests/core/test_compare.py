@@ -204,7 +204,7 @@ def test_a_windows_records_equal_each_features_record_alone_to_the_bit():
     """``window_records`` computes the divergences of all features with the same number of bins
     as rows of one array and the quality tests at once: every field equals the record that
     ``drift_record`` makes for the feature alone (floats bit for bit, NaN where NaN)."""
-    from divtransforms.compare import drift_record, window_records
+    from divtransforms.compare import RecordStamp, drift_record, window_records
     from divtransforms.window import RunningEstimates, feature_stats_of_batch
 
     rng = np.random.default_rng(8)
@@ -231,7 +231,8 @@ def test_a_windows_records_equal_each_features_record_alone_to_the_bit():
     stats = feature_stats_of_batch(profile.features, cur)
     running = RunningEstimates.seed(profile.features)
     when = datetime(2026, 1, 1, tzinfo=UTC)
-    together = window_records(profile.features, stats, running, run_id="r", created_at=when)
+    stamp = RecordStamp(run_id="r", created_at=when)
+    together = window_records(profile.features, stats, running, stamp=stamp)
     for rec in together:
         name = rec["feature"]
         alone = drift_record(
@@ -239,8 +240,7 @@ def test_a_windows_records_equal_each_features_record_alone_to_the_bit():
             stats.histograms[name],
             stats.mle.get(name),
             running.get(name),
-            run_id="r",
-            created_at=when,
+            stamp=stamp,
             columns=stats.columns.get(name),
         )
         assert json.dumps(rec, default=str, sort_keys=True) == json.dumps(

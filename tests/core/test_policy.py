@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from benchmarks import bench_policy
 from divtransforms.alerting import AlertTracker
-from divtransforms.compare import drift_record
+from divtransforms.compare import CheckSettings, RecordStamp, drift_record
 from divtransforms.policy import FeaturePolicy, Policy, PolicyError
 from divtransforms.profile import ReferenceProfile
 from divtransforms.window import feature_stats_of_batch
@@ -45,12 +45,10 @@ def window_record(profile, feature, values, i=0, policy="default"):
         hist,
         acc,
         acc,
-        window_start=T0 + timedelta(hours=i),
-        window_end=T0 + timedelta(hours=i + 1),
-        pane=0,
-        run_id="t",
-        reference_id=profile.reference_id,
-        policy=policy,
+        settings=CheckSettings(policy=policy),
+        stamp=RecordStamp(
+            "t", profile.reference_id, T0 + timedelta(hours=i), T0 + timedelta(hours=i + 1)
+        ),
     )
 
 

@@ -131,7 +131,7 @@ def test_killed_and_resumed_state_is_the_uninterrupted_state(reference):
     def cusum_state(table_state):
         return {f: e["cusum"] for f, e in table_state.items() if "cusum" in e}
 
-    from divtransforms.compare import records_over_windows  # noqa: F401 (the same path)
+    from divtransforms.compare import WindowDriver  # noqa: F401 (the same path)
 
     full_state = _state_after(reference, whole)
     part_state = _state_after(reference, first)
@@ -152,20 +152,17 @@ def test_killed_and_resumed_state_is_the_uninterrupted_state(reference):
 
 
 def _state_after(reference, data, state=None):
-    from divtransforms.columns import parse_duration
-    from divtransforms.compare import records_over_windows
-    from divtransforms.window import RunningEstimates, feature_stats_of_batch, split_by_window
+    from divtransforms.compare import WindowDriver
+    from divtransforms.settings import CheckSettings
+    from divtransforms.window import feature_stats_of_batch
 
-    parts, _ = split_by_window(data, "ts", round(parse_duration("1h") * 1e6))
-    features = reference.features
-    _, cum = records_over_windows(
-        features,
-        ((s, feature_stats_of_batch(features, p)) for s, p in parts),
-        HOUR * 10**6,
-        RunningEstimates.seed(features, state, Policy()),
-        policy="default",
-    )
-    return cum.latest().to_state()
+    settings = CheckSettings(window="1h", timestamp_column="ts", policy=Policy())
+    driver = WindowDriver(reference, settings, mle_state=state)
+    parts, _ = driver.split(data)
+    for start, part in parts:
+        driver.add(start, feature_stats_of_batch(reference.features, part))
+    driver.records()
+    return driver.state()
 
 
 def test_old_state_files_load_and_a_new_reference_resets(reference):

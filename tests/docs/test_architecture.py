@@ -111,3 +111,38 @@ def test_the_public_api_is_what_a_user_calls() -> None:
     assert not plumbing & exported, sorted(plumbing & exported)
     assert all(callable(getattr(divtransforms, name)) for name in plumbing)
     assert all(hasattr(divtransforms, name) for name in exported)
+
+
+#: The most parameters a function may take (issue 24: settings objects, not long signatures).
+MAX_PARAMETERS = 12
+
+
+def parameter_counts() -> dict[str, int]:
+    """``{"path:line name": parameters}`` of every function and method of the three packages:
+    positional, keyword-only, ``*args`` and ``**kwargs`` each count one; ``self`` and ``cls``
+    do not."""
+    import ast
+
+    out: dict[str, int] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                a = node.args
+                names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+                if names and names[0] in ("self", "cls"):
+                    names = names[1:]
+                count = len(names) + (a.vararg is not None) + (a.kwarg is not None)
+                out[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = count
+    return out
+
+
+def test_no_function_takes_more_than_twelve_parameters() -> None:
+    """A check's or a build's settings travel as one object (``divtransforms.settings``), not
+    as a dozen keyword arguments spelled out again in every signature."""
+    counts = parameter_counts()
+    assert len(counts) > 1000  # the walk found the packages' functions
+    long = {name: n for name, n in counts.items() if n > MAX_PARAMETERS}
+    assert not long, f"functions with more than {MAX_PARAMETERS} parameters: {long}"

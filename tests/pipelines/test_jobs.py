@@ -17,6 +17,7 @@ from divtransforms.records import read_records
 from pipelines import cli
 from pipelines.check_job import load_mle_state
 from pipelines.reference_job import run_build_reference
+from pipelines.spec import BuildJob
 from tests.helpers import assert_records_equal, check, make_current, make_reference
 
 pytestmark = pytest.mark.beam
@@ -55,7 +56,7 @@ def test_batch_job_equals_core_on_parquet_with_row_groups(files, profile):
 def test_reference_job_exact_equals_core_build(files):
     tmp, ref, _ = files
     out = tmp / "ref.json"
-    profile = run_build_reference([str(tmp / "ref.parquet")], str(out))
+    profile = run_build_reference(BuildJob([str(tmp / "ref.parquet")], str(out)))
     expected = ReferenceProfile.build(ref)
     assert ReferenceProfile.load(out) == profile
     for name, fp in expected.features.items():

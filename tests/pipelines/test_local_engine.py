@@ -17,6 +17,7 @@ from pipelines.check_job import CheckJob, Source, run_check
 from pipelines.engine import check_in_process
 from pipelines.local import run_build_local, run_check_local
 from pipelines.reference_job import run_build_reference
+from pipelines.spec import BuildJob
 from tests.helpers import close, make_current, make_reference, table_rows
 
 pytestmark = pytest.mark.beam
@@ -64,8 +65,10 @@ def test_local_check_records_are_the_beam_records_bit_for_bit(
 
 def test_local_build_equals_the_beam_build(files):
     ref = str(files / "ref.parquet")
-    local = run_build_local([ref], str(files / "local.json"), exclude=["ts"])
-    beam = run_build_reference([ref], str(files / "beam.json"), exact=True, exclude=["ts"])
+    local = run_build_local(BuildJob([ref], str(files / "local.json"), exclude=["ts"]))
+    beam = run_build_reference(
+        BuildJob([ref], str(files / "beam.json"), exact=True, exclude=["ts"])
+    )
     assert local.features.keys() == beam.features.keys()
     for name, fp in beam.features.items():
         assert local.features[name].histogram == fp.histogram, name
@@ -76,7 +79,7 @@ def test_local_build_equals_the_beam_build(files):
 def test_local_build_reads_csv(files, rng):
     table = make_reference(rng, 3000)
     pcsv.write_csv(table, files / "ref.csv")
-    local = run_build_local([str(files / "ref.csv")], None)
+    local = run_build_local(BuildJob([str(files / "ref.csv")], None))
     expected = ReferenceProfile.build(table)
     for name, fp in expected.features.items():
         assert local.features[name].histogram == fp.histogram, name
@@ -109,13 +112,13 @@ def test_missing_column_names_the_file(files):
     with pytest.raises(
         ValueError, match=r"ref.parquet: feature column\(s\) 'nope' not in the file"
     ):
-        run_build_local([str(files / "ref.parquet")], None, kinds={"nope": "numeric"},
-                        features=["nope"])  # fmt: skip
+        job = BuildJob([str(files / "ref.parquet")], kinds={"nope": "numeric"}, features=["nope"])
+        run_build_local(job)
 
 
 def test_no_matching_files_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no input files match"):
-        run_build_local([str(tmp_path / "absent-*.parquet")], None)
+        run_build_local(BuildJob([str(tmp_path / "absent-*.parquet")], None))
 
 
 def cli_parser():
@@ -129,8 +132,8 @@ def cli_parser():
 
 def test_build_without_cache_reads_again_and_gives_the_same_profile(files):
     ref = str(files / "ref.parquet")
-    cached = run_build_local([ref], None, exclude=["ts"])
-    reread = run_build_local([ref], None, exclude=["ts"], cache_mb=0)
+    cached = run_build_local(BuildJob([ref], None, exclude=["ts"]))
+    reread = run_build_local(BuildJob([ref], None, exclude=["ts"], cache_mb=0))
     assert reread.features.keys() == cached.features.keys()
     for name, fp in cached.features.items():
         assert reread.features[name].to_dict() == fp.to_dict(), name
@@ -160,7 +163,7 @@ def test_text_read_as_dictionaries_gives_what_plain_text_gives(files, profile, m
         return coded, plain
 
     ref = str(files / "ref.parquet")
-    coded, plain = both(lambda: run_build_local([ref], None, exclude=["ts"]))
+    coded, plain = both(lambda: run_build_local(BuildJob([ref], None, exclude=["ts"])))
     assert {n: f.to_dict() for n, f in coded.features.items()} == {
         n: f.to_dict() for n, f in plain.features.items()
     }

@@ -15,6 +15,7 @@ from divtransforms.records import sort_records
 from pipelines import io as pio
 from pipelines import local
 from pipelines.check_job import CheckJob, Source
+from pipelines.spec import BuildJob
 
 T0 = 1_700_000_000
 ROWS = 3000
@@ -66,7 +67,7 @@ def spy(monkeypatch):
 def _build(files, monkeypatch, read_bytes: int, cache_mb: int | None = None):
     monkeypatch.setattr(local, "READ_BYTES", read_bytes)
     return local.run_build_local(
-        [str(files / "ref.parquet")], None, exclude=["ts"], cache_mb=cache_mb
+        BuildJob([str(files / "ref.parquet")], None, exclude=["ts"], cache_mb=cache_mb)
     )
 
 
@@ -126,7 +127,7 @@ def test_reads_stay_within_the_byte_budget_however_many_columns(tmp_path, monkey
         path = tmp_path / f"t{n}.parquet"
         pq.write_table(_table(rng, n), path, row_group_size=1000)
         monkeypatch.setattr(local, "READ_BYTES", budget)
-        profile = local.run_build_local([str(path)], None, exclude=["ts"])
+        profile = local.run_build_local(BuildJob([str(path)], None, exclude=["ts"]))
         build = spy[-1]
         job = CheckJob(profile, Source((str(path),)), window="1h", timestamp_column="ts")
         local.run_check_local(job)

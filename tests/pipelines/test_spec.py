@@ -57,3 +57,23 @@ def test_pubsub_jobs_take_event_times_from_the_messages():
     assert job.source.streaming and job.source.pubsub
     with pytest.raises(CheckJobError, match="--reference is required"):
         CheckJob.from_options(argparse.Namespace(reference=None))
+
+
+def test_a_job_gives_its_settings_whole():
+    """``CheckJob.settings`` and ``BuildJob.settings`` are what every driver takes: the same
+    windows, horizon (a batch job's bounds fixed at its ``now``, a watcher's read at each batch)
+    and judging; the run id stays None until a driver makes one."""
+    from pipelines.spec import BuildJob
+
+    windows = {"window": "1h", "timestamp_column": "ts"}
+    job = CheckJob("ref.json", Source(("a.parquet",)), allowed_lateness="5m", policy=None,
+                   season="hour_of_day", max_age="30d", **windows)  # fmt: skip
+    s = job.settings
+    assert (s.window, s.timestamp_column, s.allowed_lateness) == ("1h", "ts", "5m")
+    assert (s.policy, s.season, s.run_id, s.now) == (None, "hour_of_day", None, job.now)
+    assert s.horizon() == job.horizon() and s.horizon().max_future == 86_400.0
+    watching = CheckJob("ref.json", Source(watch_directory="in"), **windows)
+    assert watching.settings.now is None and watching.horizon().now is None
+    build = BuildJob(("a.parquet",), exclude=("ts",), n_bins=8, window="1h", timestamp_column="ts")
+    b = build.settings
+    assert (b.exclude, b.n_bins, b.window_seconds, b.timestamp_column) == (("ts",), 8, 3600.0, "ts")

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from divtransforms import compare
 from divtransforms.records import read_records
+from divtransforms.settings import CheckSettings
 from pipelines.spec import CheckJob, Source
 from pipelines.watch import DirectoryWatcher, watch_directory
 from tests.helpers import T0
@@ -39,9 +40,8 @@ def _drop(path, table):
 def test_watcher_panes_lateness_and_conservation(tmp_path, profile, rng):
     inbox, out = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
-    w = DirectoryWatcher(
-        profile, str(inbox), str(out), HOUR * 10**6, "ts", lateness_micros=HOUR * 10**6, run_id="w"
-    )
+    settings = CheckSettings(window=HOUR, timestamp_column="ts", allowed_lateness=HOUR, run_id="w")
+    w = DirectoryWatcher(profile, str(inbox), str(out), settings)
     a = pa.concat_tables([_rows(rng, 120, H), _rows(rng, 80, H + HOUR)])
     _drop(inbox / "a.parquet", a)
     first = w.poll()

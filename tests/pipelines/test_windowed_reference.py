@@ -11,6 +11,7 @@ import pytest
 from divtransforms import ReferenceProfile, compare
 from pipelines.check_job import CheckJob, Source, run_check
 from pipelines.local import run_build_local, run_check_local
+from pipelines.spec import BuildJob
 from tests.helpers import close, table_rows
 
 pytestmark = pytest.mark.beam
@@ -42,11 +43,13 @@ def test_windowed_reference_in_every_engine(files):
     ref = pq.read_table(files / "ref.parquet")
     built = ReferenceProfile.build(ref, exclude=["ts"], timestamp_column="ts", window="1h")
     local = run_build_local(
-        [str(files / "ref.parquet")],
-        str(files / "ref.json"),
-        exclude=["ts"],
-        timestamp_column="ts",
-        window=3600.0,
+        BuildJob(
+            [str(files / "ref.parquet")],
+            str(files / "ref.json"),
+            exclude=["ts"],
+            timestamp_column="ts",
+            window=3600.0,
+        )
     )
     for name, fp in built.features.items():  # (moments agree to rounding, as without windows)
         assert local.features[name].histogram == fp.histogram, name
@@ -91,11 +94,9 @@ def test_the_beam_build_keeps_the_same_windows(files):
     from pipelines.reference_job import run_build_reference
 
     ref = str(files / "ref.parquet")
-    local = run_build_local([ref], None, exclude=["ts"], timestamp_column="ts", window=3600.0)
-    beam = run_build_reference(
-        [ref], str(files / "beam.json"), exact=True, exclude=["ts"], timestamp_column="ts",
-        window=3600.0,
-    )  # fmt: skip
+    windowed = {"exclude": ["ts"], "timestamp_column": "ts", "window": 3600.0}
+    local = run_build_local(BuildJob([ref], None, **windowed))
+    beam = run_build_reference(BuildJob([ref], str(files / "beam.json"), exact=True, **windowed))
     assert beam.schema_version == 4
     assert np.array_equal(beam.windows.starts, local.windows.starts)
     for name, fp in local.features.items():
