@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 from divtransforms.columns import duration_micros, parse_duration
 
@@ -30,22 +30,27 @@ __all__ = ["DEFAULT_ALPHA", "BuildSettings", "CheckSettings"]
 DEFAULT_ALPHA = 0.5
 
 Duration = str | float | timedelta
-S = TypeVar("S", "CheckSettings", "BuildSettings")
-
-
-def _of(cls: type[S], settings: S | None, caller: str, options: Mapping[str, Any]) -> S:
-    """``settings`` (default: the defaults) with the fields named in ``options`` replaced; an
-    unknown name is a TypeError naming the caller, as for a function's keyword argument."""
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
-    base = settings if settings is not None else cls()
-    return dataclasses.replace(base, **options) if options else base
 
 
 @dataclass(frozen=True)
-class CheckSettings:
+class _Settings:
+    """What both settings classes share."""
+
+    @classmethod
+    def of(cls, settings: Self | None = None, caller: str = "", **options: Any) -> Self:
+        """``settings`` (None: the defaults) with the fields named in ``options`` replaced: what
+        a public call that takes a ``settings`` object and its fields as keyword arguments
+        does. An unknown name is a TypeError naming ``caller``, as for a keyword argument."""
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            name = caller or cls.__name__
+            raise TypeError(f"{name}() got an unexpected keyword argument {unknown[0]!r}")
+        base = settings if settings is not None else cls()
+        return dataclasses.replace(base, **options) if options else base
+
+
+@dataclass(frozen=True)
+class CheckSettings(_Settings):
     """How a check windows and judges its data (the same for every driver).
 
     - ``window`` (``"1h"``, seconds, a timedelta) with ``timestamp_column``: event-time fixed
@@ -77,14 +82,6 @@ class CheckSettings:
     season: str | None = None
     between_windows: bool | None = None
 
-    @classmethod
-    def of(
-        cls, settings: CheckSettings | None = None, caller: str = "CheckSettings", **options: Any
-    ) -> CheckSettings:
-        """``settings`` with ``options`` (field names) replaced: what a public call with both a
-        ``settings`` object and keyword arguments checks with."""
-        return _of(cls, settings, caller, options)
-
     @property
     def window_micros(self) -> int | None:
         """The window's length in microseconds (``None``: no window)."""
@@ -102,7 +99,7 @@ class CheckSettings:
 
 
 @dataclass(frozen=True)
-class BuildSettings:
+class BuildSettings(_Settings):
     """How a reference build chooses, bins and windows its features.
 
     - Which features: ``features`` (default every numeric or categorical column but
@@ -129,13 +126,6 @@ class BuildSettings:
     window: Duration | None = None
     chunk: int | None = None
     timestamp_format: str | None = None
-
-    @classmethod
-    def of(
-        cls, settings: BuildSettings | None = None, caller: str = "BuildSettings", **options: Any
-    ) -> BuildSettings:
-        """``settings`` with ``options`` (field names) replaced (see :meth:`CheckSettings.of`)."""
-        return _of(cls, settings, caller, options)
 
     @property
     def window_seconds(self) -> float | None:

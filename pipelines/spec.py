@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -46,6 +46,16 @@ def load_reference(reference: ReferenceProfile | str) -> ReferenceProfile:
     if isinstance(reference, ReferenceProfile):
         return reference
     return ReferenceProfile.load(str(reference))
+
+
+S = TypeVar("S", CheckSettings, BuildSettings)
+
+
+def _settings_of(job: Any, cls: type[S], **given: Any) -> S:
+    """The settings of a job: each field of ``cls`` the job has a field of that name for (the
+    same meaning), the others as ``given`` or their defaults."""
+    names = {f.name for f in fields(cls)} - set(given)
+    return cls(**{n: getattr(job, n) for n in names if hasattr(job, n)}, **given)
 
 
 @dataclass(frozen=True)
@@ -199,18 +209,7 @@ class CheckJob:
     def settings(self) -> CheckSettings:
         """How this check windows and judges (``divtransforms.settings.CheckSettings``), as
         every driver takes it. ``run_id`` None: the driver makes one."""
-        return CheckSettings(
-            window=self.window,
-            timestamp_column=self.timestamp_column,
-            timestamp_format=self.timestamp_format,
-            allowed_lateness=self.allowed_lateness,
-            max_future=self.max_future,
-            max_age=self.max_age,
-            now=None if self.source.streaming else self.now,
-            policy=self.policy,
-            run_id=self.run_id,
-            season=self.season,
-        )
+        return _settings_of(self, CheckSettings, now=None if self.source.streaming else self.now)
 
     def columns(self, profile: ReferenceProfile) -> list[str]:
         """The columns a file source must read: the features and the event time."""
@@ -298,20 +297,7 @@ class BuildJob:
     def settings(self) -> BuildSettings:
         """How this build chooses, bins and windows its features
         (``divtransforms.settings.BuildSettings``), as every builder takes it."""
-        return BuildSettings(
-            features=self.features,
-            kinds=self.kinds,
-            exclude=self.exclude,
-            families=self.families,
-            n_bins=self.n_bins,
-            strategy=self.strategy,
-            top_n=self.top_n,
-            exact=self.exact,
-            timestamp_column=self.timestamp_column,
-            window=self.window,
-            chunk=self.chunk,
-            timestamp_format=self.timestamp_format,
-        )
+        return _settings_of(self, BuildSettings)
 
     @classmethod
     def from_options(cls, options: Any, pipeline_args: Any = ()) -> BuildJob:
