@@ -4,8 +4,9 @@ reference, and running maximum-likelihood estimates.
 This package's top level is the core (numpy/pyarrow/scipy, no Beam): ``import divtransforms`` is
 cheap. The Beam transforms live in ``divtransforms.beam.transforms``.
 
-``__all__`` holds what a user calls (``compare``, ``ReferenceProfile``, ``Policy``, the divergences,
-``read_records``, ...). Plumbing that other layers use (``drift_record``, ``accumulator_for``,
+``__all__`` holds what a user calls (``compare``, ``ReferenceProfile``, ``Policy``, the
+divergences, ``read_records``, the settings ``compare()`` and ``ReferenceProfile.build`` take,
+...). Plumbing that other layers use (``drift_record``, ``accumulator_for``,
 ``accumulator_from_dict``, ``bin_spec_from_dict``, ``js_bias``) is still importable from here and
 from its module (imported ``as`` itself), but is not part of the star-import API.
 """
@@ -34,6 +35,7 @@ from divtransforms.mle import accumulator_from_dict as accumulator_from_dict
 from divtransforms.policy import FeaturePolicy, Policy, PolicyError
 from divtransforms.profile import FeatureProfile, ProfileError, ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, read_records, records_to_table
+from divtransforms.settings import BuildSettings, CheckSettings
 from divtransforms.significance import homogeneity_test, mean_test
 from divtransforms.significance import js_bias as js_bias
 
@@ -42,7 +44,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DRIFT_RECORD_SCHEMA",
     "FAMILIES",
+    "BuildSettings",
     "CategoricalBins",
+    "CheckSettings",
     "Estimate",
     "FeaturePolicy",
     "FeatureProfile",
