@@ -597,13 +597,11 @@ class WindowDriver:
     def records(self) -> list[dict[str, Any]]:
         """The records of every window, in event-time order (the global window first), one pane
         each: the windows are complete, so each earlier window is folded into the running
-        estimates before the next (``WindowCumulation.fold``). :meth:`state` is then the state
-        for the next run."""
+        estimates before the next (``WindowCumulation.complete``, as Beam's batch check).
+        :meth:`state` is then the state for the next run."""
         out: list[dict[str, Any]] = []
         for start in sorted(self.windows, key=lambda s: (s is not None, s or 0)):
-            if start is not None:
-                self.cumulation.fold(before=start)
-            out += self._records_of(start, 0)
+            out += self._records_of(start, 0, complete=True)
         return out
 
     def emit(self, starts: Iterable[int | None]) -> list[dict[str, Any]]:
@@ -613,19 +611,20 @@ class WindowDriver:
         out: list[dict[str, Any]] = []
         for start in starts:
             pane = self.panes[start] = self.panes.get(start, -1) + 1
-            out += self._records_of(start, pane)
+            out += self._records_of(start, pane, complete=False)
         return out
 
     def state(self) -> dict[str, dict[str, Any]]:
         """The running estimates' state for the next run (``{feature: accumulator dict}``)."""
         return self.cumulation.latest().to_state()
 
-    def _records_of(self, start: int | None, pane: int) -> list[dict[str, Any]]:
+    def _records_of(self, start: int | None, pane: int, complete: bool) -> list[dict[str, Any]]:
         stats = self.windows[start]
         ws = we = None
         if start is not None:
             ws, we = when(start), when(start + (self.size or 0))
-        running = self.cumulation.observe(start, we, pane, stats)
+        cumulate = self.cumulation.complete if complete else self.cumulation.observe
+        running = cumulate(start, we, pane, stats)
         stamp = RecordStamp(
             self._stamp.run_id, self._stamp.reference_id, ws, we, pane, self._stamp.created_at
         )

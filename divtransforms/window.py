@@ -480,6 +480,15 @@ class WindowCumulation:
             running = self._through(running, s)
         return running
 
+    def complete(self, start: Any, end: Any, pane: int, stats: FeatureStats) -> RunningEstimates:
+        """:meth:`observe` in a batch run, which gives every window complete and in event-time
+        order (the global window first): the windows before ``start`` have all their data, so
+        they are folded first. ``compare.WindowDriver`` and Beam's batch cumulation both run
+        this."""
+        if start is not None:
+            self.fold(before=start)
+        return self.observe(start, end, pane, stats)
+
     def fold(self, before: Any, ended_before: Any = None) -> None:
         """Fold the windows starting before ``before`` (and ending before ``ended_before``)."""
         for s in sorted(k for k in self.known if k is not None):

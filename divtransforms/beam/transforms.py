@@ -302,9 +302,7 @@ class _CumulateSortedFn(beam.DoFn):
     def process(self, windows: list[WindowStats]):
         cumulation = WindowCumulation(self._seed)
         for ws in sorted(windows, key=lambda w: w.sort_key):
-            if ws.window_start is not None:
-                cumulation.fold(before=ws.window_start)  # earlier windows have all their panes
-            yield (ws, cumulation.observe(ws.window_start, ws.window_end, ws.pane, ws.stats))
+            yield (ws, cumulation.complete(ws.window_start, ws.window_end, ws.pane, ws.stats))
         yield beam.pvalue.TaggedOutput(STATE_TAG, cumulation.latest().to_state())
 
 
