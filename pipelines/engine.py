@@ -10,10 +10,10 @@ in-process engine runs. Both engines give the same records, and the same profile
 job's quantiles are exact (tests/pipelines/test_local_engine.py; the in-process engine's always
 are).
 
-``divmon check`` and ``divmon reference build``, ``python -m pipelines.check_job`` and
-``python -m pipelines.reference_job`` (whose arguments are Beam pipeline options, so they run
-Beam), the monitor's check (``flows.monitor.run``) and the reference flow (``flows.reference``)
-all call :func:`run_check` or :func:`run_build`.
+``divmon check`` and ``divmon reference build``, the monitor's check (``flows.monitor.run``) and
+the reference flow (``flows.reference``) all call :func:`run_check` or :func:`run_build`. ``python
+-m pipelines.check_job`` and ``python -m pipelines.reference_job`` are the Beam jobs themselves
+(their arguments are Beam pipeline options): they run Beam without asking this module.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from divtransforms.profile import ReferenceProfile
 from pipelines.local import is_local
-from pipelines.spec import BuildJob, CheckJob, CheckJobError, CheckResult
+from pipelines.spec import BuildJob, CheckJob, CheckResult
 
 __all__ = [
     "build_in_process",
@@ -108,30 +108,6 @@ def run_build(job: BuildJob, *, on_job: Any = None) -> ReferenceProfile:
             chunk=job.chunk,
             timestamp_format=job.timestamp_format,
         )
-    if job.chunk:
-        raise CheckJobError(
-            "a reference of chunk windows is built in process (rows in reading order): "
-            "local inputs and no Beam runner options"
-        )
-    from pipelines.reference_job import run_build_reference
+    from pipelines.reference_job import run_build_job
 
-    return run_build_reference(
-        job.inputs,
-        job.output,
-        features=job.features,
-        kinds=job.kinds,
-        families=job.families,
-        n_bins=job.n_bins,
-        strategy=job.strategy,
-        top_n=job.top_n,
-        input_format=job.input_format,
-        pipeline_args=list(job.pipeline_args),
-        exact=job.exact,
-        exclude=job.exclude,
-        work_name=job.work_name,
-        on_job=on_job,
-        # a windowed reference's event time (the Beam job reads it only for windows)
-        timestamp_column=job.timestamp_column if windowed else None,
-        window=windowed,
-        timestamp_format=job.timestamp_format if windowed else None,
-    )
+    return run_build_job(job, on_job=on_job)
