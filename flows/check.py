@@ -240,7 +240,9 @@ def publish_result(config: MonitorConfig, out: dict[str, Any]) -> None:
 
 
 @flow(name="drift_check", log_prints=False, retries=0)
-def drift_check(config_path: str | None = None, config: MonitorConfig | None = None) -> Any:
+def drift_check(
+    config_path: str | None = None, config: MonitorConfig | None = None
+) -> dict[str, Any]:
     """Check the data that arrived since the last run against the reference; alert on drift.
 
     The monitor configuration is a TOML file (``config_path``) or the configuration itself
@@ -276,7 +278,8 @@ def drift_check(config_path: str | None = None, config: MonitorConfig | None = N
         # A Failed state with the exception as its data: every caller gets the exception (a
         # direct call and a parent flow raise it, ``state.result()`` returns or raises it), and
         # the log says what failed in one line, without the traceback of an expected outcome.
-        return Failed(message=str(failure), data=failure)
+        # Prefect makes a returned State the run's final state; a caller never gets it back.
+        return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
     return out
 
 

@@ -436,7 +436,7 @@ class MonitorConfig(_Section):
         """A bucket URL (``gs://``, ``s3://``) as it is; a local path as a ``Path``, relative
         ones against the config file's folder (``divtransforms.storage.location``)."""
         loc = storage.location(path)
-        if storage.is_remote(loc):
+        if isinstance(loc, str):  # a bucket URL (storage.location makes anything else a Path)
             return loc
         return loc if loc.is_absolute() else (Path(self.base_dir) / loc)
 
@@ -535,6 +535,7 @@ def config_of(
     if (config_path is None) == (config is None):
         raise ConfigError("give the monitor configuration as config_path or as config (not both)")
     if config is None:
+        assert config_path is not None  # (exactly one of the two, checked above)
         return load_config(config_path)
     if isinstance(config, MonitorConfig):
         return config

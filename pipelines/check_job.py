@@ -4,6 +4,8 @@ profile -> drift records (Parquet, JSONL on request) and the running-MLE state.
     python -m pipelines.check_job --reference ref.json --input 'data/*.parquet' --output out/ \
         [--window 1h --timestamp_column ts] [--runner=FnApiRunner | DataflowRunner ...]
 
+Its options are ``divmon check``'s (one table, :mod:`pipelines.arguments`).
+
 Python API: a :class:`~pipelines.spec.CheckJob` says what to check; :func:`run_check` runs it in
 batch (returns a :class:`CheckResult`) and :func:`run_streaming_check` on Pub/Sub or a watched
 directory (runs until cancelled).
@@ -11,22 +13,24 @@ directory (runs until cancelled).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
 
 from divtransforms.compare import new_run_id
+from divtransforms.policy import Policy, PolicyError
 from divtransforms.profile import ReferenceProfile
-from divtransforms.records import DRIFT_RECORD_SCHEMA, sort_records
+from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITY_RANK, sort_records
 from divtransforms.window import mle_state_bytes, parse_mle_state
+from pipelines.arguments import CHECK
 from pipelines.spec import (
     CheckJob,
     CheckJobError,
@@ -42,7 +46,10 @@ __all__ = [
     "CheckResult",
     "Source",
     "build_check_pipeline",
+    "check_job_of",
+    "exit_code",
     "load_mle_state",
+    "load_policy",
     "main",
     "run_check",
     "run_check_command",
@@ -287,26 +294,46 @@ def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipelines.check_job``: options are :class:`pipelines.options.CheckOptions`
-    plus any Beam pipeline options."""
+    """``python -m pipelines.check_job``: the Beam check job. Its options are ``divmon
+    check``'s (:mod:`pipelines.arguments`, in Beam's underscore spelling or with dashes) plus any
+    Beam pipeline options. It always runs Beam, where ``divmon check`` runs local files in
+    process (:mod:`pipelines.engine`); the records are the same."""
     from pipelines.startup import freeze_heap, import_beam
 
     import_beam()
     freeze_heap()
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import StandardOptions
 
-    import pipelines.options  # noqa: F401  (registers CheckOptions and InputOptions with Beam)
+    from pipelines.options import job_options
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    options = PipelineOptions(argv)
-    merged = SimpleNamespace(**options.get_all_options())  # check + input options, one namespace
+    options, beam = job_options(CHECK, argv)
     try:
-        job = job_with_state(CheckJob.from_options(merged), merged)
-        streaming = options.view_as(StandardOptions).streaming
-        run_check_command(job, argv, streaming=streaming)
-    except CheckJobError as exc:
+        job = check_job_of(options)
+        streaming = bool(beam.view_as(StandardOptions).streaming)
+        return run_check_command(job, argv, streaming=streaming, fail_on=options.fail_on)
+    except (CheckJobError, PolicyError) as exc:
         raise SystemExit(str(exc)) from None
-    return 0
+
+
+def check_job_of(options: Any) -> CheckJob:
+    """The :class:`CheckJob` of a command line's options (``divmon check``'s namespace or the
+    Beam job's): its policy read from ``--policy``, its MLE state from ``--mle-state-in``."""
+    return job_with_state(
+        CheckJob.from_options(options, policy=load_policy(getattr(options, "policy", None))),
+        options,
+    )
+
+
+def load_policy(path: str | None) -> Policy:
+    """The policy in the JSON file ``path`` (``Policy.from_dict``); the default without one."""
+    if not path:
+        return Policy()
+    with open(path, encoding="utf-8") as fh:
+        try:
+            return Policy.from_dict(json.load(fh))
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"policy {path}: not valid JSON ({exc})") from None
 
 
 def job_with_state(job: CheckJob, options: Any) -> CheckJob:
@@ -324,31 +351,32 @@ def run_check_command(
     streaming: bool = False,
     wait: bool = True,
     require_inputs: bool = False,
-) -> CheckResult | None:
-    """The check command of ``python -m pipelines.check_job`` and ``divmon check``.
+    fail_on: str | None = None,
+    run: Callable[..., CheckResult] = run_check,
+) -> int:
+    """The check command of ``python -m pipelines.check_job`` and ``divmon check``; its exit
+    code (:func:`exit_code`).
 
-    With ``streaming`` or a streaming source, starts :func:`run_streaming_check` and returns
-    None. Otherwise runs :func:`run_check`, writes the MLE state to ``job.mle_state_out``, prints
-    the summary and returns the result. ``require_inputs`` makes a batch check without
-    ``--input`` a usage error (:class:`CheckJobError`). :mod:`pipelines.engine` runs a batch
-    check: local files with no Beam option in this process (the same records), else Beam.
-    A Dataflow job is printed when it is submitted (id, console URL; how to stop a streaming
-    one); a ``--dry_run=True`` translates the job, says so and returns None.
+    With ``streaming`` or a streaming source, starts :func:`run_streaming_check`. Otherwise
+    ``run`` runs the batch check: this module's Beam job, or for ``divmon check`` the engine's
+    choice (:func:`pipelines.engine.run_check`: local files and no Beam option in this process,
+    else Beam; the same records). Then writes the MLE state to ``job.mle_state_out`` and prints
+    the summary. ``require_inputs`` makes a batch check without ``--input`` a usage error
+    (:class:`CheckJobError`). A Dataflow job is printed when it is submitted (id, console URL;
+    how to stop a streaming one); a ``--dry_run=True`` translates the job and says so.
     """
     from pipelines.remote import NotRun, print_job
 
     try:
         if streaming or job.source.streaming:
             run_streaming_check(job, list(pipeline_args), wait=wait, on_job=print_job)
-            return None
+            return 0
         if require_inputs and not job.source.inputs:
             raise CheckJobError("give --input PATH_OR_GLOB (or a streaming source)")
-        from pipelines import engine
-
-        result = engine.run_check(job, pipeline_args, on_job=print_job)
+        result = run(job, pipeline_args, on_job=print_job)
     except NotRun as done:
-        print(f"dry run: translated into a job of {done.n_steps} steps; nothing was submitted")
-        return None
+        print(done.summary)
+        return 0
     if job.mle_state_out:
         write_state_file(job.mle_state_out, result.mle_state)
     print(format_summary(result.per_feature))
@@ -365,7 +393,23 @@ def run_check_command(
             f"{implausible} row(s) had an event time outside the plausibility horizon and are "
             "in no window (the log names the first per file; see --max-future, --max-age)"
         )
-    return result
+    print(
+        f"run {result.run_id}: {result.n_rows_read} rows, {result.records.num_rows} records"
+        + (f" -> {', '.join(result.output_paths)}" if result.output_paths else "")
+    )
+    return exit_code(result.records, fail_on)
+
+
+def exit_code(records: pa.Table, fail_on: str | None) -> int:
+    """1 when a record's severity reaches ``fail_on`` (``--fail-on``), else 0."""
+    if not fail_on:
+        return 0
+    worst = [s for s in records.column("severity").to_pylist() if s is not None]
+    breached = [s for s in worst if SEVERITY_RANK[s] >= SEVERITY_RANK[fail_on]]
+    if breached:
+        print(f"--fail-on {fail_on}: {len(breached)} window record(s) at or above {fail_on}")
+        return 1
+    return 0
 
 
 def write_state_file(path: str, state: Mapping[str, Any], write=None) -> None:

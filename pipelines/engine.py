@@ -10,10 +10,10 @@ in-process engine runs. Both engines give the same records, and the same profile
 job's quantiles are exact (tests/pipelines/test_local_engine.py; the in-process engine's always
 are).
 
-``divmon check`` and ``divmon reference build``, ``python -m pipelines.check_job`` and
-``python -m pipelines.reference_job`` (whose arguments are Beam pipeline options, so they run
-Beam), the monitor's check (``flows.monitor.run``) and the reference flow (``flows.reference``)
-all call :func:`run_check` or :func:`run_build`.
+``divmon check`` and ``divmon reference build``, the monitor's check (``flows.monitor.run``) and
+the reference flow (``flows.reference``) all call :func:`run_check` or :func:`run_build`. ``python
+-m pipelines.check_job`` and ``python -m pipelines.reference_job`` are the Beam jobs themselves
+(their arguments are Beam pipeline options): they run Beam without asking this module.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from divtransforms.profile import ReferenceProfile
 from pipelines.local import is_local
-from pipelines.spec import BuildJob, CheckJob, CheckJobError, CheckResult
+from pipelines.spec import BuildJob, CheckJob, CheckResult
 
 __all__ = [
     "build_in_process",
@@ -91,11 +91,6 @@ def run_build(job: BuildJob, *, on_job: Any = None) -> ReferenceProfile:
         from pipelines.local import run_build_local
 
         return run_build_local(job)
-    if job.chunk:
-        raise CheckJobError(
-            "a reference of chunk windows is built in process (rows in reading order): "
-            "local inputs and no Beam runner options"
-        )
-    from pipelines.reference_job import run_build_reference
+    from pipelines.reference_job import run_build_job
 
-    return run_build_reference(job, on_job=on_job)
+    return run_build_job(job, on_job=on_job)

@@ -11,8 +11,11 @@ stream). Everything else is a standard Beam option: ``--direct_running_mode=mult
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.arguments import BUILD, CHECK, OPTIONS, add_options, missing
 
 __all__ = [
     "DEFAULT_BATCH_RUNNER",
@@ -20,6 +23,7 @@ __all__ = [
     "CheckOptions",
     "InputOptions",
     "ReferenceOptions",
+    "job_options",
     "make_pipeline_options",
 ]
 
@@ -28,129 +32,33 @@ DEFAULT_STREAMING_RUNNER = "BundleBasedDirectRunner"
 
 
 class InputOptions(PipelineOptions):
-    """Where the data comes from (files, or Pub/Sub with ``--streaming``) and where results go."""
+    """The options a check and a reference build share (inputs, output, windows, event time)."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument(
-            "--output",
-            default=None,
-            help="check: directory for drift records; reference: profile JSON",
-        )
-        parser.add_argument(
-            "--input",
-            dest="inputs",
-            action="append",
-            default=None,
-            help="Parquet/CSV/JSONL path or glob (repeatable)",
-        )
-        parser.add_argument(
-            "--input_format",
-            default=None,
-            choices=["parquet", "csv", "jsonl"],
-            help="input format (default: from the file suffix)",
-        )
-        parser.add_argument(
-            "--csv_delimiter", default=None, help="CSV delimiter (default: sniffed per file)"
-        )
-        parser.add_argument("--csv_quote", default=None, help="CSV quote character ('' for none)")
-        parser.add_argument("--csv_encoding", default=None, help="CSV encoding (default utf-8)")
-        parser.add_argument(
-            "--csv_no_header", action="store_true", default=False, help="CSV without header line"
-        )
-        parser.add_argument(
-            "--pubsub_subscription",
-            default=None,
-            help="projects/P/subscriptions/S: JSON messages (streaming)",
-        )
-        parser.add_argument(
-            "--pubsub_topic", default=None, help="projects/P/topics/T: JSON messages (streaming)"
-        )
-        parser.add_argument(
-            "--event_time_field",
-            default=None,
-            help="JSON field with the event time (default: publish time)",
-        )
-        parser.add_argument(
-            "--watch_directory",
-            default=None,
-            help="local streaming: a directory polled for new files",
-        )
-        parser.add_argument(
-            "--watch_interval",
-            type=float,
-            default=5.0,
-            help="seconds between polls of --watch_directory",
-        )
-        parser.add_argument(
-            "--watch_stop_after",
-            type=float,
-            default=None,
-            help="stop watching after this many seconds (default: never)",
-        )
+        _add_only(parser, CHECK, BUILD)
 
 
 class ReferenceOptions(PipelineOptions):
-    """``python -m pipelines.reference_job``."""
+    """``python -m pipelines.reference_job``'s own options (with :class:`InputOptions`)."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument("--features", default=None, help="comma-separated feature names")
-        parser.add_argument(
-            "--categorical", default=None, help="comma-separated features to treat as categorical"
-        )
-        parser.add_argument(
-            "--families", default=None, help="MLE families, e.g. amount=lognormal,clicks=poisson"
-        )
-        parser.add_argument("--bins", dest="n_bins", type=int, default=32)
-        parser.add_argument("--strategy", default="quantile", choices=["quantile", "uniform"])
-        parser.add_argument("--top_n", type=int, default=50)
-        parser.add_argument(
-            "--exact_quantiles",
-            action="store_true",
-            default=False,
-            help="exact single-worker edges instead of ApproximateQuantiles",
-        )
-        parser.add_argument(
-            "--approximate_quantiles",
-            action="store_true",
-            default=False,
-            help="ApproximateQuantiles edges even for small inputs",
-        )
+        _add_only(parser, BUILD)
 
 
 class CheckOptions(PipelineOptions):
-    """``python -m pipelines.check_job``."""
+    """``python -m pipelines.check_job``'s own options (with :class:`InputOptions`)."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument("--reference", default=None, help="reference profile JSON")
-        parser.add_argument("--window", default=None, help="event-time window: 30s, 15m, 1h, 1d")
-        parser.add_argument("--timestamp_column", default=None)
-        parser.add_argument(
-            "--timestamp_format",
-            default=None,
-            help="event-time layout when not ISO 8601, YYYY/MM/DD or epoch numbers: a strptime "
-            "format (%%d/%%m/%%Y %%H:%%M) or epoch_s, epoch_ms, epoch_us, epoch_ns",
-        )
-        parser.add_argument(
-            "--allowed_lateness",
-            default=None,
-            help="how late data may arrive and still update its window",
-        )
-        parser.add_argument(
-            "--max_future",
-            default=None,
-            help="plausibility horizon after now (default 1d; 'off'): later rows are in no window",
-        )
-        parser.add_argument(
-            "--max_age", default=None, help="rows older than this before now are in no window"
-        )
-        parser.add_argument("--run_id", default=None)
-        parser.add_argument("--jsonl", action="store_true", default=False)
-        parser.add_argument("--bigquery_table", default=None, help="project.dataset.table")
-        parser.add_argument("--mle_state_in", default=None)
-        parser.add_argument("--mle_state_out", default=None)
+        _add_only(parser, CHECK)
+
+
+def _add_only(parser, *commands: str) -> None:
+    """The table's options taken by exactly ``commands``, in Beam's spelling: Beam parses the
+    options of every ``PipelineOptions`` class at once, so each is declared by one class."""
+    add_options(parser, "beam", [o for o in OPTIONS if o.commands == frozenset(commands)])
 
 
 def make_pipeline_options(
@@ -167,17 +75,35 @@ def make_pipeline_options(
     return options
 
 
-def unknown_pipeline_args(args: Sequence[str]) -> list[str]:
+def unknown_pipeline_args(args: Sequence[str], *, ours: bool = False) -> list[str]:
     """The options in ``args`` that no Beam ``PipelineOptions`` class knows (as Beam parses
-    them, without abbreviations); Beam itself would only log and drop them."""
+    them, without abbreviations); Beam itself would only log and drop them. ``ours``: count the
+    jobs' own options (:mod:`pipelines.arguments`) as known, as the ``python -m`` jobs do;
+    ``divmon`` has them in its own spelling."""
     from apache_beam.options.pipeline_options import _BeamArgumentParser
 
     parser = _BeamArgumentParser(allow_abbrev=False)
     classes: dict[str, type] = {}
     for cls in PipelineOptions.__subclasses__():
-        if not cls.__module__.startswith("pipelines."):  # ours are not options of divmon's
+        if ours or not cls.__module__.startswith("pipelines."):
             classes.setdefault(str(cls), cls)
     for cls in classes.values():
         cls._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(list(args))
     return [a.split("=", 1)[0] for a in unknown if a.startswith("-")]
+
+
+def job_options(command: str, argv: Sequence[str]) -> tuple[SimpleNamespace, PipelineOptions]:
+    """A ``python -m`` job's command line: its options of ``command`` as a namespace with the
+    attribute names ``divmon``'s parser gives (every option of :mod:`pipelines.arguments`, unset
+    ones at their defaults), and Beam's options. SystemExit names an option Beam does not know
+    or a required one that is missing."""
+    unknown = unknown_pipeline_args(argv, ours=True)
+    if unknown:
+        raise SystemExit(f"unknown option {unknown[0]} (not a job option nor a Beam option)")
+    options = PipelineOptions(list(argv))
+    ns = SimpleNamespace(**options.get_all_options())
+    lacking = missing(command, ns)
+    if lacking:
+        raise SystemExit(f"{' and '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} required")
+    return ns, options

@@ -3,6 +3,8 @@
     python -m pipelines.reference_job --input 'ref/*.parquet' --output ref.json [--bins 32] \
         [--features a,b] [--categorical c] [--families a=lognormal] [--runner=...]
 
+Its options are ``divmon reference build``'s (one table, :mod:`pipelines.arguments`).
+
 Quantile edges: exact (``numpy.quantile`` on all values, gathered on one worker, identical to
 ``ReferenceProfile.build``) when the input has at most ``EXACT_MAX_ROWS`` rows known from the
 Parquet footers, else Beam's ``ApproximateQuantiles``; ``exact=True/False`` forces either.
@@ -15,16 +17,17 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pyarrow as pa
 
 from divtransforms.profile import ReferenceProfile
 from divtransforms.settings import BuildSettings
+from pipelines.arguments import BUILD
 from pipelines.spec import (
     BuildJob,
+    CheckJobError,
     categorical_kinds,
     exact_from_flags,
     parse_families,
@@ -39,6 +42,8 @@ __all__ = [
     "input_schema",
     "main",
     "parse_families",
+    "run_build_command",
+    "run_build_job",
     "run_build_reference",
     "split_names",
 ]
@@ -205,32 +210,58 @@ def run_build_reference(job: BuildJob, *, on_job=None) -> ReferenceProfile:
     return profile
 
 
+def run_build_job(job: BuildJob, *, on_job=None) -> ReferenceProfile:
+    """Build ``job`` with Beam (:func:`run_build_reference`; ``job.pipeline_args`` are its
+    pipeline options). A reference of ``chunk`` windows (rows in reading order) only the
+    in-process engine builds."""
+    if job.chunk:
+        raise CheckJobError(
+            "a reference of chunk windows is built in process (rows in reading order): "
+            "local inputs and no Beam runner options"
+        )
+    return run_build_reference(job, on_job=on_job)
+
+
+def run_build_command(
+    job: BuildJob, *, run: Callable[..., ReferenceProfile] = run_build_job
+) -> int:
+    """The build command of ``python -m pipelines.reference_job`` and ``divmon reference
+    build``: ``run`` builds ``job`` (this module's Beam job, or for ``divmon`` the engine's
+    choice, :func:`pipelines.engine.run_build`) and the profile's features are printed. A
+    Dataflow job is printed when it is submitted; a ``--dry_run=True`` says what it did."""
+    from pipelines.remote import NotRun, print_job
+
+    try:
+        profile = run(job, on_job=print_job)
+    except NotRun as done:
+        print(done.summary)
+        return 0
+    print(f"wrote {job.output}: {profile.reference_id}, {len(profile.features)} features")
+    for name, fp in sorted(profile.features.items()):
+        print(
+            f"  {name:<24} {fp.kind:<12} bins={fp.bins.n_bins:<4} n={fp.histogram.n:<10} "
+            f"missing={fp.histogram.n_missing:<8} family={fp.family or '-'}"
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipelines.reference_job``: the Beam reference build. Its options are
+    ``divmon reference build``'s (:mod:`pipelines.arguments`, in Beam's underscore spelling or
+    with dashes) plus any Beam pipeline options. It always runs Beam, where ``divmon reference
+    build`` builds local files in process (:mod:`pipelines.engine`)."""
     from pipelines.startup import freeze_heap, import_beam
 
     import_beam()
     freeze_heap()
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipelines.options import InputOptions, ReferenceOptions
-    from pipelines.remote import print_job
+    from pipelines.options import job_options
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    opts = PipelineOptions(argv).view_as(ReferenceOptions)
-    src = opts.view_as(InputOptions)
-    if not src.inputs or not src.output:
-        raise SystemExit("--input and --output are required")
-    from pipelines import engine
-
-    # The arguments are Beam pipeline options (this is the Beam job's entry point): Beam builds.
-    given = {k: getattr(opts, k) for k in ("features", "categorical", "families", "n_bins")}
-    given |= {k: getattr(opts, k) for k in ("strategy", "top_n", "exact_quantiles")}
-    given |= {"approximate_quantiles": opts.approximate_quantiles}
-    given |= {"inputs": src.inputs, "output": src.output, "input_format": src.input_format}
-    job = BuildJob.from_options(SimpleNamespace(**given), pipeline_args=argv)
-    profile = engine.run_build(job, on_job=print_job)
-    print(f"wrote {src.output}: {profile.reference_id}, {len(profile.features)} features")
-    return 0
+    options, _ = job_options(BUILD, argv)
+    try:
+        return run_build_command(BuildJob.from_options(options, pipeline_args=argv))
+    except CheckJobError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -58,6 +58,11 @@ class NotRun(Exception):
         self.result = result
 
     @property
+    def summary(self) -> str:
+        """What the commands print for a dry run."""
+        return f"dry run: translated into a job of {self.n_steps} steps; nothing was submitted"
+
+    @property
     def n_steps(self) -> int:
         job = getattr(self.result, "job", None)
         if job is None:

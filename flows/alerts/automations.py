@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flows.alerts.events import EVENT_PREFIX
-from flows.alerts.secrets import resolve_secret
+from flows.alerts.secrets import resolve_secret, saved_block
 from flows.config import MonitorConfig, NotifyConfig
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def _block_document_id(config: MonitorConfig, target: NotifyConfig):
 
     name = block_name(config, target)
     if target.type == "block":
-        block = Block.load(target.block)
+        block = saved_block(target.block, Block)
         return block._block_document_id, target.block
     url = resolve_secret(target.name, target.url_env, target.url_secret)
     if target.type == "webhook":
@@ -131,7 +131,7 @@ def install_automations(
         block_id, block_ref = _block_document_id(config, target)
         name = automation_name(config, target)
         try:
-            Automation.read(name=name).delete()
+            cast(Automation, Automation.read(name=name)).delete()
         except ValueError:
             pass
         automation = Automation(
@@ -155,7 +155,8 @@ def install_automations(
                     body="{{ event.payload | tojson }}",
                 )
             ],
-        ).create()
+        )
+        created = cast(Automation, automation.create())  # sync code: the created automation
         log.info("automation %r -> %s installed", name, block_ref)
-        out.append({"name": name, "id": str(automation.id), "block": block_ref})
+        out.append({"name": name, "id": str(created.id), "block": block_ref})
     return out

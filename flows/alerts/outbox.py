@@ -93,7 +93,7 @@ def _num(value: Any) -> float | None:
 def record_summary(record: Mapping[str, Any], persistent: bool = False) -> dict[str, Any]:
     """The record fields an alert message carries (JSON-safe); with ``persistent`` also the
     sequential detector's (``cusum*``)."""
-    keys = (
+    keys: tuple[str, ...] = (
         "n",
         "n_missing",
         "n_invalid",
@@ -311,7 +311,7 @@ def deliver_outstanding(
     notifiers: Mapping[str, Notifier],
     *,
     retries: Mapping[str, tuple[int, float]] | None = None,
-    logger: logging.Logger | None = None,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     budget_seconds: float | None = None,
 ) -> DeliverySummary:
     """Deliver every outstanding (entry, target); save after each success or final failure.

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from flows.alerts.messages import Message
-from flows.alerts.secrets import resolve_secret
+from flows.alerts.secrets import resolve_secret, saved_block
 from flows.config import MonitorConfig, NotifyConfig
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -343,7 +343,8 @@ def send_block(
     from prefect.blocks.core import Block
 
     subject, body = Message.of(entry, config, test=test).plain()
-    block = Block.load(cfg.block)
+    # a notification block; its notify() is typed for async callers, but runs here (sync code)
+    block: Any = saved_block(cfg.block, Block)
     if hasattr(block, "raise_on_failure"):
         with block.raise_on_failure():
             block.notify(body, subject)

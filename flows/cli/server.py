@@ -159,7 +159,7 @@ def local_server(
             preexec_fn=_die_with_parent_hook(),
         )
     finally:
-        if log_path:
+        if not isinstance(out, int):  # (DEVNULL is an int)
             out.close()  # the child has its own descriptor
     try:
         try:

@@ -187,7 +187,7 @@ def load_alerts(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _epoch_ms(value: Any, path: Path, i: int) -> int | None:
+def _epoch_ms(value: Any, path: str | Path, i: int) -> int | None:
     if value in (None, ""):
         return None
     try:

@@ -49,7 +49,7 @@ def render_feature_chart(
     thresholds: Mapping[str, Any] | None = None,
     alerts_path: str | Path | None = None,
     dpi: int = 110,
-) -> Path:
+) -> storage.Location:
     """Write ``feature``'s charts (metric, histogram, first MLE parameter, p-value/n) to ``path``.
 
     The format follows the suffix: ``.png`` or ``.svg``. Written atomically; returns the path.

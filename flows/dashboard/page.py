@@ -18,6 +18,7 @@ import jinja2
 from markupsafe import Markup
 
 from divtransforms.records import atomic_write_bytes
+from divtransforms.storage import Location
 from flows.dashboard.assets import APP_JS, PAGE_TEMPLATE, STYLE_CSS
 from flows.dashboard.data import BUCKETS, FULL_WINDOWS, build_payload
 
@@ -141,7 +142,7 @@ def render_dashboard(
     full_windows: int = FULL_WINDOWS,
     buckets: int = BUCKETS,
     live: Mapping[str, Any] | None = None,
-) -> Path:
+) -> Location:
     """Write the drift dashboard for ``history_dir`` to ``output_path`` (one HTML file).
 
     ``history_dir`` holds drift records (``date=YYYY-MM-DD/part-*.parquet``) and optionally the

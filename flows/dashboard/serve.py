@@ -83,7 +83,7 @@ class DashboardServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
     def host_allowed(self, host: str | None) -> bool:
         """Loopback names (``127.0.0.1``, ``localhost``, ``[::1]``) with or without this

@@ -51,7 +51,7 @@ class AlertReceiver:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/alerts"
+        return f"http://{host!s}:{port}/alerts"
 
     def start(self) -> AlertReceiver:
         self._thread = threading.Thread(

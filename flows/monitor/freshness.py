@@ -41,7 +41,7 @@ def freshness_stage(
     found_data: bool,
     reference_id: str,
     run_id: str,
-    logger: logging.Logger,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Update the feed's freshness after discovery; log ``stale``/``recovered`` alerts (new

@@ -86,7 +86,7 @@ def find_culprits(
     exc: BaseException,
     files: Sequence[str],
     check: Callable[[list[str]], object],
-    logger: logging.Logger | None = None,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> dict[str, str]:
     """``{path: reason}`` of the files of ``files`` that made ``check(files)`` fail with
     ``exc``; empty when the failure cannot be pinned on some of them."""

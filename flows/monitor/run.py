@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 Emitter = Callable[[Mapping[str, Any]], bool]
 JobHook = Callable[[Any], None]  # gets the pipelines.remote.DataflowJob of a submitted job
+# a logger, or the Prefect run logger (a LoggerAdapter) the flow passes
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 @dataclass
@@ -146,7 +148,7 @@ def check_stage(
     run_id: str,
     files: list[str],
     policy: Policy,
-    logger: logging.Logger,
+    logger: Log,
     on_job: JobHook | None = None,
 ) -> tuple[pa.Table, int]:
     """Check of ``files`` (ledger keys: in this process for local files and no runner option,
@@ -186,7 +188,7 @@ def check_planned(
     state: MonitorState,
     store: StateStore,
     policy: Policy,
-    logger: logging.Logger,
+    logger: Log,
     on_job: JobHook | None = None,
 ) -> tuple[pa.Table, int]:
     """Check the journal's planned files; a file that fails to read or check is taken out of
@@ -253,7 +255,7 @@ def alert_stage(
     run_id: str,
     policy: Policy,
     reference_id: str,
-    logger: logging.Logger,
+    logger: Log,
 ) -> list[dict[str, Any]]:
     """The run's records (from the history) -> tracker -> new alert-log entries; commits."""
     records = read_history(config.history_dir, run_id).to_pylist()
@@ -309,7 +311,7 @@ def alert_stage(
     return new
 
 
-def emit_events(config: MonitorConfig, emit: Emitter, logger: logging.Logger) -> int:
+def emit_events(config: MonitorConfig, emit: Emitter, logger: Log) -> int:
     """Emit the event of every logged alert not emitted yet; returns how many."""
     alert_log = AlertLog.open(config.history_dir)
     count = 0
@@ -344,7 +346,7 @@ def run_monitor(
     notifiers: Mapping[str, Notifier] | None = None,
     retries: Mapping[str, tuple[int, float]] | None = None,
     emit: Emitter | None = None,
-    logger: logging.Logger | None = None,
+    logger: Log | None = None,
     run_id: str | None = None,
     budget_seconds: float | None = None,
     on_job: JobHook | None = None,
@@ -369,7 +371,7 @@ def run_monitor(
         if on_job is not None:
             on_job(job)
 
-    tables = []
+    tables: list[pa.Table] = []
     with store.locked(owner=f"run {run_id or 'drift_check'}"):
         removed = store.clean_temp_files() + remove_stale_temp_files(
             config.history_dir, older_than=store.lease_seconds
@@ -463,7 +465,7 @@ def _finish_run(
     state: MonitorState,
     store: StateStore,
     policy: Policy,
-    logger: logging.Logger,
+    logger: Log,
     summary: RunSummary,
     tables: list[pa.Table],
     on_job: JobHook | None = None,
@@ -477,12 +479,15 @@ def _finish_run(
         table, n_rows = check_planned(config, profile, state, store, policy, logger, on_job)
         summary.n_rows_read += n_rows
         tables.append(table)
-        if not state.pending["files"]:  # nothing left to check: commit the journal as recorded
-            state.pending["stage"] = "recorded"
+        pending = state.pending  # as check_planned left the journal
+        assert pending is not None
+        if not pending["files"]:  # nothing left to check: commit the journal as recorded
+            pending["stage"] = "recorded"
             store.save(state)
     else:
         tables.append(read_history(config.history_dir, rid))
     pending = state.pending
+    assert pending is not None
     summary.run_ids.append(rid)
     summary.files.extend(pending["files"])
     summary.failed_files.extend(pending.get("failed", []))
@@ -492,9 +497,7 @@ def _finish_run(
     )
 
 
-def render_dashboard(
-    config: MonitorConfig, logger: logging.Logger | None = None
-) -> storage.Location | None:
+def render_dashboard(config: MonitorConfig, logger: Log | None = None) -> storage.Location | None:
     """Render the configured dashboard (flows.dashboard); None when no path is configured."""
     out = config.dashboard_path
     if out is None:

@@ -140,7 +140,7 @@ class Snapshot:
     readable: bool = True
 
 
-def latest_records(history_dir: Path) -> dict[str, dict[str, Any]]:
+def latest_records(history_dir: storage.Location) -> dict[str, dict[str, Any]]:
     """The newest record per feature (latest window end, then pane, then creation time)."""
     from flows.monitor.history import read_history
 
@@ -184,8 +184,8 @@ def _last_success(config: MonitorConfig, runs: list[dict[str, Any]]) -> float | 
         stamps.append(_ts(json.loads(raw).get("finished_at")))
     except storage.StorageNotFound:
         pass
-    stamps = [s for s in stamps if s is not None]
-    return max(stamps) if stamps else None
+    known = [s for s in stamps if s is not None]
+    return max(known) if known else None
 
 
 def read_snapshot(config: MonitorConfig) -> Snapshot:
@@ -429,7 +429,7 @@ def publish_metrics(config: MonitorConfig, logger: logging.Logger | None = None)
     if cfg.textfile is not None:
         from prometheus_client import write_to_textfile
 
-        path = config.resolve(cfg.textfile)
+        path = Path(config.resolve(cfg.textfile))  # a local file (MetricsConfig checks it)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_to_textfile(str(path), registry)  # temp file + rename: never half-read
