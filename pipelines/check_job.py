@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from divtransforms.compare import new_run_id
+from divtransforms.drift import new_run_id
 from divtransforms.policy import Policy, PolicyError
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITY_RANK, sort_records

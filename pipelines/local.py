@@ -331,7 +331,7 @@ def run_check_local(job: CheckJob) -> CheckResult:
     (``pipelines.check_job.run_check``) without Beam: windows split, each window's
     :class:`~divtransforms.window.FeatureStats` merged batch by batch, then the records of the
     core's window driver (``divtransforms.compare.WindowDriver``, as ``compare()``): the running
-    MLE folded in event-time order, ``compare.window_records`` for every window. One read,
+    MLE folded in event-time order, ``drift.window_records`` for every window. One read,
     bounded memory (the statistics of the windows, not the data). Returns a ``CheckResult``."""
     from divtransforms.columns import num_rows
     from divtransforms.compare import WindowDriver

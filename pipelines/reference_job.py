@@ -141,7 +141,7 @@ def run_build_reference(job: BuildJob, *, on_job=None) -> ReferenceProfile:
     import apache_beam as beam
 
     from divtransforms.beam.reference import infer_kinds
-    from divtransforms.compare import new_run_id
+    from divtransforms.drift import new_run_id
     from divtransforms.storage import is_remote
     from pipelines import io as pio
     from pipelines.options import make_pipeline_options

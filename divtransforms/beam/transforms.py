@@ -9,7 +9,7 @@ element per sample. The data path reads top to bottom:
 ``divtransforms.beam.reference.BuildReference`` builds the ``ReferenceProfile`` the monitor compares
 against. The statistics of a window and the running estimates are the core's
 (``divtransforms.window``): these transforms only drive them. Records come from
-``divtransforms.compare.drift_record``, so they equal ``divtransforms.compare()`` on the same data
+``divtransforms.drift.drift_record``, so they equal ``divtransforms.compare()`` on the same data
 (counts exactly; floating-point sums up to rounding, as batches are merged in another order).
 
 Windowing and streaming (see docs/beam.md):
@@ -45,7 +45,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from divtransforms.beam.combiners import NAMESPACE, FeatureStatsFn
 from divtransforms.columns import num_rows, parse_duration
-from divtransforms.compare import RecordStamp, new_run_id, resolve_policy, window_records
+from divtransforms.drift import RecordStamp, new_run_id, resolve_policy, window_records
 from divtransforms.eventtime import Horizon, ImplausibleFile, source_of
 from divtransforms.profile import ReferenceProfile
 from divtransforms.settings import CheckSettings
@@ -417,7 +417,7 @@ class _RecordsFn(beam.DoFn):
 @beam.typehints.with_output_types(dict[str, Any])
 class ComputeDivergence(beam.PTransform):
     """``(WindowStats, running MLE)`` -> drift records (dicts with ``DRIFT_RECORD_SCHEMA``
-    fields), one per feature, window and pane, made by ``compare.window_records``. ``settings``
+    fields), one per feature, window and pane, made by ``drift.window_records``. ``settings``
     (``divtransforms.settings.CheckSettings``) or its fields as keyword arguments: ``run_id``,
     ``alpha``, ``base``, ``policy``, and a windowed reference's ``window`` and ``season``."""
 
