@@ -103,14 +103,14 @@ def build_reference_pipeline(
     import apache_beam as beam
 
     from divtransforms.beam.reference import BuildReference
-    from pipelines import io as pio
+    from pipelines.beam_io import ReadBatches
     from pipelines.sinks import write_bytes
 
     numeric = [n for n, k in kinds.items() if k == "numeric"]
     profile = (
         pipeline
         | "Read"
-        >> pio.ReadBatches(
+        >> ReadBatches(
             inputs,
             input_format=input_format,
             columns=[*kinds, *([timestamp_column] if window and timestamp_column else [])],

@@ -14,24 +14,46 @@ commit: with ``if_version`` it succeeds only if the target still is the version 
 :class:`StorageError` (an ``OSError``) with a one-line message naming the location; credentials
 never appear in them.
 Examples: docs/storage.md.
+
+This module picks the implementation of each call; the modules behind it: ``_base`` (the
+types and errors, the backend interface), ``_paths`` (locations), ``_local`` (local files),
+``_backends`` (one backend per scheme: ``_gcs``, ``_s3``, which share ``_remote``).
 """
 
 from __future__ import annotations
 
-import errno
 import glob as _glob
 import io
 import mimetypes
 import os
 import re
-import shutil
-import stat as _stat
-import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import BinaryIO
+
+from divtransforms.storage import _local
+from divtransforms.storage._backends import backend
+from divtransforms.storage._base import (
+    ANY,
+    Backend,
+    FileInfo,
+    Location,
+    PreconditionFailed,
+    StorageError,
+    StorageNotFound,
+    Writer,
+)
+from divtransforms.storage._local import TEMP_FILE_RE, remove_stale_temp_files
+from divtransforms.storage._paths import (
+    browser_url,
+    is_remote,
+    join,
+    key_pattern,
+    location,
+    name,
+    parent,
+    split_url,
+)
+from divtransforms.storage._remote import RangeReader
 
 __all__ = [
     "ANY",
@@ -64,120 +86,16 @@ __all__ = [
     "write_atomic",
 ]
 
-Location = Path | str
-SCHEMES = ("gs", "s3")
 
-
-class StorageError(OSError):
-    """A read or write failed (missing bucket, permission denied, full disk...): names the path."""
-
-    def __str__(self) -> str:  # one line, without OSError's "[Errno n]" prefix
-        return str(self.strerror if self.strerror is not None else super().__str__())
-
-
-class StorageNotFound(StorageError, FileNotFoundError):
-    """The file or object does not exist."""
-
-
-class PreconditionFailed(StorageError):
-    """A conditional write lost: the target changed (or appeared) since it was read."""
-
-
-class _Any:
-    def __repr__(self) -> str:
-        return "ANY"
-
-
-#: ``if_version`` of an unconditional write.
-ANY: Any = _Any()
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """A file or object: its location, size, modification time and version token (the GCS
-    generation, the S3 ETag, locally ``mtime_ns:size:inode``; pass it as ``if_version``)."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    version: str
-
-
-# --------------------------------------------------------------------------- locations
-
-
-def is_remote(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is an object-store URL (``scheme://``, other than ``file://``)."""
-    return isinstance(path, str) and "://" in path and not path.startswith("file://")
-
-
-def location(path: str | os.PathLike[str]) -> Location:
-    """``path`` normalised: a URL stays a ``str`` (its scheme checked), anything else is a
-    :class:`~pathlib.Path` (``file://`` prefix and ``~`` expanded)."""
-    if isinstance(path, str):
-        if path.startswith("file://"):
-            return Path(path[len("file://") :])
-        if "://" in path:
-            scheme = path.split("://", 1)[0].lower()
-            if scheme not in SCHEMES:
-                raise StorageError(
-                    errno.EINVAL,
-                    f"{path}: unsupported storage scheme {scheme}:// (local paths, gs://, s3://)",
-                )
-            return path
-    return Path(os.path.expanduser(os.fspath(path)))
-
-
-def join(base: str | os.PathLike[str], *parts: str) -> Location:
-    """``base`` / ``parts`` (``/`` between object-key segments)."""
-    loc = location(base)
-    if isinstance(loc, Path):
-        return loc.joinpath(*parts)
-    out = loc.rstrip("/")
-    for part in parts:
-        out += "/" + str(part).strip("/")
-    return out
-
-
-def parent(path: str | os.PathLike[str]) -> Location:
-    loc = location(path)
-    if isinstance(loc, Path):
-        return loc.parent
-    scheme, bucket, key = _split(loc)
-    head = key.rstrip("/").rsplit("/", 1)[0] if "/" in key.rstrip("/") else ""
-    return f"{scheme}://{bucket}/{head}".rstrip("/") if head else f"{scheme}://{bucket}"
-
-
-def name(path: str | os.PathLike[str]) -> str:
-    """The last path segment."""
-    return os.fspath(path).rstrip("/").rsplit("/", 1)[-1]
-
-
-def _split(url: str) -> tuple[str, str, str]:
-    scheme, rest = url.split("://", 1)
-    bucket, _, key = rest.partition("/")
-    if not bucket:
-        raise StorageError(errno.EINVAL, f"{url}: no bucket in the URL")
-    return scheme.lower(), bucket, key
-
-
-def browser_url(path: str | os.PathLike[str]) -> str:
-    """A URL a person opens: ``file://`` locally, the cloud console's object URL for buckets."""
-    loc = location(path)
-    if isinstance(loc, Path):
-        return loc.resolve().as_uri()
-    scheme, bucket, key = _split(loc)
-    if scheme == "gs":
-        return f"https://storage.cloud.google.com/{bucket}/{key}"
-    return f"https://{bucket}.s3.amazonaws.com/{key}"
-
-
-def _on_bucket(url: str):
+def _on_bucket(url: str) -> tuple[Backend, str, str]:
     """(the backend of ``url``'s scheme, bucket, key)."""
-    from divtransforms.storage._remote import backend
-
-    scheme, bucket, key = _split(url)
+    scheme, bucket, key = split_url(url)
     return backend(scheme), bucket, key
+
+
+def _prefix(key: str) -> str:
+    """The listing prefix of the "directory" ``key``."""
+    return key.rstrip("/") + "/" if key.strip("/") else ""
 
 
 # --------------------------------------------------------------------------- reading
@@ -187,10 +105,7 @@ def stat(path: str | os.PathLike[str]) -> FileInfo:
     """Size, modification time and version of a file; :class:`StorageNotFound` if missing."""
     loc = location(path)
     if isinstance(loc, Path):
-        try:
-            return _local_info(str(loc), os.stat(loc))
-        except OSError as exc:
-            raise _local_error(exc, "cannot stat", loc) from None
+        return _local.stat(loc)
     store, bucket, key = _on_bucket(loc)
     return store.stat(bucket, key)
 
@@ -219,8 +134,7 @@ def isdir(path: str | os.PathLike[str]) -> bool:
     if isinstance(loc, Path):
         return loc.is_dir()
     store, bucket, key = _on_bucket(loc)
-    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-    return next(iter(store.list(bucket, prefix, limit=1)), None) is not None
+    return next(iter(store.list(bucket, _prefix(key), limit=1)), None) is not None
 
 
 def walk(path: str | os.PathLike[str]) -> list[FileInfo]:
@@ -228,18 +142,9 @@ def walk(path: str | os.PathLike[str]) -> list[FileInfo]:
     missing directory has none."""
     loc = location(path)
     if isinstance(loc, Path):
-        out = []
-        for root, _dirs, files in os.walk(loc):
-            for f in files:
-                p = os.path.join(root, f)
-                try:
-                    out.append(_local_info(p, os.stat(p)))
-                except FileNotFoundError:  # removed while listing
-                    continue
-        return sorted(out, key=lambda i: i.path)
+        return _local.walk(loc)
     store, bucket, key = _on_bucket(loc)
-    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-    return sorted(store.list(bucket, prefix), key=lambda i: i.path)
+    return sorted(store.list(bucket, _prefix(key)), key=lambda i: i.path)
 
 
 def glob(pattern: str | os.PathLike[str]) -> list[FileInfo]:
@@ -248,15 +153,7 @@ def glob(pattern: str | os.PathLike[str]) -> list[FileInfo]:
     without wildcards matches the file itself."""
     loc = location(pattern)
     if isinstance(loc, Path):
-        out = []
-        for m in _glob.glob(str(loc), recursive=True):
-            try:
-                st = os.stat(m)
-            except FileNotFoundError:  # removed between the glob and the stat
-                continue
-            if not _stat.S_ISDIR(st.st_mode):
-                out.append(_local_info(m, st))
-        return sorted(out, key=lambda i: i.path)
+        return _local.glob(loc)
     store, bucket, key = _on_bucket(loc)
     if not _glob.has_magic(key):
         try:
@@ -264,7 +161,7 @@ def glob(pattern: str | os.PathLike[str]) -> list[FileInfo]:
         except StorageNotFound:
             return []
     literal = re.split(r"[*?\[]", key, maxsplit=1)[0]
-    regex = _translate(key)
+    regex = key_pattern(key)
     return sorted(
         (
             i
@@ -275,47 +172,12 @@ def glob(pattern: str | os.PathLike[str]) -> list[FileInfo]:
     )
 
 
-def _translate(pattern: str) -> re.Pattern[str]:
-    """A glob over object keys -> regex: ``**`` any characters, ``*`` and ``?`` not ``/``."""
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and "]" in pattern[i + 2 :]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile("".join(out), re.DOTALL)
-
-
 def open_read(path: str | os.PathLike[str]) -> BinaryIO:
     """A seekable binary file to read; a bucket object is read in ranges, all of one version
     (its replacement during the read is an error, not a mix)."""
     loc = location(path)
     if isinstance(loc, Path):
-        try:
-            return open(loc, "rb")
-        except OSError as exc:
-            raise _local_error(exc, "cannot read", loc) from None
-    from divtransforms.storage._remote import RangeReader
-
+        return _local.open_read(loc)
     store, bucket, key = _on_bucket(loc)
     info = store.stat(bucket, key)
     return io.BufferedReader(RangeReader(store, bucket, key, info), buffer_size=1 << 21)
@@ -326,12 +188,7 @@ def read_versioned(path: str | os.PathLike[str]) -> tuple[bytes, FileInfo]:
     bucket); :class:`StorageNotFound` if missing."""
     loc = location(path)
     if isinstance(loc, Path):
-        try:
-            with open(loc, "rb") as fh:
-                info = _local_info(str(loc), os.fstat(fh.fileno()))
-                return fh.read(), info
-        except OSError as exc:
-            raise _local_error(exc, "cannot read", loc) from None
+        return _local.read_versioned(loc)
     store, bucket, key = _on_bucket(loc)
     return store.read(bucket, key)
 
@@ -341,13 +198,6 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 
 # --------------------------------------------------------------------------- writing
-
-#: Temp files of local atomic writes: ``.<name>.<8 random chars>.tmp`` next to the target
-#: (``.<name>.<host>-<pid>.<8 random chars>.tmp`` since the writer is named in it).
-TEMP_FILE_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
-_TEMP_HOLDER_RE = re.compile(r"\.([0-9a-f]{6})-(\d+)\.[A-Za-z0-9_]{8}\.tmp$")
-
-Writer = Callable[[IO[bytes]], Any]
 
 
 def write_atomic(
@@ -369,7 +219,7 @@ def write_atomic(
     with the mode a plain ``open()`` gives (0666 minus the umask)."""
     loc = location(path)
     if isinstance(loc, Path):
-        return _write_local(loc, data, if_version)
+        return _local.write(loc, data, if_version)
     if not isinstance(data, bytes | bytearray | memoryview):
         buf = io.BytesIO()
         data(buf)
@@ -385,17 +235,7 @@ def remove(
     """Delete a file (object); ``if_version`` only deletes that version."""
     loc = location(path)
     if isinstance(loc, Path):
-        try:
-            if if_version is not ANY and if_version is not None:
-                _check_local_version(loc, if_version)
-            loc.unlink()
-        except FileNotFoundError:
-            if not missing_ok:
-                raise StorageNotFound(errno.ENOENT, f"{loc}: no such file") from None
-        except OSError as exc:
-            if isinstance(exc, StorageError):
-                raise
-            raise _local_error(exc, "cannot remove", loc) from None
+        _local.remove(loc, missing_ok, if_version)
         return
     store, bucket, key = _on_bucket(loc)
     store.delete(bucket, key, None if if_version is ANY else if_version, missing_ok)
@@ -405,9 +245,7 @@ def remove_tree(path: str | os.PathLike[str]) -> int:
     """Delete a directory (every object under the prefix ``path/``); returns how many files."""
     loc = location(path)
     if isinstance(loc, Path):
-        n = sum(len(files) for _r, _d, files in os.walk(loc))
-        shutil.rmtree(loc, ignore_errors=True)
-        return n
+        return _local.remove_tree(loc)
     files = walk(loc)
     for info in files:
         remove(info.path)
@@ -419,12 +257,7 @@ def move(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Location:
     content, then ``src`` is deleted)."""
     s, d = location(src), location(dst)
     if isinstance(s, Path) and isinstance(d, Path):
-        try:
-            d.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(s, d)
-        except OSError as exc:
-            raise _local_error(exc, f"cannot move {s} to", d) from None
-        return d
+        return _local.move(s, d)
     write_atomic(d, read_bytes(s))
     remove(s)
     return d
@@ -434,162 +267,4 @@ def makedirs(path: str | os.PathLike[str]) -> None:
     """Create a local directory (and parents); nothing to do on a bucket."""
     loc = location(path)
     if isinstance(loc, Path):
-        try:
-            loc.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _local_error(exc, "cannot create directory", loc) from None
-
-
-def remove_stale_temp_files(
-    directory: str | os.PathLike[str],
-    *,
-    recursive: bool = True,
-    older_than: float | None = None,
-) -> int:
-    """Remove the temp files that a killed local :func:`write_atomic` left in ``directory``;
-    returns how many. Buckets have none: an upload that dies leaves nothing.
-
-    ``older_than`` (seconds): remove only a temp file whose writer is known dead (the name
-    carries its host and pid, and that process no longer exists on this host) or, when the
-    writer is unknown or alive, one not modified for that long; a write still in flight is left
-    alone. ``None`` removes every temp file: only for a caller that knows no writer is active."""
-    loc = location(directory)
-    if not isinstance(loc, Path) or not loc.is_dir():
-        return 0
-    removed = 0
-    now = time.time()
-    for p in loc.rglob(".*.tmp") if recursive else loc.glob(".*.tmp"):
-        if not (TEMP_FILE_RE.match(p.name) and p.is_file()):
-            continue
-        try:
-            if older_than is not None and not _writer_dead(p.name):
-                if now - p.stat().st_mtime < older_than:
-                    continue
-            p.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-def _host_tag() -> str:
-    import hashlib
-    import socket
-
-    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
-
-
-def _temp_prefix(path: Path) -> str:
-    """``.<name>.<host>-<pid>.``: the writer of a temp file, for :func:`remove_stale_temp_files`."""
-    return f".{path.name}.{_host_tag()}-{os.getpid()}."
-
-
-def _writer_dead(name: str) -> bool:
-    """Does the temp file's name say its writer was a process of this host that is gone?"""
-    m = _TEMP_HOLDER_RE.search(name)
-    if m is None or m.group(1) != _host_tag():
-        return False
-    pid = int(m.group(2))
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, owned by another user
-        return False
-    return _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """A killed process its parent has not reaped yet is dead too (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
-
-
-# --------------------------------------------------------------------------- local files
-
-
-def _local_info(path: str, st: os.stat_result) -> FileInfo:
-    return FileInfo(path, st.st_size, st.st_mtime_ns, f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}")
-
-
-def _local_error(exc: OSError, what: str, path: Path | str) -> StorageError:
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    cls = StorageNotFound if isinstance(exc, FileNotFoundError) else StorageError
-    return cls(exc.errno, f"{what} {path}: {reason}")
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (Linux ``/proc``), else by a set-and-restore."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _check_local_version(path: Path, if_version: str) -> None:
-    try:
-        current = _local_info(str(path), os.stat(path)).version
-    except FileNotFoundError:
-        raise PreconditionFailed(
-            errno.ENOENT, f"{path} was removed since it was read (another writer committed first)"
-        ) from None
-    if current != if_version:
-        raise PreconditionFailed(
-            errno.EAGAIN, f"{path} changed since it was read (another writer committed first)"
-        )
-
-
-def _write_local(path: Path, data: bytes | Writer, if_version: str | None) -> str:
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
-            if isinstance(data, bytes | bytearray | memoryview):
-                fh.write(data)
-            else:
-                data(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if if_version is None:  # create only: a hard link fails if the target exists
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise PreconditionFailed(
-                    errno.EEXIST, f"{path} already exists (another writer?)"
-                ) from None
-            os.unlink(tmp)
-        else:
-            if if_version is not ANY:
-                _check_local_version(path, if_version)
-            os.replace(tmp, path)
-        tmp = None
-        return _local_info(str(path), os.stat(path)).version
-    except OSError as exc:
-        _discard(tmp)
-        if isinstance(exc, StorageError):
-            raise
-        raise _local_error(exc, "cannot write", path) from exc
-    except BaseException:
-        _discard(tmp)
-        raise
-
-
-def _discard(tmp: str | None) -> None:
-    if tmp is not None:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _local.makedirs(loc)
