@@ -34,8 +34,8 @@ from divtransforms.bins import CategoricalBins
 from divtransforms.significance import DriftTest
 
 if TYPE_CHECKING:
+    from divtransforms.features import FeatureProfile
     from divtransforms.histogram import Histogram
-    from divtransforms.profile import FeatureProfile
 
 __all__ = [
     "ABSENT",

@@ -67,7 +67,8 @@ from divtransforms.moments import Moments
 from divtransforms.significance import comparison_table
 
 if TYPE_CHECKING:
-    from divtransforms.profile import FeatureProfile, ReferenceProfile
+    from divtransforms.features import FeatureProfile
+    from divtransforms.features import ProfileView as ReferenceProfile
 
 __all__ = [
     "MIN_SEASON_WINDOWS",

@@ -52,8 +52,9 @@ from divtransforms.sequential import (
     window_key,
 )
 
-if TYPE_CHECKING:  # annotations only: profile imports this module's users
-    from divtransforms.profile import FeatureProfile, ReferenceProfile
+if TYPE_CHECKING:  # annotations only
+    from divtransforms.features import FeatureProfile
+    from divtransforms.features import ProfileView as ReferenceProfile
 
 __all__ = [
     "EPOCH",

@@ -82,23 +82,24 @@ def build_check_pipeline(
 ):
     """Add read -> DriftMonitor -> write to ``pipeline``; returns the records PCollection."""
     from divtransforms.beam.transforms import DriftMonitor
-    from pipelines import io as pio
+    from divtransforms.eventtime import EVENT_TIME_COLUMN
+    from pipelines.beam_io import ReadBatches, ReadPubSubBatches
     from pipelines.sinks import WriteRecords, WriteState, join
 
     source = job.source
     timestamp_column = job.timestamp_column
     if source.pubsub:
-        batches = pipeline | "ReadPubSub" >> pio.ReadPubSubBatches(
+        batches = pipeline | "ReadPubSub" >> ReadPubSubBatches(
             subscription=source.pubsub_subscription,
             topic=source.pubsub_topic,
             event_time_field=source.event_time_field,
             columns=list(profile.features),
         )
-        timestamp_column = pio.EVENT_TIME_COLUMN
+        timestamp_column = EVENT_TIME_COLUMN
     else:
         if not source.inputs:
             raise CheckJobError("no input given (--input PATH_OR_GLOB)")
-        batches = pipeline | "Read" >> pio.ReadBatches(
+        batches = pipeline | "Read" >> ReadBatches(
             list(source.inputs),
             input_format=source.input_format,
             csv=source.csv,

@@ -9,8 +9,8 @@ footer or a missing feature column fails before the pipeline starts, with the fi
 named. Errors found while reading (a corrupt data page) name the file and row group.
 
 This module does not import Beam (the in-process engine, ``pipelines.local``, reads with it);
-the Beam transforms ``ReadBatches`` and ``ReadPubSubBatches`` live in ``pipelines.beam_io`` and
-are importable from here as before.
+the Beam transforms ``ReadBatches`` and ``ReadPubSubBatches`` live in ``pipelines.beam_io``,
+which imports this module (never the reverse).
 """
 
 from __future__ import annotations
@@ -731,12 +731,3 @@ def _parse_event_time(value: Any, field: str) -> int:
             dt = dt.replace(tzinfo=UTC)
         return round(dt.timestamp() * 1_000_000)
     raise InputError(f"event time field {field!r}: {value!r} is not a time")
-
-
-def __getattr__(name: str) -> Any:
-    """``ReadBatches`` and ``ReadPubSubBatches`` (``pipelines.beam_io``, imported on first use)."""
-    if name in ("ReadBatches", "ReadPubSubBatches", "_ReadTaskFn", "_MessagesToTimestampedRows"):
-        from pipelines import beam_io
-
-        return getattr(beam_io, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

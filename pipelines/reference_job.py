@@ -101,7 +101,7 @@ def build_reference_pipeline(
     import apache_beam as beam
 
     from divtransforms.beam.reference import BuildReference
-    from pipelines import io as pio
+    from pipelines.beam_io import ReadBatches
     from pipelines.sinks import write_bytes
 
     s = settings if settings is not None else BuildSettings()
@@ -110,7 +110,7 @@ def build_reference_pipeline(
     profile = (
         pipeline
         | "Read"
-        >> pio.ReadBatches(
+        >> ReadBatches(
             inputs,
             input_format=input_format,
             columns=[*kinds, *event_time],

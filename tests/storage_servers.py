@@ -185,11 +185,11 @@ def s3_server():
 
 @contextmanager
 def _environ(env: dict[str, str]):
-    from divtransforms.storage import _remote
+    from divtransforms.storage import _backends
 
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    _remote.reset()
+    _backends.reset()
     try:
         yield
     finally:
@@ -198,4 +198,4 @@ def _environ(env: dict[str, str]):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        _remote.reset()
+        _backends.reset()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 
-from divtransforms.storage import FileInfo, StorageError, StorageNotFound
+from divtransforms.storage._base import ANY, FileInfo, StorageError, StorageNotFound
 from divtransforms.storage._remote import (
     delete_failed,
     mtime_ns,
@@ -109,8 +109,6 @@ class GcsBackend:
     def write(
         self, bucket: str, key: str, data: bytes, if_version: object, content_type: str
     ) -> str:
-        from divtransforms.storage import ANY
-
         path = url("gs", bucket, key)
         blob = self._blob(bucket, key)
         kwargs = {}

@@ -1,70 +1,16 @@
-"""What the object-store backends share: the backend registry (one client per process and
-scheme), the ranged reader, and the check that a write reported as lost did in fact land."""
+"""What the object-store backends share: the ranged reader, the check that a write reported as
+lost did in fact land, and the judgement of a failed delete. (The backends themselves: ``_gcs``,
+``_s3``; the registry that picks one per scheme: ``_backends``.)"""
 
 from __future__ import annotations
 
 import calendar
 import errno
 import io
-import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
 
-from divtransforms.storage import FileInfo, PreconditionFailed, StorageError
-
-
-class Backend(Protocol):
-    """An object store. ``if_version`` None: the object must not exist; a token: it must be
-    that version; the ``ANY`` sentinel is mapped to "no condition" by the caller."""
-
-    scheme: str
-
-    def stat(self, bucket: str, key: str) -> FileInfo: ...
-
-    def list(self, bucket: str, prefix: str, limit: int | None = None) -> Iterator[FileInfo]: ...
-
-    def read(self, bucket: str, key: str) -> tuple[bytes, FileInfo]: ...
-
-    def read_range(self, bucket: str, key: str, start: int, end: int, version: str) -> bytes: ...
-
-    def write(
-        self, bucket: str, key: str, data: bytes, if_version: object, content_type: str
-    ) -> str: ...
-
-    def delete(self, bucket: str, key: str, if_version: str | None, missing_ok: bool) -> None: ...
-
-
-_LOCK = threading.Lock()
-_BACKENDS: dict[tuple[int, str], Backend] = {}
-
-
-def backend(scheme: str) -> Backend:
-    """The process's backend for ``scheme`` (clients are made once per process: a forked child
-    makes its own, never sharing the parent's connections)."""
-    key = (os.getpid(), scheme)
-    with _LOCK:
-        found = _BACKENDS.get(key)
-        if found is None:
-            if scheme == "gs":
-                from divtransforms.storage._gcs import GcsBackend
-
-                found = GcsBackend()
-            elif scheme == "s3":
-                from divtransforms.storage._s3 import S3Backend
-
-                found = S3Backend()
-            else:  # location() rejects other schemes first
-                raise StorageError(errno.EINVAL, f"unsupported storage scheme {scheme}://")
-            _BACKENDS[key] = found
-    return found
-
-
-def reset() -> None:
-    """Forget the clients (tests that change the endpoint or credentials)."""
-    with _LOCK:
-        _BACKENDS.clear()
+from divtransforms.storage._base import Backend, FileInfo, PreconditionFailed, StorageError
 
 
 def mtime_ns(updated: datetime | None) -> int:

@@ -10,7 +10,7 @@ import errno
 from collections.abc import Iterator
 from typing import Any
 
-from divtransforms.storage import FileInfo, StorageError, StorageNotFound
+from divtransforms.storage._base import ANY, FileInfo, StorageError, StorageNotFound
 from divtransforms.storage._remote import (
     delete_failed,
     mtime_ns,
@@ -101,8 +101,6 @@ class S3Backend:
     def write(
         self, bucket: str, key: str, data: bytes, if_version: object, content_type: str
     ) -> str:
-        from divtransforms.storage import ANY
-
         path = url("s3", bucket, key)
         kwargs = {}
         if if_version is None:

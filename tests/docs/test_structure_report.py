@@ -59,3 +59,10 @@ def test_it_reads_the_working_tree():
     tree = Tree.at(".")
     assert "pipelines.arguments" in tree.sources and "flows.cli.divmon" in tree.sources
     assert ("pipelines.engine", "pipelines.check_job") in tree.imports()
+
+
+def test_no_module_takes_part_in_an_import_cycle():
+    """Issue 24: no file-level cycle, counting what import-linter does not see (imports under
+    ``if TYPE_CHECKING:``, a package importing its own submodules and back)."""
+    found = cycles(Tree.at(".").imports())
+    assert found == [], [" <-> ".join(modules) for modules, _annotations_only in found]

@@ -417,7 +417,7 @@ def test_the_flow_writes_its_last_success_under_the_run_lock(monitor_dir: Path, 
 
     root = monitor_dir
     _arrive(root, [0], drift_from=9)
-    write_local = storage._write_local
+    write_local = storage._local.write
     second: list[str] = []
 
     def write_then_second_run(path, data, if_version):
@@ -435,7 +435,7 @@ def test_the_flow_writes_its_last_success_under_the_run_lock(monitor_dir: Path, 
 
         return write_local(path, writer, if_version)
 
-    monkeypatch.setattr(storage, "_write_local", write_then_second_run)
+    monkeypatch.setattr(storage._local, "write", write_then_second_run)
     out = _check(root)
     assert out["ok"] and out["files"] == 1
     assert second == ["refused"]

@@ -13,12 +13,8 @@ from apache_beam.utils.timestamp import Timestamp
 
 from divtransforms import compare
 from divtransforms.beam.transforms import DriftMonitor
-from pipelines.io import (
-    EVENT_TIME_COLUMN,
-    InputError,
-    _MessagesToTimestampedRows,
-    messages_to_batch,
-)
+from pipelines.beam_io import _MessagesToTimestampedRows
+from pipelines.io import EVENT_TIME_COLUMN, InputError, messages_to_batch
 from tests.helpers import T0, local_pipeline, records_match
 
 pytestmark = pytest.mark.beam

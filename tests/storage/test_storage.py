@@ -126,7 +126,7 @@ def test_permission_and_credential_errors_are_one_line_without_secrets():
 def test_a_write_whose_answer_was_lost_is_recognised(object_store):
     """A conditional write that landed but whose answer was lost is retried by the client and
     refused (the object changed: by us). The layer reads it back and takes it as done."""
-    from divtransforms.storage._remote import backend
+    from divtransforms.storage._backends import backend
 
     path = f"{object_store.bucket()}/state.json"
     v1 = storage.write_atomic(path, b"old", if_version=None)

@@ -253,7 +253,7 @@ def test_last_writes_happen_under_the_run_lock(monitor_dir: Path, monkeypatch):
     config = load_config(root / "monitor.toml")
     writes = stack_writes(config, logging.getLogger("test"))  # the flow's last writes
     _good(root, 0)
-    write_local = storage._write_local
+    write_local = storage._local.write
     second: list[str] = []
 
     def write_then_second_run(path, data, if_version):
@@ -271,7 +271,7 @@ def test_last_writes_happen_under_the_run_lock(monitor_dir: Path, monkeypatch):
 
         return write_local(path, writer, if_version)
 
-    monkeypatch.setattr(storage, "_write_local", write_then_second_run)
+    monkeypatch.setattr(storage._local, "write", write_then_second_run)
     summary = _run(root, under_lock=writes)
     assert summary.ok and summary.n_rows_read == N
     assert len(second) == 1 and second[0].startswith("refused: another run holds"), second

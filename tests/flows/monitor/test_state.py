@@ -281,16 +281,16 @@ def test_temp_files_of_a_live_writer_are_kept_until_a_lease_old(tmp_path):
     """The cleanup at run start removes a temp file only when its writer (named in the file's
     name) is a dead process of this host, or when it is older than the lease: never a write in
     flight, even one that should not happen (a run writing after it released the lock)."""
-    from divtransforms.storage import _host_tag, _temp_prefix
+    from divtransforms.storage._local import host_tag, temp_prefix
 
     store = StateStore(tmp_path, lease_seconds=60)
-    live = tmp_path / f"{_temp_prefix(tmp_path / 'last_success.json')}abcd1234.tmp"
+    live = tmp_path / f"{temp_prefix(tmp_path / 'last_success.json')}abcd1234.tmp"
     live.write_text("{in flight")
     other = os.fork()
     if other == 0:  # a writer that is killed: its temp file is garbage at once
         os._exit(0)
     os.waitpid(other, 0)
-    dead = tmp_path / f".state.json.{_host_tag()}-{other}.zz99yy88.tmp"
+    dead = tmp_path / f".state.json.{host_tag()}-{other}.zz99yy88.tmp"
     dead.write_text("{half")
     fresh = tmp_path / ".alerts.json.qwer5678.tmp"  # writer unknown: judged by its age
     fresh.write_text("{half")
