@@ -1,0 +1,424 @@
+"""The between-window variation of one feature, and what it adds to the tests.
+
+**The variation model** (:func:`estimate`). For one feature, over the ``k`` reference windows
+(``n_i`` values each; in groups = seasons when the reference is seasonal):
+
+* *location and scale*: the window means ``y_i`` of ``t`` (and of ``|t - c|``) have sampling
+  variances ``v_i = s^2 / n_i`` (``s^2`` pooled within windows); the between-window variance beyond
+  them is the DerSimonian-Laird moment estimate
+  ``tau^2 = max(0, (Q - df) / (sum w - sum w^2 / sum w))``, ``Q = sum w_i (y_i - ybar_g)^2``,
+  ``w_i = 1 / v_i``, ``df = k - groups``. A new window of ``n`` values is then tested with the
+  variance ``s^2 (1/n + 1/N) + tau^2 (1 + sum n_i^2 / N^2)`` (the window's own deviation and the
+  reference mean's), and its statistic referred to a Student t whose degrees of freedom are at
+  most ``df`` (the uncertainty of ``tau^2``);
+* *histogram*: the between-window covariance ``B`` of the bin proportions beyond multinomial
+  noise, by the same method of moments on the matrix ``S = sum n_i (p_i - pbar_g)(p_i - pbar_g)'``
+  (``E S = df (D - p p') + (N - sum n_i^2 / N_g) B``), made positive semi-definite. On the test's
+  comparison table (cells merged and pooled as the test does, so for the window's ``n``) the
+  chi-square statistic is then a sum ``sum_j lambda_j chi2_1`` with ``lambda_j = 1 + m c_j``
+  (``m = n N / (n + N)``, ``c_j`` the eigenvalues of ``D^-1/2 B D^-1/2``). Its first two moments
+  give the second-order Rao-Scott (Satterthwaite) reference ``a chi2_nu``: the record's
+  ``dispersion`` is the mean inflation ``E X^2 / dof``.
+
+For independent samples, ``tau^2`` and ``B`` are about 0 (the estimate is truncated at 0, so it is
+exactly 0 about half the time), and with ``tau = 0`` and ``B = 0`` the tests are today's, bit for
+bit. A reference with fewer than :data:`MIN_WINDOWS` windows of at least two values (beyond one
+per season) cannot estimate the variation: the record says so and the tests are today's.
+
+The between-window deviations are windows' deviations from their group (season) means; windows
+that move together (a day-level wander judged hour by hour) count as fewer independent units
+(``FeatureVariation.units``, from batch means of consecutive windows).
+
+References: R. DerSimonian and N. Laird (1986), "Meta-analysis in clinical trials", Controlled
+Clinical Trials 7; J. N. K. Rao and A. J. Scott (1981), "The analysis of categorical data from
+complex sample surveys", JASA 76; J. P. T. Higgins, S. G. Thompson and D. J. Spiegelhalter
+(2009), "A re-evaluation of random-effects meta-analysis", JRSS A 172.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import special
+
+from divtransforms.bins import NumericBins
+from divtransforms.mle import MomentMLE
+from divtransforms.significance import comparison_table
+
+if TYPE_CHECKING:
+    from divtransforms.profile import FeatureProfile
+    from divtransforms.variation.summary import FeatureWindows
+
+__all__ = [
+    "MIN_WINDOWS",
+    "FeatureVariation",
+    "between_covariance",
+    "dersimonian_laird",
+    "estimate",
+    "histogram_between",
+    "location_between",
+    "standardised_shape",
+]
+
+MIN_WINDOWS = 10  # residual degrees of freedom needed to estimate the variation
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureVariation:
+    """The between-window variation of one feature (see the module docstring).
+
+    ``windows``: reference windows used; ``dof``: residual degrees of freedom (windows minus
+    groups); ``estimated``: False when too few to estimate (everything 0: today's tests).
+    ``tau2``/``tau2_dev``: between-window variance of the mean of ``t`` and of ``|t - c|``;
+    ``sd``: the reference standard deviation of ``t`` (``tau`` is reported in it);
+    ``between``: the histogram's between-window covariance of bin proportions (None: 0).
+    ``units``: the windows' effective number of independent deviations (``dof`` over the
+    batch-means inflation of consecutive windows' deviations: a day-level wander judged hour by
+    hour has about one unit a day); the degrees of freedom of the variation's estimate, and
+    ``1 / units`` its share in the reference's own mean.
+    """
+
+    windows: int
+    dof: int
+    estimated: bool
+    tau2: float = 0.0
+    tau2_dev: float = 0.0
+    sd: float = math.nan
+    between: np.ndarray | None = None
+    units: float = math.inf
+    kurtosis: float = 0.0  # excess kurtosis of the standardised deviations of t's window means
+    kurtosis_dev: float = 0.0  # the same of |t - c|'s
+    skewness: float = 0.0  # skewness of the standardised deviations of t's window means
+    skewness_dev: float = 0.0  # the same of |t - c|'s
+    skewness_histogram: float = 0.0  # of the reference windows' standardised statistics
+    spread: float = 1.0  # the histogram statistic's variance: observed on the reference's own
+    # windows over the model's (at least 1; second-order moments of a non-normal wander)
+
+    @property
+    def tau(self) -> float:
+        """``sqrt(tau^2)`` in reference standard deviations of ``t``."""
+        return math.sqrt(self.tau2) / self.sd if self.sd > 0 else 0.0
+
+
+def _moment_arrays(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return m[:, 0], m[:, 1] + m[:, 2], m[:, 3]
+
+
+def standardised_shape(
+    n: np.ndarray, mean: np.ndarray, m2: np.ndarray, groups: np.ndarray, tau2: float
+) -> tuple[float, float]:
+    """Skewness and excess kurtosis (>= 0) of the window means' deviations from their group
+    means, each standardised by ``sqrt(s^2 / n_i + tau^2)``: how far from normal the
+    between-window deviations are (their tails)."""
+    ok = n >= 2
+    n, mean, m2, groups = n[ok], mean[ok], m2[ok], groups[ok]
+    if n.size < MIN_WINDOWS:
+        return 0.0, 0.0
+    s2 = float(m2.sum() / (n - 1.0).sum())
+    _, g = np.unique(groups, return_inverse=True)
+    w = n / s2 if s2 > 0 else np.ones_like(n)
+    ybar = np.bincount(g, w * mean) / np.bincount(g, w)
+    z = (mean - ybar[g]) / np.sqrt(s2 / n + tau2)
+    z2 = float(np.mean(z * z))
+    if not z2 > 0:
+        return 0.0, 0.0
+    skew = float(np.mean(z**3)) / z2**1.5
+    return skew, max(0.0, float(np.mean(z**4)) / z2**2 - 3.0)
+
+
+def dersimonian_laird(
+    n: np.ndarray, mean: np.ndarray, m2: np.ndarray, groups: np.ndarray
+) -> tuple[float, int]:
+    """``(tau^2, df)`` of window means about their group means (windows with n >= 2)."""
+    ok = n >= 2
+    n, mean, m2, groups = n[ok], mean[ok], m2[ok], groups[ok]
+    k = int(n.size)
+    _, g = np.unique(groups, return_inverse=True)
+    n_groups = int(g.max()) + 1 if k else 0
+    df = k - n_groups
+    if df < 1:
+        return 0.0, max(df, 0)
+    s2 = float(m2.sum() / (n - 1.0).sum())
+    if not s2 > 0:
+        return 0.0, df
+    w = n / s2
+    sw = np.bincount(g, w, n_groups)
+    ybar = np.bincount(g, w * mean, n_groups) / sw
+    q = float(np.sum(w * (mean - ybar[g]) ** 2))
+    c = float(np.sum(sw - np.bincount(g, w * w, n_groups) / sw))
+    return max(0.0, (q - df) / c) if c > 0 else 0.0, df
+
+
+def between_covariance(counts: np.ndarray, groups: np.ndarray) -> np.ndarray | None:
+    """The between-window covariance of bin proportions beyond multinomial noise (PSD; None
+    when it is 0), by the method of moments about each group's pooled proportions."""
+    n = counts.sum(axis=1).astype(np.float64)
+    keep = n > 0
+    counts, n, groups = counts[keep].astype(np.float64), n[keep], groups[keep]
+    _, g = np.unique(groups, return_inverse=True)
+    n_groups = int(g.max()) + 1 if n.size else 0
+    df = n.size - n_groups
+    if df < 1:
+        return None
+    group_counts = np.zeros((n_groups, counts.shape[1]))
+    np.add.at(group_counts, g, counts)
+    big_n = group_counts.sum(axis=1)
+    pbar = group_counts / big_n[:, None]
+    dev = counts / n[:, None] - pbar[g]
+    s = (dev * n[:, None]).T @ dev
+    # E[S] under no between-window variation: sum over groups of (k_g - 1) (D_g - p_g p_g')
+    k_g = np.bincount(g, minlength=n_groups).astype(np.float64)
+    e0 = np.diag(((k_g - 1.0)[:, None] * pbar).sum(axis=0)) - (
+        (k_g - 1.0)[:, None, None] * pbar[:, :, None] * pbar[:, None, :]
+    ).sum(axis=0)
+    den = float(np.sum(big_n - np.bincount(g, n * n, n_groups) / big_n))
+    if den <= 0:
+        return None
+    b = (s - e0) / den
+    p = group_counts.sum(axis=0) / big_n.sum()
+    live = p > 0
+    if live.sum() < 2:
+        return None
+    root = np.sqrt(p[live])
+    c = b[np.ix_(live, live)] / np.outer(root, root)
+    vals, vecs = np.linalg.eigh((c + c.T) / 2.0)
+    vals = np.where(vals > 0, vals, 0.0)
+    if not np.any(vals > 0):
+        return None
+    out = np.zeros_like(b)
+    out[np.ix_(live, live)] = (vecs * vals) @ vecs.T * np.outer(root, root)
+    return out
+
+
+def estimate(
+    fp: FeatureProfile, fw: FeatureWindows, groups: np.ndarray | None = None
+) -> FeatureVariation:
+    """The between-window variation of a feature from its reference windows (``groups``: the
+    season of each window, or None)."""
+    k = fw.k
+    groups = np.zeros(k, dtype=np.int64) if groups is None else np.asarray(groups)
+    n_hist = fw.counts.sum(axis=1)
+    usable = n_hist >= 2
+    n_groups = len(np.unique(groups[usable])) if usable.any() else 0
+    dof = int(usable.sum()) - n_groups
+    if dof < MIN_WINDOWS:
+        return FeatureVariation(int(usable.sum()), max(dof, 0), False)
+    tau2 = tau2_dev = kurt = kurt_dev = skew = skew_dev = 0.0
+    sd = math.nan
+    if fw.t.shape[1]:
+        n, mean, m2 = _moment_arrays(fw.t)
+        tau2, _ = dersimonian_laird(n, mean, m2, groups)
+        if tau2 > 0:
+            skew, kurt = standardised_shape(n, mean, m2, groups, tau2)
+        mle = fp.mle
+        if isinstance(mle, MomentMLE) and mle.n:
+            sd = math.sqrt(mle.t.variance)
+        n, mean, m2 = _moment_arrays(fw.dev)
+        if n.sum() > 0:
+            tau2_dev, _ = dersimonian_laird(n, mean, m2, groups)
+            if tau2_dev > 0:
+                skew_dev, kurt_dev = standardised_shape(n, mean, m2, groups, tau2_dev)
+    between = between_covariance(fw.counts, groups)
+    units = _effective_units(fw, groups, usable, between, tau2, dof)
+    if units < dof:
+        # windows that move together: the deviations from the mean hold (1 - 1/units) of the
+        # between-window variance, not the (1 - 1/k) the moment estimate assumed
+        k_used = float(usable.sum())
+        scale = (1.0 - 1.0 / k_used) / max(1.0 - 1.0 / units, 0.5)
+        tau2, tau2_dev = tau2 * scale, tau2_dev * scale
+    out = FeatureVariation(
+        int(usable.sum()), dof, True, tau2, tau2_dev, sd, between, units, kurt, kurt_dev,
+        skew, skew_dev,
+    )  # fmt: skip
+    if between is not None:
+        spread, hist_skew = _histogram_spread(fp, fw, groups, out)
+        out = replace(out, spread=spread, skewness_histogram=hist_skew)
+    return out
+
+
+def _histogram_spread(
+    fp: FeatureProfile, fw: FeatureWindows, groups: np.ndarray, v: FeatureVariation
+) -> tuple[float, float]:
+    """Observed over modelled variance of the histogram statistic of the reference's own
+    windows, each against its group's other windows (at least 1), and the skewness of their
+    standardised statistics."""
+    from divtransforms.significance import power_divergence
+
+    cells = fp.bins.test_cells(fp.histogram.counts)
+    ordered = isinstance(fp.bins, NumericBins)
+    _, g = np.unique(groups, return_inverse=True)
+    totals = np.zeros((int(g.max()) + 1, fw.counts.shape[1]), np.int64)
+    np.add.at(totals, g, fw.counts)
+    sizes = fw.counts.sum(axis=1)
+    dev = var = 0.0
+    resid: list[float] = []
+    scale: list[float] = []
+    for i in np.flatnonzero(sizes >= 2).tolist():
+        rest = (totals[g[i]] - fw.counts[i]).astype(np.float64)
+        if rest.sum() <= 0:
+            continue
+        a, b = comparison_table(fw.counts[i], rest, float(sizes[i]), cells, ordered)
+        stat, dof = power_divergence(a, b)
+        moments = _rao_scott_moments(int(dof), float(sizes[i]), rest, cells, v, 0.0, ordered)
+        if moments is None:
+            continue
+        dev += (float(stat) - moments[0]) ** 2
+        var += moments[1]
+        resid.append(float(stat) - moments[0])
+        scale.append(moments[1])
+    if not var > 0:
+        return 1.0, 0.0
+    spread = max(1.0, dev / var)
+    z = np.asarray(resid) / np.sqrt(np.asarray(scale) * spread)
+    return spread, float(np.mean(z**3)) if z.size >= MIN_WINDOWS else 0.0
+
+
+def _effective_units(
+    fw: FeatureWindows,
+    groups: np.ndarray,
+    usable: np.ndarray,
+    between: np.ndarray | None,
+    tau2: float,
+    dof: int,
+) -> float:
+    """The effective number of independent between-window deviations among ``dof``: the
+    batch-means estimate of how much consecutive windows' deviations from their group move
+    together (overlapping batches of ``2 sqrt(k)`` and ``4 sqrt(k)`` windows, the larger), for
+    the between-window part (the sampling noise is independent from window to window). A
+    day-level wander judged hour by hour has about one unit a day. Deviations are those of the
+    mean of ``t`` when the feature has one, else of the bin proportions along the histogram's
+    main between-window direction."""
+    idx = np.flatnonzero(usable)
+    if idx.size < 4:
+        return float(max(dof, 1))
+    g = groups[idx]
+    n = fw.counts[idx].sum(axis=1).astype(np.float64)
+    if fw.t.shape[1] and tau2 > 0:
+        nt, mean, m2 = _moment_arrays(fw.t[idx])
+        y = mean
+        ok = nt >= 2
+        s2 = float(m2[ok].sum() / (nt[ok] - 1.0).sum())
+        noise = s2 / np.maximum(nt, 1.0)
+    elif between is not None:
+        counts = fw.counts[idx].astype(np.float64)
+        props = counts / n[:, None]
+        _, vecs = np.linalg.eigh((between + between.T) / 2.0)
+        v = vecs[:, -1]
+        y = props @ v
+        p = counts.sum(axis=0) / n.sum()
+        noise = (float(v * v @ p) - float(v @ p) ** 2) / n
+    else:
+        return float(max(dof, 1))
+    _, gi = np.unique(g, return_inverse=True)
+    r = y - (np.bincount(gi, y) / np.bincount(gi))[gi]
+    var_r = float(np.mean(r * r))
+    if not var_r > 0:
+        return float(max(dof, 1))
+    share = max(0.0, 1.0 - float(np.mean(noise)) / var_r)  # the between part of var(r)
+    # overlapping batch means (Meketon and Schmeiser 1984) of 2 sqrt(k) and 4 sqrt(k) windows
+    # (long enough to hold a day of hourly windows of 4 weeks, with many batches); the larger
+    # inflation of the two (fewer units: heavier tails, the safe side of a noisy estimate)
+    if share <= 0:
+        return float(max(dof, 1))
+    c = np.concatenate([[0.0], np.cumsum(r)])
+    inflation = 1.0
+    for factor in (2.0, 4.0):
+        b = max(2, round(factor * math.sqrt(r.size)))
+        if r.size < 2 * b:
+            continue
+        batch = (c[b:] - c[:-b]) / b
+        raw = b * float(np.mean(batch * batch)) / var_r
+        inflation = max(inflation, (raw - (1.0 - share)) / share)
+    return float(min(max(dof / max(inflation, 1.0), 1.0), max(dof, 1)))
+
+
+# -- the hooks of the tests ----------------------------------------------------------------------
+
+
+def location_between(
+    variation: FeatureVariation | None, share: float, dispersion: bool = False
+) -> tuple[float, int, float, float] | None:
+    """``(extra variance, dof, kurtosis, skewness)`` a location (``dispersion``: scale) test
+    adds to its sampling variance: ``tau^2 (1 + share)``, ``share`` the larger of
+    ``sum n_i^2 / N^2`` of the reference's windows and ``1 / units``; the degrees of freedom of
+    that estimate (``units``) and the excess kurtosis and skewness of the between-window
+    deviations. None when there is none (the test is today's)."""
+    if variation is None or not variation.estimated:
+        return None
+    tau2 = variation.tau2_dev if dispersion else variation.tau2
+    if not tau2 > 0:
+        return None
+    share = max(share, 1.0 / variation.units)
+    kurtosis = variation.kurtosis_dev if dispersion else variation.kurtosis
+    skewness = variation.skewness_dev if dispersion else variation.skewness
+    return tau2 * (1.0 + share), max(1, math.floor(variation.units)), kurtosis, skewness
+
+
+def histogram_between(
+    statistic: float,
+    dof: int,
+    n: float,
+    reference_counts: np.ndarray,
+    cells: Any,
+    variation: FeatureVariation | None,
+    share: float,
+    ordered: bool = False,
+) -> tuple[float, float] | None:
+    """``(p_value, dispersion)`` of a window's histogram statistic against a reference whose
+    windows vary (second-order Rao-Scott, see the module docstring); None when the variation
+    is 0 or not estimated (the test is today's). ``dispersion`` is ``E X^2 / dof``."""
+    if variation is None or variation.between is None or dof < 1:
+        return None
+    moments = _rao_scott_moments(dof, n, reference_counts, cells, variation, share, ordered)
+    if moments is None:
+        return None
+    mean, var, between_share = moments
+    var *= variation.spread
+    # a chi-square law matching the mean, the variance and the skewness (the model's, or the
+    # reference windows' when theirs is larger): a * chi2_nu + c
+    nu = 2.0 * mean * mean / var
+    skew = max(math.sqrt(8.0 / nu), variation.skewness_histogram)
+    nu = 8.0 / (skew * skew)
+    a = math.sqrt(var / (2.0 * nu))
+    statistic = max(statistic - (mean - a * nu), 0.0)
+    # the between part of the mean is estimated on ``units`` degrees of freedom: an F law
+    # whose denominator has the Satterthwaite degrees of freedom of the whole mean
+    if between_share <= 0:
+        return float(special.chdtrc(nu, statistic / a)), mean / dof
+    d = variation.units / between_share**2
+    return float(special.fdtrc(nu, d, statistic / (a * nu))), mean / dof
+
+
+def _rao_scott_moments(
+    dof: int,
+    n: float,
+    reference_counts: Any,
+    cells: Any,
+    variation: FeatureVariation,
+    share: float,
+    ordered: bool = False,
+) -> tuple[float, float, float] | None:
+    """Mean and variance of the histogram statistic of a window of ``n`` values under the
+    between-window model, and the between part's share of the mean."""
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    big_n = float(ref.sum())
+    if big_n <= 0 or n <= 0 or dof < 1 or variation.between is None:
+        return None
+    # the bins -> cells map of the test's comparison table for a window of n values
+    onehot, ref_cells = comparison_table(np.eye(ref.size), ref, n, cells, ordered)
+    if onehot.shape[-1] < 2:  # the window is judged by the exact two-cell test: left as it is
+        return None
+    p = ref_cells / big_n
+    share = max(share, 1.0 / variation.units)
+    b = onehot.T @ (variation.between * (1.0 + share)) @ onehot
+    live = p > 0
+    p, b = p[live], b[np.ix_(live, live)]
+    m = n * big_n / (n + big_n)
+    tr_c = float(np.sum(np.diag(b) / p))
+    tr_c2 = float(np.sum(b * b / np.outer(p, p)))
+    mean = dof + m * tr_c
+    var = 2.0 * (dof + 2.0 * m * tr_c + m * m * tr_c2)
+    return mean, var, m * tr_c / mean
