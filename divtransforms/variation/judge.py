@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from divtransforms.variation.model import MIN_WINDOWS, FeatureVariation, estimate
+from divtransforms.variation.model import (
+    MIN_WINDOWS,
+    FeatureVariation,
+    ScaleAdjustment,
+    estimate,
+    scale_adjustment,
+)
 
 if TYPE_CHECKING:
     from divtransforms.profile import FeatureProfile, ReferenceProfile
@@ -72,13 +78,15 @@ def season_label(season: str, index: int) -> str:
 @dataclass
 class Judged:
     """What judges one feature's window: the reference (seasonal or whole), its variation, the
-    share ``sum n_i^2 / N^2`` of its windows, and the record's ``season`` and ``variation``."""
+    share ``sum n_i^2 / N^2`` of its windows, the record's ``season`` and ``variation``, and
+    what the window's own location adds to its scale statistic (``scale``)."""
 
     fp: FeatureProfile
     variation: FeatureVariation | None
     share: float
     season: str | None
     note: str
+    scale: ScaleAdjustment | None = None
 
 
 @dataclass
@@ -172,14 +180,20 @@ class WindowJudge:
             seasonal = replace(fp, histogram=hist, mle=mle)
             n_i = fw.counts[mine].sum(axis=1).astype(np.float64)
             share = float(np.sum(n_i * n_i) / n_i.sum() ** 2)
-            out[name] = Judged(seasonal, variation, share, label, _note(variation, s, mine.size))
+            out[name] = Judged(
+                seasonal, variation, share, label, _note(variation, s, mine.size),
+                scale_adjustment(variation, fw, mine),
+            )  # fmt: skip
         return out
 
     def _whole(self, fp: FeatureProfile, fw: FeatureWindows, groups: Any) -> Judged:
         variation = estimate(fp, fw, groups)
         n_i = fw.counts.sum(axis=1).astype(np.float64)
         share = float(np.sum(n_i * n_i) / n_i.sum() ** 2) if n_i.sum() > 0 else 0.0
-        return Judged(fp, variation, share, None, _note(variation, self._summary, fw.k))
+        return Judged(
+            fp, variation, share, None, _note(variation, self._summary, fw.k),
+            scale_adjustment(variation, fw, np.arange(fw.k)),
+        )  # fmt: skip
 
 
 def _note(v: FeatureVariation, s: WindowedSummary, k: int) -> str:

@@ -55,11 +55,13 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_WINDOWS",
     "FeatureVariation",
+    "ScaleAdjustment",
     "between_covariance",
     "dersimonian_laird",
     "estimate",
     "histogram_between",
     "location_between",
+    "scale_adjustment",
     "standardised_shape",
 ]
 
@@ -89,11 +91,17 @@ class FeatureVariation:
     sd: float = math.nan
     between: np.ndarray | None = None
     units: float = math.inf
+    units_dof: float = math.inf  # the degrees of freedom the tests give the variation's
+    # estimate: ``units`` less the uncertainty of ``units`` itself (see ``_effective_units``)
     kurtosis: float = 0.0  # excess kurtosis of the standardised deviations of t's window means
     kurtosis_dev: float = 0.0  # the same of |t - c|'s
     skewness: float = 0.0  # skewness of the standardised deviations of t's window means
     skewness_dev: float = 0.0  # the same of |t - c|'s
     skewness_histogram: float = 0.0  # of the reference windows' standardised statistics
+    scale_slopes: tuple[float, float] | None = None  # of the mean of |t - c| on the window's
+    # location (d = mean t - c, q = d^2 - s^2 / n), within groups; None: not adjusted
+    center: float = math.nan  # c, the reference centre of |t - c|
+    s2: float = math.nan  # the pooled within-window variance of t
     spread: float = 1.0  # the histogram statistic's variance: observed on the reference's own
     # windows over the model's (at least 1; second-order moments of a non-normal wander)
 
@@ -207,7 +215,8 @@ def estimate(
     if dof < MIN_WINDOWS:
         return FeatureVariation(int(usable.sum()), max(dof, 0), False)
     tau2 = tau2_dev = kurt = kurt_dev = skew = skew_dev = 0.0
-    sd = math.nan
+    sd = center = s2_t = math.nan
+    slopes: tuple[float, float] | None = None
     if fw.t.shape[1]:
         n, mean, m2 = _moment_arrays(fw.t)
         tau2, _ = dersimonian_laird(n, mean, m2, groups)
@@ -216,13 +225,19 @@ def estimate(
         mle = fp.mle
         if isinstance(mle, MomentMLE) and mle.n:
             sd = math.sqrt(mle.t.variance)
-        n, mean, m2 = _moment_arrays(fw.dev)
-        if n.sum() > 0:
-            tau2_dev, _ = dersimonian_laird(n, mean, m2, groups)
+        nd, mean_dev, m2_dev = _moment_arrays(fw.dev)
+        center = float(getattr(mle, "center", math.nan))
+        if nd.sum() > 0:
+            if tau2 > 0 and math.isfinite(center):
+                # the windows' own location moves the mean of |t - c|: regress it out
+                fit = _scale_slopes(n, mean, m2, nd, mean_dev, groups, center)
+                if fit is not None:
+                    slopes, s2_t, mean_dev = fit
+            tau2_dev, _ = dersimonian_laird(nd, mean_dev, m2_dev, groups)
             if tau2_dev > 0:
-                skew_dev, kurt_dev = standardised_shape(n, mean, m2, groups, tau2_dev)
+                skew_dev, kurt_dev = standardised_shape(nd, mean_dev, m2_dev, groups, tau2_dev)
     between = between_covariance(fw.counts, groups)
-    units = _effective_units(fw, groups, usable, between, tau2, dof)
+    units, units_dof = _effective_units(fw, groups, usable, between, tau2, dof)
     if units < dof:
         # windows that move together: the deviations from the mean hold (1 - 1/units) of the
         # between-window variance, not the (1 - 1/k) the moment estimate assumed
@@ -230,13 +245,111 @@ def estimate(
         scale = (1.0 - 1.0 / k_used) / max(1.0 - 1.0 / units, 0.5)
         tau2, tau2_dev = tau2 * scale, tau2_dev * scale
     out = FeatureVariation(
-        int(usable.sum()), dof, True, tau2, tau2_dev, sd, between, units, kurt, kurt_dev,
-        skew, skew_dev,
+        int(usable.sum()), dof, True, tau2, tau2_dev, sd, between, units, units_dof, kurt,
+        kurt_dev, skew, skew_dev, scale_slopes=slopes, center=center, s2=s2_t,
     )  # fmt: skip
     if between is not None:
         spread, hist_skew = _histogram_spread(fp, fw, groups, out)
         out = replace(out, spread=spread, skewness_histogram=hist_skew)
     return out
+
+
+def _location_terms(
+    n: np.ndarray, mean: np.ndarray, s2: float, center: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``d = mean - c`` and ``q = d^2 - s^2 / n`` (unbiased for the squared shift)."""
+    d = mean - center
+    return d, d * d - s2 / np.maximum(n, 1.0)
+
+
+def _scale_slopes(
+    n: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    nd: np.ndarray,
+    mean_dev: np.ndarray,
+    groups: np.ndarray,
+    center: float,
+) -> tuple[tuple[float, float], float, np.ndarray] | None:
+    """How a window's own location moves its mean of ``|t - c|``: a window shifted by ``d``
+    has ``E|e + d| ~ E|e| + a d + b d^2`` (``b`` about the density at the centre), which a
+    day-level wander or grouped rows turn into between-window variation of the scale that is no
+    change of scale. The slopes ``(a, b)`` by least squares (weights ``n_i``) of the windows'
+    means of ``|t - c|`` on ``d_i`` and ``q_i`` within groups; returns them, the pooled
+    within-window variance ``s^2`` of ``t`` and the means of ``|t - c|`` less the fit (their
+    ``n``-weighted group means unchanged, so the reference's own pooled statistics hold)."""
+    ok = (n >= 2) & (nd >= 2)
+    if ok.sum() < MIN_WINDOWS:
+        return None
+    s2 = float(m2[ok].sum() / (n[ok] - 1.0).sum())
+    if not s2 > 0:
+        return None
+    d, q = _location_terms(n, mean, s2, center)
+    x = np.stack([d, q], axis=1)
+    _, g = np.unique(groups, return_inverse=True)
+    w = np.where(ok, nd, 0.0)
+    sw = np.maximum(np.bincount(g, w), 1e-300)
+    xc = x - (np.stack([np.bincount(g, w * x[:, j]) for j in range(2)], axis=1) / sw[:, None])[g]
+    y = np.where(ok, mean_dev, 0.0)
+    yc = y - (np.bincount(g, w * y) / sw)[g]
+    xtx = (xc * w[:, None]).T @ xc
+    if not np.linalg.cond(xtx) < 1e12:
+        return None
+    beta = np.linalg.solve(xtx, (xc * w[:, None]).T @ yc)
+    adjusted = np.where(ok, mean_dev - xc @ beta, mean_dev)
+    return (float(beta[0]), float(beta[1])), s2, adjusted
+
+
+@dataclass(frozen=True)
+class ScaleAdjustment:
+    """The part of a window's mean of ``|t - c|`` its own location explains (see
+    ``_scale_slopes``), about the judging reference windows' average ``(d, q)``. Beyond the
+    range of the reference windows' ``d`` the quadratic goes on along its tangent (``E|e + d|``
+    grows like ``|d|`` far away: a window far away is the location test's, and must not look
+    like a change of scale either way). A window of more than twice the largest reference
+    window's values (the whole data judged as one window against chunks or hours) holds many
+    locations of its own: the fit of windows of the reference's size does not apply to it, and
+    it is left as it is."""
+
+    slopes: tuple[float, float]
+    center: float
+    s2: float
+    d_ref: float
+    q_ref: float
+    d_range: tuple[float, float]
+    n_max: float
+
+    def adjust(self, n: Any, mean_t: Any, mean_dev: Any) -> Any:
+        """The window's mean of ``|t - c|`` less what its location explains."""
+        n = np.asarray(n, np.float64)
+        if np.all(n > 2.0 * self.n_max):
+            return mean_dev
+        d = np.asarray(mean_t, np.float64) - self.center
+        edge = np.clip(d, *self.d_range)
+        q = edge * (2.0 * d - edge) - self.s2 / np.maximum(n, 1.0)  # d^2 - s^2/n inside
+        fit = self.slopes[0] * (d - self.d_ref) + self.slopes[1] * (q - self.q_ref)
+        return mean_dev - np.where(n > 2.0 * self.n_max, 0.0, fit)
+
+
+def scale_adjustment(
+    variation: FeatureVariation | None, fw: FeatureWindows, idx: np.ndarray
+) -> ScaleAdjustment | None:
+    """The :class:`ScaleAdjustment` of windows judged against reference windows ``idx`` (all,
+    or a season's); None when the variation has none (the dispersion test is today's)."""
+    if variation is None or variation.scale_slopes is None or not fw.t.shape[1]:
+        return None
+    n, mean, _ = _moment_arrays(fw.t[idx])
+    ok = n >= 2
+    if not ok.any():
+        return None
+    d, q = _location_terms(n[ok], mean[ok], variation.s2, variation.center)
+    w = n[ok] / n[ok].sum()
+    n_all, mean_all, _ = _moment_arrays(fw.t)
+    d_all = mean_all[n_all >= 2] - variation.center
+    return ScaleAdjustment(
+        variation.scale_slopes, variation.center, variation.s2, float(w @ d), float(w @ q),
+        (float(d_all.min()), float(d_all.max())), float(n_all.max()),
+    )  # fmt: skip
 
 
 def _histogram_spread(
@@ -283,17 +396,25 @@ def _effective_units(
     between: np.ndarray | None,
     tau2: float,
     dof: int,
-) -> float:
-    """The effective number of independent between-window deviations among ``dof``: the
-    batch-means estimate of how much consecutive windows' deviations from their group move
-    together (overlapping batches of ``2 sqrt(k)`` and ``4 sqrt(k)`` windows, the larger), for
-    the between-window part (the sampling noise is independent from window to window). A
-    day-level wander judged hour by hour has about one unit a day. Deviations are those of the
-    mean of ``t`` when the feature has one, else of the bin proportions along the histogram's
-    main between-window direction."""
+) -> tuple[float, float]:
+    """``(units, units_dof)``: ``units`` the effective number of independent between-window
+    deviations among ``dof``, the batch-means estimate of how much consecutive windows'
+    deviations from their group move together (overlapping batches of ``2 sqrt(k)`` and
+    ``4 sqrt(k)`` windows, the larger; Meketon and Schmeiser's bias correction), for the
+    between-window part (the sampling noise is independent from window to window). A day-level
+    wander judged hour by hour has about one unit a day. Deviations are those of the mean of
+    ``t`` when the feature has one, else of the bin proportions along the histogram's main
+    between-window direction.
+
+    ``units_dof`` carries the uncertainty of that estimate into the tests: the batch-means
+    inflation of ``b``-window batches over ``k`` windows is a variance estimate on about
+    ``nu = 1.5 k / b`` degrees of freedom (Meketon and Schmeiser), so ``1 / units`` is known up
+    to a factor ``nu / chi2_nu``, whose mean is ``nu / (nu - 2)``: the relative variance of the
+    variation's estimate is on average ``2 / units_dof`` with
+    ``units_dof = units (nu - 2) / nu`` (a Satterthwaite moment match)."""
     idx = np.flatnonzero(usable)
     if idx.size < 4:
-        return float(max(dof, 1))
+        return float(max(dof, 1)), float(max(dof, 1))
     g = groups[idx]
     n = fw.counts[idx].sum(axis=1).astype(np.float64)
     if fw.t.shape[1] and tau2 > 0:
@@ -311,28 +432,38 @@ def _effective_units(
         p = counts.sum(axis=0) / n.sum()
         noise = (float(v * v @ p) - float(v @ p) ** 2) / n
     else:
-        return float(max(dof, 1))
+        return float(max(dof, 1)), float(max(dof, 1))
     _, gi = np.unique(g, return_inverse=True)
     r = y - (np.bincount(gi, y) / np.bincount(gi))[gi]
-    var_r = float(np.mean(r * r))
+    free = r.size - (int(gi.max()) + 1)  # deviations from the group means: k - groups free
+    if free < 2:
+        return float(max(dof, 1)), float(max(dof, 1))
+    var_r = float(np.sum(r * r)) / free
     if not var_r > 0:
-        return float(max(dof, 1))
+        return float(max(dof, 1)), float(max(dof, 1))
     share = max(0.0, 1.0 - float(np.mean(noise)) / var_r)  # the between part of var(r)
     # overlapping batch means (Meketon and Schmeiser 1984) of 2 sqrt(k) and 4 sqrt(k) windows
     # (long enough to hold a day of hourly windows of 4 weeks, with many batches); the larger
     # inflation of the two (fewer units: heavier tails, the safe side of a noisy estimate)
     if share <= 0:
-        return float(max(dof, 1))
+        return float(max(dof, 1)), float(max(dof, 1))
     c = np.concatenate([[0.0], np.cumsum(r)])
-    inflation = 1.0
+    inflation, nu = 1.0, math.inf
     for factor in (2.0, 4.0):
         b = max(2, round(factor * math.sqrt(r.size)))
         if r.size < 2 * b:
             continue
         batch = (c[b:] - c[:-b]) / b
-        raw = b * float(np.mean(batch * batch)) / var_r
-        inflation = max(inflation, (raw - (1.0 - share)) / share)
-    return float(min(max(dof / max(inflation, 1.0), 1.0), max(dof, 1)))
+        # deviations from their group means sum to 0 within groups: for independent
+        # deviations E[b batch^2] = var (1 - b / k), the overlapping batch means' bias
+        raw = b * float(np.mean(batch * batch)) / (1.0 - b / r.size) / var_r
+        batches = (raw - (1.0 - share)) / share
+        if batches > inflation:
+            inflation, nu = batches, 1.5 * r.size / b
+    units = float(min(max(dof / max(inflation, 1.0), 1.0), max(dof, 1)))
+    if units >= dof or not math.isfinite(nu):
+        return units, units
+    return units, max(1.0, units * max(nu - 2.0, 1.0) / nu)
 
 
 # -- the hooks of the tests ----------------------------------------------------------------------
@@ -354,7 +485,7 @@ def location_between(
     share = max(share, 1.0 / variation.units)
     kurtosis = variation.kurtosis_dev if dispersion else variation.kurtosis
     skewness = variation.skewness_dev if dispersion else variation.skewness
-    return tau2 * (1.0 + share), max(1, math.floor(variation.units)), kurtosis, skewness
+    return tau2 * (1.0 + share), max(1, math.floor(variation.units_dof)), kurtosis, skewness
 
 
 def histogram_between(
@@ -375,12 +506,13 @@ def histogram_between(
     moments = _rao_scott_moments(dof, n, reference_counts, cells, variation, share, ordered)
     if moments is None:
         return None
-    mean, var, between_share = moments
+    mean, var, third, between_share = moments
+    model_skew = third / var**1.5  # of sum lambda_j chi2_1: one large lambda_j (a wander of the
+    # location seen by every bin) makes it far more skewed than a chi-square of the same mean
     var *= variation.spread
     # a chi-square law matching the mean, the variance and the skewness (the model's, or the
     # reference windows' when theirs is larger): a * chi2_nu + c
-    nu = 2.0 * mean * mean / var
-    skew = max(math.sqrt(8.0 / nu), variation.skewness_histogram)
+    skew = max(model_skew, variation.skewness_histogram, 1e-6)
     nu = 8.0 / (skew * skew)
     a = math.sqrt(var / (2.0 * nu))
     statistic = max(statistic - (mean - a * nu), 0.0)
@@ -388,7 +520,7 @@ def histogram_between(
     # whose denominator has the Satterthwaite degrees of freedom of the whole mean
     if between_share <= 0:
         return float(special.chdtrc(nu, statistic / a)), mean / dof
-    d = variation.units / between_share**2
+    d = variation.units_dof / between_share**2
     return float(special.fdtrc(nu, d, statistic / (a * nu))), mean / dof
 
 
@@ -400,9 +532,10 @@ def _rao_scott_moments(
     variation: FeatureVariation,
     share: float,
     ordered: bool = False,
-) -> tuple[float, float, float] | None:
-    """Mean and variance of the histogram statistic of a window of ``n`` values under the
-    between-window model, and the between part's share of the mean."""
+) -> tuple[float, float, float, float] | None:
+    """Mean, variance and third cumulant of the histogram statistic of a window of ``n`` values
+    under the between-window model (``sum_j lambda_j chi2_1``: ``k_r = 2^(r-1) (r-1)!
+    sum lambda_j^r``), and the between part's share of the mean."""
     ref = np.asarray(reference_counts, dtype=np.float64)
     big_n = float(ref.sum())
     if big_n <= 0 or n <= 0 or dof < 1 or variation.between is None:
@@ -417,8 +550,12 @@ def _rao_scott_moments(
     live = p > 0
     p, b = p[live], b[np.ix_(live, live)]
     m = n * big_n / (n + big_n)
-    tr_c = float(np.sum(np.diag(b) / p))
-    tr_c2 = float(np.sum(b * b / np.outer(p, p)))
+    c = b / np.sqrt(np.outer(p, p))
+    tr_c = float(np.trace(c))
+    c2 = c @ c
+    tr_c2 = float(np.trace(c2))
+    tr_c3 = float(np.sum(c2 * c.T))
     mean = dof + m * tr_c
     var = 2.0 * (dof + 2.0 * m * tr_c + m * m * tr_c2)
-    return mean, var, m * tr_c / mean
+    third = 8.0 * (dof + 3.0 * m * tr_c + 3.0 * m * m * tr_c2 + m**3 * tr_c3)
+    return mean, var, third, m * tr_c / mean
