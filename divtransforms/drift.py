@@ -353,13 +353,18 @@ def _test_fields(
             location_between(judged.variation, judged.share),
             location_between(judged.variation, judged.share, dispersion=True),
         )
+    dev = None
+    if pair and pair[0].dev.n and pair[1].dev.n:
+        dev = (moment_columns(pair[0].dev), moment_columns(pair[1].dev))
+        if judged is not None and judged.scale is not None:
+            # the window's own location moves |t - c|: judge its scale without it
+            n, mean, *rest = dev[0]
+            dev = ((n, judged.scale.adjust(pair[0].t.n, pair[0].t.mean, mean), *rest), dev[1])
     tests = window_tests(
         fp.family,
         histogram_test,
         (moment_columns(pair[0].t), moment_columns(pair[1].t)) if pair else None,
-        (moment_columns(pair[0].dev), moment_columns(pair[1].dev))
-        if pair and pair[0].dev.n and pair[1].dev.n
-        else None,
+        dev,
         beyond=beyond,
         between=between,
     )

@@ -223,3 +223,46 @@ def test_a_monitor_window_that_is_a_multiple_regroups_the_reference_windows(cycl
     rows = [r for r in out.to_pylist() if r["feature"] == "x"]
     assert len(rows) == 12 and rows[0]["reference_windows"] == 28 * 12
     assert "7200 s" in rows[0]["variation"]
+
+
+def _tests_of(record):
+    return {t["name"]: t for t in record["tests"]}
+
+
+def test_a_wander_of_the_location_is_not_a_change_of_scale():
+    """A day-level wander of 0.3 sd moves every window's mean of |t - c| (a shifted window is
+    wider about the reference centre): the dispersion test regresses that out, so days far
+    from the centre do not look like scale changes, and a real scale change is still caught."""
+    rng = np.random.default_rng(31)
+    data = feed(rng, 28, wander=0.3)
+    prof = ReferenceProfile.build(data, exclude=["ts"], timestamp_column="ts", window="1h")
+    from divtransforms.variation import estimate
+
+    fp, fw = prof.features["x"], prof.windows.features["x"]
+    v = estimate(fp, fw)
+    assert v.scale_slopes is not None and 0.25 < v.scale_slopes[1] < 0.55  # ~ 2 phi(0) / 2
+    # far-off days (0.9 sd: 3 tau) with the reference's scale: the dispersion test is calm
+    far = feed(rng, 2, start_day=28, shift=0.9)
+    rows = compare(prof, far, timestamp_column="ts", window="1h", features=["x"]).to_pylist()
+    p_disp = np.array([_tests_of(r)["dispersion"]["p_value"] for r in rows])
+    assert np.mean(p_disp < 0.01) <= 2 / 48, np.sort(p_disp)[:5]
+    # a 30% wider spread at the reference's level is a change of scale
+    wide = feed(rng, 1, start_day=30)
+    wide["x"] = wide["x"] * 1.3
+    rows = compare(prof, wide, timestamp_column="ts", window="1h", features=["x"]).to_pylist()
+    p_wide = np.array([_tests_of(r)["dispersion"]["p_value"] for r in rows])
+    assert np.all(p_wide < 1e-3) and np.median(p_wide) < 1e-6, np.sort(p_wide)[-3:]
+
+
+def test_the_uncertainty_of_the_effective_windows_widens_the_tests():
+    """28 days of a day-level wander judged hour by hour: about 27 independent deviations
+    (batch means, bias-corrected), and the tests' degrees of freedom are fewer still (the
+    estimate of that number is itself uncertain)."""
+    rng = np.random.default_rng(32)
+    data = feed(rng, 28, wander=0.2)
+    prof = ReferenceProfile.build(data, exclude=["ts"], timestamp_column="ts", window="1h")
+    from divtransforms.variation import estimate
+
+    v = estimate(prof.features["x"], prof.windows.features["x"])
+    assert 10 < v.units < 60 and v.units_dof < v.units
+    assert v.units_dof >= v.units * (1 - 2 / 9.0)  # nu >= 1.5 k / b ~ 9.7 for k = 672
