@@ -18,7 +18,9 @@ of each (start-up cancels out), fixed overhead t(2M) - 2M / marginal throughput,
 run (``wait4``), and the ratio of each side's marginal throughput to numpy's: best-of-n (from
 the fastest times) and its spread over the repetitions (the ratio of each repetition's own
 marginal throughputs; single runs scatter on a loaded machine, the best-of-n is the figure).
-Also the kernel alone, in memory: ``NumericBins.count_floats`` against ``np.histogram`` + tails
+The same ratio per CPU second (user + system time of every thread, from ``wait4``) is printed
+beside it: a loaded machine stretches wall times far more than CPU times. Also the kernel
+alone, in memory: ``NumericBins.count_floats`` against ``np.histogram`` + tails
 on the same 20M values in 1Mi slices, interleaved, median ratio and spread.
 
 Targets: the default check's marginal throughput >= 0.8x numpy's; binning alone >= 0.9x
@@ -62,8 +64,9 @@ print(json.dumps(counts.tolist()))
 """
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (MiB) and stdout of one fresh process."""
+def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str, float]:
+    """Wall seconds, peak RSS (MiB), stdout and CPU seconds (user + system, every thread) of
+    one fresh process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out, err = proc.communicate()
@@ -74,7 +77,9 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     text = out.decode()
     rss_line = [ln for ln in err.decode().splitlines() if ln.startswith("BENCH_RSS_KB=")]
     rss = int(rss_line[-1].split("=", 1)[1]) // 1024 if rss_line else -1
-    return wall, rss, text
+    cpu_line = [ln for ln in err.decode().splitlines() if ln.startswith("BENCH_CPU_S=")]
+    cpu = float(cpu_line[-1].split("=", 1)[1]) if cpu_line else math.nan
+    return wall, rss, text, cpu
 
 
 WRAPPER = r"""
@@ -84,6 +89,7 @@ if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
 print(f"BENCH_RSS_KB={usage.ru_maxrss}", file=sys.stderr)
+print(f"BENCH_CPU_S={usage.ru_utime + usage.ru_stime}", file=sys.stderr)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -182,12 +188,14 @@ def main() -> int:
             flush=True,
         )
         runs: dict[tuple[str, int], list[tuple[float, int]]] = {}
+        cpus: dict[tuple[str, int], list[float]] = {}
         for rep in range(REPEATS):
             for n, path in files.items():
                 line = [f"  run {rep + 1}/{REPEATS} n={n:,}:"]
                 numpy_cmd = [sys.executable, "-c", NUMPY_SCRIPT, str(path), str(refs["default"])]
-                wall, rss, counts_text = _run(_measured(numpy_cmd), env)
+                wall, rss, counts_text, cpu = _run(_measured(numpy_cmd), env)
                 runs.setdefault(("numpy", n), []).append((wall, rss))
+                cpus.setdefault(("numpy", n), []).append(cpu)
                 line.append(f"numpy {wall:.2f} s {rss} MiB")
                 for key in SIDES[1:]:
                     ref = refs[key]
@@ -196,7 +204,8 @@ def main() -> int:
                         *_divmon_cmd(), "check", "--reference", str(ref), "--input", str(path),
                         "--output", str(out), "--run-id", "bench",
                     ]  # fmt: skip
-                    wall, rss, _ = _run(_measured(cmd), env)
+                    wall, rss, _, cpu = _run(_measured(cmd), env)
+                    cpus.setdefault((key, n), []).append(cpu)
                     if key == "default":  # numpy ran on the default reference's edges
                         _check_same_counts(
                             out / "records-bench.parquet", json.loads(counts_text), n
@@ -205,7 +214,7 @@ def main() -> int:
                     line.append(f"divmon ({key}) {wall:.2f} s {rss} MiB")
                 print(" | ".join(line), flush=True)
     kernel = kernel_ratios(max(SIZES))
-    return _report(runs, kernel)
+    return _report(runs, kernel, cpus)
 
 
 def _check_same_counts(records: Path, numpy_counts: list[int], n: int) -> None:
@@ -235,7 +244,20 @@ def _ratio_spread(
     return (min(ratios), max(ratios)) if ratios else (math.nan, math.nan)
 
 
-def _report(runs: dict[tuple[str, int], list[tuple[float, int]]], kernel: list[float]) -> int:
+def _cpu_marginal(
+    cpus: dict[tuple[str, int], list[float]], key: str, small: int, large: int
+) -> float:
+    """Values per CPU second (every thread) between the two sizes, from the least CPU each
+    took: a load-robust companion of the wall-time figure (another process's load slows a run's
+    wall time far more than its CPU time)."""
+    return (large - small) / max(min(cpus[(key, large)]) - min(cpus[(key, small)]), 1e-9)
+
+
+def _report(
+    runs: dict[tuple[str, int], list[tuple[float, int]]],
+    kernel: list[float],
+    cpus: dict[tuple[str, int], list[float]],
+) -> int:
     small, large = min(SIZES), max(SIZES)
     rows, figures = [], {}
     for key in SIDES:
@@ -285,13 +307,20 @@ def _report(runs: dict[tuple[str, int], list[tuple[float, int]]], kernel: list[f
         f = figures[key]
         ratio = f["marginal_per_s"] / numpy_["marginal_per_s"]
         spread = _ratio_spread(runs, key, small, large)
-        f["ratio_to_numpy"], f["ratio_spread"] = ratio, spread
+        cpu_ratio = _cpu_marginal(cpus, "numpy", small, large) / _cpu_marginal(
+            cpus, key, small, large
+        )
+        f["ratio_to_numpy"], f["ratio_spread"], f["cpu_ratio_to_numpy"] = ratio, spread, cpu_ratio
+        f["cpu_s"] = {str(n): cpus[(key, n)] for n in (small, large)}
         target = {"default": TARGET_DEFAULT, "bins": TARGET_RATIO}.get(key)
+        noisy = f["t_large_s"] - f["t_small_s"] < 0.1 * f["t_large_s"]
         checks.append(
             (
                 f"divmon check ({key}): marginal throughput {ratio:.2f}x numpy's, best of "
-                f"{len(runs[(key, small)])} (runs {spread[0]:.2f}-{spread[1]:.2f})"
-                + (f" (target >= {target}x)" if target else " (reported, no target)"),
+                f"{len(runs[(key, small)])} (runs {spread[0]:.2f}-{spread[1]:.2f}; per CPU "
+                f"second {cpu_ratio:.2f}x)"
+                + (f" (target >= {target}x)" if target else " (reported, no target)")
+                + (" [the load's noise exceeds the work: rerun when quieter]" if noisy else ""),
                 ratio >= target if target else True,
             )
         )
