@@ -307,11 +307,12 @@ def _report(
         f = figures[key]
         ratio = f["marginal_per_s"] / numpy_["marginal_per_s"]
         spread = _ratio_spread(runs, key, small, large)
-        cpu_ratio = _cpu_marginal(cpus, "numpy", small, large) / _cpu_marginal(
-            cpus, key, small, large
+        cpu_ratio = _cpu_marginal(cpus, key, small, large) / _cpu_marginal(
+            cpus, "numpy", small, large
         )
         f["ratio_to_numpy"], f["ratio_spread"], f["cpu_ratio_to_numpy"] = ratio, spread, cpu_ratio
         f["cpu_s"] = {str(n): cpus[(key, n)] for n in (small, large)}
+        numpy_["cpu_s"] = {str(n): cpus[("numpy", n)] for n in (small, large)}
         target = {"default": TARGET_DEFAULT, "bins": TARGET_RATIO}.get(key)
         noisy = f["t_large_s"] - f["t_small_s"] < 0.1 * f["t_large_s"]
         checks.append(
