@@ -250,7 +250,8 @@ def _cpu_marginal(
     """Values per CPU second (every thread) between the two sizes, from the least CPU each
     took: a load-robust companion of the wall-time figure (another process's load slows a run's
     wall time far more than its CPU time)."""
-    return (large - small) / max(min(cpus[(key, large)]) - min(cpus[(key, small)]), 1e-9)
+    spent = min(cpus[(key, large)]) - min(cpus[(key, small)])
+    return (large - small) / spent if spent > 0 else math.nan
 
 
 def _report(
@@ -263,7 +264,7 @@ def _report(
     for key in SIDES:
         t_s, t_l = min(w for w, _ in runs[(key, small)]), min(w for w, _ in runs[(key, large)])
         rss_s, rss_l = max(r for _, r in runs[(key, small)]), max(r for _, r in runs[(key, large)])
-        marginal = (large - small) / max(t_l - t_s, 1e-9)
+        marginal = (large - small) / (t_l - t_s) if t_l > t_s else math.nan  # NaN: noise
         overhead = t_s - small / marginal
         figures[key] = {
             "t_small_s": t_s, "t_large_s": t_l, "marginal_per_s": marginal,
@@ -322,7 +323,7 @@ def _report(
                 f"second {cpu_ratio:.2f}x)"
                 + (f" (target >= {target}x)" if target else " (reported, no target)")
                 + (" [the load's noise exceeds the work: rerun when quieter]" if noisy else ""),
-                ratio >= target if target else True,
+                (ratio >= target and not noisy) if target else True,
             )
         )
     bins = figures["bins"]
