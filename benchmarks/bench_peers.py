@@ -31,7 +31,8 @@ leaves the peers' venvs out). The table gives the median time, its spread (min-m
 to the floor of the same round; results go to ``bench-output/peers.json``. Agreement: divmon's JS
 of every feature equals the floor's and pandas+scipy's (same bins) and scipy's on the record's own
 counts, to 1e-9; divmon must flag exactly the shifted columns. Ratios are targets, never asserts in
-tests. ``DIVMON_BENCH_QUICK=1`` makes a small, fast run.
+tests. ``DIVMON_BENCH_QUICK=1`` makes a small, fast run; ``DIVMON_BENCH_CASES=wide,standard``
+runs only the named cases (a focused run: e.g. the wide build against its floor).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ SCALE_ROWS = tuple(
 )
 SCALE_ROUNDS = int(os.environ.get("DIVMON_BENCH_SCALE_ROUNDS", "1"))
 NO_PEERS = bool(os.environ.get("DIVMON_BENCH_NO_PEERS"))
+ONLY_CASES = {c for c in os.environ.get("DIVMON_BENCH_CASES", "").split(",") if c}
 TARGETS = {
     "build": {"standard": 2.0, "wide": 2.0},
     "check": {"standard": 2.0, "wide": 2.5},
@@ -484,15 +486,19 @@ def main() -> int:
     print("generating data (cached in", DATA_DIR, ")", flush=True)
     t0 = time.perf_counter()
     wide_rows = 2_000 if QUICK else 20_000
-    cases = [
-        make_case("standard", DATA_DIR, 100_000 if QUICK else 1_000_000, 20, 5),
-        make_case("wide", DATA_DIR, wide_rows, 1000, 0),
-    ]
-    once = [
-        make_case("wide-500", DATA_DIR, wide_rows, 500, 0),
-        make_case("cols-100", DATA_DIR, wide_rows, 100, 0),
-    ]
-    scale = [make_case(f"scale-{n}", DATA_DIR, n, 5, 1) for n in SCALE_ROWS]
+
+    def made(specs: list[tuple[str, int, int, int]]) -> list[Case]:
+        return [
+            make_case(name, DATA_DIR, *shape)
+            for name, *shape in specs
+            if not ONLY_CASES or name in ONLY_CASES
+        ]
+
+    cases = made(
+        [("standard", 100_000 if QUICK else 1_000_000, 20, 5), ("wide", wide_rows, 1000, 0)]
+    )
+    once = made([("wide-500", wide_rows, 500, 0), ("cols-100", wide_rows, 100, 0)])
+    scale = made([(f"scale-{n}", n, 5, 1) for n in SCALE_ROWS])
     print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="divmon-peers-") as tmp:
         bench = Bench(Path(tmp))

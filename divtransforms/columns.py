@@ -27,6 +27,7 @@ __all__ = [
     "event_time_micros",
     "num_rows",
     "parse_duration",
+    "type_kind",
 ]
 
 Columns = dict[str, Any]
@@ -66,14 +67,7 @@ def _mixed(col: Any) -> bool:
 def column_kind(col: Any) -> str:
     """``numeric`` or ``categorical`` from the column's type; ``temporal`` for timestamps."""
     if isinstance(col, pa.ChunkedArray | pa.Array):
-        t = col.type
-        if pa.types.is_dictionary(t):
-            return "categorical"
-        if pa.types.is_temporal(t):
-            return "temporal"
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-            return "numeric"
-        return "categorical"
+        return type_kind(col.type)
     arr = np.asarray(col)
     if arr.dtype.kind in "iuf":
         return "numeric"
@@ -83,6 +77,17 @@ def column_kind(col: Any) -> str:
         sample = [v for v in arr[:1000].tolist() if v is not None]
         if sample and all(isinstance(v, int | float) and not isinstance(v, bool) for v in sample):
             return "numeric"
+    return "categorical"
+
+
+def type_kind(t: pa.DataType) -> str:
+    """:func:`column_kind` of an Arrow type (a schema's field: no array to build)."""
+    if pa.types.is_dictionary(t):
+        return "categorical"
+    if pa.types.is_temporal(t):
+        return "temporal"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "numeric"
     return "categorical"
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-from divtransforms.columns import column_kind
+from divtransforms.columns import type_kind
 from divtransforms.quality import column_role
 
 __all__ = ["infer_kinds"]
@@ -41,7 +41,7 @@ def infer_kinds(
             raise ValueError(
                 f"feature {name!r} is not in the data (columns: {', '.join(schema.names)})"
             )
-        kind = column_kind(pa.array([], type=schema.field(idx).type))
+        kind = type_kind(schema.field(idx).type)  # (pa.array([]) would import pandas)
         if kind == "temporal":
             if features:
                 raise ValueError(f"feature {name!r} holds timestamps: exclude it or give its kind")

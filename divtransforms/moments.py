@@ -67,8 +67,7 @@ class Moments:
         """Moments of an array of finite values: two passes around a shift (the first value).
 
         The mean uses numpy's pairwise summation, plus one correction by the residuals' mean;
-        the power sums use ``einsum``, which forms no temporaries (no BLAS either), and are
-        corrected to the refined mean algebraically.
+        the power sums (:func:`_power_sums`) are corrected to the refined mean algebraically.
         """
         n = int(t.shape[0])
         if n == 0:
@@ -78,9 +77,7 @@ class Moments:
         off = float(r.mean())
         np.subtract(r, off, out=r)
         delta = float(r.mean())  # ~ulp-level: the residuals' own mean
-        s2 = float(np.einsum("i,i->", r, r))
-        s3 = float(np.einsum("i,i,i->", r, r, r))
-        s4 = float(np.einsum("i,i,i,i->", r, r, r, r))
+        s2, s3, s4 = _power_sums(r)
         d2 = delta * delta
         m2 = s2 - n * d2
         m3 = s3 - 3.0 * delta * s2 + 2.0 * n * d2 * delta
@@ -132,6 +129,38 @@ class Moments:
     def from_list(cls, v: Any) -> Moments:
         n, shift, offset, m2, m3, m4 = v
         return cls(int(n), float(shift), float(offset), float(m2), float(m3), float(m4))
+
+
+POWER_BLOCK = 1 << 14  # residuals per block of the power sums: the block's products stay in cache
+
+
+def _power_sums(r: NDArray[np.float64]) -> tuple[float, float, float]:
+    """``(sum r^2, sum r^3, sum r^4)``: per block of ``POWER_BLOCK`` residuals, numpy's
+    pairwise sums of the products ``r*r``, ``(r*r)*r`` and ``(r*r)*(r*r)`` (two small buffers,
+    reused), the blocks' sums added in order.
+
+    Until issue 25 these were ``einsum`` power sums over the whole array; its three- and
+    four-operand loops cost 4x as much (7-9 ns a value against about 2). The sums agree to
+    rounding: on the issue's test data each new sum is within 3 ``eps * sum |r|^k`` of the
+    exact one and the old within 44, so the two differ by at most the old one's error; the
+    mean (``shift``, ``offset``) is computed as before, bit for bit.
+    """
+    n = int(r.shape[0])
+    size = min(n, POWER_BLOCK)
+    sq = np.empty(size, dtype=np.float64)
+    prod = np.empty(size, dtype=np.float64)
+    s2 = s3 = s4 = 0.0
+    for lo in range(0, n, POWER_BLOCK):
+        rb = r[lo : lo + POWER_BLOCK]
+        m = int(rb.shape[0])
+        p, q = sq[:m], prod[:m]
+        np.multiply(rb, rb, out=p)
+        s2 += float(p.sum())
+        np.multiply(p, rb, out=q)
+        s3 += float(q.sum())
+        np.multiply(p, p, out=q)
+        s4 += float(q.sum())
+    return s2, s3, s4
 
 
 @dataclass(frozen=True)

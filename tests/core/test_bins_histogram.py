@@ -1,6 +1,7 @@
 """Bin specs and histograms: conservation of counts, numpy.histogram's conventions, merging."""
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from divtransforms import CategoricalBins, Histogram, NumericBins, bin_spec_from_dict
-from divtransforms.bins import OTHER_LABEL, UNSEEN_LABEL
+from divtransforms.bins import OTHER_LABEL, UNSEEN_LABEL, _Grid
 from divtransforms.sketch import BloomFilter, hash_strings
 
 EDGES = np.array([-1.0, 0.0, 0.5, 2.0])
@@ -75,6 +76,86 @@ def monkeypatch_block():
             NumericBins.BLOCK = saved
 
     return setting
+
+
+def _numpy_counts(x, e):
+    """The reference: ``numpy.histogram`` on the edges plus the tails, NaN apart."""
+    finite = x[~np.isnan(x)]
+    inside = finite[(finite >= e[0]) & (finite <= e[-1])]
+    return [int(np.sum(finite < e[0])), *np.histogram(inside, e)[0].tolist(),
+            int(np.sum(finite > e[-1]))]  # fmt: skip
+
+
+@contextmanager
+def grid_settings(cells, block):
+    """Every batch on the grid path, with few cells (many edges per cell: the binary search
+    takes several steps) and small blocks (NaN, ties and tails across block boundaries)."""
+    saved = NumericBins.GRID_MIN, _Grid.CELLS, _Grid.BLOCK
+    NumericBins.GRID_MIN, _Grid.CELLS, _Grid.BLOCK = 0, cells, block
+    try:
+        yield
+    finally:
+        NumericBins.GRID_MIN, _Grid.CELLS, _Grid.BLOCK = saved
+
+
+edge_values = st.one_of(
+    st.floats(-3, 3, allow_nan=False),
+    st.floats(-1e308, 1e308),  # +-1e308 (no grid spans them), subnormals, -0.0
+    st.integers(-5, 5).map(float),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(edge_values, min_size=1, max_size=40),
+    st.sampled_from([1, 2, 3, 7, 64, 4096]),
+    st.sampled_from([1, 5, 64, 1 << 14]),
+    st.integers(0, 2**32 - 1),
+)
+def test_grid_binning_equals_numpy_histogram_and_the_sorted_blocks(edges, cells, block, seed):
+    """The grid path gives numpy.histogram's counts (and the sort path's) on any edges: ties,
+    edges spanning +-1e308 (no grid: the sort path), subnormal widths, integers, heavy tails,
+    values at, just beside and between the edges, inf, NaN, -0.0."""
+    spec = NumericBins.from_edges(edges)
+    e = spec.edges
+    r = np.random.default_rng(seed)
+    lo, hi = float(e[0]), float(e[-1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        parts = [
+            e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf), r.choice(e, 50),
+            r.uniform(lo, hi, 200) if np.isfinite(hi - lo) else r.normal(size=200),
+            r.standard_cauchy(50) * (abs(lo) + abs(hi) + 1.0) / 10,
+            r.integers(-6, 6, 50).astype(float),
+            [np.nan, np.inf, -np.inf, np.nan, -0.0, 0.0, 1e308, -1e308, 5e-324, -5e-324],
+        ]  # fmt: skip
+    x = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
+    x = x[r.permutation(x.size)]
+    with grid_settings(cells, block):
+        got = spec.count_floats(x, 3)
+    assert got.counts.tolist() == _numpy_counts(x, e)
+    assert (got.n_missing, got.n_invalid) == (int(np.isnan(x).sum()), 3)
+    assert got.counts.tolist() == spec._sort_counts(x).counts.tolist()
+
+
+def test_grid_binning_on_skewed_and_discrete_data():
+    """Quantile edges of heavy-tailed, skewed, discrete and tightly clustered samples (edges
+    bunched into a few cells): the default grid equals numpy.histogram on fresh data."""
+    r = np.random.default_rng(11)
+    samples = {
+        "lognormal": lambda n: r.lognormal(0, 2.5, n),
+        "cauchy": lambda n: r.standard_cauchy(n),
+        "poisson": lambda n: r.poisson(2, n).astype(float),
+        "far outliers": lambda n: np.r_[r.normal(size=n - 10), r.normal(1e12, 1, 10)],
+        "1e9 + tiny noise": lambda n: 1e9 + r.normal(0, 1e-6, n),
+    }
+    for name, draw in samples.items():
+        for n_bins in (1, 32, 300):
+            spec = NumericBins.from_sample(draw(20_000), n_bins=n_bins)
+            assert _Grid.of(spec.edges) is not None
+            x = np.concatenate([draw(30_000), spec.edges, [np.nan, np.inf, -np.inf]])
+            got = spec.count_floats(x)
+            assert got.counts.tolist() == _numpy_counts(x, spec.edges), (name, n_bins)
+            assert got.n_missing == 1
 
 
 def test_edges_infinities_and_labels():
