@@ -145,6 +145,47 @@ class ReferenceConfig(_Section):
     season: Literal["hour_of_day", "day_of_week", "hour_of_week"] | None = Field(
         None, description="judge each window against the same season of a windowed reference"
     )
+    rolling: str | None = Field(
+        None,
+        description='trailing period, e.g. "28d": the reference rolls with the checked windows '
+        "that did not breach (docs/policy.md, Rolling references)",
+    )
+    roll_every: str = Field(
+        "1d", description="a rolling reference is rebuilt when event time crosses a multiple"
+    )
+    absorb_after: str | None = Field(
+        None,
+        description="a change that breached this long is the new normal (default: a quarter of "
+        '"rolling"; "off": never)',
+    )
+
+    @field_validator("rolling", "roll_every")
+    @classmethod
+    def _check_rolling(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("absorb_after")
+    @classmethod
+    def _check_absorb(cls, value: str | None) -> str | None:
+        if value is not None and value != "off":
+            parse_duration(value)
+        return value
+
+    def rolling_micros(self) -> tuple[int, int, int | None] | None:
+        """``(rolling, roll_every, absorb_after)`` in microseconds (absorb None: never); None
+        without a rolling reference."""
+        if self.rolling is None:
+            return None
+        rolling = round(parse_duration(self.rolling) * 1e6)
+        if self.absorb_after == "off":
+            absorb = None
+        elif self.absorb_after is None:
+            absorb = rolling // 4
+        else:
+            absorb = round(parse_duration(self.absorb_after) * 1e6)
+        return rolling, round(parse_duration(self.roll_every) * 1e6), absorb
 
 
 class FeatureConfig(_Section):
@@ -412,6 +453,30 @@ class MonitorConfig(_Section):
             )
         if ref.season is not None and not ref.windows:
             raise ValueError("reference.season needs reference.windows = true")
+        spans = ref.rolling_micros()
+        if spans is None:
+            if ref.absorb_after is not None:
+                raise ValueError("reference.absorb_after needs reference.rolling")
+            return self
+        if not ref.windows:
+            raise ValueError(
+                "reference.rolling needs reference.windows = true (a rolling reference is made "
+                "of windows: the seed's and the checked ones)"
+            )
+        rolling, every, absorb = spans
+        size = round(parse_duration(self.window.size or "0") * 1e6)
+        for key, value in (("rolling", rolling), ("roll_every", every)):
+            if value < size or value % size:
+                raise ValueError(
+                    f"reference.{key} must be a multiple of the window size ({self.window.size})"
+                )
+        if rolling < 4 * every:
+            raise ValueError("reference.rolling must be at least 4 times reference.roll_every")
+        if absorb is not None and not size <= absorb < rolling:
+            raise ValueError(
+                "reference.absorb_after must be at least one window and shorter than "
+                "reference.rolling"
+            )
         return self
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ directory (runs until cancelled).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -75,7 +76,7 @@ def build_check_pipeline(
     """Add read -> DriftMonitor -> write to ``pipeline``; returns the records PCollection."""
     from divtransforms.beam.transforms import DriftMonitor
     from pipelines import io as pio
-    from pipelines.sinks import WriteRecords, WriteState, join
+    from pipelines.sinks import WriteRecords, WriteState, WriteWindows, join
 
     source = job.source
     timestamp_column = job.timestamp_column
@@ -123,7 +124,18 @@ def build_check_pipeline(
         )
     state_path = join(output_dir, "_state", f"mle-{run_id}.json")
     out["mle_state"] | "WriteState" >> WriteState(state_path)
+    if job.keep_windows:
+        out["window_stats"] | "KeepWindows" >> WriteWindows(
+            profile, job.window, windows_path(output_dir, run_id)
+        )
     return out["records"]
+
+
+def windows_path(output_dir: str, run_id: str) -> str:
+    """Where a check job that keeps its windows (``CheckJob.keep_windows``) writes them."""
+    from pipelines.sinks import join
+
+    return join(output_dir, "_state", f"windows-{run_id}.json")
 
 
 def _metric_totals(result) -> dict[str, int]:
@@ -192,6 +204,14 @@ def run_check(
         records = sort_records(records.cast(DRIFT_RECORD_SCHEMA))
         state_path = join(work_dir, "_state", f"mle-{run_id}.json")
         state = parse_mle_state(read_bytes(state_path), state_path)
+        windows = None
+        if job.keep_windows:
+            from divtransforms.variation import WindowedSummary
+
+            raw = json.loads(read_bytes(windows_path(work_dir, run_id)))
+            windows = WindowedSummary.from_dict(
+                raw, {n: fp.bins.n_bins for n, fp in profile.features.items()}
+            )
         metrics = _metric_totals(result)
     finally:
         if tmp is not None:
@@ -223,6 +243,7 @@ def run_check(
         profile.reference_id,
         metrics,
         dataflow,
+        windows,
     )
 
 
