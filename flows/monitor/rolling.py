@@ -81,12 +81,16 @@ def save_state(config: MonitorConfig, state: RollingState) -> None:
     storage.write_atomic(_state_path(config), json_bytes(state.to_dict()))
 
 
-def keep_windows(config: MonitorConfig, run_id: str, windows: WindowedSummary | None) -> None:
-    """The check stage's part: a run's checked windows, kept until folded."""
+def keep_windows(
+    config: MonitorConfig, run_id: str, windows: WindowedSummary | None, reference_id: str
+) -> None:
+    """The check stage's part: a run's checked windows (on the bins of the reference that
+    checked them, ``reference_id``), kept until folded."""
     if windows is None:
         return
     path = storage.join(config.state_dir, f"{WINDOWS_PREFIX}{run_id}.json")
-    storage.write_atomic(path, json.dumps(windows.to_dict(), sort_keys=True).encode() + b"\n")
+    doc = {"reference_id": reference_id, "windows": windows.to_dict()}
+    storage.write_atomic(path, json.dumps(doc, sort_keys=True).encode() + b"\n")
 
 
 def fold_pending(
@@ -104,10 +108,16 @@ def fold_pending(
     folded = 0
     for path in files:
         run_id = storage.name(path)[len(WINDOWS_PREFIX) : -len(".json")]
+        ours = {state.seed_id, *(r.get("reference_id") for r in state.rolls)}
         try:
-            summary = WindowedSummary.from_dict(json.loads(storage.read_bytes(path)), n_bins)
+            doc = json.loads(storage.read_bytes(path))
+            if doc.get("reference_id") not in ours:
+                raise ValueError(
+                    f"checked by {doc.get('reference_id')}, not by the seed "
+                    f"{state.seed_id} or one of its rolls (the seed was rebuilt)"
+                )
+            summary = WindowedSummary.from_dict(doc["windows"], n_bins)
         except (KeyError, TypeError, ValueError) as exc:
-            # windows of another seed's bins (a kept file of before a rebuild), or corrupt
             logger.warning("rolling reference: %s not folded: %s", path, exc)
             continue
         records = read_history(config.history_dir, run_id).to_pylist()
@@ -247,6 +257,8 @@ def rolling_reference(
         state = load_state(config, seed, logger)
     except RollingError as exc:
         raise RollingError(f"{exc}; remove it to restart the rolling reference") from None
+    if state.current is None and storage.exists(_state_path(config)):
+        save_state(config, state)  # started afresh from a new seed: said once
     return current_reference(config, seed, state, logger)
 
 

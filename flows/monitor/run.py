@@ -164,7 +164,7 @@ def check_stage(
     if result.windows is not None:  # a rolling reference's input, folded after the run
         from flows.monitor.rolling import keep_windows
 
-        keep_windows(config, run_id, result.windows)
+        keep_windows(config, run_id, result.windows, profile.reference_id)
     for path, (size, mtime) in list_files(paths).items():
         state.ledger[store.key(path)] = FileEntry(size, mtime, run_id)
     state.mle_state = dict(result.mle_state)
