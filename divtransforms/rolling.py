@@ -209,6 +209,8 @@ class RollingState:
             )
         self.held = {f: {x for x in v if x >= before_micros} for f, v in self.held.items()}
         self.held = {f: v for f, v in self.held.items() if v}
+        # a restart before the period: every window it dropped is out of the period anyway
+        self.restarted = {f: c for f, c in self.restarted.items() if c >= before_micros}
 
 
 @dataclass

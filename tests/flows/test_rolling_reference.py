@@ -127,3 +127,22 @@ def test_rolling_options_are_checked():
         ref(absorb_after="1d")
     with pytest.raises(ConfigError, match="rolling"):
         ref(rolling="soon")
+
+
+def test_the_run_summary_artifact_names_the_roll(monkeypatch):
+    from flows import check
+    from flows.monitor.run import RunSummary
+
+    texts: list[str] = []
+    monkeypatch.setattr(check, "create_markdown_artifact", lambda text, **kw: texts.append(text))
+    monkeypatch.setattr(check, "create_table_artifact", lambda *a, **kw: None)
+    config = parse_config({"source": {"paths": ["x/*.parquet"]}, "reference": {"path": "r.json"}})
+    roll = {
+        "reference_id": "ref-2", "seed": "ref-0", "from": "a", "anchor": "b",
+        "features": {"x": {"restarted": "c"}, "y": {}}, "fallback": ["y"],
+    }  # fmt: skip
+    check.publish_artifacts(config, RunSummary(reference_roll=roll), None)
+    assert (
+        "- reference rolled: `ref-2` (windows ending in (a, b], seed `ref-0`); x restarts "
+        "at c; the seed's for y" in texts[0]
+    )
