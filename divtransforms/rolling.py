@@ -53,6 +53,7 @@ __all__ = [
     "Roll",
     "RollingError",
     "RollingState",
+    "RollingStore",
     "default_min_windows",
     "roll",
     "window_summary",
@@ -364,3 +365,135 @@ def roll(
     info["reference_id"] = profile.reference_id
     info["note"] = note
     return Roll(profile, info)
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RollingStore:
+    """Where a rolling reference lives: its state file (``state_path``) and the folder its
+    rolled profiles are written to (``versions``: ``<anchor>-<reference_id>.json``), with its
+    spans in microseconds (``absorb_micros`` None: never absorb). A local path or a bucket URL
+    (``divtransforms.storage``); writes are atomic. The caller serialises runs (the monitor's
+    run lock)."""
+
+    state_path: Any
+    versions: Any
+    window_micros: int
+    rolling_micros: int
+    every_micros: int
+    absorb_micros: int | None
+
+    def load(self, seed: ReferenceProfile) -> tuple[RollingState, str | None]:
+        """The state of ``seed`` and why it is new (None: loaded): none saved, or saved for
+        another seed (rebuilt) or another window size."""
+        import json
+
+        from divtransforms import storage
+
+        fresh = RollingState(seed.reference_id, self.window_micros)
+        if not storage.exists(self.state_path):
+            return fresh, "no rolling state yet"
+        try:
+            raw = json.loads(storage.read_bytes(self.state_path))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RollingError(f"rolling state {self.state_path}: not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise RollingError(
+                f"rolling state {self.state_path}: not a divtransforms rolling state"
+            )
+        if (
+            raw.get("seed_id") != seed.reference_id
+            or raw.get("window_micros") != self.window_micros
+        ):
+            return fresh, (
+                f"the seed is now {seed.reference_id} (was {raw.get('seed_id')}), windows of "
+                f"{self.window_micros} us (were {raw.get('window_micros')}): the rolling state "
+                "starts afresh from it"
+            )
+        return RollingState.from_dict(raw, seed, str(self.state_path)), None
+
+    def save(self, state: RollingState) -> None:
+        from divtransforms import storage
+        from divtransforms.records import json_bytes
+
+        storage.write_atomic(self.state_path, json_bytes(state.to_dict()))
+
+    def min_windows(self) -> int:
+        return default_min_windows(self.rolling_micros, self.window_micros, self.absorb_micros)
+
+    def roll_at(
+        self, seed: ReferenceProfile, state: RollingState, anchor: int, parent: str | None
+    ) -> Roll:
+        return roll(
+            seed,
+            state,
+            anchor,
+            self.rolling_micros,
+            absorb_micros=self.absorb_micros,
+            min_windows=self.min_windows(),
+            parent_id=parent,
+        )
+
+    def write_version(self, profile: ReferenceProfile) -> str:
+        """Save a rolled profile (once: the same windows make the same file); its file name."""
+        from divtransforms import storage
+
+        stamp = profile.created_at.replace("-", "").replace(":", "").replace("+0000", "Z")
+        name = f"{stamp}-{profile.reference_id}.json"
+        path = storage.join(self.versions, name)
+        if not storage.exists(path):
+            storage.makedirs(self.versions)
+            profile.save(path)
+        return name
+
+    def current(
+        self, seed: ReferenceProfile, state: RollingState
+    ) -> tuple[ReferenceProfile, str | None]:
+        """The reference that judges the next windows: the last roll's, or the seed before the
+        first; and a note when its version file was missing or changed (rolled again, the
+        same windows giving the same profile)."""
+        from divtransforms import storage
+        from divtransforms.profile import ProfileError
+
+        current = state.current
+        if not current or current.get("reference_id") == seed.reference_id:
+            return seed, None
+        try:
+            profile = ReferenceProfile.load(storage.join(self.versions, str(current["version"])))
+            if profile.reference_id == current.get("reference_id"):
+                return profile, None
+            problem = f"{current['version']} holds {profile.reference_id}"
+        except (KeyError, ProfileError) as exc:
+            problem = str(exc)
+        made = self.roll_at(seed, state, int(current["anchor_micros"]), current.get("parent"))
+        self.write_version(made.profile)
+        return (
+            made.profile,
+            f"rolling reference {current.get('reference_id')}: {problem}; rolled again",
+        )
+
+    def roll_if_due(self, seed: ReferenceProfile, state: RollingState) -> dict[str, Any] | None:
+        """Roll when the checked windows' event time crossed a multiple of ``every_micros``
+        since the last roll: write the rolled profile, prune windows out of every future period,
+        log the roll in the state and save it. Returns the roll's log entry (None: not due)."""
+        s = state.summary
+        if s is None or not s.k:
+            return None
+        latest_end = int(s.starts.max()) + state.window_micros
+        anchor = latest_end // self.every_micros * self.every_micros
+        last = (state.current or {}).get("anchor_micros")
+        if last is not None and anchor <= int(last):
+            return None
+        parent = (state.current or {}).get("reference_id") or seed.reference_id
+        made = self.roll_at(seed, state, anchor, parent)
+        info = dict(made.info)
+        info["anchor_micros"] = anchor
+        if made.profile is not seed:
+            info["version"] = self.write_version(made.profile)
+        state.prune(anchor - self.rolling_micros, seed)
+        state.current = info
+        state.rolls = [*state.rolls, info][-MAX_LOG:]
+        self.save(state)
+        return info

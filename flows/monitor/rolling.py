@@ -21,14 +21,8 @@ import logging
 from typing import Any
 
 from divtransforms import storage
-from divtransforms.profile import ProfileError, ReferenceProfile
-from divtransforms.records import json_bytes
-from divtransforms.rolling import (
-    RollingError,
-    RollingState,
-    default_min_windows,
-    roll,
-)
+from divtransforms.profile import ReferenceProfile
+from divtransforms.rolling import RollingError, RollingState, RollingStore
 from divtransforms.variation import WindowedSummary
 from flows.config import MonitorConfig
 from flows.monitor.history import read_history
@@ -39,46 +33,36 @@ STATE_FILE = "rolling.json"
 WINDOWS_PREFIX = "rolling-windows-"
 
 
-def _state_path(config: MonitorConfig) -> storage.Location:
-    return storage.join(config.state_dir, STATE_FILE)
-
-
-def _versions_dir(config: MonitorConfig) -> storage.Location:
-    return storage.join(storage.parent(config.reference_path), "versions")
-
-
-def window_size_micros(config: MonitorConfig) -> int:
+def store_of(config: MonitorConfig) -> RollingStore:
+    """The monitor's :class:`~divtransforms.rolling.RollingStore`: ``<state dir>/rolling.json``
+    and the reference's ``versions/`` folder."""
     from divtransforms.columns import duration_micros
 
-    return duration_micros(config.window.size or "0")
+    spans = config.reference.rolling_micros()
+    if spans is None:
+        raise ValueError(f"monitor {config.name!r} has no rolling reference")
+    rolling, every, absorb = spans
+    return RollingStore(
+        storage.join(config.state_dir, STATE_FILE),
+        storage.join(storage.parent(config.reference_path), "versions"),
+        duration_micros(config.window.size or "0"),
+        rolling,
+        every,
+        absorb,
+    )
 
 
 def load_state(
     config: MonitorConfig, seed: ReferenceProfile, logger: logging.Logger | None = None
 ) -> RollingState:
-    """The rolling state of ``seed``: the saved one, or a new one when there is none, or when
-    it rolled from another seed (rebuilt) or another window size (both logged)."""
-    logger = logger or log
-    path = _state_path(config)
-    size = window_size_micros(config)
-    fresh = RollingState(seed.reference_id, size)
-    if not storage.exists(path):
-        return fresh
-    raw = json.loads(storage.read_bytes(path))
-    if raw.get("seed_id") != seed.reference_id or raw.get("window_micros") != size:
-        logger.warning(
-            "rolling reference: the seed is now %s (was %s), windows of %d us: the rolling state "
-            "starts afresh from the new seed",
-            seed.reference_id,
-            raw.get("seed_id"),
-            size,
-        )
-        return fresh
-    return RollingState.from_dict(raw, seed, str(path))
-
-
-def save_state(config: MonitorConfig, state: RollingState) -> None:
-    storage.write_atomic(_state_path(config), json_bytes(state.to_dict()))
+    """The rolling state of ``seed``: the saved one, or a new one (when it rolled from another
+    seed or window size, saved at once and said once, as a warning)."""
+    store = store_of(config)
+    state, why = store.load(seed)
+    if why is not None and storage.exists(store.state_path):
+        (logger or log).warning("rolling reference: %s", why)
+        store.save(state)
+    return state
 
 
 def keep_windows(
@@ -124,73 +108,12 @@ def fold_pending(
         if state.fold(seed, run_id, summary, records):
             folded += 1
     if files:
-        save_state(config, state)
+        store_of(config).save(state)
         for path in files:
             storage.remove(path)
     if folded:
         logger.info("rolling reference: folded the windows of %d run(s)", folded)
     return folded
-
-
-def _load_version(config: MonitorConfig, current: dict[str, Any]) -> ReferenceProfile | None:
-    version = current.get("version")
-    if not version:
-        return None
-    path = storage.join(_versions_dir(config), str(version))
-    try:
-        profile = ReferenceProfile.load(path)
-    except ProfileError as exc:
-        log.warning("rolling reference: %s", exc)
-        return None
-    return profile if profile.reference_id == current.get("reference_id") else None
-
-
-def current_reference(
-    config: MonitorConfig,
-    seed: ReferenceProfile,
-    state: RollingState,
-    logger: logging.Logger | None = None,
-) -> ReferenceProfile:
-    """The reference that judges the next windows: the last roll's (re-made from the state if
-    its version file is gone), or the seed before the first roll."""
-    current = state.current
-    if not current or current.get("reference_id") == seed.reference_id:
-        return seed
-    profile = _load_version(config, current)
-    if profile is not None:
-        return profile
-    (logger or log).warning(
-        "rolling reference %s: version file missing or changed, rolled again",
-        current.get("reference_id"),
-    )
-    made = _roll(config, seed, state, int(current["anchor_micros"]), current.get("parent"))
-    _write_version(config, made.profile)
-    return made.profile
-
-
-def _roll(config: MonitorConfig, seed, state, anchor: int, parent: str | None):
-    spans = config.reference.rolling_micros()
-    assert spans is not None
-    rolling, _, absorb = spans
-    return roll(
-        seed,
-        state,
-        anchor,
-        rolling,
-        absorb_micros=absorb,
-        min_windows=default_min_windows(rolling, state.window_micros, absorb),
-        parent_id=parent,
-    )
-
-
-def _write_version(config: MonitorConfig, profile: ReferenceProfile) -> str:
-    stamp = profile.created_at.replace("-", "").replace(":", "").replace("+0000", "Z")
-    name = f"{stamp}-{profile.reference_id}.json"
-    path = storage.join(_versions_dir(config), name)
-    if not storage.exists(path):
-        storage.makedirs(_versions_dir(config))
-        profile.save(path)
-    return name
 
 
 def roll_if_due(
@@ -199,32 +122,11 @@ def roll_if_due(
     state: RollingState,
     logger: logging.Logger | None = None,
 ) -> dict[str, Any] | None:
-    """Roll when the checked windows' event time crossed a multiple of ``roll_every`` since the
-    last roll: write the rolled reference as a version, record the roll in the state (saved).
-    Returns the roll's log entry (None: not due)."""
+    """Roll when due (``RollingStore.roll_if_due``) and log what the roll did."""
     logger = logger or log
-    spans = config.reference.rolling_micros()
-    assert spans is not None
-    _, every, _ = spans
-    s = state.summary
-    if s is None or not s.k:
+    info = store_of(config).roll_if_due(seed, state)
+    if info is None:
         return None
-    latest_end = int(s.starts.max()) + state.window_micros
-    anchor = latest_end // every * every
-    last = (state.current or {}).get("anchor_micros")
-    if last is not None and anchor <= int(last):
-        return None
-    parent = (state.current or {}).get("reference_id") or seed.reference_id
-    made = _roll(config, seed, state, anchor, parent)
-    info = dict(made.info)
-    info["anchor_micros"] = anchor
-    if made.profile is not seed:
-        info["version"] = _write_version(config, made.profile)
-    rolling, _, _ = spans
-    state.prune(anchor - rolling, seed)
-    state.current = info
-    state.rolls = [*state.rolls, info][-200:]
-    save_state(config, state)
     fallback = info.get("fallback") or []
     logger.info(
         "rolling reference %s (parent %s, seed %s): windows ending in (%s, %s]%s",
@@ -257,9 +159,10 @@ def rolling_reference(
         state = load_state(config, seed, logger)
     except RollingError as exc:
         raise RollingError(f"{exc}; remove it to restart the rolling reference") from None
-    if state.current is None and storage.exists(_state_path(config)):
-        save_state(config, state)  # started afresh from a new seed: said once
-    return current_reference(config, seed, state, logger)
+    profile, note = store_of(config).current(seed, state)
+    if note is not None:
+        (logger or log).warning("%s", note)
+    return profile
 
 
 def after_run(

@@ -86,6 +86,9 @@ def test_a_rolling_monitor_rolls_records_and_resumes(tmp_path, monkeypatch):
     assert len(saved["folded"]) == 2
     by_hour = ids_by_hour(config)
     assert by_hour[3] == {seed.reference_id} and by_hour[27] == {rolled_id}
+    version.unlink()  # a lost version file: rolled again from the state, the same profile
+    assert run_monitor(config).reference_id == rolled_id
+    assert ReferenceProfile.load(version).reference_id == rolled_id
 
     # the seed rebuilt from other data: the rolling state starts afresh from it
     demo.write_reference_data(tmp_path / "reference-data", n=9_000, seed=2)
