@@ -56,6 +56,7 @@ __all__ = [
     "RollingStore",
     "default_min_windows",
     "roll",
+    "rolling_spans",
     "window_summary",
 ]
 
@@ -368,6 +369,35 @@ def roll(
 
 
 # -- files ----------------------------------------------------------------------------------------
+
+
+def rolling_spans(
+    window: Any, rolling: Any, every: Any = "1d", absorb: Any = None, prefix: str = ""
+) -> tuple[int, int, int | None]:
+    """``(rolling, roll_every, absorb_after)`` in microseconds, checked: both spans multiples
+    of the window, the period at least 4 rolls, ``absorb`` (default a quarter of the period;
+    ``"off"``: None, never) at least one window and shorter than the period. ``prefix`` names
+    the options in the error (``"reference."``, ``"--"``)."""
+    from divtransforms.columns import duration_micros
+
+    size = duration_micros(window)
+    spans = {"rolling": duration_micros(rolling), "roll_every": duration_micros(every)}
+    for key, value in spans.items():
+        if value < size or value % size:
+            raise ValueError(f"{prefix}{key} must be a multiple of the window size ({window})")
+    if spans["rolling"] < 4 * spans["roll_every"]:
+        raise ValueError(f"{prefix}rolling must be at least 4 times {prefix}roll_every")
+    if absorb == "off":
+        absorb_us = None
+    elif absorb is None:
+        absorb_us = spans["rolling"] // 4
+    else:
+        absorb_us = duration_micros(absorb)
+        if not size <= absorb_us < spans["rolling"]:
+            raise ValueError(
+                f"{prefix}absorb_after must be at least one window and shorter than {prefix}rolling"
+            )
+    return spans["rolling"], spans["roll_every"], absorb_us
 
 
 @dataclass

@@ -173,20 +173,6 @@ class ReferenceConfig(_Section):
             parse_duration(value)
         return value
 
-    def rolling_micros(self) -> tuple[int, int, int | None] | None:
-        """``(rolling, roll_every, absorb_after)`` in microseconds (absorb None: never); None
-        without a rolling reference."""
-        if self.rolling is None:
-            return None
-        rolling = round(parse_duration(self.rolling) * 1e6)
-        if self.absorb_after == "off":
-            absorb = None
-        elif self.absorb_after is None:
-            absorb = rolling // 4
-        else:
-            absorb = round(parse_duration(self.absorb_after) * 1e6)
-        return rolling, round(parse_duration(self.roll_every) * 1e6), absorb
-
 
 class FeatureConfig(_Section):
     kind: Literal["numeric", "categorical"] | None = None
@@ -453,8 +439,7 @@ class MonitorConfig(_Section):
             )
         if ref.season is not None and not ref.windows:
             raise ValueError("reference.season needs reference.windows = true")
-        spans = ref.rolling_micros()
-        if spans is None:
+        if ref.rolling is None:
             if ref.absorb_after is not None:
                 raise ValueError("reference.absorb_after needs reference.rolling")
             return self
@@ -463,20 +448,7 @@ class MonitorConfig(_Section):
                 "reference.rolling needs reference.windows = true (a rolling reference is made "
                 "of windows: the seed's and the checked ones)"
             )
-        rolling, every, absorb = spans
-        size = round(parse_duration(self.window.size or "0") * 1e6)
-        for key, value in (("rolling", rolling), ("roll_every", every)):
-            if value < size or value % size:
-                raise ValueError(
-                    f"reference.{key} must be a multiple of the window size ({self.window.size})"
-                )
-        if rolling < 4 * every:
-            raise ValueError("reference.rolling must be at least 4 times reference.roll_every")
-        if absorb is not None and not size <= absorb < rolling:
-            raise ValueError(
-                "reference.absorb_after must be at least one window and shorter than "
-                "reference.rolling"
-            )
+        self.rolling_micros()
         return self
 
     @model_validator(mode="after")
@@ -528,6 +500,19 @@ class MonitorConfig(_Section):
 
     def reference_patterns(self) -> list[str]:
         return [self.resolve_uri(p) for p in self.reference.inputs]
+
+    def rolling_micros(self) -> tuple[int, int, int | None] | None:
+        """``(rolling, roll_every, absorb_after)`` of ``[reference]`` in microseconds, checked
+        against the window (``divtransforms.rolling.rolling_spans``; absorb None: never); None
+        without a rolling reference."""
+        ref = self.reference
+        if ref.rolling is None:
+            return None
+        from divtransforms.rolling import rolling_spans
+
+        return rolling_spans(
+            self.window.size, ref.rolling, ref.roll_every, ref.absorb_after, "reference."
+        )
 
     def build_policy(self) -> Policy:
         return Policy.from_dict(self.policy)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["register"]
 
@@ -86,6 +87,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--season",
         choices=["hour_of_day", "day_of_week", "hour_of_week"],
         help="judge each window against the same season of a windowed reference",
+    )
+    check.add_argument(
+        "--rolling",
+        help="a rolling reference: the trailing period, e.g. 28d (needs --rolling-state; "
+        "docs/policy.md, Rolling references)",
+    )
+    check.add_argument(
+        "--rolling-state",
+        help="--rolling: folder of its state (rolling.json) and rolled profiles (versions/)",
+    )
+    check.add_argument("--roll-every", default="1d", help="--rolling: roll at multiples of this")
+    check.add_argument(
+        "--absorb-after",
+        help="--rolling: a change that breached this long is the new normal (default: a "
+        "quarter of --rolling; off: never)",
     )
     check.add_argument("--timestamp-column", help="column with the event time")
     check.add_argument(
@@ -201,6 +217,8 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if "--streaming" in extra or not engine.check_in_process(job, extra):
         import_beam()
         freeze_heap()
+    if args.rolling or args.rolling_state:
+        return _rolling_check(job, args, extra)
     result = run_check_command(
         job,
         extra,
@@ -216,6 +234,38 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
         + (f" -> {', '.join(result.output_paths)}" if result.output_paths else "")
     )
     freeze_heap()
+    return _exit_code(result.records, args.fail_on)
+
+
+def _rolling_check(job: Any, args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """``divmon check --rolling``: ``pipelines.rolling_check`` (a batch check)."""
+    from pipelines.check_job import write_state_file
+    from pipelines.remote import print_job
+    from pipelines.rolling_check import rolling_store, run_rolling_check
+    from pipelines.spec import CheckJobError
+
+    if not (args.rolling and args.rolling_state):
+        raise CheckJobError("--rolling and --rolling-state go together")
+    if "--streaming" in extra or job.source.streaming or not job.source.inputs:
+        raise CheckJobError("--rolling is for batch checks of files (--input)")
+    store = rolling_store(
+        args.rolling_state, job.window, args.rolling, args.roll_every, args.absorb_after
+    )
+    result, roll = run_rolling_check(job, extra, store, on_job=print_job)
+    if job.mle_state_out:
+        write_state_file(job.mle_state_out, result.mle_state)
+    print(
+        f"run {result.run_id}: {result.n_rows_read} rows, {result.records.num_rows} records "
+        f"judged by {result.reference_id}"
+        + (f" -> {', '.join(result.output_paths)}" if result.output_paths else "")
+    )
+    if roll is not None:
+        print(
+            f"rolled: {roll['reference_id']} (windows ending in ({roll['from']}, "
+            f"{roll['anchor']}]; parent {roll['parent']}, seed {roll['seed']}"
+            + (f"; the seed's for {', '.join(roll['fallback'])}" if roll["fallback"] else "")
+            + ")"
+        )
     return _exit_code(result.records, args.fail_on)
 
 

@@ -38,7 +38,7 @@ def store_of(config: MonitorConfig) -> RollingStore:
     and the reference's ``versions/`` folder."""
     from divtransforms.columns import duration_micros
 
-    spans = config.reference.rolling_micros()
+    spans = config.rolling_micros()
     if spans is None:
         raise ValueError(f"monitor {config.name!r} has no rolling reference")
     rolling, every, absorb = spans

@@ -114,10 +114,10 @@ def test_rolling_options_are_checked():
     def ref(**kw):
         return parse_config({**base, "reference": {"path": "r.json", "windows": True, **kw}})
 
-    assert ref(rolling="28d").reference.rolling_micros() == (
+    assert ref(rolling="28d").rolling_micros() == (
         28 * 86_400_000_000, 86_400_000_000, 7 * 86_400_000_000,
     )  # fmt: skip
-    assert ref(rolling="28d", absorb_after="off").reference.rolling_micros()[2] is None
+    assert ref(rolling="28d", absorb_after="off").rolling_micros()[2] is None
     with pytest.raises(ConfigError, match="reference.rolling needs reference.windows"):
         parse_config({**base, "reference": {"path": "r.json", "rolling": "28d"}})
     with pytest.raises(ConfigError, match="multiple of the window size"):
