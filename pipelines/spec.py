@@ -162,6 +162,8 @@ class CheckJob:
                 raise CheckJobError("--season needs --window (event-time windows)")
         if self.keep_windows and self.window is None:
             raise CheckJobError("keeping the checked windows needs --window (event-time windows)")
+        if self.keep_windows and self.source.streaming:
+            raise CheckJobError("keeping the checked windows is for batch checks, not streaming")
 
     @classmethod
     def from_options(

@@ -18,8 +18,6 @@ from flows.monitor.history import read_history
 from flows.monitor.run import run_monitor
 from flows.reference import build_reference_version
 
-pytestmark = [pytest.mark.beam]
-
 
 def monitor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rolling_text: str):
     demo.write_reference_data(tmp_path / "reference-data", n=8_000)  # 7 days of hourly data
