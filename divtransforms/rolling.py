@@ -45,7 +45,7 @@ import numpy as np
 from divtransforms.histogram import Histogram
 from divtransforms.mle import MLEAccumulator
 from divtransforms.profile import FeatureProfile, ReferenceProfile, finish_feature
-from divtransforms.variation import MIN_WINDOWS, WindowedSummary, _summary_of
+from divtransforms.variation import MIN_WINDOWS, FeatureWindows, WindowedSummary, _summary_of
 
 __all__ = [
     "BREACHES",
@@ -185,7 +185,7 @@ class RollingState:
                     f"run {run_id}: windows of {summary.size_micros} us, the rolling state's are "
                     f"{self.window_micros} us"
                 )
-            self.summary = summary if self.summary is None else self.summary.merge(summary, seed)
+            self.summary = _added(self.summary, summary, seed)
         for r in records:
             start = r.get("window_start")
             if (
@@ -213,6 +213,29 @@ class RollingState:
         self.held = {f: v for f, v in self.held.items() if v}
         # a restart before the period: every window it dropped is out of the period anyway
         self.restarted = {f: c for f, c in self.restarted.items() if c >= before_micros}
+
+
+def _added(
+    kept: WindowedSummary | None, new: WindowedSummary, seed: ReferenceProfile
+) -> WindowedSummary:
+    """``kept`` with ``new``'s windows: rows appended when no window is in both (the usual run:
+    new windows), else merged window by window (late data of a window already kept; exact)."""
+    if kept is None or not kept.k:
+        return new
+    if np.intersect1d(kept.starts, new.starts).size:
+        return kept.merge(new, seed)
+    starts = np.concatenate([kept.starts, new.starts])
+    order = np.argsort(starts, kind="stable")
+    feats = {}
+    for name, fw in kept.features.items():
+        other = new.features[name]
+        feats[name] = FeatureWindows(
+            *(
+                np.concatenate([a, b])[order]
+                for a, b in zip(fw._arrays(), other._arrays(), strict=True)
+            )
+        )
+    return WindowedSummary(starts[order], feats, size_micros=kept.size_micros)
 
 
 @dataclass

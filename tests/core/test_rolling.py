@@ -150,6 +150,14 @@ def test_breaches_are_held_out_per_feature_and_the_merge_is_exact():
     assert made.profile.features["x"].mle.n == int(expected.sum())
     assert made.profile.windows.k == 14 * 6
     assert made.profile.features["x"].histogram.spec == seed.features["x"].histogram.spec
+    # a rolled reference is a windowed one: seasons and the variation work on it as they are
+    table = compare(
+        made.profile, feed(rng, 18, 1), timestamp_column="ts", window="4h", season="hour_of_day"
+    )
+    rows = table.to_pylist()
+    assert {r["season"] for r in rows} == {f"hour_of_day={h:02d}h" for h in range(0, 24, 4)}
+    assert all(r["reference_id"] == made.profile.reference_id for r in rows)
+    assert all(r["reference_windows"] for r in rows if r["feature"] == "x")
 
 
 def test_too_little_trailing_data_falls_back_to_the_seed():
@@ -216,3 +224,28 @@ def test_a_rolling_reference_stays_calm_on_a_wandering_feed():
     assert flags.size == 14 * 24
     per_day = flags.reshape(14, 24).sum(axis=1)
     assert flags.mean() <= 0.08 and (per_day > 0).sum() <= 3, per_day
+
+
+def test_folding_appends_new_windows_and_merges_a_window_seen_twice():
+    rng = np.random.default_rng(13)
+    seed = build_seed(rng)
+    w1, w2 = (
+        seed.with_windows(feed(rng, d, 1), timestamp_column="ts", window="4h").windows
+        for d in (15, 14)
+    )
+    state = RollingState(seed.reference_id, WINDOW)
+    state.fold(seed, "run-1", w1, [])
+    state.fold(seed, "run-2", w2, [])  # an earlier day after a later one: appended, in order
+    merged = w1.merge(w2, seed)
+    assert np.array_equal(state.summary.starts, merged.starts)
+    for name in seed.features:
+        a, b = state.summary.features[name], merged.features[name]
+        assert np.array_equal(a.counts, b.counts)
+        np.testing.assert_allclose(a.t, b.t, rtol=1e-12)
+        np.testing.assert_allclose(a.dev, b.dev, rtol=1e-12)
+    state.fold(seed, "run-3", w2, [])  # late rows of windows already kept: merged, exactly
+    x = state.summary.features["x"]
+    assert state.summary.k == 12
+    assert np.array_equal(x.counts[:6], 2 * w2.features["x"].counts)
+    assert np.array_equal(x.counts[6:], w1.features["x"].counts)
+    assert np.allclose(x.t[:6, 0], 2 * w2.features["x"].t[:, 0])
