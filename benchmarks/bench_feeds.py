@@ -357,7 +357,9 @@ def rolling_panel(references: int = 4, new_days: int = 28, seed: int = 23) -> li
     which a rolling reference absorbs (reported, and with the seed alone for comparison)."""
     rng = np.random.default_rng(seed)
     rows_out: list[Row] = []
-    feeds = (NO_DRIFT[2], NO_DRIFT[3], NO_DRIFT[-1], NO_DRIFT[0])
+    by_name = {f.name: f for f in NO_DRIFT}
+    names = ("day-level wander tau=0.1", "day-level wander tau=0.2", "independent samples")
+    feeds = (*(by_name[n] for n in names), by_name["daily cycle +-0.5 sd"])
     for feed in feeds:
         flags = np.concatenate([rolling_flags(feed, rng, new_days) for _ in range(references)])
         rows_out.append(Row(feed.name, "rolling 28d", flags, "<= 1%"))
