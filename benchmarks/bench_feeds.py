@@ -295,3 +295,96 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- rolling references (issue 22 step 4) ---------------------------------------------------------
+
+
+def rolling_flags(
+    feed: Feed,
+    rng: np.random.Generator,
+    new_days: int,
+    rows: int = ROWS,
+    new: Callable[[np.random.Generator, int, int, int], dict[str, object]] | None = None,
+    rolling_days: int = REFERENCE_DAYS,
+    absorb_days: int | None = REFERENCE_DAYS // 4,
+) -> np.ndarray:
+    """Alert flags of ``new_days`` days judged as a rolling monitor judges them
+    (``divtransforms.rolling``): a seed of 28 days, then day by day the day's windows judged by
+    the current reference, folded with their breaches, and a roll at the day's end (the flow's
+    ``roll_every = "1d"``). Rows: the days in order, 24 windows each."""
+    from divtransforms.rolling import RollingState, default_min_windows, roll
+
+    day_us = 24 * HOUR
+    data = feed.make(rng, 0, REFERENCE_DAYS, rows)
+    seed = ReferenceProfile.build(data, exclude=["ts"], timestamp_column="ts", window="1h")
+    state = RollingState(seed.reference_id, HOUR)
+    current = seed
+    absorb = absorb_days * day_us if absorb_days else None
+    min_windows = default_min_windows(rolling_days * day_us, HOUR, absorb)
+    flags = []
+    for d in range(REFERENCE_DAYS, REFERENCE_DAYS + new_days):
+        day = (new or feed.make)(rng, d, 1, rows)
+        table = compare(current, day, timestamp_column="ts", window="1h")
+        flags.append(alert_flags(table))
+        windows = current.with_windows(day, timestamp_column="ts", window="1h").windows
+        state.fold(seed, f"day-{d}", windows, table.to_pylist())
+        current = roll(
+            seed,
+            state,
+            (d + 1) * day_us,
+            rolling_days * day_us,
+            absorb_micros=absorb,
+            min_windows=min_windows,
+            parent_id=current.reference_id,
+        ).profile
+    return np.concatenate(flags)
+
+
+def _drifting(rate: float, wander: float) -> Callable[..., dict[str, object]]:
+    """Day-level wander plus a slow drift of ``rate`` sd a day from the end of the seed."""
+    base = _numeric(wander=wander)
+
+    def make(rng: np.random.Generator, first_day: int, days: int, rows: int) -> dict[str, object]:
+        out = base(rng, first_day, days, rows)
+        ts = np.asarray(out["ts"].cast(pa.int64()))  # type: ignore[attr-defined]
+        days_in = np.maximum(ts / (24 * HOUR) - REFERENCE_DAYS, 0.0)
+        out["x"] = np.asarray(out["x"]) + rate * days_in
+        return out
+
+    return make
+
+
+def rolling_panel(references: int = 4, new_days: int = 28, seed: int = 23) -> list[Row]:
+    """The rolling reference's rows: no-drift feeds (day-level wander, independent samples,
+    the daily cycle judged by the windowed model), each of ``references`` seeds rolled over
+    ``new_days`` days (target <= 1%), and a slow drift of 0.01 sd a day on a tau = 0.1 wander,
+    which a rolling reference absorbs (reported, and with the seed alone for comparison)."""
+    rng = np.random.default_rng(seed)
+    rows_out: list[Row] = []
+    by_name = {f.name: f for f in NO_DRIFT}
+    names = ("day-level wander tau=0.1", "day-level wander tau=0.2", "independent samples")
+    feeds = (*(by_name[n] for n in names), by_name["daily cycle +-0.5 sd"])
+    for feed in feeds:
+        flags = np.concatenate([rolling_flags(feed, rng, new_days) for _ in range(references)])
+        rows_out.append(Row(feed.name, "rolling 28d", flags, "<= 1%"))
+    slow = Feed("slow drift 0.01 sd/day on a tau=0.1 wander", _numeric(wander=0.1))
+    drift = _drifting(0.01, 0.1)
+    flags = np.concatenate(
+        [rolling_flags(slow, rng, new_days, new=drift) for _ in range(references)]
+    )
+    rows_out.append(Row(slow.name, "rolling 28d", flags, ""))
+    static = np.concatenate(
+        [judge(slow, None, rng, new_days, ROWS, new=drift) for _ in range(references)]
+    )
+    rows_out.append(Row(slow.name, "windowed (the seed)", static, ""))
+    return rows_out
+
+
+def rolling_main() -> int:
+    """``python -c 'from benchmarks.bench_feeds import rolling_main; rolling_main()'``."""
+    t0 = time.perf_counter()
+    rows = rolling_panel()
+    print(format_rows(rows))
+    print(f"rolling panel in {time.perf_counter() - t0:.1f} s")
+    return 0 if all(r.met() for r in rows) else 1

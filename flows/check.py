@@ -102,6 +102,18 @@ def publish_artifacts(
         lines.append(f"- {len(summary.quarantined)} quarantined file(s) left alone")
     if summary.recovered:
         lines.append("- resumed a run left unfinished by an earlier attempt")
+    roll = summary.reference_roll
+    if roll:  # a rolling reference rolled after this run (docs/policy.md, Rolling references)
+        lines.append(
+            f"- reference rolled: `{roll['reference_id']}` (windows ending in "
+            f"({roll['from']}, {roll['anchor']}], seed `{roll['seed']}`)"
+            + "".join(
+                f"; {name} restarts at {e['restarted']}"
+                for name, e in roll["features"].items()
+                if "restarted" in e
+            )
+            + (f"; the seed's for {', '.join(roll['fallback'])}" if roll["fallback"] else "")
+        )
     if summary.changed_files:
         lines.append(
             f"- {len(summary.changed_files)} file(s) changed after being checked (not re-checked)"

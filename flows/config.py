@@ -145,6 +145,33 @@ class ReferenceConfig(_Section):
     season: Literal["hour_of_day", "day_of_week", "hour_of_week"] | None = Field(
         None, description="judge each window against the same season of a windowed reference"
     )
+    rolling: str | None = Field(
+        None,
+        description='trailing period, e.g. "28d": the reference rolls with the checked windows '
+        "that did not breach (docs/policy.md, Rolling references)",
+    )
+    roll_every: str = Field(
+        "1d", description="a rolling reference is rebuilt when event time crosses a multiple"
+    )
+    absorb_after: str | None = Field(
+        None,
+        description="a change that breached this long is the new normal (default: a quarter of "
+        '"rolling"; "off": never)',
+    )
+
+    @field_validator("rolling", "roll_every")
+    @classmethod
+    def _check_rolling(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("absorb_after")
+    @classmethod
+    def _check_absorb(cls, value: str | None) -> str | None:
+        if value is not None and value != "off":
+            parse_duration(value)
+        return value
 
 
 class FeatureConfig(_Section):
@@ -412,6 +439,16 @@ class MonitorConfig(_Section):
             )
         if ref.season is not None and not ref.windows:
             raise ValueError("reference.season needs reference.windows = true")
+        if ref.rolling is None:
+            if ref.absorb_after is not None:
+                raise ValueError("reference.absorb_after needs reference.rolling")
+            return self
+        if not ref.windows:
+            raise ValueError(
+                "reference.rolling needs reference.windows = true (a rolling reference is made "
+                "of windows: the seed's and the checked ones)"
+            )
+        self.rolling_micros()
         return self
 
     @model_validator(mode="after")
@@ -463,6 +500,19 @@ class MonitorConfig(_Section):
 
     def reference_patterns(self) -> list[str]:
         return [self.resolve_uri(p) for p in self.reference.inputs]
+
+    def rolling_micros(self) -> tuple[int, int, int | None] | None:
+        """``(rolling, roll_every, absorb_after)`` of ``[reference]`` in microseconds, checked
+        against the window (``divtransforms.rolling.rolling_spans``; absorb None: never); None
+        without a rolling reference."""
+        ref = self.reference
+        if ref.rolling is None:
+            return None
+        from divtransforms.rolling import rolling_spans
+
+        return rolling_spans(
+            self.window.size, ref.rolling, ref.roll_every, ref.absorb_after, "reference."
+        )
 
     def build_policy(self) -> Policy:
         return Policy.from_dict(self.policy)

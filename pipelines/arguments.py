@@ -183,6 +183,24 @@ OPTIONS: tuple[Option, ...] = (
         choices=("hour_of_day", "day_of_week", "hour_of_week"),
     ),
     _opt(
+        "rolling",
+        CHECK,
+        "a rolling reference: the trailing period, e.g. 28d (needs --rolling-state; "
+        "docs/policy.md, Rolling references)",
+    ),
+    _opt(
+        "rolling_state",
+        CHECK,
+        "--rolling: folder of its state (rolling.json) and rolled profiles (versions/)",
+    ),
+    _opt("roll_every", CHECK, "--rolling: roll at multiples of this", default="1d"),
+    _opt(
+        "absorb_after",
+        CHECK,
+        "--rolling: a change that breached this long is the new normal (default: a quarter of "
+        "--rolling; off: never)",
+    ),
+    _opt(
         "timestamp_column",
         f"{CHECK} {BUILD}",
         {CHECK: "column with the event time", BUILD: "windowed reference: the event-time column"},

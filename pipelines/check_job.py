@@ -29,8 +29,10 @@ from divtransforms.drift import new_run_id
 from divtransforms.policy import Policy, PolicyError
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITY_RANK, sort_records
+from divtransforms.rolling import RollingStore
 from divtransforms.window import mle_state_bytes, parse_mle_state
 from pipelines.arguments import CHECK
+from pipelines.rolling_check import rolling_of, run_rolling_check
 from pipelines.spec import (
     CheckJob,
     CheckJobError,
@@ -84,7 +86,7 @@ def build_check_pipeline(
     from divtransforms.beam.transforms import DriftMonitor
     from divtransforms.eventtime import EVENT_TIME_COLUMN
     from pipelines.beam_io import ReadBatches, ReadPubSubBatches
-    from pipelines.sinks import WriteRecords, WriteState, join
+    from pipelines.sinks import WriteRecords, WriteState, WriteWindows, join
 
     source = job.source
     timestamp_column = job.timestamp_column
@@ -125,7 +127,18 @@ def build_check_pipeline(
         )
     state_path = join(output_dir, "_state", f"mle-{run_id}.json")
     out["mle_state"] | "WriteState" >> WriteState(state_path)
+    if job.keep_windows:
+        out["window_stats"] | "KeepWindows" >> WriteWindows(
+            profile, job.window, windows_path(output_dir, run_id)
+        )
     return out["records"]
+
+
+def windows_path(output_dir: str, run_id: str) -> str:
+    """Where a check job that keeps its windows (``CheckJob.keep_windows``) writes them."""
+    from pipelines.sinks import join
+
+    return join(output_dir, "_state", f"windows-{run_id}.json")
 
 
 def _metric_totals(result) -> dict[str, int]:
@@ -194,6 +207,14 @@ def run_check(
         records = sort_records(records.cast(DRIFT_RECORD_SCHEMA))
         state_path = join(work_dir, "_state", f"mle-{run_id}.json")
         state = parse_mle_state(read_bytes(state_path), state_path)
+        windows = None
+        if job.keep_windows:
+            from divtransforms.variation import WindowedSummary
+
+            raw = json.loads(read_bytes(windows_path(work_dir, run_id)))
+            windows = WindowedSummary.from_dict(
+                raw, {n: fp.bins.n_bins for n, fp in profile.features.items()}
+            )
         metrics = _metric_totals(result)
     finally:
         if tmp is not None:
@@ -225,6 +246,7 @@ def run_check(
         profile.reference_id,
         metrics,
         dataflow,
+        windows,
     )
 
 
@@ -312,7 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         job = check_job_of(options)
         streaming = bool(beam.view_as(StandardOptions).streaming)
-        return run_check_command(job, argv, streaming=streaming, fail_on=options.fail_on)
+        rolling = rolling_of(options, job, streaming=streaming)
+        return run_check_command(
+            job, argv, streaming=streaming, fail_on=options.fail_on, rolling=rolling
+        )
     except (CheckJobError, PolicyError) as exc:
         raise SystemExit(str(exc)) from None
 
@@ -354,6 +379,7 @@ def run_check_command(
     require_inputs: bool = False,
     fail_on: str | None = None,
     run: Callable[..., CheckResult] = run_check,
+    rolling: RollingStore | None = None,
 ) -> int:
     """The check command of ``python -m pipelines.check_job`` and ``divmon check``; its exit
     code (:func:`exit_code`).
@@ -365,6 +391,8 @@ def run_check_command(
     the summary. ``require_inputs`` makes a batch check without ``--input`` a usage error
     (:class:`CheckJobError`). A Dataflow job is printed when it is submitted (id, console URL;
     how to stop a streaming one); a ``--dry_run=True`` translates the job and says so.
+    ``rolling`` (``--rolling``, :func:`pipelines.rolling_check.rolling_of`): the check is judged
+    by, and folded into, that rolling reference (:func:`pipelines.rolling_check.run_rolling_check`).
     """
     from pipelines.remote import NotRun, print_job
 
@@ -374,7 +402,11 @@ def run_check_command(
             return 0
         if require_inputs and not job.source.inputs:
             raise CheckJobError("give --input PATH_OR_GLOB (or a streaming source)")
-        result = run(job, pipeline_args, on_job=print_job)
+        roll = None
+        if rolling is not None:
+            result, roll = run_rolling_check(job, pipeline_args, rolling, run=run, on_job=print_job)
+        else:
+            result = run(job, pipeline_args, on_job=print_job)
     except NotRun as done:
         print(done.summary)
         return 0
@@ -394,10 +426,19 @@ def run_check_command(
             f"{implausible} row(s) had an event time outside the plausibility horizon and are "
             "in no window (the log names the first per file; see --max-future, --max-age)"
         )
+    judged = f" judged by {result.reference_id}" if rolling is not None else ""
     print(
         f"run {result.run_id}: {result.n_rows_read} rows, {result.records.num_rows} records"
+        + judged
         + (f" -> {', '.join(result.output_paths)}" if result.output_paths else "")
     )
+    if roll is not None:
+        print(
+            f"rolled: {roll['reference_id']} (windows ending in ({roll['from']}, "
+            f"{roll['anchor']}]; parent {roll['parent']}, seed {roll['seed']}"
+            + (f"; the seed's for {', '.join(roll['fallback'])}" if roll["fallback"] else "")
+            + ")"
+        )
     return exit_code(result.records, fail_on)
 
 

@@ -68,8 +68,10 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
     freeze_heap()
     from pipelines import engine
     from pipelines.check_job import check_job_of, run_check_command
+    from pipelines.rolling_check import rolling_of
 
     job = check_job_of(args)
+    rolling = rolling_of(args, job, streaming="--streaming" in extra)
     streaming = "--streaming" in extra
     if streaming or not engine.check_in_process(job, extra):
         import_beam()
@@ -83,6 +85,7 @@ def _check(args: argparse.Namespace, extra: Sequence[str]) -> int:
         require_inputs=True,
         fail_on=args.fail_on,
         run=engine.run_check,
+        rolling=rolling,
     )
     freeze_heap()
     return code

@@ -400,6 +400,11 @@ def run_check_local(job: CheckJob) -> CheckResult:
         driver.add(start, stats)
     table = sort_records(records_to_table(driver.records()))
     state = driver.state()
+    kept = None
+    if job.keep_windows and size is not None:
+        from divtransforms.rolling import window_summary
+
+        kept = window_summary(profile, windows.items(), size)
     outputs: list[str] = []
     if job.output is not None:
         out = os.path.join(str(job.output), f"records-{run_id}.parquet")
@@ -428,6 +433,7 @@ def run_check_local(job: CheckJob) -> CheckResult:
         run_id,
         reference_id,
         metrics,
+        windows=kept,
     )
 
 

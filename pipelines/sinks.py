@@ -9,6 +9,7 @@ duplicate.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import apache_beam as beam
@@ -22,10 +23,13 @@ from divtransforms.records import (
     write_records_parquet,
 )
 
+_MICROSECOND = timedelta(microseconds=1)
+
 __all__ = [
     "WriteRecords",
     "WriteRecordsToBigQuery",
     "WriteState",
+    "WriteWindows",
     "join",
     "read_bytes",
     "write_bytes",
@@ -128,6 +132,57 @@ class WriteState(beam.PTransform):
 
     def expand(self, state):
         return state | "WriteState" >> beam.ParDo(_WriteStateFn(self._path))
+
+
+def _start_and_pane(ws: Any) -> tuple[int, tuple[int, Any]]:
+    from divtransforms.window import EPOCH
+
+    return (ws.window_start - EPOCH) // _MICROSECOND, (int(ws.pane), ws.stats)
+
+
+def _last_pane(item: tuple[int, Iterable[tuple[int, Any]]]) -> tuple[int, Any]:
+    start, panes = item
+    return start, max(panes, key=lambda p: p[0])[1]  # accumulating panes: the last has all
+
+
+class _WriteWindowsFn(beam.DoFn):
+    def __init__(self, profile: Any, size_micros: int, path: str) -> None:
+        self._profile, self._size, self._path = profile, size_micros, path
+
+    def process(self, windows: list[tuple[int, Any]]) -> Iterable[str]:
+        import json
+
+        from divtransforms.rolling import window_summary
+
+        summary = window_summary(self._profile, sorted(windows), self._size)
+        write_bytes(self._path, json.dumps(summary.to_dict(), sort_keys=True).encode() + b"\n")
+        yield self._path
+
+
+class WriteWindows(beam.PTransform):
+    """Every event-time window's statistics (``WindowStats``, its last pane) -> one JSON file:
+    the windowed summary on the reference's bins (``divtransforms.rolling.window_summary``),
+    the same as the in-process check's ``CheckResult.windows``."""
+
+    def __init__(self, profile: Any, window: Any, path: str) -> None:
+        from divtransforms.columns import duration_micros
+
+        super().__init__()
+        self._profile, self._size, self._path = profile, duration_micros(window), path
+
+    def expand(self, window_stats):
+        from apache_beam.transforms.window import GlobalWindows
+
+        return (
+            window_stats
+            | "TimedOnly" >> beam.Filter(lambda ws: ws.window_start is not None)
+            | "Global" >> beam.WindowInto(GlobalWindows())
+            | "ByStart" >> beam.Map(_start_and_pane)
+            | "Panes" >> beam.GroupByKey()
+            | "LastPane" >> beam.Map(_last_pane)
+            | "All" >> beam.combiners.ToList()
+            | "Write" >> beam.ParDo(_WriteWindowsFn(self._profile, self._size, self._path))
+        )
 
 
 class WriteRecordsToBigQuery(beam.PTransform):

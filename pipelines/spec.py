@@ -137,6 +137,9 @@ class CheckJob:
     max_future: str | float | None = DEFAULT_MAX_FUTURE
     max_age: str | float | None = None
     now: float = field(default_factory=time.time, compare=False)
+    # Also return the checked windows' statistics (``CheckResult.windows``, a rolling
+    # reference's input: ``divtransforms.rolling``); needs event-time windows.
+    keep_windows: bool = False
 
     def __post_init__(self) -> None:
         for name in ("window", "allowed_lateness"):
@@ -167,6 +170,10 @@ class CheckJob:
                 raise CheckJobError(f"--season must be one of {', '.join(SEASONS)}")
             if self.window is None:
                 raise CheckJobError("--season needs --window (event-time windows)")
+        if self.keep_windows and self.window is None:
+            raise CheckJobError("keeping the checked windows needs --window (event-time windows)")
+        if self.keep_windows and self.source.streaming:
+            raise CheckJobError("keeping the checked windows is for batch checks, not streaming")
 
     @classmethod
     def from_options(
@@ -345,6 +352,9 @@ class CheckResult:
     reference_id: str
     metrics: dict[str, int] = field(default_factory=dict)
     dataflow: Any = None  # pipelines.remote.DataflowJob when the job ran on Dataflow
+    # ``CheckJob.keep_windows``: the checked windows' statistics on the reference's bins
+    # (``divtransforms.variation.WindowedSummary``), the same whichever engine ran the check
+    windows: Any = None
 
 
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}

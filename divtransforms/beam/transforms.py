@@ -444,7 +444,8 @@ class DriftMonitor(beam.PTransform):
     there is one global window. ``initial_state`` seeds the running MLE; ``early_firing``
     (seconds of processing time) fires early panes; ``streaming`` (default: the pipeline's
     option) picks the streaming cumulation. With ``with_mle_state=True`` the output is
-    ``{"records": ..., "mle_state": ...}`` (the cumulative MLE state for the next run).
+    ``{"records": ..., "mle_state": ..., "window_stats": ...}`` (the cumulative MLE
+    state for the next run; each window's :class:`WindowStats`).
     A windowed reference (``divtransforms.variation``) judges every window against the
     reference's own between-window variation; ``season`` against the same season's windows.
     """
@@ -499,13 +500,19 @@ class DriftMonitor(beam.PTransform):
                 "a streaming DriftMonitor needs a window (e.g. window='5m'): the "
                 "global window of an unbounded input never closes"
             )
-        running = (
+        stats = (
             batches
             | "AssignWindows" >> self._windows
             | "BinSamples" >> BinSamples(self._profile, self._known)
-            | "RunningMLE" >> self._running
         )
+        running = stats | "RunningMLE" >> self._running
         records = running.windows | "ComputeDivergence" >> self._records
         if self._with_state:
-            return {"records": records, "mle_state": running[RunningMLE.STATE]}
+            # "window_stats": every window's and pane's statistics (a rolling reference keeps
+            # them: pipelines.check_job)
+            return {
+                "records": records,
+                "mle_state": running[RunningMLE.STATE],
+                "window_stats": stats,
+            }
         return records

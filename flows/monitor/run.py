@@ -17,7 +17,9 @@ run lock, after removing temp files that killed writes left behind:
    dedup keys go to the alert log and become Prefect events (deterministic ids);
 5. deliver: outstanding alerts in the outbox are sent to their targets within the run's delivery
    budget (what fails or does not fit is kept for the next run);
-6. finish: the caller's ``under_lock`` (the flow's exports, last-success stamp and metrics
+6. roll: a rolling reference (``[reference] rolling``, ``flows.monitor.rolling``) folds the
+   runs' checked windows and their breaches, and rolls when due;
+7. finish: the caller's ``under_lock`` (the flow's exports, last-success stamp and metrics
    textfile), still under the lock: every write into the state folder happens while it is held.
 """
 
@@ -78,6 +80,7 @@ class RunSummary:
     failed_files: list[dict[str, Any]] = field(default_factory=list)  # {file, reason, status}
     dropped_files: list[str] = field(default_factory=list)  # vanished after being planned
     quarantined: list[str] = field(default_factory=list)  # left alone (quarantined earlier)
+    reference_roll: dict[str, Any] | None = None  # a rolling reference's roll after this run
 
     @property
     def ok(self) -> bool:
@@ -116,6 +119,7 @@ def _run_check(
         season=config.reference.season,
         max_future=config.source.max_future,
         max_age=config.source.max_age,
+        keep_windows=config.reference.rolling is not None,
     )
     # pipelines.engine: local files and no Beam option run in this process (records are Beam's
     # bit for bit, tests/pipelines/test_local_engine.py), without importing Beam or starting a
@@ -159,6 +163,10 @@ def check_stage(
     records = sort_records(result.records)
     store.check_lock()  # a run that lost its lease writes nothing more, history included
     append_records(config.history_dir, records, run_id)
+    if result.windows is not None:  # a rolling reference's input, folded after the run
+        from flows.monitor.rolling import keep_windows
+
+        keep_windows(config, run_id, result.windows, profile.reference_id)
     for path, (size, mtime) in list_files(paths).items():
         state.ledger[store.key(path)] = FileEntry(size, mtime, run_id)
     state.mle_state = dict(result.mle_state)
@@ -361,7 +369,7 @@ def run_monitor(
     release would race the next run's temp-file cleanup."""
     logger = logger or log
     policy = config.build_policy()
-    profile = monitor_reference(config)
+    seed = profile = monitor_reference(config)
     store = StateStore.for_config(config)
     summary = RunSummary(reference_id=profile.reference_id)
 
@@ -378,6 +386,11 @@ def run_monitor(
         )
         if removed:
             logger.info("removed %d temp file(s) left by an interrupted write", removed)
+        if config.reference.rolling is not None:
+            from flows.monitor.rolling import rolling_reference
+
+            profile = rolling_reference(config, seed, logger)
+            summary.reference_id = profile.reference_id
         state = store.load()
         if state.pending is not None:
             pending = state.pending
@@ -440,6 +453,10 @@ def run_monitor(
                     " (kept in the outbox for the next run)" if d.failed or d.deferred else "",
                 )
         store.check_lock()  # a run that lost its lease writes nothing more
+        if config.reference.rolling is not None:
+            from flows.monitor.rolling import after_run
+
+            summary.reference_roll = after_run(config, seed, logger)
         if under_lock is not None:
             under_lock(summary)
     if tables:

@@ -105,3 +105,42 @@ def test_the_beam_build_keeps_the_same_windows(files):
         assert np.array_equal(a.counts, b.counts), name
         np.testing.assert_allclose(a.t, b.t, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(a.dev, b.dev, rtol=1e-9, atol=1e-9)
+
+
+def test_every_engine_keeps_the_same_checked_windows(files):
+    """A rolling reference's input (``CheckJob.keep_windows``): the checked windows' statistics
+    on the reference's bins, the same from the in-process check and from Beam, and the same as
+    the windows a reference build keeps of the same data."""
+    loaded = run_build_local(
+        [str(files / "ref.parquet")], None, exclude=["ts"], timestamp_column="ts", window=3600.0
+    )
+    job = CheckJob(
+        loaded,
+        Source((str(files / "cur.parquet"),)),
+        window="1h",
+        timestamp_column="ts",
+        run_id="kept",
+        mle_state={},
+        keep_windows=True,
+    )
+    in_process = run_check_local(job)
+    beam = run_check(job, ["--runner=FnApiRunner"])
+    a, b = in_process.windows, beam.windows
+    assert a.k == 30 and a.size_micros == HOUR
+    assert np.array_equal(a.starts, b.starts)
+    built = loaded.with_windows(
+        pq.read_table(files / "cur.parquet"), timestamp_column="ts", window="1h"
+    ).windows
+    assert np.array_equal(a.starts, built.starts)
+    for name in loaded.features:
+        for other in (b, built):
+            x, y = a.features[name], other.features[name]
+            assert np.array_equal(x.counts, y.counts), name
+            assert np.array_equal(x.missing, y.missing), name
+            np.testing.assert_allclose(x.t, y.t, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(x.dev, y.dev, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(x.extra, y.extra, rtol=1e-9, atol=1e-9)
+    assert (
+        run_check_local(CheckJob(loaded, job.source, window="1h", timestamp_column="ts")).windows
+        is None
+    )

@@ -1,0 +1,552 @@
+"""Rolling references: the reference follows the feed's trailing period, without its breaches.
+
+A monitor with ``[reference] rolling = "28d"`` keeps, for every window it checked, the window's
+statistics on the seed reference's bins (the same histogram counts and MLE moments a windowed
+reference keeps of its own windows, ``divtransforms.variation.WindowedSummary``), and which
+features breached in it. At each roll (``roll_every``, aligned to the epoch in event time) the
+rolled reference is the exact merge of the trailing period's admitted windows, per feature, with
+the between-window variation re-estimated from them (``docs/policy.md``, "Rolling references").
+
+The rules (:func:`roll`):
+
+* **trailing period**: windows that end in ``(anchor - rolling, anchor]``, ``anchor`` the roll
+  boundary; the seed's own windows in that period count too (a young monitor rolls from the
+  seed's last weeks plus what it checked), a checked window replacing a seed window of the same
+  start;
+* **held out**: a window whose record for a feature breached (severity ``warning`` or
+  ``critical``, whether or not the alert tracker notified) is left out of that feature's
+  reference, not of the other features';
+* **a persistent change is absorbed once alerted**: when a feature's breaches since some window
+  ``c`` make at least half of its checked windows since ``c`` (``c`` the CUSUM estimate of
+  where the breaches began), and ``c`` is at least ``absorb_after`` before the anchor, the
+  change is taken as the new normal: that feature's
+  reference restarts at ``c`` (its windows since ``c`` admitted, breaches included, and every
+  earlier window dropped for good). ``absorb_after = None`` never absorbs (a persistent change
+  alerts until the seed is rebuilt);
+* **too little data**: a feature with fewer than ``min_windows`` admitted windows in the
+  trailing period keeps the seed's profile and windows, and the roll says so (``fallback``);
+  when every feature falls back the rolled reference is the seed itself (same ``reference_id``).
+
+The result is deterministic: the same folded windows give the same profile (its ``created_at``
+is the anchor), so a restart or another engine that checked the same data makes the same
+``reference_id``. The state (:class:`RollingState`) is JSON with a schema version.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from divtransforms.histogram import Histogram
+from divtransforms.mle import MLEAccumulator
+from divtransforms.profile import FeatureProfile, ReferenceProfile, finish_feature
+from divtransforms.variation import MIN_WINDOWS, FeatureWindows, WindowedSummary, _summary_of
+
+__all__ = [
+    "BREACHES",
+    "ROLLING_SCHEMA_VERSION",
+    "Roll",
+    "RollingError",
+    "RollingState",
+    "RollingStore",
+    "default_min_windows",
+    "roll",
+    "rolling_spans",
+    "window_summary",
+]
+
+ROLLING_SCHEMA_VERSION = 1
+BREACHES = ("warning", "critical")  # the severities that hold a window out of the reference
+MAX_LOG = 200  # rolls and folded runs the state remembers
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RollingError(ValueError):
+    """A rolling state cannot be used (version, seed, window size, contents)."""
+
+
+def _micros(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def _iso(micros: int) -> str:
+    return (_EPOCH + timedelta(microseconds=int(micros))).isoformat()
+
+
+def window_summary(
+    profile: ReferenceProfile, windows: Iterable[tuple[int | None, Any]], size_micros: int
+) -> WindowedSummary:
+    """The :class:`WindowedSummary` of checked windows (``(start, FeatureStats)``, the global
+    window ``None`` left out) on ``profile``'s bins: what the check jobs of every engine return
+    for a rolling reference (the statistics their records were computed from)."""
+    feats = profile.features
+    return _summary_of(
+        profile,
+        size_micros,
+        None,
+        (
+            (int(s), {n: (st.histograms[n], st.mle.get(n)) for n in feats})
+            for s, st in windows
+            if s is not None
+        ),
+    )
+
+
+def default_min_windows(rolling_micros: int, window_micros: int, absorb_micros: int | None) -> int:
+    """Admitted windows a feature needs to roll: a quarter of the trailing period (or
+    ``absorb_after`` when shorter: a reference restarted after a change can roll), and at least
+    enough to estimate the between-window variation."""
+    span = rolling_micros / 4 if absorb_micros is None else min(absorb_micros, rolling_micros / 4)
+    return max(MIN_WINDOWS + 2, math.ceil(span / window_micros))
+
+
+@dataclass
+class RollingState:
+    """What a rolling monitor keeps between runs.
+
+    ``seed_id``: the seed reference these windows are on the bins of; ``window_micros``: the
+    monitor's window; ``summary``: the checked windows (merged when a window was checked in more
+    than one run); ``held``: per feature, the starts of windows it breached in; ``restarted``:
+    per feature, the window its reference restarted at after a persistent change; ``folded``:
+    run ids already folded (a resumed run is not counted twice); ``rolls``: the log of rolled
+    references; ``current``: the last roll (``reference_id``, ``version``, ``anchor``, ...).
+    """
+
+    seed_id: str
+    window_micros: int
+    summary: WindowedSummary | None = None
+    held: dict[str, set[int]] = field(default_factory=dict)
+    restarted: dict[str, int] = field(default_factory=dict)
+    folded: list[str] = field(default_factory=list)
+    rolls: list[dict[str, Any]] = field(default_factory=list)
+    current: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": ROLLING_SCHEMA_VERSION,
+            "kind": "divtransforms.rolling_state",
+            "seed_id": self.seed_id,
+            "window_micros": self.window_micros,
+            "summary": self.summary.to_dict() if self.summary is not None else None,
+            "held": {f: sorted(s) for f, s in sorted(self.held.items()) if s},
+            "restarted": dict(sorted(self.restarted.items())),
+            "folded": list(self.folded),
+            "rolls": list(self.rolls),
+            "current": self.current,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, seed: ReferenceProfile, origin: str = "<dict>") -> RollingState:
+        if not isinstance(doc, dict) or doc.get("kind") != "divtransforms.rolling_state":
+            raise RollingError(f"rolling state {origin}: not a divtransforms rolling state")
+        if doc.get("schema_version") != ROLLING_SCHEMA_VERSION:
+            raise RollingError(
+                f"rolling state {origin}: schema version {doc.get('schema_version')!r} is not "
+                f"supported (this divtransforms reads version {ROLLING_SCHEMA_VERSION})"
+            )
+        try:
+            summary = None
+            if doc.get("summary") is not None:
+                summary = WindowedSummary.from_dict(
+                    doc["summary"], {n: fp.bins.n_bins for n, fp in seed.features.items()}
+                )
+            return cls(
+                str(doc["seed_id"]),
+                int(doc["window_micros"]),
+                summary,
+                {f: {int(s) for s in v} for f, v in doc.get("held", {}).items()},
+                {f: int(s) for f, s in doc.get("restarted", {}).items()},
+                [str(r) for r in doc.get("folded", [])],
+                list(doc.get("rolls", [])),
+                doc.get("current"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RollingError(f"rolling state {origin}: malformed contents: {exc}") from None
+
+    def fold(
+        self,
+        seed: ReferenceProfile,
+        run_id: str,
+        summary: WindowedSummary | None,
+        records: Iterable[Mapping[str, Any]],
+    ) -> bool:
+        """Add one run's checked windows and its records' breaches; False (nothing done) when
+        the run was folded before."""
+        if run_id in self.folded:
+            return False
+        if summary is not None and summary.k:
+            if summary.size_micros != self.window_micros:
+                raise RollingError(
+                    f"run {run_id}: windows of {summary.size_micros} us, the rolling state's are "
+                    f"{self.window_micros} us"
+                )
+            self.summary = _added(self.summary, summary, seed)
+        for r in records:
+            start = r.get("window_start")
+            if (
+                r.get("severity") in BREACHES
+                and start is not None
+                and r["feature"] in seed.features
+            ):
+                s = _micros(start) if isinstance(start, datetime) else int(start)
+                self.held.setdefault(str(r["feature"]), set()).add(s)
+        self.folded = [*self.folded, run_id][-MAX_LOG:]
+        return True
+
+    def prune(self, before_micros: int, seed: ReferenceProfile) -> None:
+        """Forget windows that start before ``before_micros`` (out of every future trailing
+        period)."""
+        s = self.summary
+        if s is not None and s.k and int(s.starts.min()) < before_micros:
+            keep = np.flatnonzero(s.starts >= before_micros)
+            self.summary = WindowedSummary(
+                s.starts[keep],
+                {n: fw.take(keep) for n, fw in s.features.items()},
+                size_micros=s.size_micros,
+            )
+        self.held = {f: {x for x in v if x >= before_micros} for f, v in self.held.items()}
+        self.held = {f: v for f, v in self.held.items() if v}
+        # a restart before the period: every window it dropped is out of the period anyway
+        self.restarted = {f: c for f, c in self.restarted.items() if c >= before_micros}
+
+
+def _added(
+    kept: WindowedSummary | None, new: WindowedSummary, seed: ReferenceProfile
+) -> WindowedSummary:
+    """``kept`` with ``new``'s windows: rows appended when no window is in both (the usual run:
+    new windows), else merged window by window (late data of a window already kept; exact)."""
+    if kept is None or not kept.k:
+        return new
+    if np.intersect1d(kept.starts, new.starts).size:
+        return kept.merge(new, seed)
+    starts = np.concatenate([kept.starts, new.starts])
+    order = np.argsort(starts, kind="stable")
+    feats = {}
+    for name, fw in kept.features.items():
+        other = new.features[name]
+        feats[name] = FeatureWindows(
+            *(
+                np.concatenate([a, b])[order]
+                for a, b in zip(fw._arrays(), other._arrays(), strict=True)
+            )
+        )
+    return WindowedSummary(starts[order], feats, size_micros=kept.size_micros)
+
+
+@dataclass
+class Roll:
+    """One roll: the reference (the seed itself when every feature fell back) and its log
+    entry (``reference_id``, ``parent``, ``seed``, ``anchor``, ``from``, per-feature windows
+    admitted / held / restarted / fallback, ``note``)."""
+
+    profile: ReferenceProfile
+    info: dict[str, Any]
+
+
+def _change_point(checked: np.ndarray, held: np.ndarray) -> int | None:
+    """Where a run of breaches that is still going on began (None: none): the held window
+    ``c`` that maximises ``sum over windows since c of (held - 1/2)``, when that is positive
+    (held windows at least half of those since ``c``); the CUSUM estimate of a change point in
+    the breach rate. ``checked`` sorted starts, ``held`` a boolean mask on them."""
+    if not held.any():
+        return None
+    score = np.cumsum((held - 0.5)[::-1])[::-1]
+    score = np.where(held, score, -np.inf)
+    best = int(np.argmax(score))
+    return int(checked[best]) if score[best] > 0 else None
+
+
+def roll(
+    seed: ReferenceProfile,
+    state: RollingState,
+    anchor_micros: int,
+    rolling_micros: int,
+    *,
+    absorb_micros: int | None,
+    min_windows: int,
+    parent_id: str | None = None,
+) -> Roll:
+    """The rolled reference at ``anchor_micros`` (see the module docstring). Updates
+    ``state.restarted`` and ``state.held`` when a persistent change is absorbed."""
+    size = state.window_micros
+    lo = anchor_micros - rolling_micros
+    checked = state.summary
+    seed_w = seed.windows
+    if seed_w is not None and seed_w.size_micros != size:
+        regroup = bool(seed_w.size_micros) and size % (seed_w.size_micros or 1) == 0
+        seed_w = seed_w.regrouped(size, seed) if regroup else None
+    info: dict[str, Any] = {
+        "parent": parent_id or seed.reference_id,
+        "seed": seed.reference_id,
+        "anchor": _iso(anchor_micros),
+        "from": _iso(lo),
+        "features": {},
+    }
+    windows: dict[int, dict[str, tuple[Histogram, MLEAccumulator | None]]] = {}
+    features: dict[str, FeatureProfile] = {}
+    fallback: list[str] = []
+    for name, fp in seed.features.items():
+        chosen: dict[int, tuple[Histogram, MLEAccumulator | None]] = {}
+        if seed_w is not None and name in seed_w.features:
+            fw = seed_w.features[name]
+            for i, s in enumerate(seed_w.starts.tolist()):
+                if lo <= s and s + size <= anchor_micros:
+                    chosen[s] = (seed_w.window_histogram(fp, name, i), fw.accumulator(fp, i))
+        held = set(state.held.get(name, ()))
+        n_checked = 0
+        if checked is not None and name in checked.features:
+            fw = checked.features[name]
+            starts = checked.starts
+            inside = np.flatnonzero((starts >= lo) & (starts + size <= anchor_micros))
+            n_checked = int(inside.size)
+            order = inside[np.argsort(starts[inside])]
+            s_sorted = starts[order]
+            cp = None
+            if absorb_micros is not None and s_sorted.size:
+                mask = np.isin(s_sorted, np.fromiter(held, np.int64, len(held)))
+                cp = _change_point(s_sorted, mask)
+                if cp is not None and anchor_micros - cp >= absorb_micros:
+                    prev = state.restarted.get(name)
+                    state.restarted[name] = cp if prev is None else max(prev, cp)
+                    held = {x for x in held if x < cp}
+                    state.held[name] = held
+            for i in order.tolist():
+                s = int(starts[i])
+                chosen[s] = (checked.window_histogram(fp, name, i), fw.accumulator(fp, i))
+        restart = state.restarted.get(name)
+        if restart is not None and restart < lo:
+            restart = None
+        admitted = {
+            s: v
+            for s, v in chosen.items()
+            if s not in held and (restart is None or s >= restart) and v[0].n_total > 0
+        }
+        entry: dict[str, Any] = {
+            "windows": len(admitted),
+            "checked": n_checked,
+            "held": sum(
+                1
+                for s in held
+                if lo <= s and s + size <= anchor_micros and (restart is None or s >= restart)
+            ),
+        }
+        if restart is not None:
+            entry["restarted"] = _iso(restart)
+        if len(admitted) < min_windows:
+            entry["fallback"] = f"{len(admitted)} admitted windows < {min_windows}: the seed's"
+            fallback.append(name)
+            features[name] = fp
+            if seed_w is not None and name in seed_w.features:
+                fw = seed_w.features[name]
+                for i, s in enumerate(seed_w.starts.tolist()):
+                    windows.setdefault(s, {})[name] = (
+                        seed_w.window_histogram(fp, name, i),
+                        fw.accumulator(fp, i),
+                    )
+        else:
+            hist = Histogram.empty(fp.bins)
+            mle = fp.empty_mle()
+            for s in sorted(admitted):
+                h, m = admitted[s]
+                hist = hist.merge(h)
+                mle = m if mle is None else mle if m is None else mle.merge(m)  # type: ignore[arg-type]
+                windows.setdefault(s, {})[name] = (h, m)
+            features[name] = finish_feature(
+                name, fp.kind, hist, fp.family, mle, fp.reason,
+                column_type=fp.column_type, n_singletons=fp.n_singletons,
+            )  # fmt: skip
+        info["features"][name] = entry
+    info["fallback"] = fallback
+    if len(fallback) == len(seed.features):
+        info["reference_id"] = seed.reference_id
+        info["note"] = "too little trailing data: judged by the seed reference"
+        return Roll(seed, info)
+    empty = {n: (Histogram.empty(fp.bins), fp.empty_mle()) for n, fp in seed.features.items()}
+    summary = _summary_of(
+        seed,
+        size,
+        None,
+        ((s, {n: feats.get(n) or empty[n] for n in seed.features}) for s, feats in windows.items()),
+    )
+    note = (
+        f"rolling: seed {seed.reference_id}, parent {info['parent']}, windows ending in "
+        f"({info['from']}, {info['anchor']}]"
+    )
+    if fallback:
+        note += f"; seed's profile for {', '.join(fallback)} (too little trailing data)"
+    profile = ReferenceProfile(
+        features,
+        source=note,
+        created_at=_iso(anchor_micros),
+        ignored_columns=seed.ignored_columns,
+        windows=summary,
+    )
+    info["reference_id"] = profile.reference_id
+    info["note"] = note
+    return Roll(profile, info)
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def rolling_spans(
+    window: Any, rolling: Any, every: Any = "1d", absorb: Any = None, prefix: str = ""
+) -> tuple[int, int, int | None]:
+    """``(rolling, roll_every, absorb_after)`` in microseconds, checked: both spans multiples
+    of the window, the period at least 4 rolls, ``absorb`` (default a quarter of the period;
+    ``"off"``: None, never) at least one window and shorter than the period. ``prefix`` names
+    the options in the error (``"reference."``, ``"--"``)."""
+    from divtransforms.columns import duration_micros
+
+    size = duration_micros(window)
+    spans = {"rolling": duration_micros(rolling), "roll_every": duration_micros(every)}
+    for key, value in spans.items():
+        if value < size or value % size:
+            raise ValueError(f"{prefix}{key} must be a multiple of the window size ({window})")
+    if spans["rolling"] < 4 * spans["roll_every"]:
+        raise ValueError(f"{prefix}rolling must be at least 4 times {prefix}roll_every")
+    if absorb == "off":
+        absorb_us = None
+    elif absorb is None:
+        absorb_us = spans["rolling"] // 4
+    else:
+        absorb_us = duration_micros(absorb)
+        if not size <= absorb_us < spans["rolling"]:
+            raise ValueError(
+                f"{prefix}absorb_after must be at least one window and shorter than {prefix}rolling"
+            )
+    return spans["rolling"], spans["roll_every"], absorb_us
+
+
+@dataclass
+class RollingStore:
+    """Where a rolling reference lives: its state file (``state_path``) and the folder its
+    rolled profiles are written to (``versions``: ``<anchor>-<reference_id>.json``), with its
+    spans in microseconds (``absorb_micros`` None: never absorb). A local path or a bucket URL
+    (``divtransforms.storage``); writes are atomic. The caller serialises runs (the monitor's
+    run lock)."""
+
+    state_path: Any
+    versions: Any
+    window_micros: int
+    rolling_micros: int
+    every_micros: int
+    absorb_micros: int | None
+
+    def load(self, seed: ReferenceProfile) -> tuple[RollingState, str | None]:
+        """The state of ``seed`` and why it is new (None: loaded): none saved, or saved for
+        another seed (rebuilt) or another window size."""
+        import json
+
+        from divtransforms import storage
+
+        fresh = RollingState(seed.reference_id, self.window_micros)
+        if not storage.exists(self.state_path):
+            return fresh, "no rolling state yet"
+        try:
+            raw = json.loads(storage.read_bytes(self.state_path))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RollingError(f"rolling state {self.state_path}: not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise RollingError(
+                f"rolling state {self.state_path}: not a divtransforms rolling state"
+            )
+        if (
+            raw.get("seed_id") != seed.reference_id
+            or raw.get("window_micros") != self.window_micros
+        ):
+            return fresh, (
+                f"the seed is now {seed.reference_id} (was {raw.get('seed_id')}), windows of "
+                f"{self.window_micros} us (were {raw.get('window_micros')}): the rolling state "
+                "starts afresh from it"
+            )
+        return RollingState.from_dict(raw, seed, str(self.state_path)), None
+
+    def save(self, state: RollingState) -> None:
+        from divtransforms import storage
+        from divtransforms.records import json_bytes
+
+        storage.write_atomic(self.state_path, json_bytes(state.to_dict()))
+
+    def min_windows(self) -> int:
+        return default_min_windows(self.rolling_micros, self.window_micros, self.absorb_micros)
+
+    def roll_at(
+        self, seed: ReferenceProfile, state: RollingState, anchor: int, parent: str | None
+    ) -> Roll:
+        return roll(
+            seed,
+            state,
+            anchor,
+            self.rolling_micros,
+            absorb_micros=self.absorb_micros,
+            min_windows=self.min_windows(),
+            parent_id=parent,
+        )
+
+    def write_version(self, profile: ReferenceProfile) -> str:
+        """Save a rolled profile (once: the same windows make the same file); its file name."""
+        from divtransforms import storage
+
+        stamp = profile.created_at.replace("-", "").replace(":", "").replace("+0000", "Z")
+        name = f"{stamp}-{profile.reference_id}.json"
+        path = storage.join(self.versions, name)
+        if not storage.exists(path):
+            storage.makedirs(self.versions)
+            profile.save(path)
+        return name
+
+    def current(
+        self, seed: ReferenceProfile, state: RollingState
+    ) -> tuple[ReferenceProfile, str | None]:
+        """The reference that judges the next windows: the last roll's, or the seed before the
+        first; and a note when its version file was missing or changed (rolled again, the
+        same windows giving the same profile)."""
+        from divtransforms import storage
+        from divtransforms.profile import ProfileError
+
+        current = state.current
+        if not current or current.get("reference_id") == seed.reference_id:
+            return seed, None
+        try:
+            profile = ReferenceProfile.load(storage.join(self.versions, str(current["version"])))
+            if profile.reference_id == current.get("reference_id"):
+                return profile, None
+            problem = f"{current['version']} holds {profile.reference_id}"
+        except (KeyError, ProfileError) as exc:
+            problem = str(exc)
+        made = self.roll_at(seed, state, int(current["anchor_micros"]), current.get("parent"))
+        self.write_version(made.profile)
+        return (
+            made.profile,
+            f"rolling reference {current.get('reference_id')}: {problem}; rolled again",
+        )
+
+    def roll_if_due(self, seed: ReferenceProfile, state: RollingState) -> dict[str, Any] | None:
+        """Roll when the checked windows' event time crossed a multiple of ``every_micros``
+        since the last roll: write the rolled profile, prune windows out of every future period,
+        log the roll in the state and save it. Returns the roll's log entry (None: not due)."""
+        s = state.summary
+        if s is None or not s.k:
+            return None
+        latest_end = int(s.starts.max()) + state.window_micros
+        anchor = latest_end // self.every_micros * self.every_micros
+        last = (state.current or {}).get("anchor_micros")
+        if last is not None and anchor <= int(last):
+            return None
+        parent = (state.current or {}).get("reference_id") or seed.reference_id
+        made = self.roll_at(seed, state, anchor, parent)
+        info = dict(made.info)
+        info["anchor_micros"] = anchor
+        if made.profile is not seed:
+            info["version"] = self.write_version(made.profile)
+        state.prune(anchor - self.rolling_micros, seed)
+        state.current = info
+        state.rolls = [*state.rolls, info][-MAX_LOG:]
+        self.save(state)
+        return info
