@@ -112,7 +112,13 @@ def test_every_engine_keeps_the_same_checked_windows(files):
     on the reference's bins, the same from the in-process check and from Beam, and the same as
     the windows a reference build keeps of the same data."""
     loaded = run_build_local(
-        [str(files / "ref.parquet")], None, exclude=["ts"], timestamp_column="ts", window=3600.0
+        BuildJob(
+            [str(files / "ref.parquet")],
+            None,
+            exclude=("ts",),
+            timestamp_column="ts",
+            window=3600.0,
+        )
     )
     job = CheckJob(
         loaded,
