@@ -30,6 +30,7 @@ from divtransforms.columns import as_columns, column_kind
 from divtransforms.features import FeatureProfile, ProfileError
 from divtransforms.histogram import Histogram
 from divtransforms.inference import choose_family, family_center, family_fit
+from divtransforms.kinds import feature_kinds
 from divtransforms.mle import (
     FAMILIES,
     MLEAccumulator,
@@ -218,33 +219,21 @@ class ReferenceProfile:
         st = BuildSettings.of(settings, "build", **options)
         features, n_bins, strategy, top_n = st.features, st.n_bins, st.strategy, st.top_n
         cols = as_columns(data)
-        kinds, families, edges = dict(st.kinds or {}), dict(st.families or {}), dict(st.edges or {})
-        excluded = set(st.exclude)
-        if features is not None:
-            names = list(features)
-        else:
-            names = []
-            for n, c in cols.items():
-                if n in excluded or column_kind(c) == "temporal":
-                    continue
-                role = None if n in kinds else column_role(c)
-                if role:
-                    _log.info("reference: column %r skipped: %s (name it to profile it)", n, role)
-                    continue
-                names.append(n)
-        missing = [n for n in names if n not in cols]
-        if missing:
-            raise ValueError(f"features {missing} are not in the data (columns: {list(cols)})")
+        families, edges = dict(st.families or {}), dict(st.edges or {})
+        kinds = feature_kinds(
+            list(cols),
+            lambda name: column_kind(cols[name]),
+            features=features,
+            kinds=st.kinds,
+            exclude=st.exclude,
+            role_of=lambda name: column_role(cols[name]),
+        )
         out: dict[str, FeatureProfile] = {}
-        for name in names:
-            col = cols[name]
-            kind = kinds.get(name) or column_kind(col)
-            if kind == "temporal":
-                raise ValueError(f"feature {name!r} holds timestamps: exclude it or give its kind")
+        for name, kind in kinds.items():
             nb = n_bins.get(name, 32) if isinstance(n_bins, Mapping) else n_bins
             out[name] = build_feature(
                 name,
-                col,
+                cols[name],
                 kind=kind,
                 family=families.get(name, "auto"),
                 n_bins=nb,

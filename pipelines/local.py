@@ -300,7 +300,7 @@ def run_build_local(job: BuildJob) -> ReferenceProfile:
     files = expand_local(patterns)
     schema, sample = _sample(files[0], job.input_format)
     resolved = infer_kinds(
-        schema, settings.features, settings.kinds, settings.exclude, sample=sample
+        schema, settings.features, settings.kinds, settings.exclude, sample=sample, source=files[0]
     )
     names = schema.names
     del sample  # up to 64Ki rows of the text/integer columns: not kept during the build

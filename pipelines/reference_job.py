@@ -164,7 +164,12 @@ def run_build_reference(job: BuildJob, *, on_job=None) -> ReferenceProfile:
     files = pio.expand_inputs(patterns)
     sample = input_sample(files[0], input_format)
     resolved = infer_kinds(
-        sample.schema, settings.features, settings.kinds, settings.exclude, sample=sample
+        sample.schema,
+        settings.features,
+        settings.kinds,
+        settings.exclude,
+        sample=sample,
+        source=str(files[0]),
     )
     exact = settings.exact
     if exact is None:

@@ -1,6 +1,7 @@
 """Reference profiles: building, round trip, and failing loudly on bad files."""
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +43,47 @@ def test_build_infers_kinds_and_families(profile, data):
     assert f["x"].histogram.n_missing == len(range(0, 5000, 97))
     assert f["x"].histogram.n + f["x"].histogram.n_missing == data.num_rows
     assert f["x"].bins.n_bins == 18
+
+
+def test_build_and_the_jobs_choose_features_by_one_rule(caplog):
+    """ReferenceProfile.build (columns in memory) and infer_kinds (a schema and a sample: the
+    in-process and Beam builds) choose the same features of the same kinds, skip the same
+    columns with the same log lines, and fail alike on a named timestamp or missing column."""
+    from divtransforms.kinds import infer_kinds
+
+    n = 400
+    table = pa.table(
+        {
+            "ts": pa.array(np.arange(n) * 60_000_000, type=pa.timestamp("us", tz="UTC")),
+            "x": np.random.default_rng(1).normal(size=n),
+            "uid": pa.array([f"id{i}" for i in range(n)]),
+            "row": np.arange(n),
+            "day": pa.array([f"2026-01-{1 + i % 28:02d} 10:00:00" for i in range(n)]),
+            "color": pa.array(["red", "blue"] * (n // 2)).dictionary_encode(),
+        }
+    )
+    for given in ({}, {"kinds": {"uid": "categorical"}}, {"exclude": ["x"]}):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="divtransforms.kinds"):
+            built = ReferenceProfile.build(table, **given).features
+        build_log = caplog.messages[:]
+        caplog.clear()
+        with caplog.at_level("INFO", logger="divtransforms.kinds"):
+            inferred = infer_kinds(table.schema, sample=table, **given)
+        assert {k: f.kind for k, f in built.items()} == inferred, given
+        assert build_log == caplog.messages, given
+        assert "reference: column 'ts' skipped: it holds timestamps" in build_log
+        assert any(m.startswith("reference: column 'row' skipped") for m in build_log)
+        assert ("uid" in built) == ("kinds" in given)  # naming a column keeps it
+    assert set(ReferenceProfile.build(table).features) == {"x", "color"}
+    for bad, message in (
+        ({"features": ["x", "ts"]}, "feature 'ts' holds timestamps"),
+        ({"features": ["x", "nope"]}, "features ['nope'] are not in the data"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ReferenceProfile.build(table, **bad)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            infer_kinds(table.schema, sample=table, **bad)
 
 
 def test_round_trip_is_equal_and_id_is_stable(profile, tmp_path):

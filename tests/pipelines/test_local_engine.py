@@ -110,7 +110,7 @@ def test_divmon_uses_the_local_engine_unless_a_runner_is_given(files, profile, c
 
 def test_missing_column_names_the_file(files):
     with pytest.raises(
-        ValueError, match=r"ref.parquet: feature column\(s\) 'nope' not in the file"
+        ValueError, match=r"features \['nope'\] are not in \S*/ref.parquet \(columns: "
     ):
         job = BuildJob([str(files / "ref.parquet")], kinds={"nope": "numeric"}, features=["nope"])
         run_build_local(job)
