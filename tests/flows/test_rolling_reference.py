@@ -143,6 +143,10 @@ def test_rolling_options_are_checked():
         ref(absorb_after="1d")
     with pytest.raises(ConfigError, match="rolling"):
         ref(rolling="soon")
+    with pytest.raises(ConfigError, match="keep_versions"):
+        ref(rolling="28d", keep_versions=1)
+    assert rolling.store_of(ref(rolling="28d", keep_versions=5)).kept_versions() == 5
+    assert rolling.store_of(ref(rolling="28d")).kept_versions() == 56
 
 
 def test_the_run_summary_artifact_names_the_roll(monkeypatch):
