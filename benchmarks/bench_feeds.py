@@ -308,37 +308,55 @@ def rolling_flags(
     new: Callable[[np.random.Generator, int, int, int], dict[str, object]] | None = None,
     rolling_days: int = REFERENCE_DAYS,
     absorb_days: int | None = REFERENCE_DAYS // 4,
-) -> np.ndarray:
-    """Alert flags of ``new_days`` days judged as a rolling monitor judges them
-    (``divtransforms.rolling``): a seed of 28 days, then day by day the day's windows judged by
-    the current reference, folded with their breaches, and a roll at the day's end (the flow's
-    ``roll_every = "1d"``). Rows: the days in order, 24 windows each."""
-    from divtransforms.rolling import RollingState, default_min_windows, roll
+    rolls: list[dict[str, object]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Alert flags and CUSUM-alarm flags of ``new_days`` days judged as a rolling monitor judges
+    them (``divtransforms.rolling``, through the monitor's own check, ``pipelines.engine``): a
+    seed of 28 days, then day by day the day's windows judged by the current reference with the
+    running state of the days before (the sequential detectors carried across rolls), folded
+    with their breaches and alarms, and a roll at the day's end (the flow's ``roll_every =
+    "1d"``). Rows: the days in order, 24 windows each. ``rolls`` gets each roll's log entry."""
+    import tempfile
+    from dataclasses import replace
+
+    import pyarrow.parquet as pq
+
+    from divtransforms.rolling import RollingStore
+    from pipelines import engine
+    from pipelines.spec import CheckJob, Source
 
     day_us = 24 * HOUR
     data = feed.make(rng, 0, REFERENCE_DAYS, rows)
     seed = ReferenceProfile.build(data, exclude=["ts"], timestamp_column="ts", window="1h")
-    state = RollingState(seed.reference_id, HOUR)
-    current = seed
     absorb = absorb_days * day_us if absorb_days else None
-    min_windows = default_min_windows(rolling_days * day_us, HOUR, absorb)
-    flags = []
-    for d in range(REFERENCE_DAYS, REFERENCE_DAYS + new_days):
-        day = (new or feed.make)(rng, d, 1, rows)
-        table = compare(current, day, timestamp_column="ts", window="1h")
-        flags.append(alert_flags(table))
-        windows = current.with_windows(day, timestamp_column="ts", window="1h").windows
-        state.fold(seed, f"day-{d}", windows, table.to_pylist())
-        current = roll(
-            seed,
-            state,
-            (d + 1) * day_us,
-            rolling_days * day_us,
-            absorb_micros=absorb,
-            min_windows=min_windows,
-            parent_id=current.reference_id,
-        ).profile
-    return np.concatenate(flags)
+    flags, alarms = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RollingStore(
+            f"{tmp}/rolling.json", f"{tmp}/versions", HOUR, rolling_days * day_us, day_us, absorb
+        )
+        state, _ = store.load(seed)
+        mle_state = None
+        for d in range(REFERENCE_DAYS, REFERENCE_DAYS + new_days):
+            path = f"{tmp}/day-{d}.parquet"
+            pq.write_table(pa.table((new or feed.make)(rng, d, 1, rows)), path)
+            current, _ = store.current(seed, state)
+            if mle_state:
+                mle_state = store.carried(seed, state, current, mle_state)
+            job = CheckJob(current, Source((path,)), window="1h", timestamp_column="ts")
+            result = engine.run_check(replace(job, mle_state=mle_state, keep_windows=True), [])
+            mle_state = result.mle_state
+            table = result.records
+            flags.append(alert_flags(table))
+            alarms.append(
+                np.array([a is not None for a in table.column("cusum_alarm").to_pylist()])
+            )
+            state.fold(seed, result.run_id, result.windows, table.to_pylist())
+            info = store.roll_if_due(seed, state)
+            if info is None:
+                store.save(state)
+            elif rolls is not None:
+                rolls.append(info)
+    return np.concatenate(flags), np.concatenate(alarms)
 
 
 def _drifting(rate: float, wander: float) -> Callable[..., dict[str, object]]:
@@ -366,14 +384,17 @@ def rolling_panel(references: int = 4, new_days: int = 28, seed: int = 23) -> li
     names = ("day-level wander tau=0.1", "day-level wander tau=0.2", "independent samples")
     feeds = (*(by_name[n] for n in names), by_name["daily cycle +-0.5 sd"])
     for feed in feeds:
-        flags = np.concatenate([rolling_flags(feed, rng, new_days) for _ in range(references)])
+        runs = [rolling_flags(feed, rng, new_days) for _ in range(references)]
+        flags = np.concatenate([f for f, _ in runs])
         rows_out.append(Row(feed.name, "rolling 28d", flags, "<= 1%"))
+        alarms = np.concatenate([a for _, a in runs])
+        rows_out.append(Row(feed.name, "rolling 28d: CUSUM in alarm", alarms, ""))
     slow = Feed("slow drift 0.01 sd/day on a tau=0.1 wander", _numeric(wander=0.1))
     drift = _drifting(0.01, 0.1)
-    flags = np.concatenate(
-        [rolling_flags(slow, rng, new_days, new=drift) for _ in range(references)]
-    )
-    rows_out.append(Row(slow.name, "rolling 28d", flags, ""))
+    runs = [rolling_flags(slow, rng, new_days, new=drift) for _ in range(references)]
+    rows_out.append(Row(slow.name, "rolling 28d", np.concatenate([f for f, _ in runs]), ""))
+    alarms = np.concatenate([a for _, a in runs])
+    rows_out.append(Row(slow.name, "rolling 28d: CUSUM in alarm", alarms, ""))
     static = np.concatenate(
         [judge(slow, None, rng, new_days, ROWS, new=drift) for _ in range(references)]
     )
@@ -381,10 +402,10 @@ def rolling_panel(references: int = 4, new_days: int = 28, seed: int = 23) -> li
     return rows_out
 
 
-def rolling_main() -> int:
+def rolling_main(references: int = 4, new_days: int = 28) -> int:
     """``python -c 'from benchmarks.bench_feeds import rolling_main; rolling_main()'``."""
     t0 = time.perf_counter()
-    rows = rolling_panel()
+    rows = rolling_panel(references, new_days)
     print(format_rows(rows))
     print(f"rolling panel in {time.perf_counter() - t0:.1f} s")
     return 0 if all(r.met() for r in rows) else 1

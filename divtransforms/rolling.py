@@ -14,8 +14,11 @@ The rules (:func:`roll`):
   seed's last weeks plus what it checked), a checked window replacing a seed window of the same
   start;
 * **held out**: a window whose record for a feature breached (severity ``warning`` or
-  ``critical``, whether or not the alert tracker notified) is left out of that feature's
-  reference, not of the other features';
+  ``critical``, whether or not the alert tracker notified), or in which the feature's sequential
+  detector was in alarm (``cusum_alarm``, ``divtransforms.sequential``: a small persistent drift
+  that no single window breaches) where the detector's model fits (:func:`detector_fits`), is
+  left out of that feature's reference, not of the other features'; an alarm holds out its
+  whole excursion, from ``cusum_change_point`` on;
 * **a persistent change is absorbed once alerted**: when a feature's breaches since some window
   ``c`` make at least half of its checked windows since ``c`` (``c`` the CUSUM estimate of
   where the breaches began), and ``c`` is at least ``absorb_after`` before the anchor, the
@@ -26,6 +29,12 @@ The rules (:func:`roll`):
 * **too little data**: a feature with fewer than ``min_windows`` admitted windows in the
   trailing period keeps the seed's profile and windows, and the roll says so (``fallback``);
   when every feature falls back the rolled reference is the seed itself (same ``reference_id``).
+
+The sequential detectors carry across rolls (:func:`carry_detectors`): a feature's CUSUM keeps
+its statistic when its reference rolls, since the rolled reference is the previous one's period
+moved on by ``roll_every`` (most of its windows are the same) and holds out the windows the
+detector alarmed on; it starts afresh only when the feature's reference restarts after an
+absorbed change (or the seed is rebuilt).
 
 The result is deterministic: the same folded windows give the same profile (its ``created_at``
 is the anchor), so a restart or another engine that checked the same data makes the same
@@ -54,7 +63,9 @@ __all__ = [
     "RollingError",
     "RollingState",
     "RollingStore",
+    "carry_detectors",
     "default_min_windows",
+    "detector_fits",
     "roll",
     "rolling_spans",
     "window_summary",
@@ -68,6 +79,30 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class RollingError(ValueError):
     """A rolling state cannot be used (version, seed, window size, contents)."""
+
+
+FITS = 0.25  # the most between-window variance, over a window mean's own, a CUSUM alarm holds at
+
+
+def detector_fits(record: Mapping[str, Any]) -> bool:
+    """Does the sequential detector's model fit the window a record judged? The detector
+    (``divtransforms.sequential``) scores each window as an independent draw around the
+    reference, without the between-window variation or season a windowed reference judges with;
+    its alarm is evidence of drift only when that variation adds at most :data:`FITS` to the
+    variance of a window's mean (``n tau^2 <= 0.25``, ``tau`` the record's, in reference sd) and
+    no season is judged. Beyond that the alarm follows the feed's own structure (a day-level
+    wander, a daily cycle: the panel's no-drift feeds are in alarm on most windows, against the
+    seed as well), and holding it out would starve the rolled reference."""
+    if record.get("season") is not None:
+        return False
+    tau, n = record.get("tau"), record.get("n")
+    if tau is None or not math.isfinite(float(tau)) or not n:
+        return True
+    return float(n) * float(tau) ** 2 <= FITS
+
+
+def _as_micros(t: Any) -> int:
+    return _micros(t) if isinstance(t, datetime) else int(t)
 
 
 def _micros(t: datetime) -> int:
@@ -114,7 +149,8 @@ class RollingState:
     than one run); ``held``: per feature, the starts of windows it breached in; ``restarted``:
     per feature, the window its reference restarted at after a persistent change; ``folded``:
     run ids already folded (a resumed run is not counted twice); ``rolls``: the log of rolled
-    references; ``current``: the last roll (``reference_id``, ``version``, ``anchor``, ...).
+    references; ``current``: the last roll (``reference_id``, ``version``, ``anchor``, ...);
+    ``versions``: the rolled profiles' files written and not yet pruned, oldest first.
     """
 
     seed_id: str
@@ -125,6 +161,7 @@ class RollingState:
     folded: list[str] = field(default_factory=list)
     rolls: list[dict[str, Any]] = field(default_factory=list)
     current: dict[str, Any] | None = None
+    versions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +175,7 @@ class RollingState:
             "folded": list(self.folded),
             "rolls": list(self.rolls),
             "current": self.current,
+            "versions": list(self.versions),
         }
 
     @classmethod
@@ -164,7 +202,12 @@ class RollingState:
                 [str(r) for r in doc.get("folded", [])],
                 list(doc.get("rolls", [])),
                 doc.get("current"),
-            )
+                # (a state saved before the list was kept: the versions its log names)
+                [str(v) for v in doc["versions"]]
+                if "versions" in doc
+                else list(dict.fromkeys(str(r["version"]) for r in doc.get("rolls", [])
+                                        if r.get("version"))),
+            )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise RollingError(f"rolling state {origin}: malformed contents: {exc}") from None
 
@@ -186,15 +229,21 @@ class RollingState:
                     f"{self.window_micros} us"
                 )
             self.summary = _added(self.summary, summary, seed)
+        starts = self.summary.starts if self.summary is not None else np.zeros(0, np.int64)
         for r in records:
             start = r.get("window_start")
-            if (
-                r.get("severity") in BREACHES
-                and start is not None
-                and r["feature"] in seed.features
-            ):
-                s = _micros(start) if isinstance(start, datetime) else int(start)
-                self.held.setdefault(str(r["feature"]), set()).add(s)
+            if start is None or r["feature"] not in seed.features:
+                continue
+            alarm = r.get("cusum_alarm") is not None and detector_fits(r)
+            if r.get("severity") not in BREACHES and not alarm:
+                continue
+            s = _as_micros(start)
+            held = self.held.setdefault(str(r["feature"]), set())
+            held.add(s)
+            cp = r.get("cusum_change_point")
+            if alarm and cp is not None:  # the alarm's excursion, from its change point on
+                since = starts[(starts >= _as_micros(cp)) & (starts <= s)]
+                held.update(int(x) for x in since.tolist())
         self.folded = [*self.folded, run_id][-MAX_LOG:]
         return True
 
@@ -290,6 +339,7 @@ def roll(
     windows: dict[int, dict[str, tuple[Histogram, MLEAccumulator | None]]] = {}
     features: dict[str, FeatureProfile] = {}
     fallback: list[str] = []
+    absorbed: list[str] = []  # features whose reference restarts at this roll
     for name, fp in seed.features.items():
         chosen: dict[int, tuple[Histogram, MLEAccumulator | None]] = {}
         if seed_w is not None and name in seed_w.features:
@@ -313,6 +363,8 @@ def roll(
                 if cp is not None and anchor_micros - cp >= absorb_micros:
                     prev = state.restarted.get(name)
                     state.restarted[name] = cp if prev is None else max(prev, cp)
+                    if state.restarted[name] != prev:
+                        absorbed.append(name)
                     held = {x for x in held if x < cp}
                     state.held[name] = held
             for i in order.tolist():
@@ -362,6 +414,7 @@ def roll(
             )  # fmt: skip
         info["features"][name] = entry
     info["fallback"] = fallback
+    info["absorbed"] = absorbed
     if len(fallback) == len(seed.features):
         info["reference_id"] = seed.reference_id
         info["note"] = "too little trailing data: judged by the seed reference"
@@ -389,6 +442,34 @@ def roll(
     info["reference_id"] = profile.reference_id
     info["note"] = note
     return Roll(profile, info)
+
+
+def carry_detectors(
+    mle_state: Mapping[str, Mapping[str, Any]] | None,
+    before: ReferenceProfile,
+    after: ReferenceProfile,
+    restart: Iterable[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """``mle_state`` (``{feature: accumulator dict}``, ``RunningEstimates.to_state``) with each
+    feature's sequential detector made on ``before`` carried to ``after``, the reference that
+    judges the next windows: a detector is kept only with the reference it was made on
+    (``sequential.reference_key``), so it is re-keyed here, except for the features in
+    ``restart`` (a reference restarted after an absorbed change), whose detector starts afresh.
+    The MLE accumulators are left as they are."""
+    from divtransforms.sequential import reference_key
+    from divtransforms.window import CUSUM_KEY
+
+    out = {n: dict(v) for n, v in (mle_state or {}).items()}
+    drop = set(restart)
+    for name, entry in out.items():
+        det = entry.get(CUSUM_KEY)
+        if not isinstance(det, Mapping) or name not in before.features:
+            continue
+        if name in drop or name not in after.features:
+            del entry[CUSUM_KEY]
+        elif det.get("reference") == reference_key(before.features[name]):
+            entry[CUSUM_KEY] = {**det, "reference": reference_key(after.features[name])}
+    return {n: v for n, v in out.items() if v}
 
 
 # -- files ----------------------------------------------------------------------------------------
@@ -437,6 +518,39 @@ class RollingStore:
     rolling_micros: int
     every_micros: int
     absorb_micros: int | None
+    keep_versions: int | None = None
+
+    def kept_versions(self) -> int:
+        """How many rolled profiles to keep (``keep_versions``; default: the rolls of two
+        trailing periods, at least 2)."""
+        if self.keep_versions is not None:
+            return max(int(self.keep_versions), 2)
+        return max(2, 2 * math.ceil(self.rolling_micros / self.every_micros))
+
+    def prune_versions(self, state: RollingState) -> list[str]:
+        """Delete the rolled profiles beyond the last :meth:`kept_versions` ones, never the
+        current reference's or its parent's (the detectors are carried from it); only files
+        this state wrote (``state.versions``), never a built seed version. Each file is removed
+        whole (a missing one is fine); the caller saves the state. Returns the names removed."""
+        from divtransforms import storage
+
+        keep = set(state.versions[-self.kept_versions() :])
+        current = state.current or {}
+        keep.add(str(current.get("version")))
+        for entry in state.rolls:
+            if entry.get("reference_id") == current.get("parent") and entry.get("version"):
+                keep.add(str(entry["version"]))
+        gone = [v for v in state.versions if v not in keep]
+        for name in gone:
+            storage.remove(storage.join(self.versions, name))
+        state.versions = [v for v in state.versions if v in keep]
+        return gone
+
+    def _written(self, state: RollingState, profile: ReferenceProfile) -> str:
+        name = self.write_version(profile)
+        if name not in state.versions:
+            state.versions = [*state.versions, name]
+        return name
 
     def load(self, seed: ReferenceProfile) -> tuple[RollingState, str | None]:
         """The state of ``seed`` and why it is new (None: loaded): none saved, or saved for
@@ -505,8 +619,9 @@ class RollingStore:
         self, seed: ReferenceProfile, state: RollingState
     ) -> tuple[ReferenceProfile, str | None]:
         """The reference that judges the next windows: the last roll's, or the seed before the
-        first; and a note when its version file was missing or changed (rolled again, the
-        same windows giving the same profile)."""
+        first; and a note when its version file was missing or changed (rolled again: the
+        same profile unless windows were held out since, and then the state names the new one
+        and is saved)."""
         from divtransforms import storage
         from divtransforms.profile import ProfileError
 
@@ -521,11 +636,65 @@ class RollingStore:
         except (KeyError, ProfileError) as exc:
             problem = str(exc)
         made = self.roll_at(seed, state, int(current["anchor_micros"]), current.get("parent"))
-        self.write_version(made.profile)
-        return (
-            made.profile,
-            f"rolling reference {current.get('reference_id')}: {problem}; rolled again",
+        again = made.profile.reference_id
+        if again != seed.reference_id:
+            state.current = {
+                **current,
+                "reference_id": again,
+                "version": self._written(state, made.profile),
+            }
+        else:
+            state.current = {**current, "reference_id": again}
+            state.current.pop("version", None)
+        if again == current.get("reference_id"):
+            return made.profile, f"rolling reference {again}: {problem}; rolled again"
+        # windows held since the roll (a CUSUM alarm's excursion reaching back) change it
+        self.save(state)
+        return made.profile, (
+            f"rolling reference {current.get('reference_id')}: {problem}; rolled again as {again} "
+            "(windows held out since that roll)"
         )
+
+    def carried(
+        self,
+        seed: ReferenceProfile,
+        state: RollingState,
+        profile: ReferenceProfile,
+        mle_state: Mapping[str, Mapping[str, Any]] | None,
+    ) -> dict[str, dict[str, Any]]:
+        """``mle_state`` ready for ``profile`` (the reference :meth:`current` returned): the
+        detectors made on the last roll's parent re-keyed to it (:func:`carry_detectors`; those
+        of features it restarted start afresh). Idempotent, and done before each check rather
+        than at the roll, so a crash between a roll and the next check loses nothing; a
+        parent whose version file is gone leaves the detectors to start afresh."""
+        from divtransforms import storage
+        from divtransforms.profile import ProfileError
+        from divtransforms.sequential import reference_key
+        from divtransforms.window import CUSUM_KEY
+
+        current = state.current or {}
+        out = {n: dict(v) for n, v in (mle_state or {}).items()}
+        keys = {n: reference_key(fp) for n, fp in profile.features.items()}
+        made_on = {n: v.get(CUSUM_KEY) for n, v in out.items()}
+        stale = [
+            n
+            for n, d in made_on.items()
+            if isinstance(d, Mapping) and d.get("reference") != keys.get(n)
+        ]
+        parent_id = current.get("parent")
+        if not stale or not parent_id or current.get("reference_id") != profile.reference_id:
+            return out
+        before: ReferenceProfile | None = seed if parent_id == seed.reference_id else None
+        for entry in reversed(state.rolls):
+            if before is None and entry.get("reference_id") == parent_id and entry.get("version"):
+                try:
+                    before = ReferenceProfile.load(storage.join(self.versions, entry["version"]))
+                except ProfileError:
+                    return out
+                break
+        if before is None:
+            return out
+        return carry_detectors(out, before, profile, current.get("absorbed") or ())
 
     def roll_if_due(self, seed: ReferenceProfile, state: RollingState) -> dict[str, Any] | None:
         """Roll when the checked windows' event time crossed a multiple of ``every_micros``
@@ -544,9 +713,12 @@ class RollingStore:
         info = dict(made.info)
         info["anchor_micros"] = anchor
         if made.profile is not seed:
-            info["version"] = self.write_version(made.profile)
+            info["version"] = self._written(state, made.profile)
         state.prune(anchor - self.rolling_micros, seed)
         state.current = info
         state.rolls = [*state.rolls, info][-MAX_LOG:]
+        pruned = self.prune_versions(state)
+        if pruned:
+            info["pruned"] = len(pruned)
         self.save(state)
         return info

@@ -158,6 +158,12 @@ class ReferenceConfig(_Section):
         description="a change that breached this long is the new normal (default: a quarter of "
         '"rolling"; "off": never)',
     )
+    keep_versions: int | None = Field(
+        None,
+        ge=2,
+        description="rolled references kept in versions/ (default: the rolls of two trailing "
+        "periods); older ones are deleted",
+    )
 
     @field_validator("rolling", "roll_every")
     @classmethod
@@ -440,8 +446,8 @@ class MonitorConfig(_Section):
         if ref.season is not None and not ref.windows:
             raise ValueError("reference.season needs reference.windows = true")
         if ref.rolling is None:
-            if ref.absorb_after is not None:
-                raise ValueError("reference.absorb_after needs reference.rolling")
+            if ref.absorb_after is not None or ref.keep_versions is not None:
+                raise ValueError("reference.absorb_after and keep_versions need reference.rolling")
             return self
         if not ref.windows:
             raise ValueError(

@@ -90,7 +90,12 @@ def run_rolling_check(
     reference, note = store.current(seed, state)
     if note is not None:
         _LOG.warning("%s", note)
-    result = run(replace(job, reference=reference, keep_windows=True), pipeline_args, on_job=on_job)
+    mle_state = store.carried(seed, state, reference, job.mle_state) if job.mle_state else None
+    result = run(
+        replace(job, reference=reference, keep_windows=True, mle_state=mle_state),
+        pipeline_args,
+        on_job=on_job,
+    )
     state.fold(seed, result.run_id, result.windows, result.records.to_pylist())
     info = store.roll_if_due(seed, state)
     if info is None:

@@ -120,6 +120,11 @@ The tables below work without it.</p></noscript>
       n = {{ f.latest.n|cnt }} (reference {{ f.latest.n_reference|cnt }}) ·
       p = {{ f.latest.p_value|num }} · bias-corrected JS {{ f.latest.js_corrected|num }} ·
       reference {{ f.latest.reference_id or '?' }}</p>
+    {% if f.reference_changes %}<p class="meta reference-rolled">Reference changed
+      {{ f.reference_changes.count }} time{{ 's' if f.reference_changes.count != 1 }} in this
+      history; the latest, to {{ f.reference_changes.to or '?' }} (from
+      {{ f.reference_changes['from'] or '?' }}), judges windows from
+      {{ f.reference_changes.window_start|ts }}.</p>{% endif %}
     {% if f.latest.reason %}<p class="meta reason">Why {{ f.latest.severity }}:
       {{ f.latest.reason }}</p>{% endif %}
     {% if f.quality.latest.severity not in ('ok', 'unassessed') %}<p class="meta reason quality">

@@ -530,6 +530,22 @@ def thresholds_from_policy(policy: Policy | Mapping[str, Any]) -> dict[str, tupl
     return out
 
 
+def _reference_changes(table, rows) -> dict[str, Any] | None:
+    """When the reference that judged a feature's windows changed (a rolling reference rolled,
+    or the seed was rebuilt): how many times in the history, and the latest change: the first
+    window judged by the new reference, and the reference before it (None: never changed)."""
+    ids = np.asarray(
+        table["reference_id"].take(pa.array(rows, pa.int64())).to_numpy(zero_copy_only=False),
+        dtype=object,
+    )
+    at = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    if not at.size:
+        return None
+    k = int(at[-1])
+    start = _times(_ts_ms(table["window_start"].slice(int(rows[k]), 1)))[0]
+    return {"count": int(at.size), "window_start": start, "to": ids[k], "from": ids[k - 1]}
+
+
 def _feature_payload(
     table, name, rows, t, numeric, severity, sev_code, thr, alerts, full_windows, buckets
 ) -> dict[str, Any]:
@@ -570,6 +586,7 @@ def _feature_payload(
             "reference_id": table["reference_id"][last].as_py(),
             "reason": table["severity_reason"][last].as_py(),
         },
+        "reference_changes": _reference_changes(table, rows),
         "spark": _sparkline(metric, SPARK_POINTS),
         "series": {
             "t": _times(series.reduce(times, "mean")),

@@ -49,6 +49,7 @@ def store_of(config: MonitorConfig) -> RollingStore:
         rolling,
         every,
         absorb,
+        config.reference.keep_versions,
     )
 
 
@@ -167,6 +168,19 @@ def rolling_reference(
     if note is not None:
         (logger or log).warning("%s", note)
     return profile
+
+
+def carried_state(
+    config: MonitorConfig,
+    seed: ReferenceProfile,
+    profile: ReferenceProfile,
+    mle_state: dict[str, Any],
+) -> dict[str, Any]:
+    """The monitor's MLE state with its sequential detectors carried to ``profile``, the
+    reference that judges this run (``RollingStore.carried``; call under the run lock)."""
+    store = store_of(config)
+    state, _ = store.load(seed)
+    return store.carried(seed, state, profile, mle_state)
 
 
 def after_run(

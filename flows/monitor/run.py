@@ -392,6 +392,11 @@ def run_monitor(
             profile = rolling_reference(config, seed, logger)
             summary.reference_id = profile.reference_id
         state = store.load()
+        if config.reference.rolling is not None and state.mle_state:
+            from flows.monitor.rolling import carried_state
+
+            # the detectors follow the rolled reference (saved with the run's commit)
+            state.mle_state = carried_state(config, seed, profile, state.mle_state)
         if state.pending is not None:
             pending = state.pending
             summary.recovered = True

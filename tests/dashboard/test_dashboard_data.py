@@ -442,3 +442,22 @@ def test_quality_lane_and_stale_periods(tmp_path):
     assert f["alerts"] == []  # the feed's alerts are not a feature's
     html = render_dashboard(history, tmp_path / "d.html").read_text(encoding="utf-8")
     assert 'data-chart="quality"' in html
+
+
+def test_the_reference_section_says_when_the_reference_rolled(tmp_path):
+    rolled = '<b>ref-"rolled"</b>'  # a hostile id: escaped like the rest of the page
+    records = [record("x", i) for i in range(6)] + [record("y", i) for i in range(6)]
+    for r in records:
+        if r["feature"] == "x" and r["window_start"] >= T0 + timedelta(hours=4):
+            r["reference_id"] = rolled
+    root = write_history(tmp_path / "h", records)
+    by_name = {f["name"]: f for f in build_payload(root)["features"]}
+    change = by_name["x"]["reference_changes"]
+    assert change["count"] == 1 and change["from"] == "ref0123" and change["to"] == rolled
+    assert change["window_start"] == int((T0 + timedelta(hours=4)).timestamp() * 1000)
+    assert by_name["y"]["reference_changes"] is None
+    html = render_dashboard(root, tmp_path / "d.html").read_text(encoding="utf-8")
+    assert html.count('class="meta reference-rolled"') == 1
+    assert "Reference changed\n      1 time in this" in html
+    assert rolled not in html.split('<script type="application/json"', 1)[0]
+    assert "&lt;b&gt;ref-&#34;rolled&#34;&lt;/b&gt;" in html

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from divtransforms import ReferenceProfile
+from divtransforms.sequential import reference_key
 from flows.config import ConfigError, load_config, parse_config
 from flows.demo import run as demo
 from flows.monitor import rolling
 from flows.monitor.history import read_history
 from flows.monitor.run import run_monitor
+from flows.monitor.state import StateStore
 from flows.reference import build_reference_version
 
 
@@ -82,11 +84,24 @@ def test_a_rolling_monitor_rolls_records_and_resumes(tmp_path, monkeypatch):
     assert not list(Path(state_dir).glob("rolling-windows-*.json"))
     saved = json.loads((Path(state_dir) / "rolling.json").read_text())
     assert len(saved["folded"]) == 2
+    # the detectors carried across the roll: keyed on the rolled reference, counting every hour
+    det = StateStore.for_config(config).load().mle_state["amount"]["cusum"]
+    assert det["reference"] == reference_key(rolled.features["amount"]) and det["windows"] == 30
     by_hour = ids_by_hour(config)
     assert by_hour[3] == {seed.reference_id} and by_hour[27] == {rolled_id}
-    version.unlink()  # a lost version file: rolled again from the state, the same profile
-    assert run_monitor(config).reference_id == rolled_id
-    assert ReferenceProfile.load(version).reference_id == rolled_id
+    # a lost version file: rolled again from the state; a CUSUM alarm of the next run held out
+    # its excursion (back to its change point, before the roll), so the profile is a new one,
+    # which the state then names
+    version.unlink()
+    again = run_monitor(config).reference_id
+    saved = json.loads((Path(state_dir) / "rolling.json").read_text())
+    assert saved["current"]["reference_id"] == again != rolled_id
+    anchor = saved["current"]["anchor_micros"]
+    held_before = {n: [s for s in v if s < anchor] for n, v in saved["held"].items()}
+    assert any(len(held_before.get(n, [])) > e["held"] for n, e in roll["features"].items())
+    redone = config.reference_path.parent / "versions" / saved["current"]["version"]
+    assert ReferenceProfile.load(redone).reference_id == again
+    assert run_monitor(config).reference_id == again  # no third roll
 
     # the seed rebuilt from other data: the rolling state starts afresh from it
     demo.write_reference_data(tmp_path / "reference-data", n=9_000, seed=2)
@@ -124,10 +139,14 @@ def test_rolling_options_are_checked():
         ref(rolling="2d")
     with pytest.raises(ConfigError, match="shorter than reference.rolling"):
         ref(rolling="28d", absorb_after="30d")
-    with pytest.raises(ConfigError, match="absorb_after needs reference.rolling"):
+    with pytest.raises(ConfigError, match="absorb_after and keep_versions need reference.rolling"):
         ref(absorb_after="1d")
     with pytest.raises(ConfigError, match="rolling"):
         ref(rolling="soon")
+    with pytest.raises(ConfigError, match="keep_versions"):
+        ref(rolling="28d", keep_versions=1)
+    assert rolling.store_of(ref(rolling="28d", keep_versions=5)).kept_versions() == 5
+    assert rolling.store_of(ref(rolling="28d")).kept_versions() == 56
 
 
 def test_the_run_summary_artifact_names_the_roll(monkeypatch):
