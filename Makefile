@@ -92,8 +92,10 @@ bench-peers:
 	@for peer in evidently whylogs tfdv; do \
 	  test -x .venv-$$peer/bin/python || $(PYTHON) -m venv .venv-$$peer; \
 	  .venv-$$peer/bin/pip install -qq --upgrade pip; \
-	  .venv-$$peer/bin/pip install -qq $$($(PY) -c "import tomllib; \
-	    print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench-'+'$$peer']))") \
+	  $(PY) -c "import tomllib; \
+	    print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench-'+'$$peer']))" \
+	    > .venv-$$peer/requirements.txt; \
+	  .venv-$$peer/bin/pip install -qq -r .venv-$$peer/requirements.txt \
 	    || { echo "$$peer: install failed; bench_peers will skip it"; rm -rf .venv-$$peer; }; \
 	done
 
