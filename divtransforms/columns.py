@@ -6,7 +6,9 @@ accumulators accept both.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -207,18 +209,21 @@ def table_from_pylists(columns: Mapping[str, list[Any]], schema: pa.Schema) -> p
 
 def _array_from_pylist(values: list[Any], t: pa.DataType) -> pa.Array | None:
     n = len(values)
-    valid = np.fromiter((v is not None for v in values), bool, n)
-    nulls = n - int(np.count_nonzero(valid))
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-    present = [v for v in values if v is not None]
+    nulls = values.count(None)
+    bitmap, present = None, values
+    if nulls:
+        valid = np.fromiter(map(operator.is_not, values, itertools.repeat(None)), bool, n)
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        present = [v for v in values if v is not None]
+    types = set(map(type, present))
     if pa.types.is_string(t):
-        if any(type(v) is not str for v in present):
+        if not types <= {str}:
             return None
         try:
             data = [b"" if v is None else v.encode() for v in values]
         except UnicodeEncodeError:  # lone surrogates: from_pydict's error
             return None
-        offsets = _offsets(len(b) for b in data)
+        offsets = _offsets(map(len, data))
         if offsets is None:
             return None
         buffers = [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
@@ -227,25 +232,29 @@ def _array_from_pylist(values: list[Any], t: pa.DataType) -> pa.Array | None:
         pa.types.is_timestamp(t) and t.unit == "us" and t.tz in ("UTC", "+00:00")
     ):
         if t == pa.int64():
-            ok = all(type(v) is int for v in present)
+            ok = types <= {int}
         elif t == pa.float64():  # ints are converted as from_pydict does, when exact
-            ok = all(isinstance(v, float) or (type(v) is int and abs(v) <= 2**53) for v in present)
+            ok = all(issubclass(k, float) or k is int for k in types) and (
+                int not in types or all(abs(v) <= 2**53 for v in present if type(v) is int)
+            )
         else:
-            ok = all(isinstance(v, datetime) and v.utcoffset() is not None for v in present)
+            ok = all(issubclass(k, datetime) for k in types) and all(
+                v.utcoffset() is not None for v in present
+            )
         if not ok:
             return None
         if pa.types.is_timestamp(t):
             values = [None if v is None else (v - _EPOCH) // _MICROSECOND for v in values]
         dtype = np.float64 if t == pa.float64() else np.int64
         try:
-            raw = np.array([0 if v is None else v for v in values], dtype)
+            raw = np.array([0 if v is None else v for v in values] if nulls else values, dtype)
         except OverflowError:
             return None
         return pa.Array.from_buffers(t, n, [bitmap, pa.py_buffer(raw)], null_count=nulls)
     if pa.types.is_list(t):
-        if any(type(v) is not list for v in present):
+        if not types <= {list}:
             return None
-        child = _array_from_pylist([x for v in present for x in v], t.value_type)
+        child = _array_from_pylist(list(itertools.chain.from_iterable(present)), t.value_type)
         offsets = _offsets(0 if v is None else len(v) for v in values)
         if child is None or offsets is None:
             return None
@@ -253,11 +262,14 @@ def _array_from_pylist(values: list[Any], t: pa.DataType) -> pa.Array | None:
         return pa.Array.from_buffers(t, n, buffers, null_count=nulls, children=[child])
     if pa.types.is_struct(t):
         names = {f.name for f in t}
-        if any(type(v) is not dict or not set(v) <= names for v in present):
+        if not types <= {dict} or any(not names.issuperset(v) for v in present):
             return None
         children = []
         for f in t:
-            field_values = [None if v is None else v.get(f.name) for v in values]
+            if nulls:
+                field_values = [None if v is None else v.get(f.name) for v in values]
+            else:
+                field_values = list(map(dict.get, values, itertools.repeat(f.name)))
             child = _array_from_pylist(field_values, f.type)
             if child is None:
                 return None

@@ -167,6 +167,7 @@ def _drift_records():
     edge = dict(rows[0], counts=[], tests=None, mle_params=[], feature="", pane=None)
     edge["window_start"] = datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=2)))
     edge["p_value"], edge["n"] = 7, 2**62  # an int in a float column, a large int
+    edge["schema_issues"] = [None, {"code": "x"}]  # a null struct, a missing struct field
     return [*rows, edge, {"feature": "only"}]
 
 
