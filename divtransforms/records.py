@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from divtransforms import storage
+from divtransforms.columns import table_from_pylists
 from divtransforms.storage import Location
 
 RECORD_SCHEMA_VERSION = 4
@@ -164,7 +165,9 @@ def records_to_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
                 f"record {i} (feature {row.get('feature')!r}) has unknown fields {sorted(extra)}"
             )
     columns = {name: [row.get(name) for row in rows] for name in RECORD_FIELDS}
-    return pa.Table.from_pydict(columns, schema=DRIFT_RECORD_SCHEMA)
+    # From Arrow buffers when the values allow (pa.array's first call imports pandas).
+    table = table_from_pylists(columns, DRIFT_RECORD_SCHEMA)
+    return pa.Table.from_pydict(columns, schema=DRIFT_RECORD_SCHEMA) if table is None else table
 
 
 def sort_records(table: pa.Table) -> pa.Table:

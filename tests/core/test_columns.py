@@ -1,6 +1,6 @@
 """Column helpers: inputs of every supported kind, kinds, event times and durations."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -128,3 +128,100 @@ def test_event_times_as_real_files_hold_them():
     assert ok.tolist() == [True, False, False, False, False]
     assert (bad.count, bad.row, bad.value) == (4, 1, "'soon'")
     assert "'date'" in bad.message() and "row 1" in bad.message()
+
+
+def _nan_free(value):
+    """NaN as a marker (NaN != NaN would make every comparison of records with NaN fail)."""
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if isinstance(value, list):
+        return [_nan_free(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _nan_free(v) for k, v in value.items()}
+    return value
+
+
+def _parquet_bytes(table):
+    import io
+
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _drift_records():
+    """Records of a windowed compare() (NaN, nulls, lists of structs, timestamps), edge rows."""
+    from divtransforms import ReferenceProfile, compare
+
+    rng = np.random.default_rng(3)
+    ref = {"x": rng.lognormal(size=3000), "k": rng.poisson(3.0, 3000).astype(float)}
+    ref["c"] = rng.choice(["a", "b", "é", "日本"], 3000)
+    cur = {"x": rng.lognormal(0.3, size=2000), "k": rng.poisson(3.5, 2000).astype(float)}
+    cur["c"] = rng.choice(["a", "b", "new"], 2000)
+    cur["ts"] = np.datetime64("2026-01-01T00:00:00", "us") + rng.integers(0, 3 * 3600, 2000) * 10**6
+    table = compare(ReferenceProfile.build(ref), cur, timestamp_column="ts", window="1h")
+    rows = table.to_pylist()
+    assert len(rows) == 9 and any(r["window_start"] for r in rows)
+    edge = dict(rows[0], counts=[], tests=None, mle_params=[], feature="", pane=None)
+    edge["window_start"] = datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=2)))
+    edge["p_value"], edge["n"] = 7, 2**62  # an int in a float column, a large int
+    edge["schema_issues"] = [None, {"code": "x"}]  # a null struct, a missing struct field
+    return [*rows, edge, {"feature": "only"}]
+
+
+def test_table_from_pylists_equals_from_pydict():
+    """The buffers-built table is from_pydict's: same schema and metadata, same values (NaN
+    included), same Parquet bytes; none of it imports pandas (checked in a fresh process)."""
+    from divtransforms.columns import table_from_pylists
+    from divtransforms.records import DRIFT_RECORD_SCHEMA, RECORD_FIELDS
+
+    rows = _drift_records()
+    columns = {name: [row.get(name) for row in rows] for name in RECORD_FIELDS}
+    ours = table_from_pylists(columns, DRIFT_RECORD_SCHEMA)
+    theirs = pa.Table.from_pydict(columns, schema=DRIFT_RECORD_SCHEMA)
+    assert ours is not None
+    ours.validate(full=True)
+    assert ours.schema.equals(theirs.schema, check_metadata=True)
+    assert _nan_free(ours.to_pylist()) == _nan_free(theirs.to_pylist())
+    assert _parquet_bytes(ours) == _parquet_bytes(theirs)
+
+
+@pytest.mark.parametrize(
+    ("t", "value"),
+    [
+        (pa.int64(), np.int64(1)),  # numpy integers: from_pydict's conversion
+        (pa.int64(), True),
+        (pa.int64(), 2**63),  # overflow: from_pydict's error
+        (pa.float64(), 2**53 + 1),  # not exact as a float
+        (pa.float64(), "1.0"),
+        (pa.string(), "\ud800"),  # a lone surrogate
+        (pa.timestamp("us", tz="UTC"), datetime(2026, 1, 1)),  # naive
+        (pa.list_(pa.int64()), (1, 2)),
+        (pa.struct([("a", pa.int64())]), {"a": 1, "b": 2}),  # a key the struct lacks
+        (pa.bool_(), True),  # a type records do not use
+    ],
+)
+def test_table_from_pylists_leaves_other_values_to_from_pydict(t, value):
+    from divtransforms.columns import table_from_pylists
+
+    schema = pa.schema([("v", t)])
+    assert table_from_pylists({"v": [None, value]}, schema) is None
+
+
+def test_records_to_table_does_not_import_pandas():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, datetime\n"
+        "from divtransforms.records import records_to_table\n"
+        "t = records_to_table([{'feature': 'x', 'n': 3, 'p_value': float('nan'), 'counts': [1, 2],"
+        " 'tests': [{'name': 'g', 'statistic': 1.5}],"
+        " 'window_start': datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)}, {'feature': 'y'}])\n"
+        "assert t.num_rows == 2 and t['tests'][0].as_py()[0]['statistic'] == 1.5\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
