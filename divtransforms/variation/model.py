@@ -118,7 +118,12 @@ def _moment_arrays(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def standardised_shape(
-    n: np.ndarray, mean: np.ndarray, m2: np.ndarray, groups: np.ndarray, tau2: float
+    n: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    groups: np.ndarray,
+    tau2: float,
+    units: float = math.inf,
 ) -> tuple[float, float]:
     """Skewness and excess kurtosis (>= 0) of the between-window part of the window means'
     deviations from their group means: how far from normal the between-window deviations are
@@ -127,8 +132,13 @@ def standardised_shape(
     cumulant: the between part's excess kurtosis is theirs over ``f^2`` (the tests weight it by
     the between part's share again; without this, the scale of windows that hold a few clusters
     of rows had tails 7 times too heavy at the dispersion test's level). The skewness is left
-    diluted: a noisy skewness in Hall's transformation makes both tails heavier, and the
-    between-window deviations of the location are about symmetric."""
+    diluted, and shrunk towards 0 by its own sampling noise (positive-part James-Stein:
+    ``g (1 - v / g^2)``, ``v = 6 (f^3 / units + (1 - f^3) / k)`` the variance of a normal
+    sample's skewness from ``units`` independent between parts and ``k`` windows' sampling
+    noise): a noisy skewness in Hall's transformation makes both tails heavier, and with large
+    windows the deviations are nearly all between part, from only ``units`` independent draws
+    (a day-level wander of 28 days: the skewness' sd is 0.42, and the location test alerted at
+    1.2% for a level of 0.86%)."""
     ok = n >= 2
     n, mean, m2, groups = n[ok], mean[ok], m2[ok], groups[ok]
     if n.size < MIN_WINDOWS:
@@ -144,9 +154,20 @@ def standardised_shape(
     skew = float(np.mean(z**3)) / z2**1.5
     kurt = max(0.0, float(np.mean(z**4)) / z2**2 - 3.0)
     f = float(np.mean(tau2 / (s2 / n + tau2))) if tau2 > 0 else 0.0
+    skew = _shrunk_skewness(skew, f, n.size, units)
     if not f > 0:
         return skew, kurt
     return skew, kurt / (f * f)
+
+
+def _shrunk_skewness(skew: float, f: float, k: int, units: float) -> float:
+    """``skew`` shrunk by its sampling variance (see :func:`standardised_shape`)."""
+    f3 = min(max(f, 0.0), 1.0) ** 3
+    m = min(max(units, 1.0), float(k))
+    noise = 6.0 * (f3 / m + (1.0 - f3) / k)
+    if not skew * skew > noise:
+        return 0.0
+    return skew * (1.0 - noise / (skew * skew))
 
 
 def dersimonian_laird(
@@ -241,8 +262,6 @@ def estimate(
     if fw.t.shape[1]:
         n, mean, m2 = _moment_arrays(fw.t)
         tau2, _ = dersimonian_laird(n, mean, m2, groups)
-        if tau2 > 0:
-            skew, kurt = standardised_shape(n, mean, m2, groups, tau2)
         mle = fp.mle
         if isinstance(mle, MomentMLE) and mle.n:
             sd = math.sqrt(mle.t.variance)
@@ -255,10 +274,12 @@ def estimate(
                 if fit is not None:
                     slopes, s2_t, mean_dev = fit
             tau2_dev, _ = dersimonian_laird(nd, mean_dev, m2_dev, groups)
-            if tau2_dev > 0:
-                skew_dev, kurt_dev = standardised_shape(nd, mean_dev, m2_dev, groups, tau2_dev)
     between = between_covariance(fw.counts, groups)
     units, units_dof = _effective_units(fw, groups, usable, between, tau2, dof)
+    if tau2 > 0:
+        skew, kurt = standardised_shape(n, mean, m2, groups, tau2, units)
+    if tau2_dev > 0:
+        skew_dev, kurt_dev = standardised_shape(nd, mean_dev, m2_dev, groups, tau2_dev, units)
     if units < dof:
         # windows that move together: the deviations from the mean hold (1 - 1/units) of the
         # between-window variance, not the (1 - 1/k) the moment estimate assumed

@@ -266,3 +266,32 @@ def test_the_uncertainty_of_the_effective_windows_widens_the_tests():
     v = estimate(prof.features["x"], prof.windows.features["x"])
     assert 10 < v.units < 60 and v.units_dof < v.units
     assert v.units_dof >= v.units * (1 - 2 / 9.0)  # nu >= 1.5 k / b ~ 9.7 for k = 672
+
+
+def test_the_between_skewness_is_shrunk_by_its_own_noise():
+    # windows of 3,000 values under a day-level wander: the window means' deviations are nearly
+    # all between part, 28 draws. Their sample skewness (sd ~0.42) is noise for a normal wander
+    # and is shrunk to about 0; a skewed wander (exponential day levels) keeps its skewness.
+    from divtransforms.variation import standardised_shape
+
+    rng = np.random.default_rng(3)
+    days, n = 28, 3000.0
+    k = days * 24
+    groups = np.zeros(k, dtype=np.int64)
+    raw, kept = [], []
+    for _ in range(40):
+        mean = np.repeat(rng.normal(0.0, 0.1, days), 24) + rng.normal(0.0, n**-0.5, k)
+        m2 = rng.chisquare(n - 1.0, k)
+        nn = np.full(k, n)
+        raw.append(standardised_shape(nn, mean, m2, groups, 0.01)[0])
+        kept.append(standardised_shape(nn, mean, m2, groups, 0.01, units=27.0)[0])
+    raw, kept = np.array(raw), np.array(kept)
+    assert 0.3 < raw.std() < 0.6  # the noise the shrinkage is for
+    assert np.mean(kept == 0.0) > 0.6 and np.abs(kept).mean() < 0.5 * np.abs(raw).mean()
+    skewed = []
+    for _ in range(20):
+        mean = np.repeat(rng.exponential(0.1, days), 24) + rng.normal(0.0, n**-0.5, k)
+        m2 = rng.chisquare(n - 1.0, k)
+        skewed.append(standardised_shape(np.full(k, n), mean, m2, groups, 0.01, units=27.0)[0])
+    # an exponential's skewness is 2; 28 draws estimate it low (about 1.6), and it is kept
+    assert np.mean(skewed) > 1.0 and np.mean(np.array(skewed) > 0) > 0.9
