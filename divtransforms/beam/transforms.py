@@ -50,6 +50,7 @@ from divtransforms.eventtime import Horizon, ImplausibleFile, source_of
 from divtransforms.profile import ReferenceProfile
 from divtransforms.settings import CheckSettings
 from divtransforms.variation import window_judge
+from divtransforms.variation.cusum import judged_scores
 from divtransforms.window import (
     EPOCH,
     FeatureStats,
@@ -349,9 +350,10 @@ class RunningMLE(beam.PTransform):
         streaming: bool | None = None,
         allowed_lateness: str | float | timedelta | None = None,
         policy: Any = None,
+        judge: Any = None,
     ) -> None:
         super().__init__()
-        self._seed = RunningEstimates.seed(profile.features, initial_state, policy)
+        self._seed = RunningEstimates.seed(profile.features, initial_state, policy, judge)
         self._streaming = streaming
         self._lateness = timedelta(
             seconds=parse_duration(allowed_lateness) if allowed_lateness else 0.0
@@ -480,6 +482,7 @@ class DriftMonitor(beam.PTransform):
             streaming=streaming,
             allowed_lateness=s.allowed_lateness,
             policy=resolve_policy(s.policy),
+            judge=judged_scores(window_judge(profile, s.window_micros, s.season)),  # records' null
         )
         self._records = ComputeDivergence(profile, s)
         self._with_state = with_mle_state

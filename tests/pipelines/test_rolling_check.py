@@ -106,7 +106,9 @@ def test_a_small_persistent_drift_is_found_by_cusum_with_a_rolling_reference(tmp
         alone = engine.run_check(replace(job, mle_state=static_state), [])
         static_state = alone.mle_state
         static.append(alarms(alone.records).mean())
-        result, info = run_rolling_check(replace(job, mle_state=rolling_state), [], store)
+        result, info = run_rolling_check(
+            replace(job, mle_state=rolling_state), [], store, run=engine.run_check
+        )
         rolling_state = result.mle_state
         rolled.append(alarms(result.records).mean())
         sev = result.records.column("severity").to_pylist()
