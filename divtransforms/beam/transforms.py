@@ -29,6 +29,7 @@ Windowing and streaming (see docs/beam.md):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -323,11 +324,15 @@ class _CumulateStatefulFn(beam.DoFn):
     def process(self, keyed, state=beam.DoFn.StateParam(STATE)):
         _, ws = keyed
         cumulation = state.read() or WindowCumulation(self._seed)
+        # the scorer (the profile, a windowed reference's judge) is the DoFn's, not the state's
+        cumulation.folded = dataclasses.replace(cumulation.folded, scorer=self._seed.scorer)
         yield (ws, cumulation.observe(ws.window_start, ws.window_end, ws.pane, ws.stats))
         if ws.on_time and ws.window_end is not None and ws.window_start is not None:
             cumulation.fold(before=ws.window_start, ended_before=ws.window_end - self._lateness)
+        latest = cumulation.latest().to_state()
+        cumulation.folded = dataclasses.replace(cumulation.folded, scorer=None)
         state.write(cumulation)
-        yield beam.pvalue.TaggedOutput(STATE_TAG, cumulation.latest().to_state())
+        yield beam.pvalue.TaggedOutput(STATE_TAG, latest)
 
 
 @beam.typehints.with_input_types(WindowStats)
