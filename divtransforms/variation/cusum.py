@@ -10,7 +10,7 @@ detector the same null, and :class:`JudgedScores` is what the drivers hand the d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from divtransforms.sequential import MAX_SCORE, WindowScore, histogram_score, wi
 from divtransforms.significance import comparison_table, mean_test, moment_columns, power_divergence
 from divtransforms.variation.judge import Judged, WindowJudge
 from divtransforms.variation.model import (
+    _moment_arrays,
     _rao_scott_moments,
     histogram_between,
     location_between,
@@ -36,12 +37,58 @@ class JudgedScores:
     (``judged``) and its score (``score``, :func:`judged_score`)."""
 
     judge: WindowJudge
+    _horizons: dict[tuple[str, bool], float] = field(default_factory=dict, compare=False)
 
     def judged(self, start_micros: int | None) -> dict[str, Judged]:
         return self.judge.judged(start_micros)
 
     def score(self, judged: Judged, hist: Any, mle_window: Any, shift: float) -> WindowScore:
-        return judged_score(judged, hist, mle_window, shift)
+        seasonal = judged.season is not None and not judged.season.endswith("pooled")
+        key = (judged.fp.name, seasonal)
+        if key not in self._horizons:
+            fw = self.judge._summary.features.get(judged.fp.name)
+            groups = self.judge._seasons if seasonal else None
+            self._horizons[key] = 1.0 if fw is None else horizon_inflation(fw, groups)
+        return judged_score(judged, hist, mle_window, shift, self._horizons[key])
+
+
+HORIZON_BATCHES = (3, 6, 12, 24)  # windows: the detector's own horizon (h / k is tens of windows)
+
+
+def horizon_inflation(fw: Any, groups: Any = None) -> float:
+    """How much consecutive reference windows' between-window deviations move together over a
+    detector's horizon: the largest batch-means inflation over batches of
+    :data:`HORIZON_BATCHES` windows (as ``variation.model``'s ``units``, whose batches of
+    ``2 sqrt(k)`` windows and more measure the long run: a daily cycle judged without its season
+    averages out over them, yet moves a CUSUM's dozens of windows together). 1 without a
+    location (categorical) or between-window deviations."""
+    if not fw.t.shape[1]:
+        return 1.0
+    n, mean, m2 = _moment_arrays(fw.t)
+    ok = n >= 2
+    if ok.sum() < 4 * HORIZON_BATCHES[0]:
+        return 1.0
+    g = np.zeros(int(ok.sum()), dtype=np.int64) if groups is None else np.asarray(groups)[ok]
+    n, mean, m2 = n[ok], mean[ok], m2[ok]
+    s2 = float(m2.sum() / (n - 1.0).sum())
+    _, gi = np.unique(g, return_inverse=True)
+    r = mean - (np.bincount(gi, mean) / np.bincount(gi))[gi]
+    free = r.size - (int(gi.max()) + 1)
+    var_r = float(np.sum(r * r)) / max(free, 1)
+    if free < 2 or not var_r > 0:
+        return 1.0
+    share = 1.0 - float(np.mean(s2 / n)) / var_r  # the between part of var(r)
+    if not share > 0:
+        return 1.0
+    c = np.concatenate([[0.0], np.cumsum(r)])
+    best = 1.0
+    for b in HORIZON_BATCHES:
+        if r.size < 4 * b:
+            continue
+        batch = (c[b:] - c[:-b]) / b
+        raw = b * float(np.mean(batch * batch)) / (1.0 - b / r.size) / var_r
+        best = max(best, (raw - (1.0 - share)) / share)
+    return best
 
 
 def judged_scores(judge: WindowJudge | None) -> JudgedScores | None:
@@ -49,7 +96,9 @@ def judged_scores(judge: WindowJudge | None) -> JudgedScores | None:
     return None if judge is None else JudgedScores(judge)
 
 
-def judged_score(judged: Judged, hist: Any, mle_window: Any, shift: float) -> WindowScore:
+def judged_score(
+    judged: Judged, hist: Any, mle_window: Any, shift: float, horizon: float = 1.0
+) -> WindowScore:
     """The detector inputs of one feature's window judged by a windowed reference
     (``divtransforms.variation.Judged``): the same null as the per-window tests.
 
@@ -62,7 +111,8 @@ def judged_score(judged: Judged, hist: Any, mle_window: Any, shift: float) -> Wi
     window, ``g^2 = a + w L + c`` (``a``: the window's own sampling share of the score's variance,
     ``w``: the between-window share, ``c``: the reference's, shared by every window and carried
     as the offset of :func:`alarm_rate`; ``L = dof / units``, the batch-means inflation of
-    consecutive windows' deviations, ``FeatureVariation.units``). The histogram score's
+    consecutive windows' deviations, ``FeatureVariation.units``, or ``horizon``, the inflation
+    over the detector's horizon, :func:`horizon_inflation`, when larger). The histogram score's
     between-window share is that of the Rao-Scott variance. With no variation estimated the
     scores are :func:`window_score`'s against ``judged.fp``."""
     fp, v = judged.fp, judged.variation
@@ -70,6 +120,7 @@ def judged_score(judged: Judged, hist: Any, mle_window: Any, shift: float) -> Wi
     if v is None or not v.estimated:
         return base
     wander = max(1.0, v.dof / v.units) if math.isfinite(v.units) and v.units > 0 else 1.0
+    wander = max(wander, horizon)
     loc, scale, shared = base.location, base.scale, base.shared
     ref = fp.mle if isinstance(fp.mle, MomentMLE) else None
     win = mle_window if isinstance(mle_window, MomentMLE) else None
