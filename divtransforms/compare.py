@@ -47,6 +47,7 @@ from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.records import records_to_table, sort_records
 from divtransforms.settings import CheckSettings
 from divtransforms.variation import WindowJudge, window_judge
+from divtransforms.variation.cusum import judged_scores
 from divtransforms.window import (
     FeatureStats,
     RunningEstimates,
@@ -102,7 +103,9 @@ class WindowDriver:
         self.judge = _judge(profile, self.size, settings)
         self.run_id = settings.run_id or new_run_id()
         self._stamp = RecordStamp(self.run_id, profile.reference_id, created_at=created_at)
-        seed = RunningEstimates.seed(self.features, mle_state, resolve_policy(settings.policy))
+        seed = RunningEstimates.seed(
+            self.features, mle_state, resolve_policy(settings.policy), judged_scores(self.judge)
+        )
         self.cumulation = WindowCumulation(seed)
         self.windows: dict[int | None, FeatureStats] = {}
         self.panes: dict[int | None, int] = {}  # the last pane emitted per window (emit)

@@ -16,7 +16,8 @@ The rules (:func:`roll`):
 * **held out**: a window whose record for a feature breached (severity ``warning`` or
   ``critical``, whether or not the alert tracker notified), or in which the feature's sequential
   detector was in alarm (``cusum_alarm``, ``divtransforms.sequential``: a small persistent drift
-  that no single window breaches) where the detector's model fits (:func:`detector_fits`), is
+  that no single window breaches; on a windowed reference it is calibrated on the reference's
+  own between-window variation and season, ``variation.cusum.judged_score``), is
   left out of that feature's reference, not of the other features'; an alarm holds out its
   whole excursion, from ``cusum_change_point`` on;
 * **a persistent change is absorbed once alerted**: when a feature's breaches since some window
@@ -65,7 +66,6 @@ __all__ = [
     "RollingStore",
     "carry_detectors",
     "default_min_windows",
-    "detector_fits",
     "roll",
     "rolling_spans",
     "window_summary",
@@ -79,26 +79,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class RollingError(ValueError):
     """A rolling state cannot be used (version, seed, window size, contents)."""
-
-
-FITS = 0.25  # the most between-window variance, over a window mean's own, a CUSUM alarm holds at
-
-
-def detector_fits(record: Mapping[str, Any]) -> bool:
-    """Does the sequential detector's model fit the window a record judged? The detector
-    (``divtransforms.sequential``) scores each window as an independent draw around the
-    reference, without the between-window variation or season a windowed reference judges with;
-    its alarm is evidence of drift only when that variation adds at most :data:`FITS` to the
-    variance of a window's mean (``n tau^2 <= 0.25``, ``tau`` the record's, in reference sd) and
-    no season is judged. Beyond that the alarm follows the feed's own structure (a day-level
-    wander, a daily cycle: the panel's no-drift feeds are in alarm on most windows, against the
-    seed as well), and holding it out would starve the rolled reference."""
-    if record.get("season") is not None:
-        return False
-    tau, n = record.get("tau"), record.get("n")
-    if tau is None or not math.isfinite(float(tau)) or not n:
-        return True
-    return float(n) * float(tau) ** 2 <= FITS
 
 
 def _as_micros(t: Any) -> int:
@@ -234,7 +214,7 @@ class RollingState:
             start = r.get("window_start")
             if start is None or r["feature"] not in seed.features:
                 continue
-            alarm = r.get("cusum_alarm") is not None and detector_fits(r)
+            alarm = r.get("cusum_alarm") is not None
             if r.get("severity") not in BREACHES and not alarm:
                 continue
             s = _as_micros(start)

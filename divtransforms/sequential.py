@@ -239,10 +239,14 @@ class CusumSettings:
         h = detector_threshold(mu / 2.0, LOCATION_ARL * self.arl, math.sqrt(shared), True)
         return mu, h
 
-    def histogram(self, se: float, dof: int, shared: float) -> tuple[float, float]:
-        """``(mu, h)`` of the histogram detector: :func:`histogram_shift`, ``HISTOGRAM_ARL *
-        arl``, and the reference's share ``shared`` (``offset_sd = shared`` for a chi-square)."""
-        mu = histogram_shift(self.shift, se, dof)
+    def histogram(
+        self, se: float, dof: int, shared: float, mu: float = math.nan
+    ) -> tuple[float, float]:
+        """``(mu, h)`` of the histogram detector: :func:`histogram_shift` (or ``mu`` when given:
+        a windowed reference's, ``variation.cusum``), ``HISTOGRAM_ARL * arl``, and the
+        reference's share ``shared`` (``offset_sd = shared`` for a chi-square)."""
+        if not math.isfinite(mu):
+            mu = histogram_shift(self.shift, se, dof)
         if not (math.isfinite(mu) and mu > 0):
             return math.nan, math.nan
         return mu, detector_threshold(mu / 2.0, HISTOGRAM_ARL * self.arl, shared, False)
@@ -312,6 +316,8 @@ class WindowScore(NamedTuple):
     hist_se: float  # standard error (reference sd) at the histogram's n
     hist_shared: float  # the reference's share at the histogram's n
     dof: int  # the histogram test's degrees of freedom
+    hist_mu: float = math.nan  # the histogram score's expected move under the smallest shift
+    # (a windowed reference's, ``variation.cusum.judged_score``; NaN: :func:`histogram_shift`'s)
 
 
 def window_score(fp: Any, hist: Any, mle_window: Any, tau2: float = 0.0) -> WindowScore:
@@ -431,7 +437,7 @@ class CusumState:
             down = down.step(key, -score.location, mu, big_h, shift_sd)
             loc_stat, loc_h = max(up.s, down.s) / mu, h
         if math.isfinite(score.histogram) and math.isfinite(score.hist_se):
-            mu, h = settings.histogram(score.hist_se, score.dof, score.hist_shared)
+            mu, h = settings.histogram(score.hist_se, score.dof, score.hist_shared, score.hist_mu)
             if math.isfinite(mu) and mu > 0:
                 hist = hist.step(key, score.histogram, mu, mu * h, 0.0)
                 hist_stat, hist_h = hist.s / mu, h
@@ -567,20 +573,32 @@ class Scorer:
 
     features: Mapping[str, Any]
     settings: Mapping[str, CusumSettings]
+    judge: Any = None  # a windowed reference's ``variation.cusum.JudgedScores`` (None: plain)
 
     @classmethod
-    def of(cls, features: Mapping[str, Any], policy: Any = None) -> Scorer:
+    def of(cls, features: Mapping[str, Any], policy: Any = None, judge: Any = None) -> Scorer:
         """Settings from ``policy`` (a :class:`divtransforms.policy.Policy`; anything without
-        ``for_feature``, or None, gives the defaults)."""
+        ``for_feature``, or None, gives the defaults); ``judge``: a windowed reference's
+        ``variation.cusum.JudgedScores``, whose null (season, between-window variation) the
+        scores then take."""
         per = getattr(policy, "for_feature", None)
         settings = {n: (per(n).cusum() if per is not None else CusumSettings()) for n in features}
-        return cls(dict(features), settings)
+        return cls(dict(features), settings, judge)
 
-    def scores(self, stats: Any, tau2: Mapping[str, float] | None = None) -> dict[str, WindowScore]:
+    def scores(
+        self, stats: Any, tau2: Mapping[str, float] | None = None, start: Any = None
+    ) -> dict[str, WindowScore]:
         """``{feature: WindowScore}`` of a window's statistics (``window.FeatureStats``) for the
-        features whose detector is on."""
-        return {
-            n: window_score(fp, stats.histograms[n], stats.mle.get(n), (tau2 or {}).get(n, 0.0))
-            for n, fp in self.features.items()
-            if self.settings[n].enabled and n in stats.histograms
-        }
+        features whose detector is on; with a judge, judged as the window starting at
+        ``start`` is (its season)."""
+        judged = self.judge.judged(window_key(start)) if self.judge is not None else {}
+        out = {}
+        for n, fp in self.features.items():
+            if not self.settings[n].enabled or n not in stats.histograms:
+                continue
+            hist, mle = stats.histograms[n], stats.mle.get(n)
+            if n in judged:
+                out[n] = self.judge.score(judged[n], hist, mle, self.settings[n].shift)
+            else:
+                out[n] = window_score(fp, hist, mle, (tau2 or {}).get(n, 0.0))
+        return out

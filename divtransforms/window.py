@@ -333,11 +333,13 @@ class RunningEstimates:
         features: Mapping[str, FeatureProfile],
         state: Mapping[str, Mapping[str, Any]] | None = None,
         policy: Any = None,
+        judge: Any = None,
     ) -> RunningEstimates:
         """Empty accumulators of the features' families, or those of ``state`` (checked); the
         detectors of ``state`` made on the same reference (a new reference starts them afresh),
         set by ``policy`` (``FeaturePolicy.persistent_shift`` / ``persistent_arl``; None: the
-        defaults)."""
+        defaults). ``judge``: a windowed reference's ``variation.cusum.JudgedScores``, whose
+        null the detectors' scores take."""
         out: dict[str, MLEAccumulator | None] = {}
         detectors: dict[str, CusumState] = {}
         for name, fp in features.items():
@@ -355,7 +357,7 @@ class RunningEstimates:
                 out[name] = acc
             else:
                 out[name] = fp.empty_mle()
-        return cls(out, detectors, Scorer.of(features, policy))
+        return cls(out, detectors, Scorer.of(features, policy, judge))
 
     def merge(self, stats: FeatureStats) -> RunningEstimates:
         """These estimates with one more window's statistics (the detectors as they are:
@@ -471,7 +473,7 @@ class WindowCumulation:
         if previous is None or previous[1] <= pane:
             self.known[start] = (end, pane, stats)
             if start is not None and self.folded.scorer is not None:
-                self.scores[start] = self.folded.scorer.scores(stats)
+                self.scores[start] = self.folded.scorer.scores(stats, start=start)
         running = self.folded
         if None in self.known:
             running = running.merge(self.known[None][2])

@@ -29,6 +29,7 @@ Windowing and streaming (see docs/beam.md):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from divtransforms.eventtime import Horizon, ImplausibleFile, source_of
 from divtransforms.profile import ReferenceProfile
 from divtransforms.settings import CheckSettings
 from divtransforms.variation import window_judge
+from divtransforms.variation.cusum import judged_scores
 from divtransforms.window import (
     EPOCH,
     FeatureStats,
@@ -322,11 +324,15 @@ class _CumulateStatefulFn(beam.DoFn):
     def process(self, keyed, state=beam.DoFn.StateParam(STATE)):
         _, ws = keyed
         cumulation = state.read() or WindowCumulation(self._seed)
+        # the scorer (the profile, a windowed reference's judge) is the DoFn's, not the state's
+        cumulation.folded = dataclasses.replace(cumulation.folded, scorer=self._seed.scorer)
         yield (ws, cumulation.observe(ws.window_start, ws.window_end, ws.pane, ws.stats))
         if ws.on_time and ws.window_end is not None and ws.window_start is not None:
             cumulation.fold(before=ws.window_start, ended_before=ws.window_end - self._lateness)
+        latest = cumulation.latest().to_state()
+        cumulation.folded = dataclasses.replace(cumulation.folded, scorer=None)
         state.write(cumulation)
-        yield beam.pvalue.TaggedOutput(STATE_TAG, cumulation.latest().to_state())
+        yield beam.pvalue.TaggedOutput(STATE_TAG, latest)
 
 
 @beam.typehints.with_input_types(WindowStats)
@@ -349,9 +355,10 @@ class RunningMLE(beam.PTransform):
         streaming: bool | None = None,
         allowed_lateness: str | float | timedelta | None = None,
         policy: Any = None,
+        judge: Any = None,
     ) -> None:
         super().__init__()
-        self._seed = RunningEstimates.seed(profile.features, initial_state, policy)
+        self._seed = RunningEstimates.seed(profile.features, initial_state, policy, judge)
         self._streaming = streaming
         self._lateness = timedelta(
             seconds=parse_duration(allowed_lateness) if allowed_lateness else 0.0
@@ -480,6 +487,7 @@ class DriftMonitor(beam.PTransform):
             streaming=streaming,
             allowed_lateness=s.allowed_lateness,
             policy=resolve_policy(s.policy),
+            judge=judged_scores(window_judge(profile, s.window_micros, s.season)),  # records' null
         )
         self._records = ComputeDivergence(profile, s)
         self._with_state = with_mle_state

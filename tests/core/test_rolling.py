@@ -98,15 +98,15 @@ def test_a_rolling_reference_follows_a_slow_drift():
         return 0.015 * max(day - 14.0, 0.0)  # 0.015 sd a day: 0.36 sd after 24 days
 
     alarms = []
-    shares, rolls, state = drive(seed, rng, 14, 24, level=drift, absorb_days=3.5, alarms=alarms)
+    shares, rolls, _ = drive(seed, rng, 14, 24, level=drift, absorb_days=3.5, alarms=alarms)
     static = compare(seed, feed(rng, 34, 4, level=drift), timestamp_column="ts", window="4h")
     assert breach_share(static) >= 0.9  # the seed alone sees the drift
-    # with a rolling reference, the lag (7 days of drift, 0.1 sd) is a small persistent shift:
-    # the CUSUM announces it, its alarms are held out, and absorb_after (a quarter of rolling)
-    # absorbs it step by step, so windows rarely breach
-    assert np.mean(alarms) >= 0.05 and state.restarted, (alarms, state.restarted)
-    assert sum(bool(r["absorbed"]) for r in rolls) >= 1
+    # with a rolling reference, the lag (7 days of drift, 0.1 sd) stays within what the rolled
+    # reference's own windows vary by (the drift over its 14 days is its between-window
+    # variation, consecutive windows moving together): windows rarely breach, and the CUSUM,
+    # calibrated on that variation (variation.cusum.judged_score), does not call it persistent
     assert shares.mean() <= 0.08, shares
+    assert np.mean(alarms) <= 0.05, alarms
     ids = [r["reference_id"] for r in rolls]
     assert len(set(ids)) == len(ids) and seed.reference_id not in ids
     assert all(r["parent"] == p for r, p in zip(rolls[1:], ids, strict=False))
@@ -245,10 +245,10 @@ def test_a_rolling_reference_stays_calm_on_a_wandering_feed():
     assert flags.size == alarms.size == 14 * 24
     per_day = flags.reshape(14, 24).sum(axis=1)
     assert flags.mean() <= 0.08 and (per_day > 0).sum() <= 3, per_day
-    # the sequential detector does not model the day-level wander and is in alarm on most
-    # windows (against the seed as well); its model does not fit (tau^2 n >> 0.25), so its
-    # alarms do not starve the rolled reference: it keeps following the feed
-    assert alarms.mean() >= 0.5
+    # the sequential detector is calibrated on the same between-window variation (a day's
+    # windows moving together: variation.cusum.judged_score): it stays calm too (before, it was in
+    # alarm on most windows), and the rolled reference keeps following the feed
+    assert alarms.mean() <= 0.03, alarms.reshape(14, 24).mean(axis=1)
     last = rolls[-1]["features"]["x"]
     assert not rolls[-1]["fallback"] and last["held"] <= 24 and "restarted" not in last, last
 

@@ -89,7 +89,6 @@ def test_a_small_persistent_drift_is_found_by_cusum_with_a_rolling_reference(tmp
     windows out of the rolled reference and its statistic carries across the daily rolls; after
     ``absorb_after`` of alarms the change is absorbed (and the detector starts afresh)."""
     from pipelines import engine
-    from pipelines.engine import run_check
     from pipelines.rolling_check import rolling_store, run_rolling_check
     from pipelines.spec import CheckJob, Source
 
@@ -108,7 +107,7 @@ def test_a_small_persistent_drift_is_found_by_cusum_with_a_rolling_reference(tmp
         static_state = alone.mle_state
         static.append(alarms(alone.records).mean())
         result, info = run_rolling_check(
-            replace(job, mle_state=rolling_state), [], store, run=run_check
+            replace(job, mle_state=rolling_state), [], store, run=engine.run_check
         )
         rolling_state = result.mle_state
         rolled.append(alarms(result.records).mean())
