@@ -35,7 +35,12 @@ Detector (Page 1954, in log-likelihood-ratio units so the window size may vary)
     Above the threshold the statistic is held at ``h + 2`` (in score units) at most, and an alarm
     lasts until it falls to ``max(h - 2, h / 2)``: a persistent drift gives one alarm, not a
     flicker, and when it ends the alarm clears within about ``4 / k`` windows (5 for the mean at
-    n = 300, more for a detector as weak as the histogram's there).
+    n = 300, more for a detector as weak as the histogram's there). A windowed reference's scores
+    of windows that move together (``WindowScore.g > 1``: per window ``1 / g`` of their long-run
+    sd, ``variation.cusum``) have that band narrowed to ``2 / g``, and a released detector
+    restarts at 0, where its threshold's run length is counted from: otherwise the next wandering
+    day re-crosses from just below ``h`` (most crossings of a tau = 0.3 wander were such
+    re-crossings) and a small ``k`` (one independent unit a day) drains the band slowly.
 
 Change point and size
     The change point is the first window of the crossing side's current excursion (the window
@@ -200,16 +205,16 @@ def detector_threshold(k: float, arl: float, offset_sd: float, two_sided: bool) 
     return _threshold_cached(r(k), r(arl), r(offset_sd), two_sided)
 
 
-def cusum_step(s: Any, z: Any, mu: Any, big_h: Any) -> Any:
+def cusum_step(s: Any, z: Any, mu: Any, big_h: Any, band: Any = BAND) -> Any:
     """One window of a one-sided CUSUM in log-likelihood-ratio units: ``max(0, s + mu (z - mu /
-    2))``, held at ``H + BAND mu`` at most; a NaN score leaves ``s`` as it is. The library's
+    2))``, held at ``H + band mu`` at most; a NaN score leaves ``s`` as it is. The library's
     detectors and the panel's simulations (``benchmarks/bench_cusum.py``) both step here."""
     s = np.asarray(s, dtype=np.float64)
     z = np.asarray(z, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)
     big_h = np.asarray(big_h, dtype=np.float64)
     nxt = np.maximum(s + mu * (z - mu / 2.0), 0.0)
-    nxt = np.minimum(nxt, big_h + BAND * mu)
+    nxt = np.minimum(nxt, big_h + np.asarray(band, dtype=np.float64) * mu)
     out = np.where(np.isfinite(z) & np.isfinite(mu), nxt, s)
     return float(out) if out.ndim == 0 else out
 
@@ -318,6 +323,9 @@ class WindowScore(NamedTuple):
     dof: int  # the histogram test's degrees of freedom
     hist_mu: float = math.nan  # the histogram score's expected move under the smallest shift
     # (a windowed reference's, ``variation.cusum.judged_score``; NaN: :func:`histogram_shift`'s)
+    g: float = 1.0  # the location score's long-run sd per window over its own (a windowed
+    # reference's windows that move together, ``variation.cusum``): the alarm band is BAND / g
+    hist_g: float = 1.0  # the same for the histogram score
 
 
 def window_score(fp: Any, hist: Any, mle_window: Any, tau2: float = 0.0) -> WindowScore:
@@ -392,10 +400,12 @@ class Side:
     windows: int = 0
     total: float = 0.0
 
-    def step(self, key: int, z: float, mu: float, big_h: float, shift_sd: float) -> Side:
+    def step(
+        self, key: int, z: float, mu: float, big_h: float, shift_sd: float, band: float = BAND
+    ) -> Side:
         if not (math.isfinite(z) and math.isfinite(mu)):
             return self
-        s = cusum_step(self.s, z, mu, big_h)
+        s = cusum_step(self.s, z, mu, big_h, band)
         if s <= 0.0:
             return Side()
         if self.s <= 0.0:
@@ -429,21 +439,28 @@ class CusumState:
         up, down, hist = self.up, self.down, self.hist
         loc_stat = loc_h = hist_stat = hist_h = math.nan
         shift_sd = math.nan
+        loc_band, hist_band = BAND / score.g, BAND / score.hist_g
         if math.isfinite(score.location) and math.isfinite(score.scale) and score.scale > 0:
             mu, h = settings.location(score.scale, score.shared)
             big_h = mu * h
             shift_sd = score.location / score.scale
-            up = up.step(key, score.location, mu, big_h, shift_sd)
-            down = down.step(key, -score.location, mu, big_h, shift_sd)
+            up = up.step(key, score.location, mu, big_h, shift_sd, loc_band)
+            down = down.step(key, -score.location, mu, big_h, shift_sd, loc_band)
             loc_stat, loc_h = max(up.s, down.s) / mu, h
         if math.isfinite(score.histogram) and math.isfinite(score.hist_se):
             mu, h = settings.histogram(score.hist_se, score.dof, score.hist_shared, score.hist_mu)
             if math.isfinite(mu) and mu > 0:
-                hist = hist.step(key, score.histogram, mu, mu * h, 0.0)
+                hist = hist.step(key, score.histogram, mu, mu * h, 0.0, hist_band)
                 hist_stat, hist_h = hist.s / mu, h
+        was = self.report.get("alarm")
         report = _report(
-            self.report.get("alarm"), up, down, hist, loc_stat, loc_h, hist_stat, hist_h
+            was, up, down, hist, loc_stat, loc_h, hist_stat, hist_h, loc_band, hist_band
         )
+        if was is not None and report["alarm"] != was:  # released: see the module docstring
+            if was == "mean" and score.g > 1.0:
+                up, down = Side(), Side()
+            if was == "histogram" and report["alarm"] is None and score.hist_g > 1.0:
+                hist = Side()
         return replace(
             self, last=key, windows=self.windows + 1, up=up, down=down, hist=hist, report=report
         )
@@ -524,6 +541,8 @@ def _report(
     loc_h: float,
     hs: float,
     hs_h: float,
+    loc_band: float = BAND,
+    hs_band: float = BAND,
 ) -> dict[str, Any]:
     """What a window's record shows: the statistics and thresholds, which detector is in alarm
     (``mean`` before ``histogram``), and that side's change point and size. A detector is in
@@ -531,8 +550,12 @@ def _report(
     h / 2)``."""
     alarm = None
     change, shift = None, math.nan
-    mean_on = math.isfinite(loc) and (loc > loc_h or (was == "mean" and loc > _release(loc_h)))
-    hist_on = math.isfinite(hs) and (hs > hs_h or (was == "histogram" and hs > _release(hs_h)))
+    mean_on = math.isfinite(loc) and (
+        loc > loc_h or (was == "mean" and loc > _release(loc_h, loc_band))
+    )
+    hist_on = math.isfinite(hs) and (
+        hs > hs_h or (was == "histogram" and hs > _release(hs_h, hs_band))
+    )
     if mean_on:
         side = up if up.s >= down.s else down
         alarm, change = "mean", side.since
@@ -550,8 +573,8 @@ def _report(
     }
 
 
-def _release(h: float) -> float:
-    return max(h - BAND, h / 2.0)
+def _release(h: float, band: float = BAND) -> float:
+    return max(h - band, h / 2.0)
 
 
 def _finite(v: Any) -> Any:

@@ -121,7 +121,7 @@ def judged_score(
         return base
     wander = max(1.0, v.dof / v.units) if math.isfinite(v.units) and v.units > 0 else 1.0
     wander = max(wander, horizon)
-    loc, scale, shared = base.location, base.scale, base.shared
+    loc, scale, shared, g_loc, g_hist = base.location, base.scale, base.shared, 1.0, 1.0
     ref = fp.mle if isinstance(fp.mle, MomentMLE) else None
     win = mle_window if isinstance(mle_window, MomentMLE) else None
     between = location_between(v, judged.share)
@@ -136,6 +136,7 @@ def judged_score(
             g2 = (own + tau2 * wander + common) / total
             g = math.sqrt(g2)
             loc, scale, shared = z / g, 1.0 / (math.sqrt(total) * g), common / total / g2
+            g_loc = g
     hs, hist_mu = base.histogram, math.nan
     if math.isfinite(hs) and v.between is not None:
         ref_counts = fp.histogram.counts
@@ -157,7 +158,8 @@ def judged_score(
             m = hist.n * big_n / (hist.n + big_n)
             alt = histogram_between(mean + shift * shift * m, k, hist.n, ref_counts, cells, v,
                                     judged.share, ordered)  # fmt: skip
-            hs = float(histogram_score(adjusted[0])) / g
+            hs, g_hist = float(histogram_score(adjusted[0])) / g, g
             if alt is not None:
                 hist_mu = float(histogram_score(alt[0])) / g
-    return base._replace(location=loc, scale=scale, shared=shared, histogram=hs, hist_mu=hist_mu)
+    return base._replace(location=loc, scale=scale, shared=shared, histogram=hs, hist_mu=hist_mu,
+                         g=g_loc, hist_g=g_hist)  # fmt: skip

@@ -309,3 +309,40 @@ def test_a_windowed_reference_calibrates_the_detector_on_its_own_variation(monke
     assert found.any() and np.flatnonzero(found)[0] <= 4 * 24 and found[-24:].all()
     monkeypatch.setattr(compare_module, "judged_scores", lambda judge: None)  # the plain scores
     assert judged(wander).mean() >= 0.3  # what the calibration fixes: fails without it
+
+
+def test_an_alarm_on_windows_that_move_together_clears_once_the_evidence_stops():
+    """A windowed reference's scores of windows that move together (``WindowScore.g``: a
+    day-level wander of tau = 0.3 sd, one independent unit a day) carry a band of ``2 / g`` and
+    restart at 0 on release: the alarm of a wandering day clears within about a day of calm,
+    where the plain band (``g = 1``, unchanged) takes several days; a persistent shift stays in
+    alarm throughout."""
+    from divtransforms.sequential import CusumSettings, WindowScore
+
+    nan = math.nan
+    g, scale, shared = 4.74, 0.69, 0.0015  # variation.cusum's values for that feed at n = 300
+
+    def run(z, g):
+        state, alarms = CusumState(), []
+        for i, zi in enumerate(z):
+            score = WindowScore(zi, scale, shared, nan, nan, nan, 0, nan, g)
+            state = state.advance(i, score, CusumSettings())
+            alarms.append(state.report["alarm"] is not None)
+        return np.array(alarms), state
+
+    # four days pushing up by 3 tau (0.6 per window after / g: h is about 51), then calm days
+    rng = np.random.default_rng(5)
+    calm = rng.normal(scale=0.04, size=5 * 24)  # the window's own noise after / g
+    z = np.concatenate([np.full(4 * 24, 0.6), calm])
+    narrow, state = run(z, g)
+    plain, _ = run(z, 1.0)
+    assert narrow[: 4 * 24].any() and plain[: 4 * 24].any()
+    assert not narrow[4 * 24 + 30 :].any()  # clears within about a day of calm
+    assert plain[4 * 24 + 48 :].any()  # the plain band would still hold it two days on
+    assert state.up.s < 1.0 and state.down.s < 1.0  # restarted at 0 on release
+    # a 0.3 sd shift on a tau = 0.1 wander: about 0.6 per window after / g, days of sd 0.2
+    # (on this feed's higher threshold: found later than on its own, held as long)
+    days = np.repeat(rng.normal(scale=0.2, size=7), 24)
+    held, _ = run(0.6 + days + rng.normal(scale=0.1, size=7 * 24), 4.2)
+    first = int(np.flatnonzero(held)[0])
+    assert first <= 4 * 24 and held[first:].all()
