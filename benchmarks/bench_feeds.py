@@ -321,7 +321,7 @@ def rolling_flags(
 
     import pyarrow.parquet as pq
 
-    from divtransforms.rolling import RollingStore
+    from divtransforms.rolling_store import RollingStore
     from pipelines import engine
     from pipelines.spec import CheckJob, Source
 

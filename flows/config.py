@@ -509,12 +509,12 @@ class MonitorConfig(_Section):
 
     def rolling_micros(self) -> tuple[int, int, int | None] | None:
         """``(rolling, roll_every, absorb_after)`` of ``[reference]`` in microseconds, checked
-        against the window (``divtransforms.rolling.rolling_spans``; absorb None: never); None
+        against the window (``divtransforms.rolling_store.rolling_spans``; absorb None: never); None
         without a rolling reference."""
         ref = self.reference
         if ref.rolling is None:
             return None
-        from divtransforms.rolling import rolling_spans
+        from divtransforms.rolling_store import rolling_spans
 
         return rolling_spans(
             self.window.size, ref.rolling, ref.roll_every, ref.absorb_after, "reference."

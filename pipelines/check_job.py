@@ -29,7 +29,7 @@ from divtransforms.drift import new_run_id
 from divtransforms.policy import Policy, PolicyError
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITY_RANK, sort_records
-from divtransforms.rolling import RollingStore
+from divtransforms.rolling_store import RollingStore
 from divtransforms.window import mle_state_bytes, parse_mle_state
 from pipelines.arguments import CHECK
 from pipelines.rolling_check import rolling_of, run_rolling_check

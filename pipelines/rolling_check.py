@@ -1,7 +1,7 @@
 """``divmon check --rolling 28d --rolling-state DIR``: a one-shot check with a rolling reference.
 
 The rules are ``divtransforms.rolling``'s, and the state the monitor keeps
-(``flows.monitor.rolling``) is the same :class:`~divtransforms.rolling.RollingStore`: here
+(``flows.monitor.rolling``) is the same :class:`~divtransforms.rolling_store.RollingStore`: here
 ``DIR/rolling.json`` and the rolled profiles in ``DIR/versions/``. Each check is judged by the
 current rolled reference (the ``--reference`` seed before the first roll), keeps its windows
 (``CheckJob.keep_windows``, any engine), folds them with its records' breaches and rolls when
@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from divtransforms import storage
-from divtransforms.rolling import RollingStore, rolling_spans
+from divtransforms.rolling_store import RollingStore, rolling_spans
 from pipelines.spec import CheckJob, CheckJobError, CheckResult, load_reference
 
 __all__ = ["rolling_of", "rolling_store", "run_rolling_check"]

@@ -22,7 +22,8 @@ from typing import Any
 
 from divtransforms import storage
 from divtransforms.profile import ReferenceProfile
-from divtransforms.rolling import RollingError, RollingState, RollingStore
+from divtransforms.rolling import RollingError, RollingState
+from divtransforms.rolling_store import RollingStore
 from divtransforms.variation import WindowedSummary
 from flows.config import MonitorConfig
 from flows.monitor.history import read_history
@@ -34,8 +35,8 @@ WINDOWS_PREFIX = "rolling-windows-"
 
 
 def store_of(config: MonitorConfig) -> RollingStore:
-    """The monitor's :class:`~divtransforms.rolling.RollingStore`: ``<state dir>/rolling.json``
-    and the reference's ``versions/`` folder."""
+    """The monitor's :class:`~divtransforms.rolling_store.RollingStore`:
+    ``<state dir>/rolling.json`` and the reference's ``versions/`` folder."""
     from divtransforms.columns import duration_micros
 
     spans = config.rolling_micros()

@@ -279,7 +279,7 @@ def test_folding_appends_new_windows_and_merges_a_window_seen_twice():
 
 
 def test_old_rolled_versions_are_pruned_but_not_the_current_its_parent_or_built_ones(tmp_path):
-    from divtransforms.rolling import RollingStore
+    from divtransforms.rolling_store import RollingStore
 
     rng = np.random.default_rng(14)
     seed = build_seed(rng)

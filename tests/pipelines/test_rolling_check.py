@@ -1,5 +1,6 @@
 """``divmon check --rolling``: one-shot checks that roll their reference
-(``pipelines.rolling_check``, the same ``divtransforms.rolling.RollingStore`` as the monitor)."""
+(``pipelines.rolling_check``, the same ``divtransforms.rolling_store.RollingStore`` as the
+monitor)."""
 
 from __future__ import annotations
 
