@@ -12,7 +12,7 @@ A batch run adds every window's statistics and then makes all records at once
 (:meth:`WindowDriver.records`: one pane per window, the running estimates folded in time order);
 a watcher re-emits the windows new data touched, each with its next pane
 (:meth:`WindowDriver.emit`), as the streaming ``DriftMonitor`` does. The Beam transforms
-(``divtransforms.beam.transforms``) drive the same per-window core (``window.WindowCumulation``
+(``divtransforms.beam.transforms``) drive the same per-window core (``running.WindowCumulation``
 and ``drift.window_records``) from Beam's windows and panes.
 
 The records themselves (``drift_record``, ``window_records``, ``RecordStamp``, ...) are made in
@@ -45,13 +45,12 @@ from divtransforms.drift import (
 from divtransforms.eventtime import BadEventTimes
 from divtransforms.profile import FeatureProfile, ReferenceProfile
 from divtransforms.records import records_to_table, sort_records
+from divtransforms.running import RunningEstimates, WindowCumulation
 from divtransforms.settings import CheckSettings
 from divtransforms.variation import WindowJudge, window_judge
 from divtransforms.variation.cusum import judged_scores
 from divtransforms.window import (
     FeatureStats,
-    RunningEstimates,
-    WindowCumulation,
     feature_stats_of_batch,
     known_columns,
     split_by_window,

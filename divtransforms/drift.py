@@ -35,6 +35,7 @@ from divtransforms.policy import UNPROFILED
 from divtransforms.profile import FeatureProfile
 from divtransforms.quality import quality_fields, quality_test_fields, quality_test_fields_of
 from divtransforms.records import RECORD_FIELDS
+from divtransforms.running import RunningEstimates
 from divtransforms.sequential import RECORD_KEYS as SEQUENTIAL_KEYS
 from divtransforms.settings import DEFAULT_ALPHA, CheckSettings
 from divtransforms.significance import (
@@ -45,7 +46,7 @@ from divtransforms.significance import (
     window_tests,
 )
 from divtransforms.variation import Judged, WindowJudge, histogram_between, location_between
-from divtransforms.window import FeatureStats, RunningEstimates, when
+from divtransforms.window import FeatureStats, when
 
 __all__ = [
     "DEFAULT_ALPHA",

@@ -435,8 +435,8 @@ def carry_detectors(
     (``sequential.reference_key``), so it is re-keyed here, except for the features in
     ``restart`` (a reference restarted after an absorbed change), whose detector starts afresh.
     The MLE accumulators are left as they are."""
+    from divtransforms.running import CUSUM_KEY
     from divtransforms.sequential import reference_key
-    from divtransforms.window import CUSUM_KEY
 
     out = {n: dict(v) for n, v in (mle_state or {}).items()}
     drop = set(restart)

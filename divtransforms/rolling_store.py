@@ -25,8 +25,8 @@ from divtransforms.rolling import (
     default_min_windows,
     roll,
 )
+from divtransforms.running import CUSUM_KEY
 from divtransforms.sequential import reference_key
-from divtransforms.window import CUSUM_KEY
 
 __all__ = ["RollingStore", "rolling_spans"]
 

@@ -48,7 +48,7 @@ Change point and size
 
 State
     :class:`CusumState` per feature, JSON-able, part of the running estimates
-    (``divtransforms.window.RunningEstimates``) and of the MLE-state file. Updates are keyed by the
+    (``divtransforms.running.RunningEstimates``) and of the MLE-state file. Updates are keyed by the
     window's start: a window at or before the last one counted is never counted again, so a replayed
     or resumed run leaves the state as an uninterrupted one. A state made on another reference
     (:func:`reference_key`) is discarded.

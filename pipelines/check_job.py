@@ -30,7 +30,7 @@ from divtransforms.policy import Policy, PolicyError
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import DRIFT_RECORD_SCHEMA, SEVERITY_RANK, sort_records
 from divtransforms.rolling_store import RollingStore
-from divtransforms.window import mle_state_bytes, parse_mle_state
+from divtransforms.running import mle_state_bytes, parse_mle_state
 from pipelines.arguments import CHECK
 from pipelines.rolling_check import rolling_of, run_rolling_check
 from pipelines.spec import (

@@ -342,7 +342,8 @@ def run_check_local(job: CheckJob) -> CheckResult:
         write_records_jsonl,
         write_records_parquet,
     )
-    from divtransforms.window import FeatureStats, feature_stats_of_batch, mle_state_bytes
+    from divtransforms.running import mle_state_bytes
+    from divtransforms.window import FeatureStats, feature_stats_of_batch
     from pipelines.spec import load_reference
 
     t0 = time.perf_counter()

@@ -117,7 +117,7 @@ class _WriteStateFn(beam.DoFn):
         self._path = path
 
     def process(self, state: Mapping[str, Any]) -> Iterable[str]:
-        from divtransforms.window import mle_state_bytes
+        from divtransforms.running import mle_state_bytes
 
         write_bytes(self._path, mle_state_bytes(state))
         yield self._path

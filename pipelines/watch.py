@@ -30,8 +30,9 @@ from typing import Any
 from divtransforms.compare import WindowDriver
 from divtransforms.eventtime import parse_event_times
 from divtransforms.records import atomic_write_bytes, records_to_table, write_records_parquet
+from divtransforms.running import mle_state_bytes
 from divtransforms.settings import CheckSettings
-from divtransforms.window import FeatureStats, feature_stats_of_batch, mle_state_bytes, when
+from divtransforms.window import FeatureStats, feature_stats_of_batch, when
 from pipelines.spec import CheckJob, CheckJobError, load_reference
 
 __all__ = ["DirectoryWatcher", "watch_directory"]

@@ -49,18 +49,11 @@ from divtransforms.columns import num_rows, parse_duration
 from divtransforms.drift import RecordStamp, new_run_id, resolve_policy, window_records
 from divtransforms.eventtime import Horizon, ImplausibleFile, source_of
 from divtransforms.profile import ReferenceProfile
+from divtransforms.running import RunningEstimates, WindowCumulation
 from divtransforms.settings import CheckSettings
 from divtransforms.variation import window_judge
 from divtransforms.variation.cusum import judged_scores
-from divtransforms.window import (
-    EPOCH,
-    FeatureStats,
-    RunningEstimates,
-    WindowCumulation,
-    known_columns,
-    split_by_window,
-    when,
-)
+from divtransforms.window import EPOCH, FeatureStats, known_columns, split_by_window, when
 
 __all__ = [
     "AssignWindows",

@@ -4,7 +4,7 @@
 windowed reference (``divtransforms.variation``) judges a window against its season's part of the
 reference and the reference's own between-window variation; :func:`judged_score` gives the
 detector the same null, and :class:`JudgedScores` is what the drivers hand the detector
-(``window.RunningEstimates.seed``'s ``judge``).
+(``running.RunningEstimates.seed``'s ``judge``).
 """
 
 from __future__ import annotations

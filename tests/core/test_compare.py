@@ -205,7 +205,8 @@ def test_a_windows_records_equal_each_features_record_alone_to_the_bit():
     as rows of one array and the quality tests at once: every field equals the record that
     ``drift_record`` makes for the feature alone (floats bit for bit, NaN where NaN)."""
     from divtransforms.compare import RecordStamp, drift_record, window_records
-    from divtransforms.window import RunningEstimates, feature_stats_of_batch
+    from divtransforms.running import RunningEstimates
+    from divtransforms.window import feature_stats_of_batch
 
     rng = np.random.default_rng(8)
     n = 3000

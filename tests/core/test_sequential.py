@@ -15,6 +15,7 @@ from divtransforms.compare import compare
 from divtransforms.policy import FeaturePolicy, Policy, PolicyError
 from divtransforms.profile import ReferenceProfile
 from divtransforms.records import RECORD_FIELDS, read_records, write_records_parquet
+from divtransforms.running import mle_state_bytes, parse_mle_state
 from divtransforms.sequential import (
     RECORD_KEYS,
     CusumState,
@@ -24,7 +25,6 @@ from divtransforms.sequential import (
     siegmund_arl,
     threshold,
 )
-from divtransforms.window import mle_state_bytes, parse_mle_state
 
 HOUR = 3600
 

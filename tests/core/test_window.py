@@ -8,16 +8,13 @@ import pyarrow as pa
 import pytest
 
 from divtransforms import ReferenceProfile
-from divtransforms.window import (
-    FeatureStats,
+from divtransforms.running import (
     RunningEstimates,
     WindowCumulation,
-    feature_stats_of_batch,
     mle_state_bytes,
     parse_mle_state,
-    split_by_window,
-    when,
 )
+from divtransforms.window import FeatureStats, feature_stats_of_batch, split_by_window, when
 
 RNG = np.random.default_rng(12)
 
