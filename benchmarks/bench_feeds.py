@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from benchmarks.bench_policy import wilson
+from benchmarks.bench_policy import report_targets, wilson
 from divtransforms.compare import compare
 from divtransforms.own_windows import leave_one_window_out
 from divtransforms.profile import ReferenceProfile
@@ -286,11 +286,7 @@ def main() -> int:
     misses = [
         f"{r.case}, {r.option}: {100 * r.rate:.1f}% vs {r.target}" for r in rows if not r.met()
     ]
-    for miss in misses:
-        print(f"TARGET MISSED: {miss}")
-    if not misses:
-        print("all targets met")
-    return 1 if misses else 0
+    return report_targets(misses)
 
 
 if __name__ == "__main__":
