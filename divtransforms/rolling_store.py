@@ -86,7 +86,6 @@ class RollingStore:
         current reference's or its parent's (the detectors are carried from it); only files
         this state wrote (``state.versions``), never a built seed version. Each file is removed
         whole (a missing one is fine); the caller saves the state. Returns the names removed."""
-
         keep = set(state.versions[-self.kept_versions() :])
         current = state.current or {}
         keep.add(str(current.get("version")))
@@ -108,7 +107,6 @@ class RollingStore:
     def load(self, seed: ReferenceProfile) -> tuple[RollingState, str | None]:
         """The state of ``seed`` and why it is new (None: loaded): none saved, or saved for
         another seed (rebuilt) or another window size."""
-
         fresh = RollingState(seed.reference_id, self.window_micros)
         if not storage.exists(self.state_path):
             return fresh, "no rolling state yet"
@@ -153,7 +151,6 @@ class RollingStore:
 
     def write_version(self, profile: ReferenceProfile) -> str:
         """Save a rolled profile (once: the same windows make the same file); its file name."""
-
         stamp = profile.created_at.replace("-", "").replace(":", "").replace("+0000", "Z")
         name = f"{stamp}-{profile.reference_id}.json"
         path = storage.join(self.versions, name)
@@ -169,7 +166,6 @@ class RollingStore:
         first; and a note when its version file was missing or changed (rolled again: the
         same profile unless windows were held out since, and then the state names the new one
         and is saved)."""
-
         current = state.current
         if not current or current.get("reference_id") == seed.reference_id:
             return seed, None
@@ -212,7 +208,6 @@ class RollingStore:
         of features it restarted start afresh). Idempotent, and done before each check rather
         than at the roll, so a crash between a roll and the next check loses nothing; a
         parent whose version file is gone leaves the detectors to start afresh."""
-
         current = state.current or {}
         out = {n: dict(v) for n, v in (mle_state or {}).items()}
         keys = {n: reference_key(fp) for n, fp in profile.features.items()}

@@ -158,30 +158,22 @@ def roll_if_due(
 def rolling_reference(
     config: MonitorConfig,
     seed: ReferenceProfile,
+    mle_state: dict[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
-) -> ReferenceProfile:
-    """The reference a rolling monitor checks with now (call under the run lock)."""
+) -> tuple[ReferenceProfile, dict[str, Any]]:
+    """The reference a rolling monitor checks with now, and the monitor's MLE state with its
+    sequential detectors carried to it (``RollingStore.carried``); call under the run lock."""
     try:
         state = load_state(config, seed, logger)
     except RollingError as exc:
         raise RollingError(f"{exc}; remove it to restart the rolling reference") from None
-    profile, note = store_of(config).current(seed, state)
+    store = store_of(config)
+    profile, note = store.current(seed, state)
     if note is not None:
         (logger or log).warning("%s", note)
-    return profile
-
-
-def carried_state(
-    config: MonitorConfig,
-    seed: ReferenceProfile,
-    profile: ReferenceProfile,
-    mle_state: dict[str, Any],
-) -> dict[str, Any]:
-    """The monitor's MLE state with its sequential detectors carried to ``profile``, the
-    reference that judges this run (``RollingStore.carried``; call under the run lock)."""
-    store = store_of(config)
-    state, _ = store.load(seed)
-    return store.carried(seed, state, profile, mle_state)
+    # the detectors follow the rolled reference (saved with the run's commit)
+    carried = store.carried(seed, state, profile, mle_state) if mle_state else mle_state
+    return profile, carried
 
 
 def after_run(

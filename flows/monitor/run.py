@@ -386,17 +386,12 @@ def run_monitor(
         )
         if removed:
             logger.info("removed %d temp file(s) left by an interrupted write", removed)
+        state = store.load()
         if config.reference.rolling is not None:
             from flows.monitor.rolling import rolling_reference
 
-            profile = rolling_reference(config, seed, logger)
+            profile, state.mle_state = rolling_reference(config, seed, state.mle_state, logger)
             summary.reference_id = profile.reference_id
-        state = store.load()
-        if config.reference.rolling is not None and state.mle_state:
-            from flows.monitor.rolling import carried_state
-
-            # the detectors follow the rolled reference (saved with the run's commit)
-            state.mle_state = carried_state(config, seed, profile, state.mle_state)
         if state.pending is not None:
             pending = state.pending
             summary.recovered = True
