@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from divtransforms import CategoricalBins, Histogram, NumericBins, bin_spec_from_dict
-from divtransforms.bins import OTHER_LABEL, UNSEEN_LABEL, _Grid
+from divtransforms.bins import OTHER_LABEL, UNSEEN_LABEL
+from divtransforms.grid import Grid
 from divtransforms.sketch import BloomFilter, hash_strings
 
 EDGES = np.array([-1.0, 0.0, 0.5, 2.0])
@@ -90,12 +91,12 @@ def _numpy_counts(x, e):
 def grid_settings(cells, block):
     """Every batch on the grid path, with few cells (many edges per cell: the binary search
     takes several steps) and small blocks (NaN, ties and tails across block boundaries)."""
-    saved = NumericBins.GRID_MIN, _Grid.CELLS, _Grid.BLOCK
-    NumericBins.GRID_MIN, _Grid.CELLS, _Grid.BLOCK = 0, cells, block
+    saved = NumericBins.GRID_MIN, Grid.CELLS, Grid.BLOCK
+    NumericBins.GRID_MIN, Grid.CELLS, Grid.BLOCK = 0, cells, block
     try:
         yield
     finally:
-        NumericBins.GRID_MIN, _Grid.CELLS, _Grid.BLOCK = saved
+        NumericBins.GRID_MIN, Grid.CELLS, Grid.BLOCK = saved
 
 
 edge_values = st.one_of(
@@ -151,7 +152,7 @@ def test_grid_binning_on_skewed_and_discrete_data():
     for name, draw in samples.items():
         for n_bins in (1, 32, 300):
             spec = NumericBins.from_sample(draw(20_000), n_bins=n_bins)
-            assert _Grid.of(spec.edges) is not None
+            assert Grid.of(spec.edges) is not None
             x = np.concatenate([draw(30_000), spec.edges, [np.nan, np.inf, -np.inf]])
             got = spec.count_floats(x)
             assert got.counts.tolist() == _numpy_counts(x, spec.edges), (name, n_bins)
